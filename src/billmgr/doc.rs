@@ -1,0 +1,656 @@
+//! Documents: one tree ([`Element`]) for every output format, rendered by [`render`] and
+//! read back by [`parse`].
+//!
+//! - `xml`: `<?xml …?><doc>…</doc>`.
+//! - `json` / `sjson`: `{"doc":{…}}`; text under `"$"`, attributes as `"$name"`, a repeated
+//!   element becomes an array, a single one an object. (sjson is rendered like json: the
+//!   difference on real installs is not documented; see PROTOCOL.md §3.)
+//! - `bjson`: no `doc` root, plain keys; an element with only text is a string, an empty
+//!   `ok` is `true`, attributes become plain keys, text next to them is `"$"`.
+//! - `text`: `key=value` lines; an element with children (a list row) is one line of
+//!   space-separated `key=value`; errors are `ERROR type(object): message`.
+
+use quick_xml::events::Event;
+use serde_json::{Map, Value};
+
+/// The output format a caller asked for with `out=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Xml,
+    Json,
+    Sjson,
+    Bjson,
+    Text,
+}
+
+impl Format {
+    /// `out` → format. Absent, empty, `devel` or unknown values answer XML, like BILLmanager's
+    /// API default; `xjson` is treated as `json`.
+    pub fn from_param(out: Option<&str>) -> Format {
+        match out.unwrap_or("") {
+            "json" | "xjson" => Format::Json,
+            "sjson" => Format::Sjson,
+            "bjson" => Format::Bjson,
+            "text" => Format::Text,
+            _ => Format::Xml,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Xml => "xml",
+            Format::Json => "json",
+            Format::Sjson => "sjson",
+            Format::Bjson => "bjson",
+            Format::Text => "text",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Xml => "text/xml; charset=UTF-8",
+            Format::Json | Format::Sjson | Format::Bjson => "application/json; charset=UTF-8",
+            Format::Text => "text/plain; charset=UTF-8",
+        }
+    }
+}
+
+/// A document node. The root of a document is named `doc`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub text: Option<String>,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    pub fn new(name: impl Into<String>) -> Self {
+        Element { name: name.into(), ..Default::default() }
+    }
+
+    /// An empty `doc` root.
+    pub fn doc() -> Self {
+        Element::new("doc")
+    }
+
+    /// `<name>text</name>`.
+    pub fn leaf(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Element::new(name).text(text)
+    }
+
+    pub fn attr(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.set_attr(k, v);
+        self
+    }
+
+    pub fn text(mut self, t: impl Into<String>) -> Self {
+        self.text = Some(t.into());
+        self
+    }
+
+    pub fn child(mut self, c: Element) -> Self {
+        self.children.push(c);
+        self
+    }
+
+    pub fn push(&mut self, c: Element) {
+        self.children.push(c);
+    }
+
+    pub fn set_attr(&mut self, k: impl Into<String>, v: impl Into<String>) {
+        let k = k.into();
+        let v = v.into();
+        match self.attrs.iter_mut().find(|(a, _)| *a == k) {
+            Some(slot) => slot.1 = v,
+            None => self.attrs.push((k, v)),
+        }
+    }
+
+    pub fn get_attr(&self, k: &str) -> Option<&str> {
+        self.attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    pub fn find_mut(&mut self, name: &str) -> Option<&mut Element> {
+        self.children.iter_mut().find(|c| c.name == name)
+    }
+
+    pub fn find_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// Text of the first child named `name`, or of the attribute `name` when there is no
+    /// such child (bjson folds attributes into children, json keeps them apart).
+    pub fn child_text(&self, name: &str) -> Option<&str> {
+        match self.find(name) {
+            Some(c) => Some(c.text.as_deref().unwrap_or("")),
+            None => self.get_attr(name),
+        }
+    }
+
+    /// Set the text of the child `name`, adding the child when absent.
+    pub fn set_child_text(&mut self, name: &str, text: impl Into<String>) {
+        match self.find_mut(name) {
+            Some(c) => c.text = Some(text.into()),
+            None => self.children.push(Element::leaf(name, text)),
+        }
+    }
+
+    fn is_empty_node(&self) -> bool {
+        self.attrs.is_empty() && self.children.is_empty() && self.text.as_deref().unwrap_or("").is_empty()
+    }
+}
+
+/// Render a document in `format`.
+pub fn render(doc: &Element, format: Format) -> Vec<u8> {
+    match format {
+        Format::Xml => render_xml(doc),
+        Format::Json | Format::Sjson => {
+            let mut root = Map::new();
+            root.insert(doc.name.clone(), to_json(doc));
+            serde_json::to_vec(&Value::Object(root)).unwrap_or_default()
+        }
+        Format::Bjson => serde_json::to_vec(&to_bjson_root(doc)).unwrap_or_default(),
+        Format::Text => render_text(doc),
+    }
+}
+
+// ---------- XML ----------
+
+fn render_xml(doc: &Element) -> Vec<u8> {
+    let mut out = String::with_capacity(256);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    write_xml(doc, &mut out);
+    out.push('\n');
+    out.into_bytes()
+}
+
+fn write_xml(e: &Element, out: &mut String) {
+    out.push('<');
+    push_xml_name(&e.name, out);
+    for (k, v) in &e.attrs {
+        out.push(' ');
+        push_xml_name(k, out);
+        out.push_str("=\"");
+        escape_xml(v, true, out);
+        out.push('"');
+    }
+    let text = e.text.as_deref().unwrap_or("");
+    if text.is_empty() && e.children.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    escape_xml(text, false, out);
+    for c in &e.children {
+        write_xml(c, out);
+    }
+    out.push_str("</");
+    push_xml_name(&e.name, out);
+    out.push('>');
+}
+
+/// Element and attribute names come from our own code or from parsed upstream documents;
+/// anything that is not a safe XML name character is replaced so the output stays well-formed.
+fn push_xml_name(name: &str, out: &mut String) {
+    if name.is_empty() {
+        out.push('_');
+        return;
+    }
+    for (i, c) in name.chars().enumerate() {
+        let ok = c.is_alphanumeric() || c == '_' || (i > 0 && matches!(c, '-' | '.' | ':'));
+        out.push(if ok { c } else { '_' });
+    }
+}
+
+fn escape_xml(s: &str, attr: bool, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attr => out.push_str("&quot;"),
+            '\'' if attr => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' if attr => {
+                out.push_str("&#");
+                out.push_str(&(c as u32).to_string());
+                out.push(';');
+            }
+            '\t' | '\n' | '\r' => out.push(c),
+            // Not allowed in XML 1.0 at all, even as character references.
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+}
+
+// ---------- JSON ----------
+
+fn to_json(e: &Element) -> Value {
+    let mut m = Map::new();
+    for (k, v) in &e.attrs {
+        m.insert(format!("${k}"), Value::String(v.clone()));
+    }
+    if let Some(t) = &e.text {
+        if !t.is_empty() || (e.attrs.is_empty() && e.children.is_empty()) {
+            m.insert("$".to_string(), Value::String(t.clone()));
+        }
+    }
+    group_children(e, &mut m, to_json);
+    Value::Object(m)
+}
+
+/// Children grouped by name in order of first appearance; repeated names become arrays.
+fn group_children(e: &Element, m: &mut Map<String, Value>, conv: fn(&Element) -> Value) {
+    for (i, c) in e.children.iter().enumerate() {
+        if m.contains_key(&c.name) && e.children[..i].iter().any(|p| p.name == c.name) {
+            continue;
+        }
+        let same: Vec<&Element> = e.children.iter().filter(|x| x.name == c.name).collect();
+        let v = if same.len() == 1 { conv(c) } else { Value::Array(same.into_iter().map(conv).collect()) };
+        m.insert(c.name.clone(), v);
+    }
+}
+
+fn to_bjson(e: &Element) -> Value {
+    if e.attrs.is_empty() && e.children.is_empty() {
+        if e.name == "ok" && e.text.as_deref().unwrap_or("").is_empty() {
+            return Value::Bool(true);
+        }
+        return Value::String(e.text.clone().unwrap_or_default());
+    }
+    let mut m = Map::new();
+    for (k, v) in &e.attrs {
+        m.insert(k.clone(), Value::String(v.clone()));
+    }
+    if let Some(t) = e.text.as_ref().filter(|t| !t.is_empty()) {
+        m.insert("$".to_string(), Value::String(t.clone()));
+    }
+    group_children(e, &mut m, to_bjson);
+    Value::Object(m)
+}
+
+fn to_bjson_root(doc: &Element) -> Value {
+    let mut m = Map::new();
+    for (k, v) in &doc.attrs {
+        m.insert(k.clone(), Value::String(v.clone()));
+    }
+    group_children(doc, &mut m, to_bjson);
+    Value::Object(m)
+}
+
+// ---------- text ----------
+
+fn render_text(doc: &Element) -> Vec<u8> {
+    let mut out = String::new();
+    if let Some(err) = doc.find("error") {
+        out.push_str("ERROR ");
+        out.push_str(err.get_attr("type").unwrap_or("value"));
+        out.push('(');
+        escape_text(err.get_attr("object").unwrap_or(""), &mut out);
+        out.push_str("): ");
+        escape_text(err.child_text("msg").unwrap_or(""), &mut out);
+        out.push('\n');
+        return out.into_bytes();
+    }
+    for c in &doc.children {
+        if c.children.is_empty() {
+            out.push_str(&c.name);
+            if !c.is_empty_node() || c.name != "ok" {
+                out.push('=');
+                escape_text(c.text.as_deref().unwrap_or(""), &mut out);
+            }
+        } else {
+            for (i, f) in c.children.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&f.name);
+                out.push('=');
+                escape_text(f.text.as_deref().unwrap_or(""), &mut out);
+            }
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn escape_text(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+}
+
+// ---------- parsing ----------
+
+/// Why a document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    #[error("the document is not well-formed XML: {0}")]
+    Xml(String),
+    #[error("the document is not valid JSON: {0}")]
+    Json(String),
+    #[error("the document has no root element")]
+    Empty,
+    #[error("the document nests deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("documents in the {0} format cannot be read")]
+    Unsupported(&'static str),
+}
+
+/// How deep a parsed document may nest; deeper input is refused rather than recursed into.
+pub const MAX_DEPTH: usize = 64;
+
+/// Read a document in `format` (text documents cannot be read back).
+pub fn parse(body: &[u8], format: Format) -> Result<Element, DocError> {
+    match format {
+        Format::Xml => parse_xml(body),
+        Format::Json | Format::Sjson => {
+            let v: Value = serde_json::from_slice(body).map_err(|e| DocError::Json(e.to_string()))?;
+            let Value::Object(m) = v else { return Err(DocError::Json("the root is not an object".into())) };
+            let (name, inner) = m.into_iter().next().ok_or(DocError::Empty)?;
+            from_json(name, &inner, 0)
+        }
+        Format::Bjson => {
+            let v: Value = serde_json::from_slice(body).map_err(|e| DocError::Json(e.to_string()))?;
+            if !v.is_object() {
+                return Err(DocError::Json("the root is not an object".into()));
+            }
+            from_bjson("doc".into(), &v, 0)
+        }
+        Format::Text => Err(DocError::Unsupported("text")),
+    }
+}
+
+fn parse_xml(body: &[u8]) -> Result<Element, DocError> {
+    let mut reader = quick_xml::Reader::from_reader(body);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut buf = Vec::new();
+    let xml_err = |e: &dyn std::fmt::Display| DocError::Xml(e.to_string());
+    loop {
+        let ev = reader.read_event_into(&mut buf).map_err(|e| xml_err(&e))?;
+        match ev {
+            Event::Start(s) | Event::Empty(s) if root.is_some() => {
+                let _ = s;
+                return Err(DocError::Xml("content after the root element".into()));
+            }
+            Event::Start(ref s) | Event::Empty(ref s) => {
+                let mut el = Element::new(String::from_utf8_lossy(s.name().as_ref()).into_owned());
+                for a in s.attributes() {
+                    let a = a.map_err(|e| xml_err(&e))?;
+                    let v = a.unescape_value().map_err(|e| xml_err(&e))?.into_owned();
+                    el.attrs.push((String::from_utf8_lossy(a.key.as_ref()).into_owned(), v));
+                }
+                if matches!(ev, Event::Empty(_)) {
+                    close(el, &mut stack, &mut root);
+                } else {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(DocError::TooDeep(MAX_DEPTH));
+                    }
+                    stack.push(el);
+                }
+            }
+            Event::End(_) => {
+                let el = stack.pop().ok_or_else(|| DocError::Xml("unexpected closing tag".into()))?;
+                close(el, &mut stack, &mut root);
+            }
+            Event::Text(t) => {
+                let t = t.unescape().map_err(|e| xml_err(&e))?;
+                append_text(&mut stack, &root, &t)?;
+            }
+            Event::CData(c) => {
+                let t = String::from_utf8_lossy(&c.into_inner()).into_owned();
+                append_text(&mut stack, &root, &t)?;
+            }
+            Event::DocType(_) => return Err(DocError::Xml("DOCTYPE is not accepted".into())),
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !stack.is_empty() {
+        return Err(DocError::Xml("the document ends inside an element".into()));
+    }
+    let mut root = root.ok_or(DocError::Empty)?;
+    trim_texts(&mut root);
+    Ok(root)
+}
+
+fn append_text(stack: &mut [Element], root: &Option<Element>, t: &str) -> Result<(), DocError> {
+    match stack.last_mut() {
+        Some(top) => {
+            top.text.get_or_insert_with(String::new).push_str(t);
+            Ok(())
+        }
+        None if t.trim().is_empty() => Ok(()),
+        None if root.is_some() => Err(DocError::Xml("text after the root element".into())),
+        None => Err(DocError::Xml("text before the root element".into())),
+    }
+}
+
+fn close(el: Element, stack: &mut [Element], root: &mut Option<Element>) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    }
+}
+
+/// Whitespace between child elements is layout, not content.
+fn trim_texts(e: &mut Element) {
+    if !e.children.is_empty() {
+        if e.text.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            e.text = None;
+        }
+        for c in &mut e.children {
+            trim_texts(c);
+        }
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { String::new() } else { "off".into() }),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn from_json(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
+    if depth >= MAX_DEPTH {
+        return Err(DocError::TooDeep(MAX_DEPTH));
+    }
+    let mut el = Element::new(name);
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "$" {
+                    el.text = scalar(v);
+                } else if let Some(attr) = k.strip_prefix('$') {
+                    el.attrs.push((attr.to_string(), scalar(v).unwrap_or_default()));
+                } else if let Value::Array(items) = v {
+                    for item in items {
+                        el.children.push(from_json(k.clone(), item, depth + 1)?);
+                    }
+                } else {
+                    el.children.push(from_json(k.clone(), v, depth + 1)?);
+                }
+            }
+        }
+        Value::Array(_) => return Err(DocError::Json("an array where an element was expected".into())),
+        other => el.text = scalar(other),
+    }
+    Ok(el)
+}
+
+fn from_bjson(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
+    if depth >= MAX_DEPTH {
+        return Err(DocError::TooDeep(MAX_DEPTH));
+    }
+    let mut el = Element::new(name);
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "$" {
+                    el.text = scalar(v);
+                } else if let Value::Array(items) = v {
+                    for item in items {
+                        el.children.push(from_bjson(k.clone(), item, depth + 1)?);
+                    }
+                } else {
+                    el.children.push(from_bjson(k.clone(), v, depth + 1)?);
+                }
+            }
+        }
+        Value::Array(_) => return Err(DocError::Json("an array where an element was expected".into())),
+        other => el.text = scalar(other),
+    }
+    Ok(el)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billmgr::{BmError, ErrorType};
+
+    fn hostile() -> &'static str {
+        "a<b>&\"q\" 'x'\u{1}\u{7}\ttab\nline é й 🙂"
+    }
+
+    fn sample() -> Element {
+        Element::doc()
+            .child(Element::new("elem").child(Element::leaf("id", "1")).child(Element::leaf("CN", "a.com")))
+            .child(Element::new("elem").child(Element::leaf("id", "2")).child(Element::leaf("CN", "b.com")))
+            .child(Element::new("p_num").text("1"))
+    }
+
+    #[test]
+    fn xml_list() {
+        assert_eq!(
+            String::from_utf8(render(&sample(), Format::Xml)).unwrap(),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><elem><id>1</id><CN>a.com</CN></elem><elem><id>2</id><CN>b.com</CN></elem><p_num>1</p_num></doc>\n"
+        );
+    }
+
+    #[test]
+    fn xml_escapes_hostile_values_and_stays_parseable() {
+        let doc = Element::doc().child(Element::leaf("v", hostile()).attr("a", hostile()));
+        let out = String::from_utf8(render(&doc, Format::Xml)).unwrap();
+        assert_eq!(
+            out,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><v a=\"a&lt;b&gt;&amp;&quot;q&quot; &apos;x&apos;\u{FFFD}\u{FFFD}&#9;tab&#10;line é й 🙂\">a&lt;b&gt;&amp;\"q\" 'x'\u{FFFD}\u{FFFD}\ttab\nline é й 🙂</v></doc>\n"
+        );
+        let back = parse(out.as_bytes(), Format::Xml).unwrap();
+        let v = back.find("v").unwrap();
+        assert_eq!(v.text.as_deref(), Some("a<b>&\"q\" 'x'\u{FFFD}\u{FFFD}\ttab\nline é й 🙂"));
+        assert_eq!(v.get_attr("a"), v.text.as_deref());
+    }
+
+    #[test]
+    fn json_shape() {
+        let doc = Element::doc().child(Element::new("auth").attr("id", "S1").attr("level", "16").text("S1"));
+        assert_eq!(
+            String::from_utf8(render(&doc, Format::Json)).unwrap(),
+            r#"{"doc":{"auth":{"$id":"S1","$level":"16","$":"S1"}}}"#
+        );
+        assert_eq!(
+            String::from_utf8(render(&sample(), Format::Sjson)).unwrap(),
+            r#"{"doc":{"elem":[{"id":{"$":"1"},"CN":{"$":"a.com"}},{"id":{"$":"2"},"CN":{"$":"b.com"}}],"p_num":{"$":"1"}}}"#
+        );
+    }
+
+    #[test]
+    fn json_escapes_hostile_values() {
+        let doc = Element::doc().child(Element::leaf("v", hostile()));
+        let out = String::from_utf8(render(&doc, Format::Json)).unwrap();
+        assert_eq!(out, "{\"doc\":{\"v\":{\"$\":\"a<b>&\\\"q\\\" 'x'\\u0001\\u0007\\ttab\\nline é й 🙂\"}}}");
+        assert_eq!(parse(out.as_bytes(), Format::Json).unwrap(), doc);
+    }
+
+    #[test]
+    fn bjson_shape() {
+        let ok = Element::doc().child(Element::new("ok")).child(Element::leaf("id", "5001"));
+        assert_eq!(String::from_utf8(render(&ok, Format::Bjson)).unwrap(), r#"{"ok":true,"id":"5001"}"#);
+        assert_eq!(
+            String::from_utf8(render(&sample(), Format::Bjson)).unwrap(),
+            r#"{"elem":[{"id":"1","CN":"a.com"},{"id":"2","CN":"b.com"}],"p_num":"1"}"#
+        );
+    }
+
+    #[test]
+    fn errors_in_every_format() {
+        let e = BmError::invalid("elid", "12<3").to_doc("en");
+        assert_eq!(
+            String::from_utf8(render(&e, Format::Xml)).unwrap(),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><error type=\"value\" object=\"elid\" lang=\"en\"><param name=\"object\" type=\"msg\" msg=\"elid\">elid</param><param name=\"value\">12&lt;3</param><msg>The value of the &apos;elid&apos; field is invalid</msg></error></doc>\n".replace("&apos;elid&apos; field", "'elid' field")
+        );
+        assert_eq!(
+            String::from_utf8(render(&e, Format::Json)).unwrap(),
+            r#"{"doc":{"error":{"$type":"value","$object":"elid","$lang":"en","param":[{"$name":"object","$type":"msg","$msg":"elid","$":"elid"},{"$name":"value","$":"12<3"}],"msg":{"$":"The value of the 'elid' field is invalid"}}}}"#
+        );
+        let bjson: Value = serde_json::from_slice(&render(&e, Format::Bjson)).unwrap();
+        assert_eq!(bjson["error"]["type"], "value");
+        assert_eq!(bjson["error"]["object"], "elid");
+        assert_eq!(bjson["error"]["msg"], "The value of the 'elid' field is invalid");
+        assert_eq!(
+            String::from_utf8(render(&e, Format::Text)).unwrap(),
+            "ERROR value(elid): The value of the 'elid' field is invalid\n"
+        );
+        for f in [Format::Xml, Format::Json, Format::Sjson, Format::Bjson] {
+            let back = parse(&render(&e, f), f).unwrap();
+            let err = BmError::from_doc(&back).unwrap();
+            assert_eq!((err.kind, err.object.as_deref()), (ErrorType::Value, Some("elid")), "{f:?}");
+            assert_eq!(err.value.as_deref(), Some("12<3"), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn text_format() {
+        let doc = Element::doc().child(Element::new("ok")).child(Element::leaf("id", "7\nx\\y"));
+        assert_eq!(String::from_utf8(render(&doc, Format::Text)).unwrap(), "ok\nid=7\\nx\\\\y\n");
+        assert_eq!(String::from_utf8(render(&sample(), Format::Text)).unwrap(), "id=1 CN=a.com\nid=2 CN=b.com\np_num=1\n");
+    }
+
+    #[test]
+    fn parses_upstream_xml_with_layout_and_entities() {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<doc>
+  <pricelist><id>277</id><name>Comodo &amp; Co</name>
+    <price currency="EUR"><period cost="913.9286" type="month" length="12"/></price>
+  </pricelist>
+</doc>"#;
+        let d = parse(xml, Format::Xml).unwrap();
+        let p = d.find("pricelist").unwrap();
+        assert_eq!(p.text, None);
+        assert_eq!(p.child_text("name"), Some("Comodo & Co"));
+        let period = p.find("price").unwrap().find("period").unwrap();
+        assert_eq!(period.get_attr("cost"), Some("913.9286"));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(parse(b"<html><body>502</body>", Format::Xml).is_err());
+        assert!(parse(b"", Format::Xml).is_err());
+        assert!(parse(b"\x00\xff\xfe", Format::Xml).is_err());
+        assert!(parse(b"<doc/><doc/>", Format::Xml).is_err());
+        assert!(parse(b"<!DOCTYPE x [<!ENTITY a 'b'>]><doc>&a;</doc>", Format::Xml).is_err());
+        assert!(parse(b"{\"doc\":", Format::Json).is_err());
+        assert!(parse(b"[1]", Format::Bjson).is_err());
+        let deep = "<a>".repeat(100) + &"</a>".repeat(100);
+        assert_eq!(parse(deep.as_bytes(), Format::Xml), Err(DocError::TooDeep(MAX_DEPTH)));
+    }
+}

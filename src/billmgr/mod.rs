@@ -1,0 +1,15 @@
+//! The BILLmanager wire protocol as the gateway sees it (see PROTOCOL.md): request
+//! parameters, documents in every output format, and error documents.
+
+mod doc;
+mod error;
+mod params;
+
+pub use doc::{parse, render, DocError, Element, Format, MAX_DEPTH};
+pub use error::{BmError, ErrorType};
+pub use params::{Limits, ParamError, Params};
+
+/// A rendered document: the bytes and their content type.
+pub fn respond(doc: &Element, format: Format) -> (Vec<u8>, &'static str) {
+    (render(doc, format), format.content_type())
+}

@@ -1,0 +1,345 @@
+//! Request parameters: the query string and an `application/x-www-form-urlencoded` body,
+//! merged in that order, with order and repeated keys kept.
+//!
+//! Decoding is strict: a `%` not followed by two hex digits, or bytes that are not UTF-8
+//! after decoding, are errors (BILLmanager's own CGI helper would mangle them silently; a
+//! gateway that rewrites money-related fields must not guess).
+
+use std::fmt;
+
+use super::{BmError, ErrorType};
+
+/// Bounds on what a request may carry. Defaults live in [`crate::config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_params: usize,
+    pub max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 64 * 1024, max_params: 1000, max_value_bytes: 16 * 1024 }
+    }
+}
+
+/// Why parameters could not be read. Each maps to a `value`-type error document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the request has more than {limit} parameters")]
+    TooManyParams { limit: usize },
+    #[error("the value of the '{key}' field is longer than {limit} bytes")]
+    ValueTooLong { key: String, limit: usize },
+    #[error("the {part} is not valid percent-encoding at byte {offset}")]
+    BadEncoding { part: &'static str, offset: usize },
+    #[error("the {part} is not valid UTF-8 after decoding")]
+    NotUtf8 { part: &'static str },
+}
+
+impl From<ParamError> for BmError {
+    fn from(e: ParamError) -> Self {
+        let object = match &e {
+            ParamError::ValueTooLong { key, .. } => key.clone(),
+            _ => "request".to_string(),
+        };
+        BmError::new(ErrorType::Value, e.to_string()).object(object)
+    }
+}
+
+/// An ordered multimap of request parameters.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+/// Parameter values are often secrets (`authinfo`, `password`, `auth`): never print them.
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.pairs.iter().map(|(k, _)| k)).finish()
+    }
+}
+
+impl Params {
+    pub fn new() -> Self {
+        Params::default()
+    }
+
+    /// Parse and merge the query string and the form body, checking `limits`.
+    pub fn parse(query: Option<&str>, body: &[u8], limits: &Limits) -> Result<Params, ParamError> {
+        if body.len() > limits.max_body_bytes {
+            return Err(ParamError::BodyTooLarge { limit: limits.max_body_bytes });
+        }
+        let mut params = Params::new();
+        if let Some(q) = query {
+            decode_into(q.as_bytes(), "query string", limits, &mut params)?;
+        }
+        decode_into(body, "request body", limits, &mut params)?;
+        Ok(params)
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Params { pairs: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of `key`, ignoring empty values.
+    pub fn get_nonempty(&self, key: &str) -> Option<&str> {
+        self.get(key).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn count(&self, key: &str) -> usize {
+        self.pairs.iter().filter(|(k, _)| k == key).count()
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == key)
+    }
+
+    /// Replace every value of `key` by one `value`, kept at the position of the first one
+    /// (appended when absent).
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.pairs.iter().position(|(k, _)| k == key) {
+            Some(i) => {
+                self.pairs[i].1 = value;
+                let mut seen = 0usize;
+                self.pairs.retain(|(k, _)| {
+                    if k == key {
+                        seen += 1;
+                        seen == 1
+                    } else {
+                        true
+                    }
+                });
+            }
+            None => self.pairs.push((key.to_string(), value)),
+        }
+    }
+
+    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.pairs.push((key.into(), value.into()));
+    }
+
+    /// Remove every value of `key`; answers how many there were.
+    pub fn remove(&mut self, key: &str) -> usize {
+        let before = self.pairs.len();
+        self.pairs.retain(|(k, _)| k != key);
+        before - self.pairs.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Mutable access to the pairs, for rewrites that rename keys (`addon_<id>`).
+    pub fn pairs_mut(&mut self) -> &mut Vec<(String, String)> {
+        &mut self.pairs
+    }
+
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    pub fn func(&self) -> Option<&str> {
+        self.get_nonempty("func")
+    }
+
+    /// The output format the caller asked for (`out`), `xml` by default.
+    pub fn format(&self) -> super::Format {
+        super::Format::from_param(self.get("out"))
+    }
+
+    /// The message language (`lang`), `en` by default.
+    pub fn lang(&self) -> &str {
+        match self.get("lang") {
+            Some(l) if !l.is_empty() && l.len() <= 8 && l.bytes().all(|b| b.is_ascii_alphabetic()) => l,
+            _ => "en",
+        }
+    }
+
+    /// `sok` present and non-empty: the call submits a form (changes something).
+    pub fn is_submit(&self) -> bool {
+        self.get_nonempty("sok").is_some()
+    }
+
+    /// Encode as `application/x-www-form-urlencoded`.
+    pub fn to_form(&self) -> String {
+        let mut out = String::with_capacity(self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+        for (i, (k, v)) in self.pairs.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            encode_component(k, &mut out);
+            out.push('=');
+            encode_component(v, &mut out);
+        }
+        out
+    }
+}
+
+fn encode_component(s: &str, out: &mut String) {
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+            }
+        }
+    }
+}
+
+fn decode_into(input: &[u8], part: &'static str, limits: &Limits, params: &mut Params) -> Result<(), ParamError> {
+    let mut offset = 0usize;
+    for piece in input.split(|&b| b == b'&') {
+        let start = offset;
+        offset += piece.len() + 1;
+        if piece.is_empty() {
+            continue;
+        }
+        if params.pairs.len() >= limits.max_params {
+            return Err(ParamError::TooManyParams { limit: limits.max_params });
+        }
+        let (k, v) = match piece.iter().position(|&b| b == b'=') {
+            Some(i) => (&piece[..i], &piece[i + 1..]),
+            None => (piece, &piece[piece.len()..]),
+        };
+        let key = decode_component(k, part, start)?;
+        let value = decode_component(v, part, start + k.len() + 1)?;
+        if value.len() > limits.max_value_bytes || key.len() > limits.max_value_bytes {
+            let mut key = key;
+            truncate_utf8(&mut key, 64);
+            return Err(ParamError::ValueTooLong { key, limit: limits.max_value_bytes });
+        }
+        params.pairs.push((key, value));
+    }
+    Ok(())
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn decode_component(raw: &[u8], part: &'static str, base: usize) -> Result<String, ParamError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = raw.get(i + 1).copied().and_then(hex);
+                let lo = raw.get(i + 2).copied().and_then(hex);
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push(h << 4 | l),
+                    _ => return Err(ParamError::BadEncoding { part, offset: base + i }),
+                }
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ParamError::NotUtf8 { part })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: Option<&str>, body: &[u8]) -> Result<Params, ParamError> {
+        Params::parse(q, body, &Limits::default())
+    }
+
+    #[test]
+    fn merges_query_then_body_keeping_order_and_repeats() {
+        let p = parse(Some("func=certificate&elid=1"), b"elid=2&out=json&altname=a.com+b.com").unwrap();
+        let pairs: Vec<_> = p.iter().collect();
+        assert_eq!(
+            pairs,
+            vec![("func", "certificate"), ("elid", "1"), ("elid", "2"), ("out", "json"), ("altname", "a.com b.com")]
+        );
+        assert_eq!(p.get("elid"), Some("1"));
+        assert_eq!(p.count("elid"), 2);
+        assert_eq!(p.format(), crate::billmgr::Format::Json);
+    }
+
+    #[test]
+    fn decodes_percent_and_utf8() {
+        let p = parse(Some("authinfo=user%3Ap%3Ass%26w&cn=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82.%D1%80%D1%84"), b"").unwrap();
+        assert_eq!(p.get("authinfo"), Some("user:p:ss&w"));
+        assert_eq!(p.get("cn"), Some("привет.рф"));
+    }
+
+    #[test]
+    fn broken_percent_encoding_is_an_error() {
+        assert_eq!(parse(Some("a=%zz"), b""), Err(ParamError::BadEncoding { part: "query string", offset: 2 }));
+        assert_eq!(parse(None, b"a=1&b=%4"), Err(ParamError::BadEncoding { part: "request body", offset: 6 }));
+        assert_eq!(parse(None, b"a=%ff%fe"), Err(ParamError::NotUtf8 { part: "request body" }));
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        let limits = Limits { max_body_bytes: 10, max_params: 2, max_value_bytes: 3 };
+        assert_eq!(Params::parse(None, b"a=12345678901", &limits), Err(ParamError::BodyTooLarge { limit: 10 }));
+        assert_eq!(Params::parse(Some("a=1&b=2&c=3"), b"", &limits), Err(ParamError::TooManyParams { limit: 2 }));
+        assert_eq!(
+            Params::parse(Some("abc=1234"), b"", &limits),
+            Err(ParamError::ValueTooLong { key: "abc".into(), limit: 3 })
+        );
+    }
+
+    #[test]
+    fn empty_pieces_and_bare_keys() {
+        let p = parse(Some("&&a&b=&=c"), b"").unwrap();
+        let pairs: Vec<_> = p.iter().collect();
+        assert_eq!(pairs, vec![("a", ""), ("b", ""), ("", "c")]);
+    }
+
+    #[test]
+    fn set_replaces_all_at_first_position_and_form_round_trips() {
+        let mut p = parse(Some("func=x&authinfo=a%3Ab&elid=1&authinfo=c%3Ad"), b"").unwrap();
+        p.set("authinfo", "up:s3cr&t =");
+        assert_eq!(p.count("authinfo"), 1);
+        assert_eq!(p.to_form(), "func=x&authinfo=up%3As3cr%26t+%3D&elid=1");
+        let back = parse(Some(&p.to_form()), b"").unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn debug_never_shows_values() {
+        let p = parse(Some("authinfo=joe:hunter2"), b"").unwrap();
+        assert!(!format!("{p:?}").contains("hunter2"));
+    }
+}

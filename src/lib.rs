@@ -1,0 +1,29 @@
+//! resellgate — a reseller gateway for BILLmanager SSL certificate reselling, on pingora.
+//!
+//! Map of the modules (data flows top to bottom on a request):
+//!
+//! - [`billmgr`]   — the wire protocol: strict parameter parsing ([`billmgr::Params`]),
+//!   documents in every output format ([`billmgr::Element`], [`billmgr::render`],
+//!   [`billmgr::parse`]) and BILLmanager error documents ([`billmgr::BmError`]).
+//! - [`config`]    — `config.toml` and mapping files: serde schema, defaults in one place,
+//!   validation that names file, key and value; secrets from the environment or files.
+//! - [`store`]     — the state behind one interface: a sled backend with versioned binary
+//!   values, flushed before acknowledging, and a dashmap cache for hot-path reads.
+//! - [`proxy`]     — the pingora service: authentication, function policy, request
+//!   rewriting, forwarding and the one place where failures become error documents.
+//! - [`sandbox`]   — a built-in upstream BILLmanager simulator for the demo, tests and benches.
+//! - [`client`]    — a tiny HTTP/1.1 client used by the demo and the tests.
+//! - [`demo`]      — `resellgate demo`: sandbox + gateway + a scripted reseller session.
+//! - [`telemetry`] — tracing set-up, pingora's `log` bridged in, secret-free access lines.
+//! - [`cli`]       — the command line; `main.rs` only calls [`cli::main`].
+#![forbid(unsafe_code)]
+
+pub mod billmgr;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod sandbox;
+pub mod store;
+pub mod telemetry;
