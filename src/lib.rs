@@ -9,6 +9,7 @@
 //!   validation that names file, key and value; secrets from the environment or files.
 //! - [`store`]     — the state behind one interface: a sled backend with versioned binary
 //!   values, flushed before acknowledging, and a dashmap cache for hot-path reads.
+//! - [`secret`]    — secrets that never print, argon2id password hashing, env/file resolution.
 //! - [`proxy`]     — the pingora service: authentication, function policy, request
 //!   rewriting, forwarding and the one place where failures become error documents.
 //! - [`sandbox`]   — a built-in upstream BILLmanager simulator for the demo, tests and benches.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod proxy;
+pub mod secret;
 pub mod sandbox;
 pub mod store;
 pub mod telemetry;
