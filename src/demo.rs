@@ -1,1 +1,199 @@
-//! demo (to be written)
+//! `resellgate demo`: the built-in sandbox as the upstream, the gateway in front of it
+//! with `mappings/demo.toml` applied to a fresh store, a scripted reseller session
+//! printed step by step, and then both keep serving so you can try it with curl.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::billmgr::{self, BmError, Element, Format};
+use crate::client;
+use crate::config::{self, Config};
+use crate::sandbox::{self, Sandbox};
+use crate::store::Store;
+
+/// The demo's mapping file, compiled in so the binary runs the demo from anywhere.
+pub const DEMO_MAPPINGS: &str = include_str!("../mappings/demo.toml");
+
+/// Demo credentials (public: they exist only in the sandbox and the demo mappings).
+pub const DEMO_RESELLER: (&str, &str) = ("acme", "acme-demo-pw");
+const UPSTREAM_PASSWORDS: &[(&str, &str)] =
+    &[("ACME_UP_PASSWORD", "acme-upstream-pw"), ("GLOBEX_UP_PASSWORD", "globex-upstream-pw")];
+
+pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
+    let sandbox_port = port.checked_add(100).context("--port is too high")?;
+    let dir = std::env::temp_dir().join(format!("resellgate-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+
+    // 1. The upstream: the built-in sandbox.
+    let sb = sandbox::server::spawn(&format!("127.0.0.1:{sandbox_port}"), Sandbox::demo())
+        .with_context(|| format!("cannot start the sandbox on 127.0.0.1:{sandbox_port}"))?;
+    println!("== sandbox (the selling BILLmanager) on http://{}/billmgr", sb.addr);
+
+    // 2. The store: demo mappings applied to a fresh store.
+    for (var, value) in UPSTREAM_PASSWORDS {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, value);
+        }
+    }
+    let mappings = dir.join("demo.toml");
+    std::fs::write(&mappings, DEMO_MAPPINGS)?;
+    let config_text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"http://{}/billmgr\"\n[store]\npath = \"store\"\n",
+        sb.addr
+    );
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, &config_text)?;
+    let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&config.store.path)?;
+    let set = config::load_mappings(&[mappings]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("== mappings apply mappings/demo.toml");
+    for change in store.apply(&set)? {
+        println!("   {change}");
+    }
+
+    // 3. The gateway.
+    let gw = crate::proxy::server::spawn(&config, store)?;
+    println!("== gateway on http://{}/billmgr (store in {})", gw.addr, dir.join("store").display());
+    println!();
+
+    let script = Script { gateway: gw.addr };
+    script.run()?;
+
+    if once {
+        drop(gw);
+        drop(sb);
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+    let (login, password) = DEMO_RESELLER;
+    println!();
+    println!("The gateway keeps serving. Point a reseller BILLmanager's \"BILLmanager\" processing module at");
+    println!("  URL:      http://{}/billmgr", gw.addr);
+    println!("  Username: {login}");
+    println!("  Password: {password}");
+    println!("or try it with curl:");
+    println!("  curl 'http://{}/billmgr?func=whoami&out=json&authinfo={login}:{password}'", gw.addr);
+    println!("  curl 'http://{}/billmgr?func=pricelist.export&itemtype=certificate&authinfo={login}:{password}'", gw.addr);
+    println!("  curl 'http://{}/billmgr?func=certificate&out=text&authinfo={login}:{password}'", gw.addr);
+    println!("Press Ctrl-C to stop.");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The scripted reseller session.
+struct Script {
+    gateway: SocketAddr,
+}
+
+impl Script {
+    /// One call through the gateway; prints the request (credentials masked) and answers
+    /// the parsed document.
+    fn call(&self, title: &str, form: &str) -> anyhow::Result<Element> {
+        let shown: Vec<String> = form
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some(("authinfo", v)) => format!("authinfo={}:***", v.split(':').next().unwrap_or("")),
+                Some(("auth" | "password", _)) => format!("{}=***", kv.split('=').next().unwrap_or("")),
+                _ => kv.to_string(),
+            })
+            .collect();
+        println!("-- {title}");
+        println!("   POST /billmgr {}", shown.join("&"));
+        let resp = client::post_form(self.gateway, "/billmgr", form)?;
+        let doc = billmgr::parse(&resp.body, Format::Xml).map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
+        if let Some(err) = BmError::from_doc(&doc) {
+            println!("   <- error type={} object={}: {}", err.kind, err.object.as_deref().unwrap_or("-"), err.msg);
+        }
+        Ok(doc)
+    }
+
+    fn run(&self) -> anyhow::Result<()> {
+        let (login, password) = DEMO_RESELLER;
+        let authinfo = format!("authinfo={login}:{password}");
+
+        let doc = self.call("who am I upstream? (authinfo is swapped for the reseller's upstream account)", &format!("func=whoami&{authinfo}"))?;
+        if let Some(user) = doc.find("user") {
+            println!(
+                "   <- upstream account {} balance {} {}",
+                user.child_text("name").unwrap_or("?"),
+                user.child_text("balance").unwrap_or("?"),
+                user.child_text("currency").unwrap_or("")
+            );
+        }
+
+        let doc = self.call("log in (func=auth): the gateway answers a session of its own", &format!("func=auth&username={login}&password={password}"))?;
+        let sid = doc.find("auth").and_then(|a| a.get_attr("id")).context("no session id in the auth answer")?.to_string();
+        println!("   <- session started (id hidden; valid 1 hour after the last use, for this address only)");
+        let auth = format!("auth={sid}");
+
+        let doc = self.call("import tariffs (pricelist.export)", &format!("func=pricelist.export&itemtype=certificate&onlyavailable=on&{auth}"))?;
+        for p in doc.find_all("pricelist") {
+            let periods: Vec<String> = p
+                .find("price")
+                .map(|pr| {
+                    pr.find_all("period")
+                        .map(|x| format!("{} mo: {}", x.get_attr("length").unwrap_or("?"), x.get_attr("cost").unwrap_or("?")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!("   <- plan {} {:<22} {}", p.child_text("id").unwrap_or("?"), p.child_text("name").unwrap_or("?"), periods.join(", "));
+        }
+
+        let order = [
+            "func=certificate.order.param",
+            "sok=ok",
+            "skipbasket=on",
+            "remoteid=demo-1",
+            "pricelist=3033",
+            "period=12",
+            "CN=shop.example.com",
+            "approver_email_1=admin%40shop.example.com",
+            "adm_fname=Ivan",
+            "adm_lname=Petrov",
+            "adm_jtitle=CTO",
+            "adm_email=ivan%40example.com",
+            "adm_phone=%2B7+111+111-11-11",
+            "like_admin=on",
+        ]
+        .join("&");
+        let doc = self.call("order a certificate (certificate.order.param, remoteid=demo-1)", &format!("{order}&{auth}"))?;
+        let id = doc.child_text("id").context("the order answered no certificate id")?.to_string();
+        println!("   <- ordered: certificate {id}");
+
+        let doc = self.call("list certificates", &format!("func=certificate&{auth}"))?;
+        for e in doc.find_all("elem") {
+            println!(
+                "   <- {} {} plan {} expires {} status {}",
+                e.child_text("id").unwrap_or("?"),
+                e.child_text("CN").unwrap_or("?"),
+                e.child_text("pricelist").unwrap_or("?"),
+                e.child_text("expiredate").unwrap_or("?"),
+                e.child_text("status_msg").or(e.child_text("item_status")).unwrap_or("?"),
+            );
+        }
+
+        self.call(
+            "reissue with the same data (certificate.reissue.step2, crt_type=oldrequest)",
+            &format!("func=certificate.reissue.step2&elid={id}&crt_type=oldrequest&approver_method=auth_email&approver_email_1=admin%40shop.example.com&sok=ok&{auth}"),
+        )?;
+        println!("   <- reissue requested");
+
+        let doc = self.call("renew for 12 months (service.prolong)", &format!("func=service.prolong&elid={id}&period=12&sok=ok&{auth}"))?;
+        println!("   <- new expiry date {}", doc.child_text("expiredate").unwrap_or("?"));
+
+        self.call("a function resellers may not call is refused (func=user.edit)", &format!("func=user.edit&{auth}"))?;
+
+        self.call("delete the certificate (certificate.delete)", &format!("func=certificate.delete&elid={id}&sok=ok&{auth}"))?;
+        println!("   <- deleted");
+        Ok(())
+    }
+}
+
+/// The path of the demo mapping file in a source checkout.
+pub fn mappings_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mappings/demo.toml")
+}

@@ -36,6 +36,8 @@ pub enum ParamError {
     BadEncoding { part: &'static str, offset: usize },
     #[error("the {part} is not valid UTF-8 after decoding")]
     NotUtf8 { part: &'static str },
+    #[error("the request body was cut off or did not arrive in time")]
+    Incomplete,
 }
 
 impl From<ParamError> for BmError {

@@ -1,1 +1,261 @@
-//! proxy (to be written)
+//! The gateway: what happens to one reseller call, and the pingora service around it.
+//!
+//! - [`auth`]     — credentials, sessions, the verified-credential cache, throttling.
+//! - [`policy`]   — which functions pass.
+//! - [`rewrite`]  — what the upstream receives and what the reseller gets back.
+//! - [`upstream`] — forwarding over pingora's pooled connector, timeouts, retries.
+//! - [`service`]  — the `ProxyHttp` phases; they only read the request and call [`Gateway::handle`].
+//! - [`server`]   — building and running the pingora server (CLI, tests, demo).
+//!
+//! Every refusal or failure leaves [`Gateway::handle`] as a BILLmanager error document in
+//! the caller's format with HTTP 200; there is no other path to the wire.
+
+pub mod auth;
+pub mod policy;
+pub mod rewrite;
+pub mod server;
+pub mod service;
+pub mod upstream;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+
+use crate::billmgr::{BmError, Element, ErrorType, Format, Limits, Params};
+use crate::config::Config;
+use crate::secret::Secret;
+use crate::store::model::Reseller;
+use crate::store::Store;
+use crate::telemetry::{Metrics, RequestLog};
+
+use auth::{AuthSettings, Authenticator, Credentials};
+use policy::Policy;
+use upstream::{Upstream, UpstreamSettings};
+
+/// One request as read off the wire.
+pub struct Incoming<'a> {
+    pub query: Option<&'a str>,
+    /// The form body, or why it could not be read.
+    pub body: Result<Bytes, crate::billmgr::ParamError>,
+    pub cookie_sid: Option<&'a str>,
+    pub client_ip: IpAddr,
+}
+
+/// One answer: always HTTP 200 with a document.
+#[derive(Debug)]
+pub struct Reply {
+    pub body: Bytes,
+    pub format: Format,
+    /// A `Set-Cookie` value (the session id after `func=auth`).
+    pub set_cookie: Option<String>,
+}
+
+/// Shared state of a running gateway.
+pub struct Gateway {
+    store: Store,
+    auth: Authenticator,
+    policy: Policy,
+    upstream: Upstream,
+    limits: Limits,
+    /// Upstream account name → password, resolved from `password_env`/`password_file`.
+    secrets: DashMap<String, Secret>,
+    pub metrics: Metrics,
+}
+
+impl Gateway {
+    /// Build the gateway from config and an open store; resolves every upstream
+    /// account's password now, so a missing variable or file stops the start.
+    pub fn new(config: &Config, store: Store) -> anyhow::Result<Gateway> {
+        let url = config.upstream_url();
+        if !url.tls {
+            tracing::warn!("the upstream URL uses plain http: credentials travel unencrypted (fine for the sandbox and tests)");
+        }
+        let settings = UpstreamSettings {
+            tls: url.tls,
+            host: url.host.clone(),
+            port: url.port,
+            path: url.path.clone(),
+            ca_file: config.upstream.ca_file.as_ref().map(|p| p.display().to_string()),
+            connect_timeout: Duration::from_millis(config.upstream.connect_timeout_ms),
+            read_timeout: Duration::from_millis(config.upstream.read_timeout_ms),
+            idle_timeout: Duration::from_millis(config.upstream.idle_timeout_ms),
+            retries: config.upstream.retries,
+            max_response_bytes: config.limits.max_response_bytes,
+        };
+        let gw = Gateway {
+            auth: Authenticator::new(AuthSettings {
+                session_ttl: Duration::from_secs(config.auth.session_ttl_s),
+                max_failures: config.auth.max_failures,
+                failure_window: Duration::from_secs(config.auth.failure_window_s),
+            }),
+            policy: Policy::new(&config.policy.passthrough),
+            upstream: Upstream::new(settings)?,
+            limits: config.limits(),
+            secrets: DashMap::new(),
+            metrics: Metrics::default(),
+            store,
+        };
+        for account in gw.store.upstream_accounts() {
+            let secret = account
+                .password
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("upstream account '{}': {e}", account.name))?;
+            gw.secrets.insert(account.name.clone(), secret);
+        }
+        Ok(gw)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Answer one call. Never fails: every refusal is an error document.
+    pub async fn handle(&self, req: Incoming<'_>, log: &mut RequestLog) -> Reply {
+        let params = match req.body.clone().and_then(|b| Params::parse(req.query, &b, &self.limits)) {
+            Ok(p) => p,
+            Err(e) => {
+                let format = rewrite::sniff_format(req.query, req.body.as_deref().unwrap_or(b""));
+                return self.refuse(e.into(), format, "en", log);
+            }
+        };
+        let format = params.format();
+        log.func = params.func().map(policy::printable);
+        match self.dispatch(&params, &req, log).await {
+            Ok(reply) => reply,
+            Err(e) => self.refuse(e, format, params.lang(), log),
+        }
+    }
+
+    fn refuse(&self, e: BmError, format: Format, lang: &str, log: &mut RequestLog) -> Reply {
+        log.outcome = if e.kind == ErrorType::Upstream { "upstream_error" } else { "refused" };
+        log.error_type = Some(e.kind.as_str());
+        self.metrics.count_outcome(log.outcome);
+        Reply { body: rewrite::error_bytes(&e, format, lang).into(), format, set_cookie: None }
+    }
+
+    async fn dispatch(&self, params: &Params, req: &Incoming<'_>, log: &mut RequestLog) -> Result<Reply, BmError> {
+        let func = params.func().ok_or_else(|| BmError::missed("func"))?;
+        if params.contains("su") {
+            return Err(BmError::access("su", "Acting as another user (su) is not allowed through this gateway"));
+        }
+        let creds = auth::credentials(params, req.cookie_sid)?;
+        let format = params.format();
+        if func == "auth" {
+            let Credentials::Password { login, password } = creds else { return Err(BmError::missed("username")) };
+            let reseller = self.check_password(&login, &password, req.client_ip).await?;
+            log.reseller = Some(reseller.login.clone());
+            let sid = self.auth.create_session(&reseller.login, req.client_ip, Instant::now());
+            let doc = Element::doc().child(Element::new("auth").attr("id", &sid).attr("level", "16").text(&sid));
+            log.outcome = "local";
+            self.metrics.count_outcome("local");
+            let cookie = format!("{}={sid}; Path=/; HttpOnly; SameSite=Strict", auth::SESSION_COOKIE);
+            return Ok(Reply { body: crate::billmgr::render(&doc, format).into(), format, set_cookie: Some(cookie) });
+        }
+        let reseller = self.authenticate(creds, req.client_ip).await?;
+        log.reseller = Some(reseller.login.clone());
+        if let Err(e) = self.policy.check(func) {
+            self.metrics.count_refused_func(&policy::printable(func));
+            tracing::info!(reseller = %reseller.login, func = %policy::printable(func), "function refused by policy");
+            return Err(e);
+        }
+        let (up_login, up_password) = self.upstream_credentials(&reseller)?;
+        let up = rewrite::upstream_params(params, &up_login, up_password.expose());
+        let answer = self.upstream.call(Bytes::from(up.to_form()), !params.is_submit()).await.map_err(|e| {
+            log.upstream_failure = Some(e.label());
+            BmError::from(e)
+        })?;
+        log.upstream_status = Some(answer.status);
+        log.upstream_latency = Some(answer.latency);
+        let doc = rewrite::read_answer(&answer.body, format).map_err(|e| {
+            log.upstream_failure = Some(e.label());
+            BmError::from(e)
+        })?;
+        if let Some(err) = BmError::from_doc(&doc) {
+            log.outcome = "upstream_refused";
+            log.error_type = Some(err.kind.as_str());
+        } else {
+            log.outcome = "ok";
+        }
+        self.metrics.count_outcome(log.outcome);
+        Ok(Reply { body: rewrite::answer_bytes(answer.body, &doc, format, false), format, set_cookie: None })
+    }
+
+    /// The reseller behind the credentials, or an `auth` error.
+    async fn authenticate(&self, creds: Credentials, ip: IpAddr) -> Result<Arc<Reseller>, BmError> {
+        match creds {
+            Credentials::Password { login, password } => self.check_password(&login, &password, ip).await,
+            Credentials::Session(sid) => {
+                let login = self.auth.resolve_session(&sid, ip, Instant::now())?;
+                self.store
+                    .reseller(&login)
+                    .ok_or_else(|| BmError::auth("The session's reseller no longer exists").object("auth"))
+            }
+        }
+    }
+
+    /// Verify a password: from the verified-credential cache when possible, otherwise by a
+    /// full argon2id verification on the blocking pool. Failures are counted per (login,
+    /// address) and throttled.
+    async fn check_password(&self, login: &str, password: &str, ip: IpAddr) -> Result<Arc<Reseller>, BmError> {
+        let bad = || BmError::auth("Invalid login or password").object("authinfo");
+        self.auth.check_throttle(login, ip, Instant::now())?;
+        let reseller = self.store.reseller(login);
+        if let Some(r) = &reseller {
+            if self.auth.is_verified(login, password, &r.password_hash) {
+                return Ok(r.clone());
+            }
+        }
+        // An unknown login still pays one verification, so timing does not tell which
+        // logins exist.
+        let hash = reseller.as_ref().map(|r| r.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || crate::secret::verify_password(&hash, &pw))
+            .await
+            .unwrap_or(false);
+        match reseller {
+            Some(r) if ok => {
+                self.auth.remember_verified(login, password, &r.password_hash);
+                self.auth.clear_failures(login, ip);
+                Ok(r)
+            }
+            _ => {
+                self.auth.record_failure(login, ip, Instant::now());
+                Err(bad())
+            }
+        }
+    }
+
+    /// The reseller's upstream login and password.
+    fn upstream_credentials(&self, reseller: &Reseller) -> Result<(String, Secret), BmError> {
+        let unavailable = || BmError::upstream("The upstream account for this reseller is not configured");
+        let account = self.store.upstream_account(&reseller.upstream_account).ok_or_else(|| {
+            tracing::error!(reseller = %reseller.login, account = %reseller.upstream_account, "reseller refers to an unknown upstream account");
+            unavailable()
+        })?;
+        if let Some(s) = self.secrets.get(&account.name) {
+            return Ok((account.login.clone(), s.clone()));
+        }
+        // An account applied after the start: resolve its password now.
+        let secret = account.password.resolve().map_err(|e| {
+            tracing::error!(account = %account.name, error = %e, "cannot resolve the upstream account's password");
+            unavailable()
+        })?;
+        self.secrets.insert(account.name.clone(), secret.clone());
+        Ok((account.login.clone(), secret))
+    }
+}
+
+/// A valid argon2id hash of a random password nobody knows, verified against for unknown
+/// logins so that they cost as much as known ones.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$Vt5bQ1+3wCxGZaYhRcqmrHk6bWZs7/M3cRj4n6vL0yE";

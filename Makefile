@@ -1,0 +1,34 @@
+# resellgate — the two commands that matter on a fresh machine: `make demo` and `make test`.
+CARGO ?= cargo
+export PATH := $(HOME)/.local/bin:$(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: deps build demo test lint bench clean
+
+deps:
+	@bash .ci/deps.sh
+
+build: deps
+	$(CARGO) build --release --locked
+
+## Sandbox + gateway + mappings/demo.toml, a scripted reseller session, then keep serving.
+demo: build
+	./target/release/resellgate demo
+
+## Unit and integration tests (nextest when installed, cargo test otherwise).
+test: deps
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --locked --no-fail-fast; \
+	else \
+		$(CARGO) test --locked --no-fail-fast; \
+	fi
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Benchmarks (run on purpose; see bench/README.md).
+bench: build
+	bash bench/run.sh
+
+clean:
+	$(CARGO) clean

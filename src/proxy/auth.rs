@@ -1,0 +1,325 @@
+//! Reseller authentication: `authinfo=login:password`, resellgate's own `func=auth`
+//! sessions (`auth=SID` or cookie `billmgrses5`), a verified-credential cache and
+//! per-(login, address) throttling of failures.
+//!
+//! Everything here is plain data in, decision out; time is passed in (`now`) so the
+//! expiry and throttling rules are tested without sleeping.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::billmgr::{BmError, Params};
+
+/// The name of BILLmanager's session cookie.
+pub const SESSION_COOKIE: &str = "billmgrses5";
+
+/// Tunables, from `[auth]` in config.toml.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    pub session_ttl: Duration,
+    pub max_failures: u32,
+    pub failure_window: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_ttl: Duration::from_secs(3600),
+            max_failures: 10,
+            failure_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How the caller presented itself.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// `authinfo=login:password` (split at the first colon), or `func=auth` username/password.
+    Password { login: String, password: String },
+    /// A session id from `func=auth`, as `auth=` or the `billmgrses5` cookie.
+    Session(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Password { login, .. } => write!(f, "Password {{ login: {login:?}, .. }}"),
+            Credentials::Session(_) => f.write_str("Session(***)"),
+        }
+    }
+}
+
+/// Pull the credentials out of a request. `func=auth` carries `username`/`password`;
+/// every other call `authinfo`, `auth` or the session cookie. Two `authinfo` (or `auth`)
+/// values are refused rather than guessed between.
+pub fn credentials(params: &Params, cookie_sid: Option<&str>) -> Result<Credentials, BmError> {
+    if params.func() == Some("auth") {
+        let login = params.get_nonempty("username").ok_or_else(|| BmError::missed("username"))?;
+        let password = params.get("password").ok_or_else(|| BmError::missed("password"))?;
+        return Ok(Credentials::Password { login: login.to_string(), password: password.to_string() });
+    }
+    for key in ["authinfo", "auth"] {
+        if params.count(key) > 1 {
+            return Err(BmError::new(crate::billmgr::ErrorType::Value, format!("The '{key}' field is given more than once"))
+                .object(key));
+        }
+    }
+    if let Some(ai) = params.get("authinfo") {
+        let (login, password) = ai
+            .split_once(':')
+            .filter(|(l, _)| !l.is_empty())
+            .ok_or_else(|| BmError::new(crate::billmgr::ErrorType::Value, "The 'authinfo' field must be login:password").object("authinfo"))?;
+        return Ok(Credentials::Password { login: login.to_string(), password: password.to_string() });
+    }
+    if let Some(sid) = params.get_nonempty("auth").or(cookie_sid.filter(|s| !s.is_empty())) {
+        return Ok(Credentials::Session(sid.to_string()));
+    }
+    Err(BmError::auth("Authentication is required: send authinfo=login:password or a session id").object("authinfo"))
+}
+
+/// The `billmgrses5` value from a `Cookie` header, if any.
+pub fn session_cookie(cookie_header: &str) -> Option<&str> {
+    cookie_header
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim())
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    login: String,
+    ip: IpAddr,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    window_start: Instant,
+}
+
+/// Session table, failure counters and the verified-credential cache.
+///
+/// The credential cache maps a salted SHA-256 of `login \0 password` (the salt is random
+/// per process, so the cache holds nothing an attacker could reuse) to the stored hash
+/// that verified it; a changed hash in the store no longer matches, so a password change
+/// takes effect on the next request.
+pub struct Authenticator {
+    settings: AuthSettings,
+    salt: [u8; 32],
+    sessions: DashMap<String, Session>,
+    failures: DashMap<(String, IpAddr), Failures>,
+    verified: DashMap<[u8; 32], Arc<str>>,
+}
+
+/// At most this many verified credentials are cached; past it the cache starts over.
+const MAX_VERIFIED: usize = 100_000;
+
+impl Authenticator {
+    pub fn new(settings: AuthSettings) -> Self {
+        let mut salt = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        Authenticator {
+            settings,
+            salt,
+            sessions: DashMap::new(),
+            failures: DashMap::new(),
+            verified: DashMap::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    fn cred_key(&self, login: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update(login.as_bytes());
+        h.update([0u8]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Refuse a login that failed too often from this address within the window.
+    pub fn check_throttle(&self, login: &str, ip: IpAddr, now: Instant) -> Result<(), BmError> {
+        if let Some(f) = self.failures.get(&(login.to_string(), ip)) {
+            let elapsed = now.saturating_duration_since(f.window_start);
+            if elapsed < self.settings.failure_window && f.count >= self.settings.max_failures {
+                let wait = (self.settings.failure_window - elapsed).as_secs().max(1);
+                return Err(BmError::auth(format!("Too many failed logins; try again in {wait} s")).object("authinfo"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Count one failed login for (login, address).
+    pub fn record_failure(&self, login: &str, ip: IpAddr, now: Instant) {
+        let mut e = self
+            .failures
+            .entry((login.to_string(), ip))
+            .or_insert(Failures { count: 0, window_start: now });
+        if now.saturating_duration_since(e.window_start) >= self.settings.failure_window {
+            *e = Failures { count: 0, window_start: now };
+        }
+        e.count += 1;
+    }
+
+    pub fn clear_failures(&self, login: &str, ip: IpAddr) {
+        self.failures.remove(&(login.to_string(), ip));
+    }
+
+    /// Is (login, password) known to verify against `stored_hash` without hashing again?
+    pub fn is_verified(&self, login: &str, password: &str, stored_hash: &str) -> bool {
+        self.verified
+            .get(&self.cred_key(login, password))
+            .is_some_and(|h| &**h == stored_hash)
+    }
+
+    pub fn remember_verified(&self, login: &str, password: &str, stored_hash: &str) {
+        if self.verified.len() >= MAX_VERIFIED {
+            self.verified.clear();
+        }
+        self.verified.insert(self.cred_key(login, password), Arc::from(stored_hash));
+    }
+
+    /// Start a session for `login` bound to `ip`; answers the new id.
+    pub fn create_session(&self, login: &str, ip: IpAddr, now: Instant) -> String {
+        let mut raw = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let sid: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        self.sessions.insert(sid.clone(), Session { login: login.to_string(), ip, last_seen: now });
+        sid
+    }
+
+    /// The login behind a live session from this address; refreshes its expiry.
+    pub fn resolve_session(&self, sid: &str, ip: IpAddr, now: Instant) -> Result<String, BmError> {
+        let expired = || BmError::auth("The session has expired or is unknown; log in again").object("auth");
+        let mut s = self.sessions.get_mut(sid).ok_or_else(expired)?;
+        if now.saturating_duration_since(s.last_seen) >= self.settings.session_ttl {
+            drop(s);
+            self.sessions.remove(sid);
+            return Err(expired());
+        }
+        if s.ip != ip {
+            return Err(BmError::auth("The session belongs to another address; log in again").object("auth"));
+        }
+        s.last_seen = now;
+        Ok(s.login.clone())
+    }
+
+    /// Drop expired sessions and stale failure counters (run periodically).
+    pub fn purge(&self, now: Instant) {
+        let ttl = self.settings.session_ttl;
+        self.sessions.retain(|_, s| now.saturating_duration_since(s.last_seen) < ttl);
+        let window = self.settings.failure_window;
+        self.failures.retain(|_, f| now.saturating_duration_since(f.window_start) < window);
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, n])
+    }
+
+    fn p(q: &str) -> Params {
+        Params::parse(Some(q), b"", &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn authinfo_splits_at_first_colon() {
+        assert_eq!(
+            credentials(&p("func=whoami&authinfo=joe:pa:ss"), None).unwrap(),
+            Credentials::Password { login: "joe".into(), password: "pa:ss".into() }
+        );
+    }
+
+    #[test]
+    fn func_auth_uses_username_password() {
+        assert_eq!(
+            credentials(&p("func=auth&username=joe&password=x"), None).unwrap(),
+            Credentials::Password { login: "joe".into(), password: "x".into() }
+        );
+        assert_eq!(credentials(&p("func=auth&password=x"), None).unwrap_err().object.as_deref(), Some("username"));
+    }
+
+    #[test]
+    fn two_authinfo_values_are_refused() {
+        let e = credentials(&p("func=whoami&authinfo=a:b&authinfo=c:d"), None).unwrap_err();
+        assert_eq!((e.kind.as_str(), e.object.as_deref()), ("value", Some("authinfo")));
+    }
+
+    #[test]
+    fn session_from_param_or_cookie() {
+        assert_eq!(credentials(&p("func=whoami&auth=S1"), Some("S2")).unwrap(), Credentials::Session("S1".into()));
+        assert_eq!(credentials(&p("func=whoami"), Some("S2")).unwrap(), Credentials::Session("S2".into()));
+        assert_eq!(session_cookie("a=1; billmgrses5=abc ; b=2"), Some("abc"));
+        let e = credentials(&p("func=whoami"), None).unwrap_err();
+        assert_eq!(e.kind.as_str(), "auth");
+    }
+
+    #[test]
+    fn credentials_debug_hides_secrets() {
+        let c = Credentials::Password { login: "joe".into(), password: "hunter2".into() };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Credentials::Session("sid123".into())).contains("sid123"));
+    }
+
+    #[test]
+    fn sessions_slide_expire_and_bind_to_address() {
+        let a = Authenticator::new(AuthSettings::default());
+        let t0 = Instant::now();
+        let sid = a.create_session("joe", ip(1), t0);
+        assert_eq!(sid.len(), 48);
+        let t1 = t0 + Duration::from_secs(3000);
+        assert_eq!(a.resolve_session(&sid, ip(1), t1).unwrap(), "joe");
+        // sliding: 3000 s after the last use it is still alive
+        let t2 = t1 + Duration::from_secs(3000);
+        assert_eq!(a.resolve_session(&sid, ip(1), t2).unwrap(), "joe");
+        assert_eq!(a.resolve_session(&sid, ip(2), t2).unwrap_err().kind.as_str(), "auth");
+        let t3 = t2 + Duration::from_secs(3600);
+        assert!(a.resolve_session(&sid, ip(1), t3).is_err());
+        assert_eq!(a.session_count(), 0);
+        assert!(a.resolve_session("nope", ip(1), t0).is_err());
+    }
+
+    #[test]
+    fn throttles_after_max_failures_within_window() {
+        let a = Authenticator::new(AuthSettings::default());
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            a.check_throttle("joe", ip(1), t0).unwrap();
+            a.record_failure("joe", ip(1), t0);
+        }
+        let e = a.check_throttle("joe", ip(1), t0 + Duration::from_secs(5)).unwrap_err();
+        assert_eq!(e.kind.as_str(), "auth");
+        assert!(e.msg.contains("try again in 55 s"), "{}", e.msg);
+        // other address, other login: unaffected
+        a.check_throttle("joe", ip(2), t0).unwrap();
+        a.check_throttle("ann", ip(1), t0).unwrap();
+        // after the minute passes
+        a.check_throttle("joe", ip(1), t0 + Duration::from_secs(60)).unwrap();
+    }
+
+    #[test]
+    fn verified_cache_follows_the_stored_hash() {
+        let a = Authenticator::new(AuthSettings::default());
+        a.remember_verified("joe", "pw", "$argon2id$h1");
+        assert!(a.is_verified("joe", "pw", "$argon2id$h1"));
+        assert!(!a.is_verified("joe", "other", "$argon2id$h1"));
+        assert!(!a.is_verified("joe", "pw", "$argon2id$h2"));
+    }
+}

@@ -1,0 +1,140 @@
+//! Building and running the pingora server: the proxy listener (HTTP, or HTTPS with
+//! rustls when `tls_cert`/`tls_key` are set) and a background task that purges expired
+//! sessions.
+//!
+//! [`run`] blocks until SIGTERM/SIGINT (the `serve` command); [`spawn`] runs the server
+//! on its own thread and stops it when the handle is dropped (tests and the demo).
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use tokio::sync::watch;
+
+use super::service::GatewayService;
+use super::Gateway;
+use crate::config::Config;
+use crate::store::Store;
+
+/// How long a client may take to send a request body unless configured otherwise.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Purges expired sessions and stale failure counters once a minute.
+struct Purge(Arc<Gateway>);
+
+#[async_trait]
+impl BackgroundService for Purge {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => self.0.authenticator().purge(Instant::now()),
+            }
+        }
+    }
+}
+
+/// Build the server for `config` around an already-built gateway.
+pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
+    let mut conf = ServerConf::default();
+    conf.threads = config.server.threads;
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf.ca_file = config.upstream.ca_file.as_ref().map(|p| p.display().to_string());
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let svc = GatewayService {
+        gateway: gateway.clone(),
+        keepalive_timeout_s: config.server.keepalive_timeout_s,
+        client_timeout: config.server.client_timeout(),
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, svc, "resellgate proxy");
+    match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            proxy
+                .add_tls(&config.server.listen, &cert.display().to_string(), &key.display().to_string())
+                .map_err(|e| anyhow::anyhow!("cannot use the TLS certificate or key: {e}"))?;
+        }
+        _ => proxy.add_tcp(&config.server.listen),
+    }
+    server.add_service(proxy);
+    server.add_service(background_service("session purge", Purge(gateway)));
+    Ok(server)
+}
+
+/// Run the gateway until SIGTERM or SIGINT.
+pub fn run(config: &Config, store: Store) -> anyhow::Result<()> {
+    let gateway = Arc::new(Gateway::new(config, store)?);
+    let server = build(config, gateway)?;
+    tracing::info!(listen = %config.server.listen, tls = config.server.tls_cert.is_some(), "resellgate serving");
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+struct WatchSignal(watch::Receiver<bool>);
+
+#[async_trait]
+impl ShutdownSignalWatch for WatchSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A gateway running on its own thread; dropped, it stops.
+pub struct RunningGateway {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    pub fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start the gateway on a thread and wait until its port accepts connections.
+pub fn spawn(config: &Config, store: Store) -> anyhow::Result<RunningGateway> {
+    let gateway = Arc::new(Gateway::new(config, store)?);
+    let server = build(config, gateway.clone())?;
+    let addr: SocketAddr = config.server.listen.parse()?;
+    let (tx, rx) = watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("resellgate-server".into())
+        .spawn(move || server.run(RunArgs { shutdown_signal: Box::new(WatchSignal(rx)) }))?;
+    let running = RunningGateway { addr, gateway, stop: tx, thread: Some(thread) };
+    wait_until_accepting(addr, Duration::from_secs(10))?;
+    Ok(running)
+}
+
+/// Poll until `addr` accepts a TCP connection.
+pub fn wait_until_accepting(addr: SocketAddr, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{addr} did not start accepting connections within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

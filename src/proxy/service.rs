@@ -1,0 +1,180 @@
+//! The pingora `ProxyHttp` phases. They only read the request off the wire, call
+//! [`Gateway::handle`] and write its answer; every decision lives there.
+//!
+//! Every call is answered from `request_filter`: the gateway needs the whole request to
+//! decide (authentication, rewriting) and the whole upstream answer before replying
+//! (validation, rewriting, recording), so it forwards through pingora's pooled
+//! connector ([`super::upstream`]) rather than the streaming proxy path. That keeps
+//! one rule simple: the reseller always receives a complete document with a
+//! `Content-Length`, even when the upstream fails half-way.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use super::{auth, rewrite, Gateway, Incoming, Reply};
+use crate::billmgr::{BmError, Format, ParamError};
+use crate::telemetry::RequestLog;
+
+/// The paths a BILLmanager is reached on.
+pub const PATHS: &[&str] = &["/billmgr", "/manager/billmgr", "/"];
+
+/// The pingora service around a [`Gateway`].
+pub struct GatewayService {
+    pub gateway: Arc<Gateway>,
+    pub keepalive_timeout_s: u64,
+    /// How long a client may take to send its body.
+    pub client_timeout: Duration,
+}
+
+/// Per-request context: the access-log record.
+pub struct Ctx {
+    started: Instant,
+    log: RequestLog,
+}
+
+fn client_ip(session: &Session) -> IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+impl GatewayService {
+    /// Read the body, bounded by size and time. A body over the limit is not read on
+    /// (the connection is then closed after the answer).
+    async fn read_body(&self, session: &mut Session) -> Result<Bytes, ParamError> {
+        let limit = self.gateway.limits().max_body_bytes;
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            session.set_keepalive(None);
+            return Err(ParamError::BodyTooLarge { limit });
+        }
+        let mut body = BytesMut::new();
+        let deadline = tokio::time::Instant::now() + self.client_timeout;
+        loop {
+            let chunk = match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(_)) | Err(_) => {
+                    session.set_keepalive(None);
+                    return Err(ParamError::Incomplete);
+                }
+            };
+            match chunk {
+                None => return Ok(body.freeze()),
+                Some(c) => {
+                    if body.len() + c.len() > limit {
+                        session.set_keepalive(None);
+                        return Err(ParamError::BodyTooLarge { limit });
+                    }
+                    body.extend_from_slice(&c);
+                }
+            }
+        }
+    }
+
+    async fn write_reply(session: &mut Session, status: u16, reply: &Reply) -> Result<()> {
+        let mut h = ResponseHeader::build(status, Some(5))?;
+        h.insert_header(http::header::CONTENT_TYPE, reply.format.content_type())?;
+        h.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string())?;
+        h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        if let Some(c) = &reply.set_cookie {
+            h.insert_header(http::header::SET_COOKIE, c.as_str())?;
+        }
+        session.write_response_header(Box::new(h), false).await?;
+        session.write_response_body(Some(reply.body.clone()), true).await
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayService {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx { started: Instant::now(), log: RequestLog { outcome: "aborted", ..Default::default() } }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        session.set_keepalive(Some(self.keepalive_timeout_s));
+        let path = session.req_header().uri.path().to_string();
+        let method = session.req_header().method.clone();
+        let query = session.req_header().uri.query().map(str::to_string);
+        let (status, reply) = if !PATHS.contains(&path.as_str()) {
+            let f = rewrite::sniff_format(query.as_deref(), b"");
+            let e = BmError::new(crate::billmgr::ErrorType::Missed, "No BILLmanager here: use /billmgr").object("path");
+            ctx.log.outcome = "refused";
+            ctx.log.error_type = Some("missed");
+            (404, Reply { body: rewrite::error_bytes(&e, f, "en").into(), format: f, set_cookie: None })
+        } else if method != http::Method::GET && method != http::Method::POST {
+            let f = rewrite::sniff_format(query.as_deref(), b"");
+            let e = BmError::new(crate::billmgr::ErrorType::Value, "Only GET and POST are accepted").object("method");
+            session.set_keepalive(None);
+            ctx.log.outcome = "refused";
+            ctx.log.error_type = Some("value");
+            (405, Reply { body: rewrite::error_bytes(&e, f, "en").into(), format: f, set_cookie: None })
+        } else {
+            let body = self.read_body(session).await;
+            let cookie = session
+                .req_header()
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(auth::session_cookie)
+                .map(str::to_string);
+            let incoming = Incoming {
+                query: query.as_deref(),
+                body,
+                cookie_sid: cookie.as_deref(),
+                client_ip: client_ip(session),
+            };
+            (200, self.gateway.handle(incoming, &mut ctx.log).await)
+        };
+        ctx.log.status = status;
+        Self::write_reply(session, status, &reply).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // Unreachable: request_filter answers every call.
+        Error::e_explain(ErrorType::InternalError, "every call is answered in request_filter")
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // Only a broken downstream gets here (it went away, or sent a malformed request).
+        ctx.log.outcome = "client_error";
+        let code = match e.etype() {
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => 0,
+            _ => {
+                let err = BmError::new(crate::billmgr::ErrorType::Value, "The request could not be read").object("request");
+                let reply = Reply { body: rewrite::error_bytes(&err, Format::Xml, "en").into(), format: Format::Xml, set_cookie: None };
+                let _ = Self::write_reply(session, 400, &reply).await;
+                400
+            }
+        };
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        ctx.log.emit(ctx.started.elapsed());
+    }
+
+    /// pingora prints this in its error lines; the default includes the query string,
+    /// which may carry `authinfo`.
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        format!("{} {}", session.req_header().method, session.req_header().uri.path())
+    }
+}
