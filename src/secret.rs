@@ -50,7 +50,10 @@ pub enum SecretError {
     #[error("environment variable '{name}' is empty")]
     EnvEmpty { name: String },
     #[error("cannot read password file '{}': {source}", path.display())]
-    FileRead { path: PathBuf, source: std::io::Error },
+    FileRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("password file '{}' is not valid UTF-8", path.display())]
     FileNotUtf8 { path: PathBuf },
     #[error("password file '{}' is empty", path.display())]
@@ -82,7 +85,9 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
     if parsed.algorithm != Algorithm::Argon2id.ident() {
         return false;
     }
-    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
 
 /// Checks that `phc` parses as a PHC string, is argon2id, and carries a salt and a hash.
@@ -92,7 +97,9 @@ pub fn validate_hash(phc: &str) -> Result<(), SecretError> {
         return Err(SecretError::NotArgon2id(parsed.algorithm.to_string()));
     }
     if parsed.salt.is_none() || parsed.hash.is_none() {
-        return Err(SecretError::MalformedHash("the salt or the hash is missing".into()));
+        return Err(SecretError::MalformedHash(
+            "the salt or the hash is missing".into(),
+        ));
     }
     // Parameters out of range (e.g. m=1) would make every verification fail: reject now.
     argon2::Params::try_from(&parsed).map_err(|e| SecretError::MalformedHash(e.to_string()))?;
@@ -123,8 +130,10 @@ impl PasswordSource {
                 }
             },
             PasswordSource::File(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|source| SecretError::FileRead { path: path.clone(), source })?;
+                let bytes = std::fs::read(path).map_err(|source| SecretError::FileRead {
+                    path: path.clone(),
+                    source,
+                })?;
                 let mut text = String::from_utf8(bytes)
                     .map_err(|_| SecretError::FileNotUtf8 { path: path.clone() })?;
                 if text.ends_with("\r\n") {
@@ -171,7 +180,13 @@ mod tests {
 
     #[test]
     fn malformed_hash_is_false_and_invalid() {
-        for bad in ["", "plain", "$argon2id$", "$argon2id$v=19$m=19456,t=2,p=1$", "$$$"] {
+        for bad in [
+            "",
+            "plain",
+            "$argon2id$",
+            "$argon2id$v=19$m=19456,t=2,p=1$",
+            "$$$",
+        ] {
             assert!(!verify_password(bad, "x"), "{bad}");
             assert!(validate_hash(bad).is_err(), "{bad}");
         }
@@ -180,11 +195,18 @@ mod tests {
     #[test]
     fn argon2i_is_not_accepted() {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        let h = Argon2::new(Algorithm::Argon2i, argon2::Version::V0x13, argon2::Params::default())
-            .hash_password(b"pw", &salt)
-            .unwrap()
-            .to_string();
-        assert!(matches!(validate_hash(&h), Err(SecretError::NotArgon2id(_))));
+        let h = Argon2::new(
+            Algorithm::Argon2i,
+            argon2::Version::V0x13,
+            argon2::Params::default(),
+        )
+        .hash_password(b"pw", &salt)
+        .unwrap()
+        .to_string();
+        assert!(matches!(
+            validate_hash(&h),
+            Err(SecretError::NotArgon2id(_))
+        ));
         assert!(!verify_password(&h, "pw"));
     }
 
@@ -200,7 +222,12 @@ mod tests {
     #[test]
     fn file_source_drops_one_trailing_newline() {
         let dir = tempfile::tempdir().unwrap();
-        let cases = [("a", "pw\n", "pw"), ("b", "pw\r\n", "pw"), ("c", "pw\n\n", "pw\n"), ("d", "pw", "pw")];
+        let cases = [
+            ("a", "pw\n", "pw"),
+            ("b", "pw\r\n", "pw"),
+            ("c", "pw\n\n", "pw\n"),
+            ("d", "pw", "pw"),
+        ];
         for (name, content, want) in cases {
             let p = dir.path().join(name);
             std::fs::write(&p, content).unwrap();
@@ -212,7 +239,10 @@ mod tests {
     fn errors_name_the_source_not_the_value() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        let e = PasswordSource::File(missing.clone()).resolve().unwrap_err().to_string();
+        let e = PasswordSource::File(missing.clone())
+            .resolve()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&missing.display().to_string()), "{e}");
         let e = PasswordSource::Env("RESELLGATE_TEST_SURELY_UNSET_VAR".into())
             .resolve()

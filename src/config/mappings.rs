@@ -148,8 +148,9 @@ pub fn load_mappings(paths: &[PathBuf]) -> Result<MappingSet, ConfigError> {
                 .map_err(|e| ConfigError::file(path, format!("cannot list the directory: {e}")))?;
             let mut files = Vec::new();
             for entry in read {
-                let entry = entry
-                    .map_err(|e| ConfigError::file(path, format!("cannot list the directory: {e}")))?;
+                let entry = entry.map_err(|e| {
+                    ConfigError::file(path, format!("cannot list the directory: {e}"))
+                })?;
                 let p = entry.path();
                 if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
                     files.push(p);
@@ -179,7 +180,10 @@ impl MappingFile {
         plans: impl IntoIterator<Item = &'a Plan>,
     ) -> MappingFile {
         MappingFile {
-            upstream_account: accounts.into_iter().map(UpstreamAccountSpec::from).collect(),
+            upstream_account: accounts
+                .into_iter()
+                .map(UpstreamAccountSpec::from)
+                .collect(),
             reseller: resellers.into_iter().map(ResellerSpec::from).collect(),
             plan: plans.into_iter().map(PlanSpec::from).collect(),
         }
@@ -265,10 +269,14 @@ fn q(s: &str) -> String {
 }
 
 fn markup_inline(m: &MarkupSpec) -> String {
-    let parts: Vec<String> = [("percent", &m.percent), ("fixed", &m.fixed), ("round_to", &m.round_to)]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} = {}", q(v))))
-        .collect();
+    let parts: Vec<String> = [
+        ("percent", &m.percent),
+        ("fixed", &m.fixed),
+        ("round_to", &m.round_to),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} = {}", q(v))))
+    .collect();
     if parts.is_empty() {
         "{}".to_string()
     } else {
@@ -282,7 +290,12 @@ impl From<&UpstreamAccount> for UpstreamAccountSpec {
             PasswordSource::Env(name) => (Some(name.clone()), None),
             PasswordSource::File(path) => (None, Some(path.clone())),
         };
-        UpstreamAccountSpec { name: a.name.clone(), login: a.login.clone(), password_env, password_file }
+        UpstreamAccountSpec {
+            name: a.name.clone(),
+            login: a.login.clone(),
+            password_env,
+            password_file,
+        }
     }
 }
 
@@ -305,7 +318,14 @@ impl From<&Plan> for PlanSpec {
             upstream_id: p.upstream_id,
             name: p.name.clone(),
             markup: p.markup.as_ref().map(MarkupSpec::from),
-            addons: p.addons.iter().map(|a| AddonSpec { id: a.id, upstream_id: a.upstream_id }).collect(),
+            addons: p
+                .addons
+                .iter()
+                .map(|a| AddonSpec {
+                    id: a.id,
+                    upstream_id: a.upstream_id,
+                })
+                .collect(),
         }
     }
 }
@@ -337,33 +357,65 @@ impl MappingSet {
     pub fn add(&mut self, mf: MappingFile, file: &Path) -> Result<(), ConfigError> {
         let dir = base_dir(file);
         fn entry<T>(file: &Path, item: T) -> Entry<T> {
-            Entry { file: file.to_path_buf(), item }
+            Entry {
+                file: file.to_path_buf(),
+                item,
+            }
         }
         let mut accounts = Vec::new();
         for spec in mf.upstream_account {
             let a = account_from_spec(spec, file, &dir)?;
-            let earlier = self.upstream_accounts.iter().chain(&accounts).find(|e: &&Entry<UpstreamAccount>| e.item.name == a.name);
+            let earlier = self
+                .upstream_accounts
+                .iter()
+                .chain(&accounts)
+                .find(|e: &&Entry<UpstreamAccount>| e.item.name == a.name);
             if let Some(e) = earlier {
-                return Err(duplicate(file, &e.file, format!("upstream_account '{}'", a.name), "name", &a.name));
+                return Err(duplicate(
+                    file,
+                    &e.file,
+                    format!("upstream_account '{}'", a.name),
+                    "name",
+                    &a.name,
+                ));
             }
             accounts.push(entry(file, a));
         }
         let mut plans = Vec::new();
         for spec in mf.plan {
             let p = plan_from_spec(spec, file)?;
-            let earlier = self.plans.iter().chain(&plans).find(|e: &&Entry<Plan>| e.item.id == p.id);
+            let earlier = self
+                .plans
+                .iter()
+                .chain(&plans)
+                .find(|e: &&Entry<Plan>| e.item.id == p.id);
             if let Some(e) = earlier {
-                return Err(duplicate(file, &e.file, format!("plan {}", p.id), "id", &p.id));
+                return Err(duplicate(
+                    file,
+                    &e.file,
+                    format!("plan {}", p.id),
+                    "id",
+                    &p.id,
+                ));
             }
             plans.push(entry(file, p));
         }
         let mut resellers = Vec::new();
         for spec in mf.reseller {
             let r = reseller_from_spec(spec, file)?;
-            let earlier =
-                self.resellers.iter().chain(&resellers).find(|e: &&Entry<Reseller>| e.item.login == r.login);
+            let earlier = self
+                .resellers
+                .iter()
+                .chain(&resellers)
+                .find(|e: &&Entry<Reseller>| e.item.login == r.login);
             if let Some(e) = earlier {
-                return Err(duplicate(file, &e.file, format!("reseller '{}'", r.login), "login", &r.login));
+                return Err(duplicate(
+                    file,
+                    &e.file,
+                    format!("reseller '{}'", r.login),
+                    "login",
+                    &r.login,
+                ));
             }
             resellers.push(entry(file, r));
         }
@@ -381,18 +433,32 @@ impl MappingSet {
         known_accounts: &dyn Fn(&str) -> bool,
         known_plans: &dyn Fn(u64) -> bool,
     ) -> Result<(), ConfigError> {
-        let accounts: BTreeSet<&str> = self.upstream_accounts.iter().map(|e| e.item.name.as_str()).collect();
+        let accounts: BTreeSet<&str> = self
+            .upstream_accounts
+            .iter()
+            .map(|e| e.item.name.as_str())
+            .collect();
         let plans: BTreeSet<u64> = self.plans.iter().map(|e| e.item.id).collect();
         for Entry { file, item: r } in &self.resellers {
             let name = &r.upstream_account;
             if !accounts.contains(name.as_str()) && !known_accounts(name) {
-                return Err(ConfigError::key(file, "upstream_account", name, "no upstream_account has this name")
-                    .in_entry(format!("reseller '{}'", r.login)));
+                return Err(ConfigError::key(
+                    file,
+                    "upstream_account",
+                    name,
+                    "no upstream_account has this name",
+                )
+                .in_entry(format!("reseller '{}'", r.login)));
             }
             for id in &r.plans {
                 if !plans.contains(id) && !known_plans(*id) {
-                    return Err(ConfigError::key(file, "plans", id, format!("plan {id} is not defined"))
-                        .in_entry(format!("reseller '{}'", r.login)));
+                    return Err(ConfigError::key(
+                        file,
+                        "plans",
+                        id,
+                        format!("plan {id} is not defined"),
+                    )
+                    .in_entry(format!("reseller '{}'", r.login)));
                 }
             }
         }
@@ -405,7 +471,13 @@ impl MappingSet {
     }
 }
 
-fn duplicate(file: &Path, first: &Path, entry: String, key: &str, value: &dyn std::fmt::Display) -> ConfigError {
+fn duplicate(
+    file: &Path,
+    first: &Path,
+    entry: String,
+    key: &str,
+    value: &dyn std::fmt::Display,
+) -> ConfigError {
     let msg = if first == file {
         "defined twice in this file".to_string()
     } else {
@@ -431,19 +503,36 @@ fn check_login(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn account_from_spec(spec: UpstreamAccountSpec, file: &Path, dir: &Path) -> Result<UpstreamAccount, ConfigError> {
+fn account_from_spec(
+    spec: UpstreamAccountSpec,
+    file: &Path,
+    dir: &Path,
+) -> Result<UpstreamAccount, ConfigError> {
     let entry = format!("upstream_account '{}'", spec.name);
     let err = |key: &str, value: &dyn std::fmt::Display, msg: &str| {
         ConfigError::key(file, key, value, msg).in_entry(entry.clone())
     };
-    if spec.name.is_empty() || spec.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(err("name", &spec.name, "must be non-empty, without spaces or control characters"));
+    if spec.name.is_empty()
+        || spec
+            .name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(err(
+            "name",
+            &spec.name,
+            "must be non-empty, without spaces or control characters",
+        ));
     }
     check_login(&spec.login).map_err(|m| err("login", &spec.login, m))?;
     let password = match (spec.password_env, spec.password_file) {
         (Some(env), None) => {
             if !is_env_name(&env) {
-                return Err(err("password_env", &env, "not an environment variable name (letters, digits, '_')"));
+                return Err(err(
+                    "password_env",
+                    &env,
+                    "not an environment variable name (letters, digits, '_')",
+                ));
             }
             PasswordSource::Env(env)
         }
@@ -454,13 +543,27 @@ fn account_from_spec(spec: UpstreamAccountSpec, file: &Path, dir: &Path) -> Resu
             PasswordSource::File(dir.join(path))
         }
         (Some(_), Some(_)) => {
-            return Err(err("password_env", &"", "give password_env or password_file, not both").without_value())
+            return Err(err(
+                "password_env",
+                &"",
+                "give password_env or password_file, not both",
+            )
+            .without_value())
         }
         (None, None) => {
-            return Err(err("password_env", &"", "one of password_env or password_file is required").without_value())
+            return Err(err(
+                "password_env",
+                &"",
+                "one of password_env or password_file is required",
+            )
+            .without_value())
         }
     };
-    Ok(UpstreamAccount { name: spec.name, login: spec.login, password })
+    Ok(UpstreamAccount {
+        name: spec.name,
+        login: spec.login,
+        password,
+    })
 }
 
 fn reseller_from_spec(spec: ResellerSpec, file: &Path) -> Result<Reseller, ConfigError> {
@@ -471,7 +574,12 @@ fn reseller_from_spec(spec: ResellerSpec, file: &Path) -> Result<Reseller, Confi
     check_login(&spec.login).map_err(|m| err("login", &spec.login, m))?;
     // Never echo the value: a plaintext password pasted by mistake must not reach a log.
     validate_hash(&spec.password_hash).map_err(|e| {
-        err("password_hash", &"", &format!("{e} (make one with `resellgate hash-password`)")).without_value()
+        err(
+            "password_hash",
+            &"",
+            &format!("{e} (make one with `resellgate hash-password`)"),
+        )
+        .without_value()
     })?;
     if spec.upstream_account.is_empty() {
         return Err(err("upstream_account", &"", "must not be empty").without_value());
@@ -482,7 +590,11 @@ fn reseller_from_spec(spec: ResellerSpec, file: &Path) -> Result<Reseller, Confi
             return Err(err("plans", id, "listed twice"));
         }
     }
-    let markup = spec.markup.as_ref().map(|m| markup_from_spec(m, file, &entry)).transpose()?;
+    let markup = spec
+        .markup
+        .as_ref()
+        .map(|m| markup_from_spec(m, file, &entry))
+        .transpose()?;
     Ok(Reseller {
         login: spec.login,
         password_hash: spec.password_hash,
@@ -505,44 +617,84 @@ fn plan_from_spec(spec: PlanSpec, file: &Path) -> Result<Plan, ConfigError> {
     }
     if let Some(name) = &spec.name {
         if name.trim().is_empty() || name.chars().any(char::is_control) {
-            return Err(err("name", name, "must be non-empty, without control characters"));
+            return Err(err(
+                "name",
+                name,
+                "must be non-empty, without control characters",
+            ));
         }
     }
     let mut local = HashMap::new();
     let mut upstream = HashMap::new();
     for (i, a) in spec.addons.iter().enumerate() {
         if a.id == 0 {
-            return Err(err(&format!("addons[{i}].id"), &0, "must be greater than 0"));
+            return Err(err(
+                &format!("addons[{i}].id"),
+                &0,
+                "must be greater than 0",
+            ));
         }
         if a.upstream_id == 0 {
-            return Err(err(&format!("addons[{i}].upstream_id"), &0, "must be greater than 0"));
+            return Err(err(
+                &format!("addons[{i}].upstream_id"),
+                &0,
+                "must be greater than 0",
+            ));
         }
         if local.insert(a.id, i).is_some() {
-            return Err(err(&format!("addons[{i}].id"), &a.id, "listed twice in this plan"));
+            return Err(err(
+                &format!("addons[{i}].id"),
+                &a.id,
+                "listed twice in this plan",
+            ));
         }
         if upstream.insert(a.upstream_id, i).is_some() {
-            return Err(err(&format!("addons[{i}].upstream_id"), &a.upstream_id, "listed twice in this plan"));
+            return Err(err(
+                &format!("addons[{i}].upstream_id"),
+                &a.upstream_id,
+                "listed twice in this plan",
+            ));
         }
     }
-    let markup = spec.markup.as_ref().map(|m| markup_from_spec(m, file, &entry)).transpose()?;
+    let markup = spec
+        .markup
+        .as_ref()
+        .map(|m| markup_from_spec(m, file, &entry))
+        .transpose()?;
     Ok(Plan {
         id: spec.id,
         upstream_id: spec.upstream_id,
         name: spec.name,
         markup,
-        addons: spec.addons.iter().map(|a| Addon { id: a.id, upstream_id: a.upstream_id }).collect(),
+        addons: spec
+            .addons
+            .iter()
+            .map(|a| Addon {
+                id: a.id,
+                upstream_id: a.upstream_id,
+            })
+            .collect(),
     })
 }
 
 /// Parses a markup; missing parts take [`Markup::default`]'s values.
-pub fn markup_from_spec(spec: &MarkupSpec, file: &Path, entry: &str) -> Result<Markup, ConfigError> {
+pub fn markup_from_spec(
+    spec: &MarkupSpec,
+    file: &Path,
+    entry: &str,
+) -> Result<Markup, ConfigError> {
     let d = Markup::default();
     let parse = |key: &str, v: &Option<String>, default: Decimal| -> Result<Decimal, ConfigError> {
         match v {
             None => Ok(default),
             Some(s) => Decimal::from_str(s.trim()).map_err(|_| {
-                ConfigError::key(file, format!("markup.{key}"), s, "not a decimal number (e.g. \"15\" or \"0.50\")")
-                    .in_entry(entry)
+                ConfigError::key(
+                    file,
+                    format!("markup.{key}"),
+                    s,
+                    "not a decimal number (e.g. \"15\" or \"0.50\")",
+                )
+                .in_entry(entry)
             }),
         }
     };
@@ -552,10 +704,19 @@ pub fn markup_from_spec(spec: &MarkupSpec, file: &Path, entry: &str) -> Result<M
         round_to: parse("round_to", &spec.round_to, d.round_to)?,
     };
     if m.percent < Decimal::from(-100) {
-        return Err(ConfigError::key(file, "markup.percent", m.percent, "must be at least -100").in_entry(entry));
+        return Err(
+            ConfigError::key(file, "markup.percent", m.percent, "must be at least -100")
+                .in_entry(entry),
+        );
     }
     if m.round_to <= Decimal::ZERO {
-        return Err(ConfigError::key(file, "markup.round_to", m.round_to, "must be greater than 0").in_entry(entry));
+        return Err(ConfigError::key(
+            file,
+            "markup.round_to",
+            m.round_to,
+            "must be greater than 0",
+        )
+        .in_entry(entry));
     }
     Ok(m)
 }
@@ -576,7 +737,10 @@ mod tests {
 
     fn one(text: &str) -> Result<MappingSet, ConfigError> {
         let mut set = MappingSet::default();
-        set.add(MappingFile::parse(text, Path::new("/m/a.toml"))?, Path::new("/m/a.toml"))?;
+        set.add(
+            MappingFile::parse(text, Path::new("/m/a.toml"))?,
+            Path::new("/m/a.toml"),
+        )?;
         set.validate_refs(&|_| false, &|_| false)?;
         Ok(set)
     }
@@ -602,17 +766,36 @@ mod tests {
         assert_eq!(set.upstream_accounts.len(), 2);
         assert_eq!(set.resellers.len(), 2);
         assert_eq!(set.plans.len(), 3);
-        let acme = &set.resellers.iter().find(|e| e.item.login == "acme").unwrap().item;
+        let acme = &set
+            .resellers
+            .iter()
+            .find(|e| e.item.login == "acme")
+            .unwrap()
+            .item;
         assert_eq!(acme.plans, vec![101, 102, 103]);
-        assert!(crate::secret::verify_password(&acme.password_hash, "acme-demo-pw"));
-        let globex = &set.resellers.iter().find(|e| e.item.login == "globex").unwrap().item;
-        assert!(crate::secret::verify_password(&globex.password_hash, "globex-demo-pw"));
+        assert!(crate::secret::verify_password(
+            &acme.password_hash,
+            "acme-demo-pw"
+        ));
+        let globex = &set
+            .resellers
+            .iter()
+            .find(|e| e.item.login == "globex")
+            .unwrap()
+            .item;
+        assert!(crate::secret::verify_password(
+            &globex.password_hash,
+            "globex-demo-pw"
+        ));
         assert_eq!(globex.markup.unwrap().percent, Decimal::from(10));
         let p101 = &set.plans.iter().find(|e| e.item.id == 101).unwrap().item;
         assert_eq!(p101.upstream_id, 3033);
         assert_eq!(p101.addon_upstream_id(201), Some(3034));
         let m = p101.markup.unwrap();
-        assert_eq!((m.percent, m.fixed, m.round_to), (Decimal::from(20), Decimal::new(50, 2), Decimal::new(1, 2)));
+        assert_eq!(
+            (m.percent, m.fixed, m.round_to),
+            (Decimal::from(20), Decimal::new(50, 2), Decimal::new(1, 2))
+        );
         let p103 = &set.plans.iter().find(|e| e.item.id == 103).unwrap().item;
         assert_eq!(p103.markup.unwrap().round_to, Decimal::ONE);
         let acc = &set.upstream_accounts[0].item;
@@ -622,12 +805,26 @@ mod tests {
     #[test]
     fn directory_loads_toml_files_in_name_order() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("b.toml"), "[[plan]]\nid = 2\nupstream_id = 20\n").unwrap();
-        std::fs::write(dir.path().join("a.toml"), "[[plan]]\nid = 1\nupstream_id = 10\n").unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            "[[plan]]\nid = 2\nupstream_id = 20\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "[[plan]]\nid = 1\nupstream_id = 10\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not toml").unwrap();
         let set = load_mappings(&[dir.path().to_path_buf()]).unwrap();
-        assert_eq!(set.files, vec![dir.path().join("a.toml"), dir.path().join("b.toml")]);
-        assert_eq!(set.plans.iter().map(|e| e.item.id).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            set.files,
+            vec![dir.path().join("a.toml"), dir.path().join("b.toml")]
+        );
+        assert_eq!(
+            set.plans.iter().map(|e| e.item.id).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]
@@ -637,18 +834,35 @@ mod tests {
         let b = dir.path().join("b.toml");
         std::fs::write(&a, "[[plan]]\nid = 7\nupstream_id = 10\n").unwrap();
         std::fs::write(&b, "[[plan]]\nid = 7\nupstream_id = 11\n").unwrap();
-        let e = load_mappings(&[a.clone(), b.clone()]).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}: plan 7: key 'id': value '7'", b.display())), "{e}");
-        assert!(e.contains(&format!("already defined in {}", a.display())), "{e}");
+        let e = load_mappings(&[a.clone(), b.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}: plan 7: key 'id': value '7'", b.display())),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("already defined in {}", a.display())),
+            "{e}"
+        );
         let e = err(&format!("{}{}", reseller(""), reseller("")));
-        assert!(e.contains("upstream_account 'up': key 'name': value 'up': defined twice"), "{e}");
+        assert!(
+            e.contains("upstream_account 'up': key 'name': value 'up': defined twice"),
+            "{e}"
+        );
     }
 
     #[test]
     fn valid_reseller_entry() {
         let set = one(&reseller("markup = { percent = \"15\" }\n")).unwrap();
-        assert_eq!(set.resellers[0].item.markup.unwrap().percent, Decimal::from(15));
-        assert_eq!(set.resellers[0].item.markup.unwrap().round_to, Decimal::new(1, 2));
+        assert_eq!(
+            set.resellers[0].item.markup.unwrap().percent,
+            Decimal::from(15)
+        );
+        assert_eq!(
+            set.resellers[0].item.markup.unwrap().round_to,
+            Decimal::new(1, 2)
+        );
     }
 
     #[test]
@@ -659,10 +873,17 @@ mod tests {
             "/m/a.toml: reseller 'acme': key 'upstream_account': value 'nope': no upstream_account has this name"
         );
         let text = reseller("").replace("plans = [1]", "plans = [1, 9]");
-        assert_eq!(err(&text), "/m/a.toml: reseller 'acme': key 'plans': value '9': plan 9 is not defined");
+        assert_eq!(
+            err(&text),
+            "/m/a.toml: reseller 'acme': key 'plans': value '9': plan 9 is not defined"
+        );
         // Known elsewhere (the store): fine.
         let mut set = MappingSet::default();
-        set.add(MappingFile::parse(&text, Path::new("/m/a.toml")).unwrap(), Path::new("/m/a.toml")).unwrap();
+        set.add(
+            MappingFile::parse(&text, Path::new("/m/a.toml")).unwrap(),
+            Path::new("/m/a.toml"),
+        )
+        .unwrap();
         set.validate_refs(&|_| false, &|id| id == 9).unwrap();
     }
 
@@ -670,19 +891,30 @@ mod tests {
     fn bad_hash_named_without_value() {
         let text = reseller("").replace(hash(), "hunter2");
         let e = err(&text);
-        assert!(e.starts_with("/m/a.toml: reseller 'acme': key 'password_hash': "), "{e}");
+        assert!(
+            e.starts_with("/m/a.toml: reseller 'acme': key 'password_hash': "),
+            "{e}"
+        );
         assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
     fn markup_errors() {
         let e = err(&reseller("markup = { percent = \"abc\" }\n"));
-        assert!(e.contains("reseller 'acme': key 'markup.percent': value 'abc': not a decimal"), "{e}");
+        assert!(
+            e.contains("reseller 'acme': key 'markup.percent': value 'abc': not a decimal"),
+            "{e}"
+        );
         let e = err(&reseller("markup = { percent = \"-101\" }\n"));
-        assert!(e.contains("key 'markup.percent': value '-101': must be at least -100"), "{e}");
+        assert!(
+            e.contains("key 'markup.percent': value '-101': must be at least -100"),
+            "{e}"
+        );
         let e = err(&reseller("markup = { round_to = \"0\" }\n"));
         assert!(e.contains("key 'markup.round_to': value '0'"), "{e}");
-        let e = err("[[plan]]\nid = 5\nupstream_id = 50\nmarkup = { percent = \"1\", extra = \"2\" }\n");
+        let e = err(
+            "[[plan]]\nid = 5\nupstream_id = 50\nmarkup = { percent = \"1\", extra = \"2\" }\n",
+        );
         assert!(e.starts_with("/m/a.toml: ") && e.contains("extra"), "{e}");
         let e = err("[[plan]]\nid = 5\nupstream_id = 50\nmarkup = { percent = 15 }\n");
         assert!(e.starts_with("/m/a.toml: ") && e.contains("percent"), "{e}");
@@ -691,17 +923,29 @@ mod tests {
     #[test]
     fn entry_errors() {
         let e = err("[[plan]]\nid = 5\nupstream_id = 50\naddons = [{ id = 1, upstream_id = 2 }, { id = 1, upstream_id = 3 }]\n");
-        assert!(e.contains("plan 5: key 'addons[1].id': value '1': listed twice"), "{e}");
+        assert!(
+            e.contains("plan 5: key 'addons[1].id': value '1': listed twice"),
+            "{e}"
+        );
         let e = err("[[plan]]\nid = 0\nupstream_id = 50\n");
         assert!(e.contains("plan 0: key 'id'"), "{e}");
         let e = err("[[upstream_account]]\nname = \"up\"\nlogin = \"a:b\"\npassword_env = \"X\"\n");
-        assert!(e.contains("upstream_account 'up': key 'login': value 'a:b'"), "{e}");
+        assert!(
+            e.contains("upstream_account 'up': key 'login': value 'a:b'"),
+            "{e}"
+        );
         let e = err("[[upstream_account]]\nname = \"up\"\nlogin = \"a\"\n");
-        assert!(e.contains("upstream_account 'up': key 'password_env'") && e.contains("required"), "{e}");
+        assert!(
+            e.contains("upstream_account 'up': key 'password_env'") && e.contains("required"),
+            "{e}"
+        );
         let e = err("[[upstream_account]]\nname = \"up\"\nlogin = \"a\"\npassword_env = \"X\"\npassword_file = \"f\"\n");
         assert!(e.contains("not both"), "{e}");
         let e = err(&reseller("").replace("plans = [1]", "plans = [1, 1]"));
-        assert!(e.contains("reseller 'acme': key 'plans': value '1': listed twice"), "{e}");
+        assert!(
+            e.contains("reseller 'acme': key 'plans': value '1': listed twice"),
+            "{e}"
+        );
         let e = err("[[reseler]]\nlogin = \"x\"\n");
         assert!(e.starts_with("/m/a.toml: ") && e.contains("reseler"), "{e}");
     }
@@ -714,7 +958,10 @@ mod tests {
         let f = sub.join("x.toml");
         std::fs::write(&f, "[[upstream_account]]\nname = \"up\"\nlogin = \"a\"\npassword_file = \"secrets/up.pw\"\n").unwrap();
         let set = load_mappings(&[f]).unwrap();
-        assert_eq!(set.upstream_accounts[0].item.password, PasswordSource::File(sub.join("secrets/up.pw")));
+        assert_eq!(
+            set.upstream_accounts[0].item.password,
+            PasswordSource::File(sub.join("secrets/up.pw"))
+        );
     }
 
     #[test]
@@ -726,7 +973,10 @@ mod tests {
             set.plans.iter().map(|e| &e.item),
         );
         let text = mf.to_toml();
-        assert!(text.contains("markup = { percent = \"20\", fixed = \"0.50\" }"), "{text}");
+        assert!(
+            text.contains("markup = { percent = \"20\", fixed = \"0.50\" }"),
+            "{text}"
+        );
         assert_eq!(MappingFile::parse(&text, Path::new("x.toml")).unwrap(), mf);
         let odd = MappingFile {
             upstream_account: vec![UpstreamAccountSpec {
@@ -736,8 +986,17 @@ mod tests {
                 password_file: Some("/a b/\"c\"".into()),
             }],
             reseller: vec![],
-            plan: vec![PlanSpec { id: 1, upstream_id: 2, name: Some("ü\n".into()), markup: Some(MarkupSpec::default()), addons: vec![] }],
+            plan: vec![PlanSpec {
+                id: 1,
+                upstream_id: 2,
+                name: Some("ü\n".into()),
+                markup: Some(MarkupSpec::default()),
+                addons: vec![],
+            }],
         };
-        assert_eq!(MappingFile::parse(&odd.to_toml(), Path::new("x.toml")).unwrap(), odd);
+        assert_eq!(
+            MappingFile::parse(&odd.to_toml(), Path::new("x.toml")).unwrap(),
+            odd
+        );
     }
 }

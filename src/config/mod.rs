@@ -19,8 +19,7 @@ pub use mappings::{
     UpstreamAccountSpec,
 };
 pub use schema::{
-    AdminConfig, AuthConfig, LimitsConfig, PolicyConfig, ServerConfig, StoreConfig,
-    UpstreamConfig,
+    AdminConfig, AuthConfig, LimitsConfig, PolicyConfig, ServerConfig, StoreConfig, UpstreamConfig,
 };
 pub use url::UpstreamUrl;
 
@@ -54,8 +53,15 @@ impl Config {
         let raw: schema::ConfigFile =
             toml::from_str(text).map_err(|e| ConfigError::file(file, toml_message(&e)))?;
         let dir = base_dir(file);
-        let schema::ConfigFile { mut server, mut upstream, mut store, admin, policy, limits, auth } =
-            raw;
+        let schema::ConfigFile {
+            mut server,
+            mut upstream,
+            mut store,
+            admin,
+            policy,
+            limits,
+            auth,
+        } = raw;
         server.tls_cert = server.tls_cert.map(|p| dir.join(p));
         server.tls_key = server.tls_key.map(|p| dir.join(p));
         upstream.ca_file = upstream.ca_file.map(|p| dir.join(p));
@@ -94,17 +100,35 @@ impl Config {
             ConfigError::key(file, key, value, msg)
         };
         if self.server.listen_addr().is_err() {
-            return Err(err("server.listen", &self.server.listen, "not a socket address (HOST:PORT, e.g. 127.0.0.1:1500)"));
+            return Err(err(
+                "server.listen",
+                &self.server.listen,
+                "not a socket address (HOST:PORT, e.g. 127.0.0.1:1500)",
+            ));
         }
         if self.admin.listen_addr().is_err() {
-            return Err(err("admin.listen", &self.admin.listen, "not a socket address (HOST:PORT, e.g. 127.0.0.1:1501)"));
+            return Err(err(
+                "admin.listen",
+                &self.admin.listen,
+                "not a socket address (HOST:PORT, e.g. 127.0.0.1:1501)",
+            ));
         }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(c), None) => {
-                return Err(err("server.tls_key", &"", &format!("is required with server.tls_cert ('{}')", c.display())).without_value())
+                return Err(err(
+                    "server.tls_key",
+                    &"",
+                    &format!("is required with server.tls_cert ('{}')", c.display()),
+                )
+                .without_value())
             }
             (None, Some(k)) => {
-                return Err(err("server.tls_cert", &"", &format!("is required with server.tls_key ('{}')", k.display())).without_value())
+                return Err(err(
+                    "server.tls_cert",
+                    &"",
+                    &format!("is required with server.tls_key ('{}')", k.display()),
+                )
+                .without_value())
             }
             _ => {}
         }
@@ -115,7 +139,11 @@ impl Config {
         ] {
             if let Some(p) = path {
                 if !p.is_file() {
-                    return Err(err(key, &p.display(), "the file does not exist or is not a regular file"));
+                    return Err(err(
+                        key,
+                        &p.display(),
+                        "the file does not exist or is not a regular file",
+                    ));
                 }
             }
         }
@@ -123,8 +151,14 @@ impl Config {
             return Err(err("server.threads", &0, "must be at least 1"));
         }
         let positive: [(&str, u64); 7] = [
-            ("server.keepalive_timeout_s", self.server.keepalive_timeout_s),
-            ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
+            (
+                "server.keepalive_timeout_s",
+                self.server.keepalive_timeout_s,
+            ),
+            (
+                "upstream.connect_timeout_ms",
+                self.upstream.connect_timeout_ms,
+            ),
             ("upstream.read_timeout_ms", self.upstream.read_timeout_ms),
             ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),
             ("auth.session_ttl_s", self.auth.session_ttl_s),
@@ -137,7 +171,10 @@ impl Config {
             ("limits.max_value_bytes", self.limits.max_value_bytes),
             ("limits.max_response_bytes", self.limits.max_response_bytes),
         ];
-        for (key, v) in positive.into_iter().chain(limits.map(|(k, v)| (k, v as u64))) {
+        for (key, v) in positive
+            .into_iter()
+            .chain(limits.map(|(k, v)| (k, v as u64)))
+        {
             if v == 0 {
                 return Err(err(key, &0, "must be greater than 0"));
             }
@@ -146,15 +183,31 @@ impl Config {
             return Err(err("store.path", &"", "must not be empty").without_value());
         }
         if !is_env_name(&self.admin.token_env) {
-            return Err(err("admin.token_env", &self.admin.token_env, "not an environment variable name (letters, digits, '_')"));
+            return Err(err(
+                "admin.token_env",
+                &self.admin.token_env,
+                "not an environment variable name (letters, digits, '_')",
+            ));
         }
         for (i, name) in self.policy.passthrough.iter().enumerate() {
             let key = format!("policy.passthrough[{i}]");
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-                return Err(err(&key, name, "not a function name (letters, digits, '.', '_', '-')"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(err(
+                    &key,
+                    name,
+                    "not a function name (letters, digits, '.', '_', '-')",
+                ));
             }
             if name == "su" || name == "auth" {
-                return Err(err(&key, name, "this function is handled by the gateway and cannot be passed through"));
+                return Err(err(
+                    &key,
+                    name,
+                    "this function is handled by the gateway and cannot be passed through",
+                ));
             }
         }
         Ok(())
@@ -206,7 +259,11 @@ pub fn check(config_path: &Path, mapping_paths: &[PathBuf]) -> Result<String, Co
         "{}: ok; {}: {}, {}, {}",
         config_path.display(),
         plural(set.files.len(), "mapping file", "mapping files"),
-        plural(set.upstream_accounts.len(), "upstream account", "upstream accounts"),
+        plural(
+            set.upstream_accounts.len(),
+            "upstream account",
+            "upstream accounts"
+        ),
         plural(set.resellers.len(), "reseller", "resellers"),
         plural(set.plans.len(), "plan", "plans"),
     ))
@@ -247,7 +304,9 @@ mod tests {
     const MIN: &str = "[upstream]\nurl = \"https://billing.example.com/billmgr\"\n";
 
     fn parse_err(text: &str) -> String {
-        Config::parse(text, Path::new("/etc/rg/config.toml")).unwrap_err().to_string()
+        Config::parse(text, Path::new("/etc/rg/config.toml"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -256,7 +315,10 @@ mod tests {
         assert_eq!(c.upstream_url().port, 1600);
         assert!(!c.upstream_url().tls);
         assert_eq!(c.server.listen, "127.0.0.1:1500");
-        assert_eq!(c.store.path, Path::new(env!("CARGO_MANIFEST_DIR")).join("data/resellgate"));
+        assert_eq!(
+            c.store.path,
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/resellgate")
+        );
         assert_eq!(c.limits(), crate::billmgr::Limits::default());
         // Every key is written out, and with its default value.
         let d = Config::parse(MIN, &shipped()).unwrap();
@@ -264,7 +326,10 @@ mod tests {
         assert_eq!(c.limits, d.limits);
         assert_eq!(c.auth, d.auth);
         assert_eq!(c.admin, d.admin);
-        assert_eq!((c.upstream.connect_timeout_ms, c.upstream.retries), (3000, 1));
+        assert_eq!(
+            (c.upstream.connect_timeout_ms, c.upstream.retries),
+            (3000, 1)
+        );
     }
 
     #[test]
@@ -279,7 +344,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = parse_err(&format!("{MIN}[server]\nlisten = \"127.0.0.1:1\"\nlistne = 1\n"));
+        let e = parse_err(&format!(
+            "{MIN}[server]\nlisten = \"127.0.0.1:1\"\nlistne = 1\n"
+        ));
         assert!(e.starts_with("/etc/rg/config.toml: "), "{e}");
         assert!(e.contains("listne"), "{e}");
         let e = parse_err(&format!("{MIN}[srever]\n"));
@@ -294,13 +361,19 @@ mod tests {
             "/etc/rg/config.toml: key 'upstream.url': value 'ftp://x': the scheme must be http or https"
         );
         let e = parse_err("[server]\nlisten = \"127.0.0.1:1\"\n");
-        assert!(e.contains("key 'upstream.url'") && e.contains("required"), "{e}");
+        assert!(
+            e.contains("key 'upstream.url'") && e.contains("required"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_listen_named() {
         let e = parse_err(&format!("{MIN}[server]\nlisten = \"localhost:99999\"\n"));
-        assert!(e.contains("/etc/rg/config.toml: key 'server.listen': value 'localhost:99999'"), "{e}");
+        assert!(
+            e.contains("/etc/rg/config.toml: key 'server.listen': value 'localhost:99999'"),
+            "{e}"
+        );
         let e = parse_err(&format!("{MIN}[admin]\nlisten = \"nope\"\n"));
         assert!(e.contains("key 'admin.listen': value 'nope'"), "{e}");
     }
@@ -313,7 +386,10 @@ mod tests {
         let e = Config::parse(&format!("{MIN}[server]\ntls_cert = \"cert.pem\"\n"), &file)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with(&format!("{}: key 'server.tls_key'", file.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("{}: key 'server.tls_key'", file.display())),
+            "{e}"
+        );
         assert!(e.contains("cert.pem"), "{e}");
         let e = Config::parse(
             &format!("{MIN}[server]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n"),
@@ -321,7 +397,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("key 'server.tls_key'") && e.contains("key.pem"), "{e}");
+        assert!(
+            e.contains("key 'server.tls_key'") && e.contains("key.pem"),
+            "{e}"
+        );
         std::fs::write(dir.path().join("key.pem"), "x").unwrap();
         let c = Config::parse(
             &format!("{MIN}[server]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n"),
@@ -338,18 +417,31 @@ mod tests {
         std::fs::create_dir(&sub).unwrap();
         std::fs::write(sub.join("ca.pem"), "x").unwrap();
         let file = sub.join("config.toml");
-        let text = "[upstream]\nurl = \"https://h\"\nca_file = \"ca.pem\"\n[store]\npath = \"../state\"\n";
+        let text =
+            "[upstream]\nurl = \"https://h\"\nca_file = \"ca.pem\"\n[store]\npath = \"../state\"\n";
         std::fs::write(&file, text).unwrap();
         let c = Config::load(&file).unwrap();
-        assert_eq!(c.upstream.ca_file.as_deref(), Some(sub.join("ca.pem").as_path()));
+        assert_eq!(
+            c.upstream.ca_file.as_deref(),
+            Some(sub.join("ca.pem").as_path())
+        );
         assert_eq!(c.store.path, sub.join("../state"));
-        let abs = Config::parse("[upstream]\nurl = \"https://h\"\n[store]\npath = \"/var/lib/rg\"\n", &file)
-            .unwrap();
+        let abs = Config::parse(
+            "[upstream]\nurl = \"https://h\"\n[store]\npath = \"/var/lib/rg\"\n",
+            &file,
+        )
+        .unwrap();
         assert_eq!(abs.store.path, Path::new("/var/lib/rg"));
-        let e = Config::parse("[upstream]\nurl = \"https://h\"\nca_file = \"missing.pem\"\n", &file)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("key 'upstream.ca_file'") && e.contains("missing.pem"), "{e}");
+        let e = Config::parse(
+            "[upstream]\nurl = \"https://h\"\nca_file = \"missing.pem\"\n",
+            &file,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key 'upstream.ca_file'") && e.contains("missing.pem"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -360,7 +452,9 @@ mod tests {
         assert!(e.contains("key 'limits.max_params'"), "{e}");
         let e = parse_err("[upstream]\nurl = \"https://h\"\nread_timeout_ms = 0\n");
         assert!(e.contains("key 'upstream.read_timeout_ms'"), "{e}");
-        let e = parse_err(&format!("{MIN}[policy]\npassthrough = [\"checkevent\", \"su\"]\n"));
+        let e = parse_err(&format!(
+            "{MIN}[policy]\npassthrough = [\"checkevent\", \"su\"]\n"
+        ));
         assert!(e.contains("key 'policy.passthrough[1]': value 'su'"), "{e}");
         let e = parse_err(&format!("{MIN}[server]\nthreads = \"two\"\n"));
         assert!(e.contains("threads"), "{e}");
@@ -368,14 +462,19 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let e = Config::load(Path::new("/nonexistent/rg.toml")).unwrap_err().to_string();
+        let e = Config::load(Path::new("/nonexistent/rg.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/nonexistent/rg.toml: cannot read"), "{e}");
     }
 
     #[test]
     fn check_summarises_shipped_files() {
         let s = check(&shipped(), &[]).unwrap();
-        assert!(s.ends_with("ok; 1 mapping file: 2 upstream accounts, 2 resellers, 3 plans"), "{s}");
+        assert!(
+            s.ends_with("ok; 1 mapping file: 2 upstream accounts, 2 resellers, 3 plans"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -384,6 +483,9 @@ mod tests {
         let file = dir.path().join("config.toml");
         std::fs::write(&file, MIN).unwrap();
         let s = check(&file, &[]).unwrap();
-        assert!(s.ends_with("ok; 0 mapping files: 0 upstream accounts, 0 resellers, 0 plans"), "{s}");
+        assert!(
+            s.ends_with("ok; 0 mapping files: 0 upstream accounts, 0 resellers, 0 plans"),
+            "{s}"
+        );
     }
 }

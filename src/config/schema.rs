@@ -97,7 +97,9 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: PathBuf::from("data/resellgate") }
+        StoreConfig {
+            path: PathBuf::from("data/resellgate"),
+        }
     }
 }
 
@@ -112,7 +114,10 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:1501".into(), token_env: "RESELLGATE_ADMIN_TOKEN".into() }
+        AdminConfig {
+            listen: "127.0.0.1:1501".into(),
+            token_env: "RESELLGATE_ADMIN_TOKEN".into(),
+        }
     }
 }
 
@@ -166,6 +171,10 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { session_ttl_s: 3600, max_failures: 10, failure_window_s: 60 }
+        AuthConfig {
+            session_ttl_s: 3600,
+            max_failures: 10,
+            failure_window_s: 60,
+        }
     }
 }

@@ -42,12 +42,23 @@ impl UpstreamUrl {
             None => (rest, ""),
         };
         if authority.contains('@') {
-            return Err("the URL must not carry user info (put credentials in mapping files)".into());
+            return Err(
+                "the URL must not carry user info (put credentials in mapping files)".into(),
+            );
         }
         let default_port = if tls { 443 } else { 80 };
         let (host, port) = split_host_port(authority, default_port)?;
-        let path = if path.is_empty() || path == "/" { "/billmgr".to_string() } else { path.to_string() };
-        Ok(UpstreamUrl { tls, host, port, path })
+        let path = if path.is_empty() || path == "/" {
+            "/billmgr".to_string()
+        } else {
+            path.to_string()
+        };
+        Ok(UpstreamUrl {
+            tls,
+            host,
+            port,
+            path,
+        })
     }
 
     /// `host:port`, with brackets around an IPv6 address — what a socket connect takes.
@@ -83,7 +94,9 @@ impl fmt::Display for UpstreamUrl {
 
 fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let end = rest.find(']').ok_or_else(|| "an IPv6 host needs a closing ']'".to_string())?;
+        let end = rest
+            .find(']')
+            .ok_or_else(|| "an IPv6 host needs a closing ']'".to_string())?;
         let host = &rest[..end];
         if host.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(format!("'{host}' is not an IPv6 address"));
@@ -91,7 +104,10 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
         let after = &rest[end + 1..];
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| "unexpected text after ']'".to_string())?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| "unexpected text after ']'".to_string())?,
+            ),
         };
         (host, port)
     } else {
@@ -104,7 +120,9 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
         return Err("the URL has no host".into());
     }
     if !authority.starts_with('[')
-        && !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
     {
         return Err(format!("'{host}' is not a valid host name"));
     }
@@ -130,18 +148,34 @@ mod tests {
     fn accepts_and_defaults() {
         assert_eq!(
             ok("https://billing.example.com"),
-            UpstreamUrl { tls: true, host: "billing.example.com".into(), port: 443, path: "/billmgr".into() }
+            UpstreamUrl {
+                tls: true,
+                host: "billing.example.com".into(),
+                port: 443,
+                path: "/billmgr".into()
+            }
         );
         assert_eq!(
             ok("http://127.0.0.1:1600/billmgr"),
-            UpstreamUrl { tls: false, host: "127.0.0.1".into(), port: 1600, path: "/billmgr".into() }
+            UpstreamUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 1600,
+                path: "/billmgr".into()
+            }
         );
         let u = ok("HTTPS://[::1]:8443/manager/billmgr");
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 8443, "/manager/billmgr"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 8443, "/manager/billmgr")
+        );
         assert_eq!(u.authority(), "[::1]:8443");
         assert_eq!(ok("http://h/").path, "/billmgr");
         assert_eq!(ok("http://h:80/x").to_string(), "http://h/x");
-        assert_eq!(ok("https://h:444/billmgr").to_string(), "https://h:444/billmgr");
+        assert_eq!(
+            ok("https://h:444/billmgr").to_string(),
+            "https://h:444/billmgr"
+        );
     }
 
     #[test]

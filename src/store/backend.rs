@@ -21,7 +21,11 @@ pub enum BackendError {
     #[error("cannot open the store at '{}': {message}", path.display())]
     Open { path: PathBuf, message: String },
     #[error("store {op} on '{tree}' failed: {message}")]
-    Io { op: &'static str, tree: String, message: String },
+    Io {
+        op: &'static str,
+        tree: String,
+        message: String,
+    },
 }
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
@@ -56,10 +60,18 @@ pub struct SledBackend {
 impl SledBackend {
     /// Opens (creating directories as needed) the database at `path`.
     pub fn open(path: &Path) -> Result<SledBackend> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| BackendError::Open { path: path.to_path_buf(), message: e.to_string() })?;
-        let db = sled::Config::new().path(path).open().map_err(|e| open_error(path, e))?;
-        Ok(SledBackend { db, trees: DashMap::new() })
+        std::fs::create_dir_all(path).map_err(|e| BackendError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| open_error(path, e))?;
+        Ok(SledBackend {
+            db,
+            trees: DashMap::new(),
+        })
     }
 
     /// A database in a temporary directory, removed when dropped (tests).
@@ -68,7 +80,10 @@ impl SledBackend {
             .temporary(true)
             .open()
             .map_err(|e| open_error(Path::new("<temporary>"), e))?;
-        Ok(SledBackend { db, trees: DashMap::new() })
+        Ok(SledBackend {
+            db,
+            trees: DashMap::new(),
+        })
     }
 
     fn tree(&self, name: &str) -> Result<sled::Tree> {
@@ -85,14 +100,23 @@ fn open_error(path: &Path, e: sled::Error) -> BackendError {
     let message = e.to_string();
     // sled reports a held lock as a plain io error "could not acquire lock on …".
     if message.contains("could not acquire lock") {
-        BackendError::InUse { path: path.to_path_buf() }
+        BackendError::InUse {
+            path: path.to_path_buf(),
+        }
     } else {
-        BackendError::Open { path: path.to_path_buf(), message }
+        BackendError::Open {
+            path: path.to_path_buf(),
+            message,
+        }
     }
 }
 
 fn io(op: &'static str, tree: &str, e: sled::Error) -> BackendError {
-    BackendError::Io { op, tree: tree.to_string(), message: e.to_string() }
+    BackendError::Io {
+        op,
+        tree: tree.to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl Backend for SledBackend {
@@ -102,19 +126,27 @@ impl Backend for SledBackend {
     }
 
     fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        self.tree(tree)?.insert(key, value).map_err(|e| io("put", tree, e))?;
+        self.tree(tree)?
+            .insert(key, value)
+            .map_err(|e| io("put", tree, e))?;
         Ok(())
     }
 
     fn delete(&self, tree: &str, key: &[u8]) -> Result<bool> {
-        let old = self.tree(tree)?.remove(key).map_err(|e| io("delete", tree, e))?;
+        let old = self
+            .tree(tree)?
+            .remove(key)
+            .map_err(|e| io("delete", tree, e))?;
         Ok(old.is_some())
     }
 
     fn scan(&self, tree: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.tree(tree)?
             .iter()
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| io("scan", tree, e)))
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| io("scan", tree, e))
+            })
             .collect()
     }
 
@@ -153,7 +185,10 @@ mod tests {
         assert_eq!(b.get("t", b"k").unwrap().as_deref(), Some(&b"v"[..]));
         assert_eq!(
             b.scan("t").unwrap(),
-            vec![(b"a".to_vec(), b"1".to_vec()), (b"k".to_vec(), b"v".to_vec())]
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"k".to_vec(), b"v".to_vec())
+            ]
         );
         assert!(b.delete("t", b"a").unwrap());
         assert!(!b.delete("t", b"a").unwrap());
@@ -163,13 +198,23 @@ mod tests {
     #[test]
     fn sled_compare_and_swap() {
         let b = SledBackend::temporary().unwrap();
-        assert_eq!(b.compare_and_swap("t", b"k", None, Some(b"1")).unwrap(), Ok(()));
+        assert_eq!(
+            b.compare_and_swap("t", b"k", None, Some(b"1")).unwrap(),
+            Ok(())
+        );
         assert_eq!(
             b.compare_and_swap("t", b"k", None, Some(b"2")).unwrap(),
             Err(Some(b"1".to_vec()))
         );
-        assert_eq!(b.compare_and_swap("t", b"k", Some(b"1"), Some(b"2")).unwrap(), Ok(()));
-        assert_eq!(b.compare_and_swap("t", b"k", Some(b"2"), None).unwrap(), Ok(()));
+        assert_eq!(
+            b.compare_and_swap("t", b"k", Some(b"1"), Some(b"2"))
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            b.compare_and_swap("t", b"k", Some(b"2"), None).unwrap(),
+            Ok(())
+        );
         assert_eq!(b.get("t", b"k").unwrap(), None);
     }
 

@@ -61,12 +61,21 @@ mod tests {
         future[0] = 9;
         let e = decode::<(String, Vec<u64>, Option<u8>)>(&future).unwrap_err();
         assert_eq!(e, CodecError::UnknownVersion { found: 9 });
-        assert!(e.to_string().contains("unknown value format version 9"), "{e}");
+        assert!(
+            e.to_string().contains("unknown value format version 9"),
+            "{e}"
+        );
 
         assert_eq!(decode::<u8>(&[]).unwrap_err(), CodecError::Empty);
-        assert!(matches!(decode::<String>(&bytes[..3]), Err(CodecError::Corrupt(_))));
+        assert!(matches!(
+            decode::<String>(&bytes[..3]),
+            Err(CodecError::Corrupt(_))
+        ));
         let mut long = bytes.clone();
         long.push(0);
-        assert!(matches!(decode::<(String, Vec<u64>, Option<u8>)>(&long), Err(CodecError::Corrupt(_))));
+        assert!(matches!(
+            decode::<(String, Vec<u64>, Option<u8>)>(&long),
+            Err(CodecError::Corrupt(_))
+        ));
     }
 }

@@ -50,7 +50,11 @@ pub enum StoreError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("store tree '{tree}', key '{key}': {source}")]
-    Decode { tree: &'static str, key: String, source: CodecError },
+    Decode {
+        tree: &'static str,
+        key: String,
+        source: CodecError,
+    },
     #[error("cannot encode {what}: {source}")]
     Encode { what: String, source: CodecError },
     #[error(transparent)]
@@ -100,8 +104,18 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(op: ChangeOp, kind: RecordKind, key: impl fmt::Display, detail: Option<String>) -> Change {
-        Change { op, kind, key: key.to_string(), detail }
+    fn new(
+        op: ChangeOp,
+        kind: RecordKind,
+        key: impl fmt::Display,
+        detail: Option<String>,
+    ) -> Change {
+        Change {
+            op,
+            kind,
+            key: key.to_string(),
+            detail,
+        }
     }
 }
 
@@ -188,29 +202,47 @@ impl Store {
             let p: Plan = decode(trees::PLANS, &k, &v)?;
             shared.plans.insert(p.id, Arc::new(p));
         }
-        Ok(Store { shared: Arc::new(shared) })
+        Ok(Store {
+            shared: Arc::new(shared),
+        })
     }
 
     // ---- cache reads (no I/O) ----
 
     pub fn reseller(&self, login: &str) -> Option<Arc<Reseller>> {
-        self.shared.resellers.get(login).map(|r| Arc::clone(r.value()))
+        self.shared
+            .resellers
+            .get(login)
+            .map(|r| Arc::clone(r.value()))
     }
 
     /// Every reseller, by login.
     pub fn resellers(&self) -> Vec<Arc<Reseller>> {
-        let mut v: Vec<_> = self.shared.resellers.iter().map(|r| Arc::clone(r.value())).collect();
+        let mut v: Vec<_> = self
+            .shared
+            .resellers
+            .iter()
+            .map(|r| Arc::clone(r.value()))
+            .collect();
         v.sort_by(|a, b| a.login.cmp(&b.login));
         v
     }
 
     pub fn upstream_account(&self, name: &str) -> Option<Arc<UpstreamAccount>> {
-        self.shared.accounts.get(name).map(|r| Arc::clone(r.value()))
+        self.shared
+            .accounts
+            .get(name)
+            .map(|r| Arc::clone(r.value()))
     }
 
     /// Every upstream account, by name.
     pub fn upstream_accounts(&self) -> Vec<Arc<UpstreamAccount>> {
-        let mut v: Vec<_> = self.shared.accounts.iter().map(|r| Arc::clone(r.value())).collect();
+        let mut v: Vec<_> = self
+            .shared
+            .accounts
+            .iter()
+            .map(|r| Arc::clone(r.value()))
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -221,7 +253,12 @@ impl Store {
 
     /// Every plan, by id.
     pub fn plans(&self) -> Vec<Arc<Plan>> {
-        let mut v: Vec<_> = self.shared.plans.iter().map(|r| Arc::clone(r.value())).collect();
+        let mut v: Vec<_> = self
+            .shared
+            .plans
+            .iter()
+            .map(|r| Arc::clone(r.value()))
+            .collect();
         v.sort_by_key(|p| p.id);
         v
     }
@@ -229,7 +266,10 @@ impl Store {
     // ---- writes (backend, flush, then cache) ----
 
     /// Inserts or replaces an upstream account; answers what changed.
-    pub fn put_upstream_account(&self, account: UpstreamAccount) -> Result<Vec<Change>, StoreError> {
+    pub fn put_upstream_account(
+        &self,
+        account: UpstreamAccount,
+    ) -> Result<Vec<Change>, StoreError> {
         let _guard = self.lock();
         let changes = diff_account(self.upstream_account(&account.name).as_deref(), &account);
         if !changes.is_empty() {
@@ -259,7 +299,10 @@ impl Store {
             });
         }
         if let Some(id) = reseller.plans.iter().find(|id| self.plan(**id).is_none()) {
-            return Err(StoreError::MissingRef { what, missing: format!("plan {id}") });
+            return Err(StoreError::MissingRef {
+                what,
+                missing: format!("plan {id}"),
+            });
         }
         let changes = diff_reseller(self.reseller(&reseller.login).as_deref(), &reseller);
         if !changes.is_empty() {
@@ -275,7 +318,12 @@ impl Store {
             return Ok(None);
         }
         self.commit(vec![Write::DeleteReseller(login.to_string())])?;
-        Ok(Some(Change::new(ChangeOp::Delete, RecordKind::Reseller, login, None)))
+        Ok(Some(Change::new(
+            ChangeOp::Delete,
+            RecordKind::Reseller,
+            login,
+            None,
+        )))
     }
 
     /// Removes a plan no reseller uses.
@@ -285,10 +333,18 @@ impl Store {
             return Ok(None);
         }
         if let Some(r) = self.resellers().into_iter().find(|r| r.has_plan(id)) {
-            return Err(StoreError::StillUsed { what: format!("plan {id}"), by: format!("reseller '{}'", r.login) });
+            return Err(StoreError::StillUsed {
+                what: format!("plan {id}"),
+                by: format!("reseller '{}'", r.login),
+            });
         }
         self.commit(vec![Write::DeletePlan(id)])?;
-        Ok(Some(Change::new(ChangeOp::Delete, RecordKind::Plan, id, None)))
+        Ok(Some(Change::new(
+            ChangeOp::Delete,
+            RecordKind::Plan,
+            id,
+            None,
+        )))
     }
 
     /// Removes an upstream account no reseller uses.
@@ -297,14 +353,23 @@ impl Store {
         if self.upstream_account(name).is_none() {
             return Ok(None);
         }
-        if let Some(r) = self.resellers().into_iter().find(|r| r.upstream_account == name) {
+        if let Some(r) = self
+            .resellers()
+            .into_iter()
+            .find(|r| r.upstream_account == name)
+        {
             return Err(StoreError::StillUsed {
                 what: format!("upstream_account '{name}'"),
                 by: format!("reseller '{}'", r.login),
             });
         }
         self.commit(vec![Write::DeleteAccount(name.to_string())])?;
-        Ok(Some(Change::new(ChangeOp::Delete, RecordKind::UpstreamAccount, name, None)))
+        Ok(Some(Change::new(
+            ChangeOp::Delete,
+            RecordKind::UpstreamAccount,
+            name,
+            None,
+        )))
     }
 
     /// Upserts every entry of `set` (nothing is deleted) after checking references against
@@ -312,10 +377,9 @@ impl Store {
     /// All writes are flushed once, then the caches are updated.
     pub fn apply(&self, set: &MappingSet) -> Result<Vec<Change>, StoreError> {
         let _guard = self.lock();
-        set.validate_refs(
-            &|name| self.shared.accounts.contains_key(name),
-            &|id| self.shared.plans.contains_key(&id),
-        )?;
+        set.validate_refs(&|name| self.shared.accounts.contains_key(name), &|id| {
+            self.shared.plans.contains_key(&id)
+        })?;
         let mut changes = Vec::new();
         let mut writes = Vec::new();
         for e in &set.upstream_accounts {
@@ -359,7 +423,10 @@ impl Store {
 
     fn lock(&self) -> MutexGuard<'_, ()> {
         // The guard protects no data, so a panic while holding it leaves nothing torn.
-        self.shared.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Writes to the backend, flushes, then updates the caches. Call with the lock held.
@@ -367,13 +434,21 @@ impl Store {
         let b = &*self.shared.backend;
         for w in &writes {
             match w {
-                Write::Account(a) => {
-                    b.put(trees::UPSTREAM_ACCOUNTS, a.name.as_bytes(), &encode(&**a, || format!("upstream_account '{}'", a.name))?)?
-                }
-                Write::Reseller(r) => {
-                    b.put(trees::RESELLERS, r.login.as_bytes(), &encode(&**r, || format!("reseller '{}'", r.login))?)?
-                }
-                Write::Plan(p) => b.put(trees::PLANS, &p.id.to_be_bytes(), &encode(&**p, || format!("plan {}", p.id))?)?,
+                Write::Account(a) => b.put(
+                    trees::UPSTREAM_ACCOUNTS,
+                    a.name.as_bytes(),
+                    &encode(&**a, || format!("upstream_account '{}'", a.name))?,
+                )?,
+                Write::Reseller(r) => b.put(
+                    trees::RESELLERS,
+                    r.login.as_bytes(),
+                    &encode(&**r, || format!("reseller '{}'", r.login))?,
+                )?,
+                Write::Plan(p) => b.put(
+                    trees::PLANS,
+                    &p.id.to_be_bytes(),
+                    &encode(&**p, || format!("plan {}", p.id))?,
+                )?,
                 Write::DeleteAccount(name) => {
                     b.delete(trees::UPSTREAM_ACCOUNTS, name.as_bytes())?;
                 }
@@ -412,12 +487,26 @@ impl Store {
     }
 }
 
-fn encode<T: serde::Serialize>(value: &T, what: impl FnOnce() -> String) -> Result<Vec<u8>, StoreError> {
-    codec::encode(value).map_err(|source| StoreError::Encode { what: what(), source })
+fn encode<T: serde::Serialize>(
+    value: &T,
+    what: impl FnOnce() -> String,
+) -> Result<Vec<u8>, StoreError> {
+    codec::encode(value).map_err(|source| StoreError::Encode {
+        what: what(),
+        source,
+    })
 }
 
-fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    codec::decode(value).map_err(|source| StoreError::Decode { tree, key: key_text(tree, key), source })
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<T, StoreError> {
+    codec::decode(value).map_err(|source| StoreError::Decode {
+        tree,
+        key: key_text(tree, key),
+        source,
+    })
 }
 
 fn key_text(tree: &str, key: &[u8]) -> String {
@@ -429,7 +518,13 @@ fn key_text(tree: &str, key: &[u8]) -> String {
 
 // ---- diffs: one readable line per changed field ----
 
-fn diff_lines(kind: RecordKind, key: impl fmt::Display, old_is_some: bool, lines: Vec<String>, differs: bool) -> Vec<Change> {
+fn diff_lines(
+    kind: RecordKind,
+    key: impl fmt::Display,
+    old_is_some: bool,
+    lines: Vec<String>,
+    differs: bool,
+) -> Vec<Change> {
     if !old_is_some {
         return vec![Change::new(ChangeOp::Add, kind, key, None)];
     }
@@ -437,10 +532,18 @@ fn diff_lines(kind: RecordKind, key: impl fmt::Display, old_is_some: bool, lines
         return Vec::new();
     }
     if lines.is_empty() {
-        return vec![Change::new(ChangeOp::Modify, kind, key, Some("changed".into()))];
+        return vec![Change::new(
+            ChangeOp::Modify,
+            kind,
+            key,
+            Some("changed".into()),
+        )];
     }
     let key = key.to_string();
-    lines.into_iter().map(|l| Change::new(ChangeOp::Modify, kind, &key, Some(l))).collect()
+    lines
+        .into_iter()
+        .map(|l| Change::new(ChangeOp::Modify, kind, &key, Some(l)))
+        .collect()
 }
 
 fn field<T: PartialEq + fmt::Display>(out: &mut Vec<String>, name: &str, old: T, new: T) {
@@ -455,7 +558,13 @@ fn diff_account(old: Option<&UpstreamAccount>, new: &UpstreamAccount) -> Vec<Cha
         field(&mut lines, "login", &o.login, &new.login);
         field(&mut lines, "password", &o.password, &new.password);
     }
-    diff_lines(RecordKind::UpstreamAccount, &new.name, old.is_some(), lines, old != Some(new))
+    diff_lines(
+        RecordKind::UpstreamAccount,
+        &new.name,
+        old.is_some(),
+        lines,
+        old != Some(new),
+    )
 }
 
 fn diff_reseller(old: Option<&Reseller>, new: &Reseller) -> Vec<Change> {
@@ -464,11 +573,22 @@ fn diff_reseller(old: Option<&Reseller>, new: &Reseller) -> Vec<Change> {
         if o.password_hash != new.password_hash {
             lines.push("password_hash changed".to_string());
         }
-        field(&mut lines, "upstream_account", &o.upstream_account, &new.upstream_account);
+        field(
+            &mut lines,
+            "upstream_account",
+            &o.upstream_account,
+            &new.upstream_account,
+        );
         field(&mut lines, "plans", ids(&o.plans), ids(&new.plans));
         diff_markup(&mut lines, &o.markup, &new.markup);
     }
-    diff_lines(RecordKind::Reseller, &new.login, old.is_some(), lines, old != Some(new))
+    diff_lines(
+        RecordKind::Reseller,
+        &new.login,
+        old.is_some(),
+        lines,
+        old != Some(new),
+    )
 }
 
 fn diff_plan(old: Option<&Plan>, new: &Plan) -> Vec<Change> {
@@ -479,12 +599,21 @@ fn diff_plan(old: Option<&Plan>, new: &Plan) -> Vec<Change> {
         field(&mut lines, "name", name(&o.name), name(&new.name));
         diff_markup(&mut lines, &o.markup, &new.markup);
         let addons = |a: &[Addon]| {
-            let v: Vec<String> = a.iter().map(|a| format!("{}={}", a.id, a.upstream_id)).collect();
+            let v: Vec<String> = a
+                .iter()
+                .map(|a| format!("{}={}", a.id, a.upstream_id))
+                .collect();
             format!("[{}]", v.join(", "))
         };
         field(&mut lines, "addons", addons(&o.addons), addons(&new.addons));
     }
-    diff_lines(RecordKind::Plan, new.id, old.is_some(), lines, old != Some(new))
+    diff_lines(
+        RecordKind::Plan,
+        new.id,
+        old.is_some(),
+        lines,
+        old != Some(new),
+    )
 }
 
 fn ids(v: &[u64]) -> String {
@@ -524,11 +653,21 @@ mod tests {
     }
 
     fn account(name: &str) -> UpstreamAccount {
-        UpstreamAccount { name: name.into(), login: format!("{name}@x"), password: PasswordSource::Env("PW".into()) }
+        UpstreamAccount {
+            name: name.into(),
+            login: format!("{name}@x"),
+            password: PasswordSource::Env("PW".into()),
+        }
     }
 
     fn plan(id: u64) -> Plan {
-        Plan { id, upstream_id: id + 1000, name: None, markup: None, addons: vec![] }
+        Plan {
+            id,
+            upstream_id: id + 1000,
+            name: None,
+            markup: None,
+            addons: vec![],
+        }
     }
 
     /// Applying the demo prints every record once, then nothing the second time.
@@ -551,7 +690,10 @@ mod tests {
         );
         assert_eq!(store.apply(&set).unwrap(), vec![]);
         assert_eq!(store.resellers().len(), 2);
-        assert_eq!(store.plans().iter().map(|p| p.id).collect::<Vec<_>>(), vec![101, 102, 103]);
+        assert_eq!(
+            store.plans().iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![101, 102, 103]
+        );
     }
 
     /// Changed fields each get a line; a hash change never prints the hash.
@@ -563,7 +705,11 @@ mod tests {
         let p = set.plans.iter_mut().find(|e| e.item.id == 102).unwrap();
         p.item.markup.as_mut().unwrap().percent = Decimal::from(20);
         p.item.name = None;
-        let r = set.resellers.iter_mut().find(|e| e.item.login == "acme").unwrap();
+        let r = set
+            .resellers
+            .iter_mut()
+            .find(|e| e.item.login == "acme")
+            .unwrap();
         let old_hash = r.item.password_hash.clone();
         r.item.password_hash = crate::secret::hash_password("new").unwrap();
         r.item.plans = vec![101];
@@ -578,7 +724,10 @@ mod tests {
             ]
         );
         assert!(!out.concat().contains(&old_hash));
-        assert_eq!(store.plan(102).unwrap().markup.unwrap().percent, Decimal::from(20));
+        assert_eq!(
+            store.plan(102).unwrap().markup.unwrap().percent,
+            Decimal::from(20)
+        );
     }
 
     /// Apply checks references against the set and what the store already holds.
@@ -590,12 +739,18 @@ mod tests {
         resellers_only.upstream_accounts.clear();
         resellers_only.plans.clear();
         let e = store.apply(&resellers_only).unwrap_err().to_string();
-        assert!(e.contains("reseller 'acme': key 'upstream_account': value 'acme-up'"), "{e}");
+        assert!(
+            e.contains("reseller 'acme': key 'upstream_account': value 'acme-up'"),
+            "{e}"
+        );
         assert!(store.resellers().is_empty());
         let mut rest = full.clone();
         rest.resellers.clear();
         store.apply(&rest).unwrap();
-        assert_eq!(lines(&store.apply(&resellers_only).unwrap()), ["+ reseller acme", "+ reseller globex"]);
+        assert_eq!(
+            lines(&store.apply(&resellers_only).unwrap()),
+            ["+ reseller acme", "+ reseller globex"]
+        );
     }
 
     /// export → to_toml → parse → apply into a fresh store reproduces the state exactly.
@@ -616,7 +771,10 @@ mod tests {
                 upstream_id: 70,
                 name: Some("Zero \"markup\"".into()),
                 markup: Some(Markup::default()),
-                addons: vec![Addon { id: 1, upstream_id: 2 }],
+                addons: vec![Addon {
+                    id: 1,
+                    upstream_id: 2,
+                }],
             })
             .unwrap();
         let exported = store.export();
@@ -640,7 +798,10 @@ mod tests {
     fn writes_visible_immediately() {
         let store = Store::open_temporary().unwrap();
         let handle = store.clone();
-        assert_eq!(lines(&store.put_upstream_account(account("up")).unwrap()), ["+ upstream_account up"]);
+        assert_eq!(
+            lines(&store.put_upstream_account(account("up")).unwrap()),
+            ["+ upstream_account up"]
+        );
         store.put_plan(plan(1)).unwrap();
         let r = Reseller {
             login: "r".into(),
@@ -655,9 +816,18 @@ mod tests {
 
         let e = store.delete_plan(1).unwrap_err().to_string();
         assert!(e.contains("plan 1 cannot be deleted: reseller 'r'"), "{e}");
-        let e = store.put_reseller(Reseller { plans: vec![9], ..r.clone() }).unwrap_err().to_string();
+        let e = store
+            .put_reseller(Reseller {
+                plans: vec![9],
+                ..r.clone()
+            })
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("plan 9"), "{e}");
-        assert_eq!(store.delete_reseller("r").unwrap().unwrap().to_string(), "- reseller r");
+        assert_eq!(
+            store.delete_reseller("r").unwrap().unwrap().to_string(),
+            "- reseller r"
+        );
         assert!(handle.reseller("r").is_none());
         assert!(store.delete_reseller("r").unwrap().is_none());
         store.delete_plan(1).unwrap();
@@ -680,10 +850,16 @@ mod tests {
             assert!(e.contains("in use by a running gateway"), "{e}");
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.plans().iter().map(|p| p.id).collect::<Vec<_>>(), vec![6, 101, 102, 103]);
+        assert_eq!(
+            store.plans().iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![6, 101, 102, 103]
+        );
         assert_eq!(store.resellers().len(), 2);
         assert_eq!(store.upstream_accounts().len(), 2);
-        assert_eq!(store.apply(&load_mappings(&[demo()]).unwrap()).unwrap(), vec![]);
+        assert_eq!(
+            store.apply(&load_mappings(&[demo()]).unwrap()).unwrap(),
+            vec![]
+        );
     }
 
     /// A record with an unknown format version stops the open with a clear error.
@@ -692,8 +868,12 @@ mod tests {
         let backend = SledBackend::temporary().unwrap();
         let mut bytes = codec::encode(&plan(3)).unwrap();
         bytes[0] = 42;
-        backend.put(trees::PLANS, &3u64.to_be_bytes(), &bytes).unwrap();
-        let e = Store::with_backend(Box::new(backend)).unwrap_err().to_string();
+        backend
+            .put(trees::PLANS, &3u64.to_be_bytes(), &bytes)
+            .unwrap();
+        let e = Store::with_backend(Box::new(backend))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("store tree 'plans', key '3'"), "{e}");
         assert!(e.contains("unknown value format version 42"), "{e}");
     }

@@ -63,12 +63,18 @@ pub struct Plan {
 impl Plan {
     /// The upstream id of local add-on `id` of this plan.
     pub fn addon_upstream_id(&self, id: u64) -> Option<u64> {
-        self.addons.iter().find(|a| a.id == id).map(|a| a.upstream_id)
+        self.addons
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.upstream_id)
     }
 
     /// The local id of upstream add-on `upstream_id` of this plan.
     pub fn addon_local_id(&self, upstream_id: u64) -> Option<u64> {
-        self.addons.iter().find(|a| a.upstream_id == upstream_id).map(|a| a.id)
+        self.addons
+            .iter()
+            .find(|a| a.upstream_id == upstream_id)
+            .map(|a| a.id)
     }
 }
 
@@ -99,13 +105,21 @@ impl Markup {
 
 impl Default for Markup {
     fn default() -> Self {
-        Markup { percent: Decimal::ZERO, fixed: Decimal::ZERO, round_to: Markup::default_round_to() }
+        Markup {
+            percent: Decimal::ZERO,
+            fixed: Decimal::ZERO,
+            round_to: Markup::default_round_to(),
+        }
     }
 }
 
 impl fmt::Display for Markup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "percent {}, fixed {}, round_to {}", self.percent, self.fixed, self.round_to)
+        write!(
+            f,
+            "percent {}, fixed {}, round_to {}",
+            self.percent, self.fixed, self.round_to
+        )
     }
 }
 
