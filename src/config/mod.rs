@@ -478,6 +478,28 @@ mod tests {
     }
 
     #[test]
+    fn check_given_paths_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(
+            &bad,
+            "[[plan]]\nid = 1\nupstream_id = 2\nmarkup = { round_to = \"-1\" }\n",
+        )
+        .unwrap();
+        let e = check(&shipped(), &[bad.clone()]).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: plan 1: key 'markup.round_to': value '-1'",
+                bad.display()
+            )),
+            "{e}"
+        );
+        let demo = shipped().with_file_name("mappings").join("demo.toml");
+        let s = check(&shipped(), &[demo]).unwrap();
+        assert!(s.contains("1 mapping file:"), "{s}");
+    }
+
+    #[test]
     fn check_without_mappings_dir() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");

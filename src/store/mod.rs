@@ -862,6 +862,13 @@ mod tests {
         );
     }
 
+    /// The handle is shared across pingora's worker threads.
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<Store>();
+    }
+
     /// A record with an unknown format version stops the open with a clear error.
     #[test]
     fn unknown_version_byte_is_clear() {
