@@ -1,1 +1,513 @@
-//! config (to be written)
+//! `config.toml` and mapping files.
+//!
+//! Layers, as in river and pingora: a serde schema ([`schema`]) with `deny_unknown_fields`
+//! and defaults defined once, then [`Config::parse`] resolves relative paths against the
+//! config file's directory and validates, naming file, key and value in every error
+//! ([`ConfigError`]). Mapping files ([`mappings`]) are loaded into a [`MappingSet`] that
+//! the store applies; [`check`] is `resellgate check-config`.
+
+mod error;
+pub mod mappings;
+mod schema;
+mod url;
+
+use std::path::{Path, PathBuf};
+
+pub use error::ConfigError;
+pub use mappings::{
+    load_mappings, AddonSpec, Entry, MappingFile, MappingSet, MarkupSpec, PlanSpec, ResellerSpec,
+    UpstreamAccountSpec,
+};
+pub use schema::{
+    AdminConfig, AuthConfig, LimitsConfig, PolicyConfig, ServerConfig, StoreConfig, UpstreamConfig,
+};
+pub use url::UpstreamUrl;
+
+/// The validated configuration. Relative paths are already resolved against the
+/// directory of [`Config::file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file this was loaded from.
+    pub file: PathBuf,
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub store: StoreConfig,
+    pub admin: AdminConfig,
+    pub policy: PolicyConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    upstream_url: UpstreamUrl,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text` as if read from `file` (relative paths resolve against
+    /// `file`'s directory; the file itself need not exist).
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let raw: schema::ConfigFile =
+            toml::from_str(text).map_err(|e| ConfigError::file(file, toml_message(&e)))?;
+        let dir = base_dir(file);
+        let schema::ConfigFile {
+            mut server,
+            mut upstream,
+            mut store,
+            admin,
+            policy,
+            limits,
+            auth,
+        } = raw;
+        server.tls_cert = server.tls_cert.map(|p| dir.join(p));
+        server.tls_key = server.tls_key.map(|p| dir.join(p));
+        upstream.ca_file = upstream.ca_file.map(|p| dir.join(p));
+        store.path = dir.join(&store.path);
+
+        if upstream.url.is_empty() {
+            return Err(ConfigError::key(
+                file,
+                "upstream.url",
+                "",
+                "is required (e.g. \"https://billing.example.com/billmgr\")",
+            )
+            .without_value());
+        }
+        let upstream_url = UpstreamUrl::parse(&upstream.url)
+            .map_err(|why| ConfigError::key(file, "upstream.url", &upstream.url, why))?;
+        let config = Config {
+            file: file.to_path_buf(),
+            server,
+            upstream,
+            store,
+            admin,
+            policy,
+            limits,
+            auth,
+            upstream_url,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything serde cannot: addresses, positive numbers, files that must exist.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let file = self.file.as_path();
+        let err = |key: &str, value: &dyn std::fmt::Display, msg: &str| {
+            ConfigError::key(file, key, value, msg)
+        };
+        if self.server.listen_addr().is_err() {
+            return Err(err(
+                "server.listen",
+                &self.server.listen,
+                "not a socket address (HOST:PORT, e.g. 127.0.0.1:1500)",
+            ));
+        }
+        if self.admin.listen_addr().is_err() {
+            return Err(err(
+                "admin.listen",
+                &self.admin.listen,
+                "not a socket address (HOST:PORT, e.g. 127.0.0.1:1501)",
+            ));
+        }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(c), None) => {
+                return Err(err(
+                    "server.tls_key",
+                    &"",
+                    &format!("is required with server.tls_cert ('{}')", c.display()),
+                )
+                .without_value())
+            }
+            (None, Some(k)) => {
+                return Err(err(
+                    "server.tls_cert",
+                    &"",
+                    &format!("is required with server.tls_key ('{}')", k.display()),
+                )
+                .without_value())
+            }
+            _ => {}
+        }
+        for (key, path) in [
+            ("server.tls_cert", &self.server.tls_cert),
+            ("server.tls_key", &self.server.tls_key),
+            ("upstream.ca_file", &self.upstream.ca_file),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    return Err(err(
+                        key,
+                        &p.display(),
+                        "the file does not exist or is not a regular file",
+                    ));
+                }
+            }
+        }
+        if self.server.threads == 0 {
+            return Err(err("server.threads", &0, "must be at least 1"));
+        }
+        let positive: [(&str, u64); 7] = [
+            (
+                "server.keepalive_timeout_s",
+                self.server.keepalive_timeout_s,
+            ),
+            (
+                "upstream.connect_timeout_ms",
+                self.upstream.connect_timeout_ms,
+            ),
+            ("upstream.read_timeout_ms", self.upstream.read_timeout_ms),
+            ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),
+            ("auth.session_ttl_s", self.auth.session_ttl_s),
+            ("auth.max_failures", u64::from(self.auth.max_failures)),
+            ("auth.failure_window_s", self.auth.failure_window_s),
+        ];
+        let limits: [(&str, usize); 4] = [
+            ("limits.max_body_bytes", self.limits.max_body_bytes),
+            ("limits.max_params", self.limits.max_params),
+            ("limits.max_value_bytes", self.limits.max_value_bytes),
+            ("limits.max_response_bytes", self.limits.max_response_bytes),
+        ];
+        for (key, v) in positive
+            .into_iter()
+            .chain(limits.map(|(k, v)| (k, v as u64)))
+        {
+            if v == 0 {
+                return Err(err(key, &0, "must be greater than 0"));
+            }
+        }
+        if self.store.path.as_os_str().is_empty() {
+            return Err(err("store.path", &"", "must not be empty").without_value());
+        }
+        if !is_env_name(&self.admin.token_env) {
+            return Err(err(
+                "admin.token_env",
+                &self.admin.token_env,
+                "not an environment variable name (letters, digits, '_')",
+            ));
+        }
+        for (i, name) in self.policy.passthrough.iter().enumerate() {
+            let key = format!("policy.passthrough[{i}]");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(err(
+                    &key,
+                    name,
+                    "not a function name (letters, digits, '.', '_', '-')",
+                ));
+            }
+            if name == "su" || name == "auth" {
+                return Err(err(
+                    &key,
+                    name,
+                    "this function is handled by the gateway and cannot be passed through",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The request bounds the protocol module enforces.
+    pub fn limits(&self) -> crate::billmgr::Limits {
+        crate::billmgr::Limits {
+            max_body_bytes: self.limits.max_body_bytes,
+            max_params: self.limits.max_params,
+            max_value_bytes: self.limits.max_value_bytes,
+        }
+    }
+
+    /// The parsed `upstream.url`.
+    pub fn upstream_url(&self) -> &UpstreamUrl {
+        &self.upstream_url
+    }
+
+    /// The directory relative paths resolve against.
+    pub fn dir(&self) -> PathBuf {
+        base_dir(&self.file)
+    }
+
+    /// The default mapping folder: `mappings/` beside the config file.
+    pub fn default_mappings_dir(&self) -> PathBuf {
+        self.dir().join("mappings")
+    }
+}
+
+/// `resellgate check-config`: validates the config and the mapping files (by default the
+/// `mappings/` folder beside the config; a missing default folder is fine) and answers a
+/// one-line summary. Upstream password variables need not be set.
+pub fn check(config_path: &Path, mapping_paths: &[PathBuf]) -> Result<String, ConfigError> {
+    let config = Config::load(config_path)?;
+    let paths: Vec<PathBuf> = if mapping_paths.is_empty() {
+        let dir = config.default_mappings_dir();
+        if dir.is_dir() {
+            vec![dir]
+        } else {
+            Vec::new()
+        }
+    } else {
+        mapping_paths.to_vec()
+    };
+    let set = load_mappings(&paths)?;
+    set.validate_refs(&|_| false, &|_| false)?;
+    Ok(format!(
+        "{}: ok; {}: {}, {}, {}",
+        config_path.display(),
+        plural(set.files.len(), "mapping file", "mapping files"),
+        plural(
+            set.upstream_accounts.len(),
+            "upstream account",
+            "upstream accounts"
+        ),
+        plural(set.resellers.len(), "reseller", "resellers"),
+        plural(set.plans.len(), "plan", "plans"),
+    ))
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The directory of `file`, made absolute so resolved paths survive a change of directory.
+pub(crate) fn base_dir(file: &Path) -> PathBuf {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// toml's message already names the key and shows the line; keep it on one logical block.
+pub(crate) fn toml_message(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_string()
+}
+
+pub(crate) fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml")
+    }
+
+    const MIN: &str = "[upstream]\nurl = \"https://billing.example.com/billmgr\"\n";
+
+    fn parse_err(text: &str) -> String {
+        Config::parse(text, Path::new("/etc/rg/config.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn shipped_config_loads() {
+        let c = Config::load(&shipped()).unwrap();
+        assert_eq!(c.upstream_url().port, 1600);
+        assert!(!c.upstream_url().tls);
+        assert_eq!(c.server.listen, "127.0.0.1:1500");
+        assert_eq!(
+            c.store.path,
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/resellgate")
+        );
+        assert_eq!(c.limits(), crate::billmgr::Limits::default());
+        // Every key is written out, and with its default value.
+        let d = Config::parse(MIN, &shipped()).unwrap();
+        assert_eq!(c.server, d.server);
+        assert_eq!(c.limits, d.limits);
+        assert_eq!(c.auth, d.auth);
+        assert_eq!(c.admin, d.admin);
+        assert_eq!(
+            (c.upstream.connect_timeout_ms, c.upstream.retries),
+            (3000, 1)
+        );
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::parse(MIN, Path::new("/etc/rg/config.toml")).unwrap();
+        assert_eq!(c.server, ServerConfig::default());
+        assert_eq!(c.store.path, Path::new("/etc/rg/data/resellgate"));
+        assert_eq!(c.upstream_url().path, "/billmgr");
+        assert_eq!(c.auth.max_failures, 10);
+        assert_eq!(c.limits.max_response_bytes, 8_388_608);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse_err(&format!(
+            "{MIN}[server]\nlisten = \"127.0.0.1:1\"\nlistne = 1\n"
+        ));
+        assert!(e.starts_with("/etc/rg/config.toml: "), "{e}");
+        assert!(e.contains("listne"), "{e}");
+        let e = parse_err(&format!("{MIN}[srever]\n"));
+        assert!(e.contains("srever"), "{e}");
+    }
+
+    #[test]
+    fn bad_url_named_with_file_key_value() {
+        let e = parse_err("[upstream]\nurl = \"ftp://x\"\n");
+        assert_eq!(
+            e,
+            "/etc/rg/config.toml: key 'upstream.url': value 'ftp://x': the scheme must be http or https"
+        );
+        let e = parse_err("[server]\nlisten = \"127.0.0.1:1\"\n");
+        assert!(
+            e.contains("key 'upstream.url'") && e.contains("required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_listen_named() {
+        let e = parse_err(&format!("{MIN}[server]\nlisten = \"localhost:99999\"\n"));
+        assert!(
+            e.contains("/etc/rg/config.toml: key 'server.listen': value 'localhost:99999'"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{MIN}[admin]\nlisten = \"nope\"\n"));
+        assert!(e.contains("key 'admin.listen': value 'nope'"), "{e}");
+    }
+
+    #[test]
+    fn tls_pair_and_files_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(dir.path().join("cert.pem"), "x").unwrap();
+        let e = Config::parse(&format!("{MIN}[server]\ntls_cert = \"cert.pem\"\n"), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}: key 'server.tls_key'", file.display())),
+            "{e}"
+        );
+        assert!(e.contains("cert.pem"), "{e}");
+        let e = Config::parse(
+            &format!("{MIN}[server]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n"),
+            &file,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key 'server.tls_key'") && e.contains("key.pem"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("key.pem"), "x").unwrap();
+        let c = Config::parse(
+            &format!("{MIN}[server]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n"),
+            &file,
+        )
+        .unwrap();
+        assert!(c.server.tls());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("etc");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("ca.pem"), "x").unwrap();
+        let file = sub.join("config.toml");
+        let text =
+            "[upstream]\nurl = \"https://h\"\nca_file = \"ca.pem\"\n[store]\npath = \"../state\"\n";
+        std::fs::write(&file, text).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(
+            c.upstream.ca_file.as_deref(),
+            Some(sub.join("ca.pem").as_path())
+        );
+        assert_eq!(c.store.path, sub.join("../state"));
+        let abs = Config::parse(
+            "[upstream]\nurl = \"https://h\"\n[store]\npath = \"/var/lib/rg\"\n",
+            &file,
+        )
+        .unwrap();
+        assert_eq!(abs.store.path, Path::new("/var/lib/rg"));
+        let e = Config::parse(
+            "[upstream]\nurl = \"https://h\"\nca_file = \"missing.pem\"\n",
+            &file,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key 'upstream.ca_file'") && e.contains("missing.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn numbers_and_names_checked() {
+        let e = parse_err(&format!("{MIN}[server]\nthreads = 0\n"));
+        assert!(e.contains("key 'server.threads': value '0'"), "{e}");
+        let e = parse_err(&format!("{MIN}[limits]\nmax_params = 0\n"));
+        assert!(e.contains("key 'limits.max_params'"), "{e}");
+        let e = parse_err("[upstream]\nurl = \"https://h\"\nread_timeout_ms = 0\n");
+        assert!(e.contains("key 'upstream.read_timeout_ms'"), "{e}");
+        let e = parse_err(&format!(
+            "{MIN}[policy]\npassthrough = [\"checkevent\", \"su\"]\n"
+        ));
+        assert!(e.contains("key 'policy.passthrough[1]': value 'su'"), "{e}");
+        let e = parse_err(&format!("{MIN}[server]\nthreads = \"two\"\n"));
+        assert!(e.contains("threads"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = Config::load(Path::new("/nonexistent/rg.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/nonexistent/rg.toml: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn check_summarises_shipped_files() {
+        let s = check(&shipped(), &[]).unwrap();
+        assert!(
+            s.ends_with("ok; 1 mapping file: 2 upstream accounts, 2 resellers, 3 plans"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn check_given_paths_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(
+            &bad,
+            "[[plan]]\nid = 1\nupstream_id = 2\nmarkup = { round_to = \"-1\" }\n",
+        )
+        .unwrap();
+        let e = check(&shipped(), std::slice::from_ref(&bad)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: plan 1: key 'markup.round_to': value '-1'",
+                bad.display()
+            )),
+            "{e}"
+        );
+        let demo = shipped().with_file_name("mappings").join("demo.toml");
+        let s = check(&shipped(), &[demo]).unwrap();
+        assert!(s.contains("1 mapping file:"), "{s}");
+    }
+
+    #[test]
+    fn check_without_mappings_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, MIN).unwrap();
+        let s = check(&file, &[]).unwrap();
+        assert!(
+            s.ends_with("ok; 0 mapping files: 0 upstream accounts, 0 resellers, 0 plans"),
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The `config.toml` schema. Every table refuses unknown keys; every default is defined
+//! once, in the `Default` impls below, and `#[serde(default)]` uses them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The file as written, before validation and path resolution.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub store: StoreConfig,
+    pub admin: AdminConfig,
+    pub policy: PolicyConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[server]` — the proxy listener resellers' billings talk to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `HOST:PORT` (validated as a socket address at load).
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key` the listener speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long an idle downstream keep-alive connection is kept, in seconds.
+    pub keepalive_timeout_s: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:1500".into(),
+            tls_cert: None,
+            tls_key: None,
+            threads: 1,
+            keepalive_timeout_s: 60,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The listen address as a socket address (validated at load).
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, std::net::AddrParseError> {
+        self.listen.parse()
+    }
+
+    /// Whether the proxy listener speaks HTTPS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+}
+
+/// `[upstream]` — the selling BILLmanager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Required: `https://host[:port]/billmgr` (`http://` allowed, with a warning at start).
+    pub url: String,
+    /// PEM bundle of CAs to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    /// Retries of calls that change nothing (no `sok`); orders are never retried.
+    pub retries: u32,
+    /// How long a pooled idle upstream connection is kept.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: String::new(),
+            ca_file: None,
+            connect_timeout_ms: 3000,
+            read_timeout_ms: 30000,
+            retries: 1,
+            idle_timeout_ms: 30000,
+        }
+    }
+}
+
+/// `[store]` — where the state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the sled database (relative to the config file).
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("data/resellgate"),
+        }
+    }
+}
+
+/// `[admin]` — the operator's API listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: String,
+    /// The environment variable holding the bearer token; unset means the admin API is off.
+    pub token_env: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:1501".into(),
+            token_env: "RESELLGATE_ADMIN_TOKEN".into(),
+        }
+    }
+}
+
+impl AdminConfig {
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, std::net::AddrParseError> {
+        self.listen.parse()
+    }
+}
+
+/// `[policy]` — which functions pass besides the built-in reseller set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Extra `func` names allowed through unchanged, e.g. `checkevent`.
+    pub passthrough: Vec<String>,
+}
+
+/// `[limits]` — bounds on requests and upstream answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    pub max_params: usize,
+    pub max_value_bytes: usize,
+    /// Largest upstream response body the gateway reads (to rewrite it).
+    pub max_response_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = crate::billmgr::Limits::default();
+        LimitsConfig {
+            max_body_bytes: l.max_body_bytes,
+            max_params: l.max_params,
+            max_value_bytes: l.max_value_bytes,
+            max_response_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[auth]` — sessions and login throttling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Sliding expiry of `func=auth` sessions.
+    pub session_ttl_s: u64,
+    /// Failed logins (per login and address) tolerated within `failure_window_s`.
+    pub max_failures: u32,
+    pub failure_window_s: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl_s: 3600,
+            max_failures: 10,
+            failure_window_s: 60,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The storage interface the [`Store`](super::Store) is written against, and its sled
+//! implementation. A PostgreSQL backend for gateway fleets will implement the same trait;
+//! nothing outside `store/` touches sled.
+//!
+//! The model is a set of named trees (tables) of byte keys and byte values. Calls block:
+//! from async code, run them in `spawn_blocking` (sled's `flush` waits for the disk).
+
+use std::path::{Path, PathBuf};
+
+use dashmap::DashMap;
+
+/// Why the storage layer failed. Never carries a stored value.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(
+        "the store at '{}' is in use by a running gateway (its lock is held); stop that gateway, \
+         or point [store] path elsewhere",
+        path.display()
+    )]
+    InUse { path: PathBuf },
+    #[error("cannot open the store at '{}': {message}", path.display())]
+    Open { path: PathBuf, message: String },
+    #[error("store {op} on '{tree}' failed: {message}")]
+    Io {
+        op: &'static str,
+        tree: String,
+        message: String,
+    },
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// Named trees of byte keys and values. Writes are durable only after [`Backend::flush`].
+pub trait Backend: Send + Sync + 'static {
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Removes `key`; answers whether it was there.
+    fn delete(&self, tree: &str, key: &[u8]) -> Result<bool>;
+    /// Every pair of `tree`, in key order.
+    fn scan(&self, tree: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Sets `key` to `new` (`None` deletes) if its value is `old` (`None`: absent).
+    /// `Ok(Err(current))` when it was not.
+    fn compare_and_swap(
+        &self,
+        tree: &str,
+        key: &[u8],
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<Result<(), Option<Vec<u8>>>>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<()>;
+}
+
+/// sled 0.34: one database directory, trees opened on first use and cached.
+pub struct SledBackend {
+    db: sled::Db,
+    trees: DashMap<String, sled::Tree>,
+}
+
+impl SledBackend {
+    /// Opens (creating directories as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SledBackend> {
+        std::fs::create_dir_all(path).map_err(|e| BackendError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| open_error(path, e))?;
+        Ok(SledBackend {
+            db,
+            trees: DashMap::new(),
+        })
+    }
+
+    /// A database in a temporary directory, removed when dropped (tests).
+    pub fn temporary() -> Result<SledBackend> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|e| open_error(Path::new("<temporary>"), e))?;
+        Ok(SledBackend {
+            db,
+            trees: DashMap::new(),
+        })
+    }
+
+    fn tree(&self, name: &str) -> Result<sled::Tree> {
+        if let Some(t) = self.trees.get(name) {
+            return Ok(t.clone());
+        }
+        let t = self.db.open_tree(name).map_err(|e| io("open", name, e))?;
+        self.trees.insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+}
+
+fn open_error(path: &Path, e: sled::Error) -> BackendError {
+    let message = e.to_string();
+    // sled reports a held lock as a plain io error "could not acquire lock on …".
+    if message.contains("could not acquire lock") {
+        BackendError::InUse {
+            path: path.to_path_buf(),
+        }
+    } else {
+        BackendError::Open {
+            path: path.to_path_buf(),
+            message,
+        }
+    }
+}
+
+fn io(op: &'static str, tree: &str, e: sled::Error) -> BackendError {
+    BackendError::Io {
+        op,
+        tree: tree.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl Backend for SledBackend {
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let v = self.tree(tree)?.get(key).map_err(|e| io("get", tree, e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        self.tree(tree)?
+            .insert(key, value)
+            .map_err(|e| io("put", tree, e))?;
+        Ok(())
+    }
+
+    fn delete(&self, tree: &str, key: &[u8]) -> Result<bool> {
+        let old = self
+            .tree(tree)?
+            .remove(key)
+            .map_err(|e| io("delete", tree, e))?;
+        Ok(old.is_some())
+    }
+
+    fn scan(&self, tree: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree(tree)?
+            .iter()
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| io("scan", tree, e))
+            })
+            .collect()
+    }
+
+    fn compare_and_swap(
+        &self,
+        tree: &str,
+        key: &[u8],
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<Result<(), Option<Vec<u8>>>> {
+        let r = self
+            .tree(tree)?
+            .compare_and_swap(key, old, new.map(sled::IVec::from))
+            .map_err(|e| io("compare_and_swap", tree, e))?;
+        Ok(r.map_err(|cas| cas.current.map(|v| v.to_vec())))
+    }
+
+    fn flush(&self) -> Result<()> {
+        // Trees share the database's log, so one flush covers them all.
+        self.db.flush().map_err(|e| io("flush", "*", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sled_basic_operations() {
+        let b = SledBackend::temporary().unwrap();
+        assert_eq!(b.get("t", b"k").unwrap(), None);
+        b.put("t", b"k", b"v").unwrap();
+        b.put("t", b"a", b"1").unwrap();
+        b.put("other", b"k", b"x").unwrap();
+        assert_eq!(b.get("t", b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(
+            b.scan("t").unwrap(),
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"k".to_vec(), b"v".to_vec())
+            ]
+        );
+        assert!(b.delete("t", b"a").unwrap());
+        assert!(!b.delete("t", b"a").unwrap());
+        b.flush().unwrap();
+    }
+
+    #[test]
+    fn sled_compare_and_swap() {
+        let b = SledBackend::temporary().unwrap();
+        assert_eq!(
+            b.compare_and_swap("t", b"k", None, Some(b"1")).unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            b.compare_and_swap("t", b"k", None, Some(b"2")).unwrap(),
+            Err(Some(b"1".to_vec()))
+        );
+        assert_eq!(
+            b.compare_and_swap("t", b"k", Some(b"1"), Some(b"2"))
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            b.compare_and_swap("t", b"k", Some(b"2"), None).unwrap(),
+            Ok(())
+        );
+        assert_eq!(b.get("t", b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn second_open_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledBackend::open(dir.path()).unwrap();
+        match SledBackend::open(dir.path()) {
+            Err(e @ BackendError::InUse { .. }) => {
+                assert!(e.to_string().contains("in use by a running gateway"), "{e}")
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("opened twice"),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Value encoding: one version byte, then bincode. A record written by a newer build (a
+//! version this build does not know) is refused with a clear error instead of misread.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The format version written by this build.
+pub const VERSION: u8 = 1;
+
+/// Why a stored value could not be read or written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("the stored value is empty")]
+    Empty,
+    #[error(
+        "unknown value format version {found} (this build reads version {VERSION}); \
+         was the store written by a newer resellgate?"
+    )]
+    UnknownVersion { found: u8 },
+    #[error("the stored value is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot encode the value: {0}")]
+    Encode(String),
+}
+
+/// `VERSION` followed by the bincode encoding of `value`.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![VERSION];
+    bincode::serialize_into(&mut out, value).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+/// The inverse of [`encode`]; trailing bytes are an error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if version != VERSION {
+        return Err(CodecError::UnknownVersion { found: version });
+    }
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        // A corrupt length prefix must not make us allocate more than the value's size.
+        .with_limit(body.len() as u64)
+        .deserialize(body)
+        .map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_errors() {
+        let v = (String::from("acme"), vec![1u64, 2, 3], Some(7u8));
+        let bytes = encode(&v).unwrap();
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(decode::<(String, Vec<u64>, Option<u8>)>(&bytes).unwrap(), v);
+
+        let mut future = bytes.clone();
+        future[0] = 9;
+        let e = decode::<(String, Vec<u64>, Option<u8>)>(&future).unwrap_err();
+        assert_eq!(e, CodecError::UnknownVersion { found: 9 });
+        assert!(
+            e.to_string().contains("unknown value format version 9"),
+            "{e}"
+        );
+
+        assert_eq!(decode::<u8>(&[]).unwrap_err(), CodecError::Empty);
+        assert!(matches!(
+            decode::<String>(&bytes[..3]),
+            Err(CodecError::Corrupt(_))
+        ));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(
+            decode::<(String, Vec<u64>, Option<u8>)>(&long),
+            Err(CodecError::Corrupt(_))
+        ));
+    }
+}
