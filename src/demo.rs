@@ -28,7 +28,7 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
     // 1. The upstream: the built-in sandbox.
-    let sb = sandbox::server::spawn(&format!("127.0.0.1:{sandbox_port}"), Sandbox::demo())
+    let sb = sandbox::spawn(&format!("127.0.0.1:{sandbox_port}"), Sandbox::demo())
         .with_context(|| format!("cannot start the sandbox on 127.0.0.1:{sandbox_port}"))?;
     println!("== sandbox (the selling BILLmanager) on http://{}/billmgr", sb.addr);
 

@@ -150,11 +150,12 @@ impl Config {
         if self.server.threads == 0 {
             return Err(err("server.threads", &0, "must be at least 1"));
         }
-        let positive: [(&str, u64); 7] = [
+        let positive: [(&str, u64); 8] = [
             (
                 "server.keepalive_timeout_s",
                 self.server.keepalive_timeout_s,
             ),
+            ("server.client_timeout_ms", self.server.client_timeout_ms),
             (
                 "upstream.connect_timeout_ms",
                 self.upstream.connect_timeout_ms,

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long an idle downstream keep-alive connection is kept, in seconds.
     pub keepalive_timeout_s: u64,
+    /// How long a client may take to send its request body, in milliseconds.
+    pub client_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +44,7 @@ impl Default for ServerConfig {
             tls_key: None,
             threads: 1,
             keepalive_timeout_s: 60,
+            client_timeout_ms: 30_000,
         }
     }
 }
@@ -50,6 +53,10 @@ impl ServerConfig {
     /// The listen address as a socket address (validated at load).
     pub fn listen_addr(&self) -> Result<std::net::SocketAddr, std::net::AddrParseError> {
         self.listen.parse()
+    }
+
+    pub fn client_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.client_timeout_ms)
     }
 
     /// Whether the proxy listener speaks HTTPS.

@@ -1,1 +1,10 @@
+//! The one integration-test binary (pingora is linked once). Each module pins one
+//! area of behaviour through real HTTP against the built-in sandbox.
 
+mod harness;
+
+mod bad_input;
+mod cli;
+mod gateway;
+mod logs;
+mod upstream_failures;

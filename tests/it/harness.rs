@@ -1,0 +1,154 @@
+//! `TestEnv`: the sandbox and the real gateway on ephemeral ports with a temporary
+//! store, stopped on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use resellgate::billmgr::{self, BmError, Element, Format};
+use resellgate::client::{self, Response};
+use resellgate::config::{self, Config};
+use resellgate::proxy::server::RunningGateway;
+use resellgate::sandbox::{Sandbox, SandboxHandle};
+use resellgate::store::Store;
+
+pub const ACME: (&str, &str) = ("acme", "acme-demo-pw");
+pub const GLOBEX: (&str, &str) = ("globex", "globex-demo-pw");
+pub const ACME_UP: (&str, &str) = ("acme@sandbox", "acme-upstream-pw");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The repository's own files (config.toml, mappings/).
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The demo mappings with the upstream passwords in files instead of variables.
+pub fn write_mappings(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("acme-up.pw"), "acme-upstream-pw\n").unwrap();
+    std::fs::write(dir.join("globex-up.pw"), "globex-upstream-pw\n").unwrap();
+    let text = std::fs::read_to_string(repo_path("mappings/demo.toml"))
+        .unwrap()
+        .replace("password_env = \"ACME_UP_PASSWORD\"", "password_file = \"acme-up.pw\"")
+        .replace("password_env = \"GLOBEX_UP_PASSWORD\"", "password_file = \"globex-up.pw\"");
+    assert!(text.contains("acme-up.pw") && text.contains("globex-up.pw"), "demo.toml changed shape");
+    let path = dir.join("mappings.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub struct Builder {
+    extra: String,
+    upstream: Option<String>,
+}
+
+impl Builder {
+    /// Extra config.toml lines, appended to the tables they name (e.g. "[upstream]\nretries = 0").
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    /// Point the gateway at another upstream URL than the sandbox.
+    pub fn upstream_url(mut self, url: &str) -> Self {
+        self.upstream = Some(url.to_string());
+        self
+    }
+
+    pub fn start(self) -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = resellgate::sandbox::spawn("127.0.0.1:0", Sandbox::demo()).unwrap();
+        let port = free_port();
+        let url = self.upstream.unwrap_or_else(|| format!("http://{}/billmgr", sandbox.addr));
+        let text = merge_toml(
+            &format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"{url}\"\nconnect_timeout_ms = 1000\nread_timeout_ms = 5000\n[store]\npath = \"store\"\n"
+            ),
+            &self.extra,
+        );
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, text).unwrap();
+        let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&config.store.path).unwrap();
+        let set = config::load_mappings(&[write_mappings(dir.path())]).unwrap_or_else(|e| panic!("{e}"));
+        store.apply(&set).unwrap();
+        let gateway = resellgate::proxy::server::spawn(&config, store.clone()).unwrap();
+        TestEnv { gateway, sandbox, store, config, dir }
+    }
+}
+
+/// Merge two small TOML documents table by table (the second wins).
+fn merge_toml(base: &str, extra: &str) -> String {
+    let mut a: toml::Table = base.parse().unwrap();
+    let b: toml::Table = extra.parse().unwrap();
+    for (k, v) in b {
+        match (a.get_mut(&k), v) {
+            (Some(toml::Value::Table(t)), toml::Value::Table(u)) => t.extend(u),
+            (_, v) => {
+                a.insert(k, v);
+            }
+        }
+    }
+    toml::to_string(&a).unwrap()
+}
+
+pub struct TestEnv {
+    pub gateway: RunningGateway,
+    pub sandbox: SandboxHandle,
+    pub store: Store,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn builder() -> Builder {
+        Builder { extra: String::new(), upstream: None }
+    }
+
+    pub fn start() -> TestEnv {
+        Self::builder().start()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.gateway.addr
+    }
+
+    pub fn get(&self, path_and_query: &str) -> Response {
+        client::get(self.addr(), path_and_query).unwrap()
+    }
+
+    pub fn post(&self, form: &str) -> Response {
+        client::post_form(self.addr(), "/billmgr", form).unwrap()
+    }
+
+    /// POST `form` with acme's authinfo.
+    pub fn acme(&self, form: &str) -> Response {
+        self.post(&format!("{form}&authinfo={}:{}", ACME.0, ACME.1))
+    }
+
+    /// The parameters of the last call the sandbox received.
+    pub fn last_upstream(&self) -> resellgate::billmgr::Params {
+        self.sandbox.sandbox.received().pop().expect("the upstream received nothing")
+    }
+}
+
+/// Parse a response body in `format`, asserting HTTP 200.
+pub fn doc(resp: &Response, format: Format) -> Element {
+    assert_eq!(resp.status, 200, "HTTP status; body: {}", resp.text());
+    billmgr::parse(&resp.body, format).unwrap_or_else(|e| panic!("{e}: {}", resp.text()))
+}
+
+/// The error in a response (asserting it is one), as (type, object).
+pub fn error_of(resp: &Response, format: Format) -> BmError {
+    let d = doc(resp, format);
+    BmError::from_doc(&d).unwrap_or_else(|| panic!("not an error document: {}", resp.text()))
+}
+
+pub fn assert_error(resp: &Response, format: Format, kind: &str, object: &str) -> BmError {
+    let e = error_of(resp, format);
+    assert_eq!((e.kind.as_str(), e.object.as_deref().unwrap_or("")), (kind, object), "{}", resp.text());
+    e
+}
