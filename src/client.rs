@@ -135,7 +135,10 @@ fn bad(msg: impl Into<String>) -> io::Error {
 }
 
 /// Read one response from `stream` (which the server may close at the end).
-pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(stream: &mut R, head_request: bool) -> io::Result<Response> {
+pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    head_request: bool,
+) -> io::Result<Response> {
     let mut r = Reader { inner: stream, buf: Vec::with_capacity(8192), pos: 0 };
     let (status, headers, head_len) = loop {
         let mut hs = [httparse::EMPTY_HEADER; 128];
@@ -157,7 +160,11 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(stream: &mut R, head
                 if r.fill().await? == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        if r.buf.is_empty() { "the server closed the connection without answering" } else { "response head cut short" },
+                        if r.buf.is_empty() {
+                            "the server closed the connection without answering"
+                        } else {
+                            "response head cut short"
+                        },
                     ));
                 }
             }

@@ -78,9 +78,9 @@ impl State {
             "certificate.edit" => self.edit(&login, p),
             "certificate.delete" => self.delete(&login, p),
             "service.prolong" => self.prolong(&login, p),
-            other => Err(BmError::new(ErrorType::Missed, format!("Unknown function '{other}'"))
-                .object("func")
-                .value(other)),
+            other => {
+                Err(BmError::new(ErrorType::Missed, format!("Unknown function '{other}'")).object("func").value(other))
+            }
         }
     }
 
@@ -299,7 +299,14 @@ impl State {
             .child(Element::leaf("CN", &c.cn))
             .child(Element::leaf("altname", c.altnames.join(" ")))
             .child(Element::leaf("approver_email_1", &c.approver_email))
-            .child(slist("crt_type", &[("oldrequest", "Use the old request"), ("manual", "Enter a new CSR"), ("altname", "Change the domain list")]))
+            .child(slist(
+                "crt_type",
+                &[
+                    ("oldrequest", "Use the old request"),
+                    ("manual", "Enter a new CSR"),
+                    ("altname", "Change the domain list"),
+                ],
+            ))
             .child(slist("approver_method", &[("auth_email", "E-mail")])))
     }
 
@@ -411,10 +418,11 @@ impl State {
             for (months, _) in plan.periods {
                 let cost = plan.cost(*months, domainlimit).unwrap_or_default();
                 periods.push(
-                    Element::new("val")
-                        .attr("key", months.to_string())
-                        .attr("cost", money4(cost))
-                        .text(format!("{months} months - {} {}", money4(cost), self.currency)),
+                    Element::new("val").attr("key", months.to_string()).attr("cost", money4(cost)).text(format!(
+                        "{months} months - {} {}",
+                        money4(cost),
+                        self.currency
+                    )),
                 );
             }
             return Ok(Element::doc()
@@ -511,11 +519,7 @@ fn plan_param(p: &Params) -> Result<&'static Plan, BmError> {
 
 fn period_param(p: &Params, plan: &Plan) -> Result<u32, BmError> {
     let v = p.get_nonempty("period").ok_or_else(|| BmError::missed("period"))?;
-    v.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|m| plan.price(*m).is_some())
-        .ok_or_else(|| BmError::invalid("period", v))
+    v.trim().parse::<u32>().ok().filter(|m| plan.price(*m).is_some()).ok_or_else(|| BmError::invalid("period", v))
 }
 
 /// `adm_*` (required) and `org_*`/`adm_jtitle` (optional) contacts.

@@ -119,11 +119,8 @@ impl Drop for SandboxHandle {
 pub fn spawn(addr: &str, sandbox: Sandbox) -> io::Result<SandboxHandle> {
     let listener = StdTcpListener::bind(addr)?;
     let local = listener.local_addr()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sandbox")
-        .enable_all()
-        .build()?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("sandbox").enable_all().build()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let sb = sandbox.clone();
     let thread = std::thread::Builder::new().name("sandbox".into()).spawn(move || {
@@ -152,9 +149,8 @@ pub fn run_cli(listen: &str, latency_ms: u64, fail_rate: f64) -> anyhow::Result<
     sandbox.knobs().set_fail_rate(fail_rate);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
-        let server = SandboxServer::bind(listen, sandbox.clone())
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let server =
+            SandboxServer::bind(listen, sandbox.clone()).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = server.local_addr()?;
         println!("sandbox listening on http://{addr}/billmgr");
         println!("demo accounts (login / password / balance):");
@@ -165,7 +161,10 @@ pub fn run_cli(listen: &str, latency_ms: u64, fail_rate: f64) -> anyhow::Result<
         if latency_ms > 0 || fail_rate > 0.0 {
             println!("knobs: latency {latency_ms} ms, fail rate {}", sandbox.knobs().fail_rate());
         }
-        println!("try: curl '{}'", format_args!("http://{addr}/billmgr?func=pricelist.export&itemtype=certificate&out=json"));
+        println!(
+            "try: curl '{}'",
+            format_args!("http://{addr}/billmgr?func=pricelist.export&itemtype=certificate&out=json")
+        );
         server
             .run(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -264,7 +263,13 @@ async fn serve_connection(
 }
 
 /// Answer one API call, with latency and faults. `false` = the connection must end now.
-async fn answer(stream: &mut TcpStream, req: &Request, peer: SocketAddr, sandbox: &Sandbox, keep_alive: bool) -> io::Result<bool> {
+async fn answer(
+    stream: &mut TcpStream,
+    req: &Request,
+    peer: SocketAddr,
+    sandbox: &Sandbox,
+    keep_alive: bool,
+) -> io::Result<bool> {
     let limits = Limits { max_body_bytes: MAX_BODY, max_params: 10_000, max_value_bytes: MAX_BODY };
     let latency = sandbox.knobs().latency_ms();
     if latency > 0 {

@@ -66,6 +66,9 @@ fn order_pairs(auth: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// Field changes to the base order: `Some(v)` sets a field, `None` removes it.
+type Changes<'a> = &'a [(&'a str, Option<&'a str>)];
+
 /// The base order with `changes` applied: `Some(v)` sets a field, `None` removes it.
 fn order_with(auth: &str, changes: &[(&str, Option<&str>)]) -> Params {
     let mut p = Params::from_pairs(order_pairs(auth));
@@ -111,7 +114,12 @@ fn order_happy_path() {
     let doc = order(
         &sb,
         ACME,
-        &[("period", Some("24")), ("addon_3034", Some("2")), ("altname", Some("a.example.com b.example.com")), ("altname_input", Some("a.example.com  b.example.com"))],
+        &[
+            ("period", Some("24")),
+            ("addon_3034", Some("2")),
+            ("altname", Some("a.example.com b.example.com")),
+            ("altname_input", Some("a.example.com  b.example.com")),
+        ],
     );
     assert_eq!(order_id(&doc), 5002);
     assert_eq!(sb.balance("acme@sandbox"), Some(dec("955.00"))); // 991 - (16 + 2 × 10)
@@ -123,7 +131,7 @@ fn order_happy_path() {
 #[test]
 fn order_validation_errors() {
     let sb = Sandbox::demo();
-    let cases: &[(&[(&str, Option<&str>)], ErrorType, &str)] = &[
+    let cases: &[(Changes, ErrorType, &str)] = &[
         (&[("pricelist", None)], ErrorType::Missed, "pricelist"),
         (&[("pricelist", Some("3034"))], ErrorType::Value, "pricelist"),
         (&[("pricelist", Some("abc"))], ErrorType::Value, "pricelist"),
@@ -136,7 +144,13 @@ fn order_validation_errors() {
         (&[("adm_email", Some("not-an-email"))], ErrorType::Value, "adm_email"),
         (&[("like_admin", None)], ErrorType::Missed, "tech_fname"),
         (
-            &[("like_admin", None), ("tech_fname", Some("T")), ("tech_lname", Some("L")), ("tech_phone", Some("1")), ("tech_email", Some("x@@y"))],
+            &[
+                ("like_admin", None),
+                ("tech_fname", Some("T")),
+                ("tech_lname", Some("L")),
+                ("tech_phone", Some("1")),
+                ("tech_email", Some("x@@y")),
+            ],
             ErrorType::Value,
             "tech_email",
         ),
@@ -151,10 +165,18 @@ fn order_validation_errors() {
         (&[("approver_email_1", Some("admin@com"))], ErrorType::Value, "approver_email_1"),
         (&[("altname", Some("a.example.com"))], ErrorType::Value, "altname"),
         (&[("altname", Some("a.example.com b.example.com")), ("addon_3034", Some("1"))], ErrorType::Value, "altname"),
-        (&[("altname", Some("a.example.com")), ("altname_input", Some("b.example.com")), ("addon_3034", Some("1"))], ErrorType::Value, "altname"),
+        (
+            &[("altname", Some("a.example.com")), ("altname_input", Some("b.example.com")), ("addon_3034", Some("1"))],
+            ErrorType::Value,
+            "altname",
+        ),
         (&[("altname", Some("bad_domain")), ("addon_3034", Some("1"))], ErrorType::Value, "altname"),
         (&[("addon_3034", Some("many"))], ErrorType::Value, "addon_3034"),
-        (&[("pricelist", Some("3040")), ("CN", Some("*.example.com")), ("altname", Some("x.example.com"))], ErrorType::Value, "altname"),
+        (
+            &[("pricelist", Some("3040")), ("CN", Some("*.example.com")), ("altname", Some("x.example.com"))],
+            ErrorType::Value,
+            "altname",
+        ),
     ];
     for (changes, kind, object) in cases {
         let doc = order(&sb, ACME, changes);
@@ -177,12 +199,17 @@ fn order_validation_errors() {
 #[test]
 fn approver_parent_domains_and_wildcards() {
     let sb = Sandbox::demo();
-    let doc = order(&sb, ACME, &[("CN", Some("www.shop.example.com")), ("approver_email_1", Some("hostmaster@example.com"))]);
+    let doc =
+        order(&sb, ACME, &[("CN", Some("www.shop.example.com")), ("approver_email_1", Some("hostmaster@example.com"))]);
     assert!(is_ok(&doc), "{}", xml(&doc));
     let doc = order(
         &sb,
         ACME,
-        &[("pricelist", Some("3040")), ("CN", Some("*.example.org")), ("approver_email_1", Some("webmaster@example.org"))],
+        &[
+            ("pricelist", Some("3040")),
+            ("CN", Some("*.example.org")),
+            ("approver_email_1", Some("webmaster@example.org")),
+        ],
     );
     assert!(is_ok(&doc), "{}", xml(&doc));
     assert_eq!(sb.balance("acme@sandbox"), Some(dec("912.00")));
@@ -193,7 +220,10 @@ fn approver_parent_domains_and_wildcards() {
 #[test]
 fn generated_csr_orders_with_its_cn() {
     let sb = Sandbox::demo();
-    let doc = q(&sb, &format!("func=certificate.order.csr&sok=ok&authinfo={ACME}&CN=csr.example.net&period=12&pricelist=3033"));
+    let doc = q(
+        &sb,
+        &format!("func=certificate.order.csr&sok=ok&authinfo={ACME}&CN=csr.example.net&period=12&pricelist=3033"),
+    );
     let model = doc.find("model").unwrap_or_else(|| panic!("{}", xml(&doc)));
     let csr = model.child_text("csr").unwrap().to_string();
     assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----\n"));
@@ -206,7 +236,13 @@ fn generated_csr_orders_with_its_cn() {
 }
 
 fn reissue(sb: &Sandbox, extra: &[(&str, &str)]) -> Element {
-    let mut pairs = vec![("func", "certificate.reissue.step2"), ("authinfo", ACME), ("elid", "5001"), ("sok", "ok"), ("approver_method", "auth_email")];
+    let mut pairs = vec![
+        ("func", "certificate.reissue.step2"),
+        ("authinfo", ACME),
+        ("elid", "5001"),
+        ("sok", "ok"),
+        ("approver_method", "auth_email"),
+    ];
     pairs.extend_from_slice(extra);
     call(sb, &pairs)
 }
@@ -235,7 +271,11 @@ fn reissue_modes() {
         (vec![("crt_type", "manual"), ("csr", "garbage")], ErrorType::Value, "csr"),
         (vec![("crt_type", "altname")], ErrorType::Missed, "altname"),
         (vec![("crt_type", "altname"), ("altname", "a.example.com b.example.com")], ErrorType::Value, "altname"),
-        (vec![("crt_type", "oldrequest"), ("approver_email_1", "admin@evil.com")], ErrorType::Value, "approver_email_1"),
+        (
+            vec![("crt_type", "oldrequest"), ("approver_email_1", "admin@evil.com")],
+            ErrorType::Value,
+            "approver_email_1",
+        ),
     ] {
         assert_eq!(err_of(&reissue(&sb, &extra)), (kind, object.to_string()), "{extra:?}");
     }
@@ -252,10 +292,18 @@ fn prolong_extends_from_old_expiry() {
     order_id(&order(&sb, ACME, &[]));
     sb.set_today(date(2025, 12, 1)); // renewing early
     let form = q(&sb, &format!("func=service.prolong&elid=5001&authinfo={ACME}"));
-    let periods: Vec<_> = form.find("slist").unwrap().find_all("val").map(|v| (v.get_attr("key").unwrap(), v.get_attr("cost").unwrap())).collect();
+    let periods: Vec<_> = form
+        .find("slist")
+        .unwrap()
+        .find_all("val")
+        .map(|v| (v.get_attr("key").unwrap(), v.get_attr("cost").unwrap()))
+        .collect();
     assert_eq!(periods, vec![("12", "9.0000"), ("24", "16.0000"), ("36", "22.5000")]);
     let doc = q(&sb, &format!("func=service.prolong&elid=5001&period=24&sok=ok&authinfo={ACME}"));
-    assert_eq!(xml(&doc), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok/><expiredate>2028-01-15</expiredate></doc>\n");
+    assert_eq!(
+        xml(&doc),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok/><expiredate>2028-01-15</expiredate></doc>\n"
+    );
     assert_eq!(sb.certificates()[0].expiredate, date(2028, 1, 15));
     assert_eq!(sb.balance("acme@sandbox"), Some(dec("975.00")));
     let doc = q(&sb, &format!("func=service.prolong&elid=5001&period=5&sok=ok&authinfo={ACME}"));
@@ -283,7 +331,10 @@ fn delete_lists_and_foreign_ids() {
     assert_eq!(list.find_all("elem").count(), 0);
     assert_eq!(list.child_text("p_elems"), Some("0"));
     assert_eq!(err_of(&q(&sb, &format!("func=certificate.delete&elid=5001&authinfo={ACME}"))).0, ErrorType::Access);
-    assert_eq!(err_of(&q(&sb, &format!("func=certificate.delete&authinfo={ACME}"))), (ErrorType::Missed, "elid".into()));
+    assert_eq!(
+        err_of(&q(&sb, &format!("func=certificate.delete&authinfo={ACME}"))),
+        (ErrorType::Missed, "elid".into())
+    );
 }
 
 /// Another account's certificate is refused with access/elid by every function.
@@ -315,7 +366,15 @@ fn list_and_edit() {
     let sb = Sandbox::demo();
     sb.set_today(date(2025, 3, 1));
     order_id(&order(&sb, ACME, &[]));
-    order_id(&order(&sb, ACME, &[("remoteid", Some("l2")), ("CN", Some("two.example.com")), ("approver_email_1", Some("admin@two.example.com"))]));
+    order_id(&order(
+        &sb,
+        ACME,
+        &[
+            ("remoteid", Some("l2")),
+            ("CN", Some("two.example.com")),
+            ("approver_email_1", Some("admin@two.example.com")),
+        ],
+    ));
     order_id(&order(&sb, GLOBEX, &[]));
     let list = q(&sb, &format!("func=certificate&authinfo={ACME}&remoteid=l2"));
     assert_eq!(
@@ -385,10 +444,19 @@ fn auth_sessions_and_credentials() {
     let p = Params::parse(Some("func=whoami"), b"", &Limits::default()).unwrap();
     assert!(sb.handle_request(&p, ip(), Some(&sid)).find("user").is_some());
     let other_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-    assert_eq!(err_of(&sb.handle(&Params::from_pairs([("func", "whoami"), ("auth", sid.as_str())]), other_ip)).0, ErrorType::Auth);
+    assert_eq!(
+        err_of(&sb.handle(&Params::from_pairs([("func", "whoami"), ("auth", sid.as_str())]), other_ip)).0,
+        ErrorType::Auth
+    );
 
     assert!(q(&sb, "func=whoami&authinfo=u@x:p:a:ss").find("user").is_some());
-    for bad in ["func=whoami&authinfo=u@x:p", "func=whoami&authinfo=u@x", "func=whoami&auth=nope", "func=whoami", "func=auth&username=u@x&password=p"] {
+    for bad in [
+        "func=whoami&authinfo=u@x:p",
+        "func=whoami&authinfo=u@x",
+        "func=whoami&auth=nope",
+        "func=whoami",
+        "func=auth&username=u@x&password=p",
+    ] {
         assert_eq!(err_of(&q(&sb, bad)).0, ErrorType::Auth, "{bad}");
     }
 }
@@ -397,7 +465,10 @@ fn auth_sessions_and_credentials() {
 #[test]
 fn su_and_func_errors() {
     let sb = Sandbox::demo();
-    assert_eq!(err_of(&q(&sb, &format!("func=whoami&su=globex@sandbox&authinfo={ACME}"))), (ErrorType::Access, "su".into()));
+    assert_eq!(
+        err_of(&q(&sb, &format!("func=whoami&su=globex@sandbox&authinfo={ACME}"))),
+        (ErrorType::Access, "su".into())
+    );
     assert_eq!(err_of(&q(&sb, &format!("authinfo={ACME}"))), (ErrorType::Missed, "func".into()));
     let doc = q(&sb, &format!("func=vds.order&authinfo={ACME}"));
     assert_eq!(err_of(&doc), (ErrorType::Missed, "func".into()));
