@@ -385,6 +385,10 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<I
                     if len > MAX_BODY {
                         return Ok(Incoming::Reject(413, "Payload Too Large"));
                     }
+                    let expects = req.header("expect").is_some_and(|e| e.trim().eq_ignore_ascii_case("100-continue"));
+                    if expects && buf.len() < len {
+                        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                    }
                     while buf.len() < len {
                         if read_more(stream, buf).await? == 0 {
                             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "body cut short"));

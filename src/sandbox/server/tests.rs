@@ -209,3 +209,22 @@ async fn run_with_shutdown_future() {
     tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
 }
+
+/// `Expect: 100-continue` gets its interim answer before the body is sent.
+#[tokio::test]
+async fn expect_continue() {
+    let h = start();
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let body = "func=whoami&authinfo=acme%40sandbox%3Aacme-upstream-pw";
+    s.write_all(
+        format!("POST /billmgr HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len())
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_response(&mut s, false).await.unwrap().status, 100);
+    s.write_all(body.as_bytes()).await.unwrap();
+    let r = read_response(&mut s, false).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<balance>1000.00</balance>"), "{}", r.text());
+}
