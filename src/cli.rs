@@ -12,7 +12,11 @@ use crate::config::{self, Config};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "resellgate", version, about = "A reseller gateway for BILLmanager SSL certificate reselling")]
+#[command(
+    name = "resellgate",
+    version,
+    about = "A reseller gateway for BILLmanager SSL certificate reselling"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -88,10 +92,16 @@ pub struct Failure {
 
 impl Failure {
     fn config(e: impl std::fmt::Display) -> Failure {
-        Failure { code: EXIT_CONFIG, message: e.to_string() }
+        Failure {
+            code: EXIT_CONFIG,
+            message: e.to_string(),
+        }
     }
     fn other(e: impl std::fmt::Display) -> Failure {
-        Failure { code: 1, message: e.to_string() }
+        Failure {
+            code: 1,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -115,7 +125,9 @@ fn open_store(config: &Config) -> Result<Store, Failure> {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let command = cli.command.unwrap_or(Command::Serve { config: PathBuf::from("config.toml") });
+    let command = cli.command.unwrap_or(Command::Serve {
+        config: PathBuf::from("config.toml"),
+    });
     match command {
         Command::Serve { config } => {
             crate::telemetry::init();
@@ -128,7 +140,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{summary}");
             Ok(())
         }
-        Command::Mappings { action: MappingsCommand::Apply { config, paths } } => {
+        Command::Mappings {
+            action: MappingsCommand::Apply { config, paths },
+        } => {
             let config = load_config(&config)?;
             let set = config::load_mappings(&paths).map_err(Failure::config)?;
             let store = open_store(&config)?;
@@ -142,7 +156,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Mappings { action: MappingsCommand::Export { config } } => {
+        Command::Mappings {
+            action: MappingsCommand::Export { config },
+        } => {
             let config = load_config(&config)?;
             let store = open_store(&config)?;
             print!("{}", store.export().to_toml());
@@ -150,7 +166,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::HashPassword => {
             let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).map_err(Failure::other)?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(Failure::other)?;
             let password = line.strip_suffix('\n').unwrap_or(&line);
             let password = password.strip_suffix('\r').unwrap_or(password);
             if password.is_empty() {
@@ -160,10 +179,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{hash}");
             Ok(())
         }
-        Command::Sandbox { listen, latency_ms, fail_rate } => {
+        Command::Sandbox {
+            listen,
+            latency_ms,
+            fail_rate,
+        } => {
             crate::telemetry::init();
             if !(0.0..=1.0).contains(&fail_rate) {
-                return Err(Failure::config(format!("--fail-rate {fail_rate}: must be between 0 and 1")));
+                return Err(Failure::config(format!(
+                    "--fail-rate {fail_rate}: must be between 0 and 1"
+                )));
             }
             crate::sandbox::run_cli(&listen, latency_ms, fail_rate).map_err(Failure::other)
         }

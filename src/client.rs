@@ -25,7 +25,10 @@ pub struct Response {
 impl Response {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text (invalid UTF-8 replaced).
@@ -85,8 +88,17 @@ pub fn blocking(
     timeout: Duration,
 ) -> io::Result<Response> {
     let run = || -> io::Result<Response> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(request_with_timeout(addr, method, path_and_query, headers, body, timeout))
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(request_with_timeout(
+            addr,
+            method,
+            path_and_query,
+            headers,
+            body,
+            timeout,
+        ))
     };
     if tokio::runtime::Handle::try_current().is_ok() {
         std::thread::scope(|s| s.spawn(run).join())
@@ -139,7 +151,11 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(
     stream: &mut R,
     head_request: bool,
 ) -> io::Result<Response> {
-    let mut r = Reader { inner: stream, buf: Vec::with_capacity(8192), pos: 0 };
+    let mut r = Reader {
+        inner: stream,
+        buf: Vec::with_capacity(8192),
+        pos: 0,
+    };
     let (status, headers, head_len) = loop {
         let mut hs = [httparse::EMPTY_HEADER; 128];
         let mut parsed = httparse::Response::new(&mut hs);
@@ -149,7 +165,12 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(
                 let headers = parsed
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect::<Vec<_>>();
                 break (status, headers, n);
             }
@@ -172,17 +193,25 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(
         }
     };
     r.pos = head_len;
-    let mut resp = Response { status, headers, body: Vec::new() };
+    let mut resp = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     if head_request || status / 100 == 1 || status == 204 || status == 304 {
         return Ok(resp);
     }
-    let chunked = resp
-        .header("transfer-encoding")
-        .is_some_and(|te| te.split(',').any(|t| t.trim().eq_ignore_ascii_case("chunked")));
+    let chunked = resp.header("transfer-encoding").is_some_and(|te| {
+        te.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("chunked"))
+    });
     resp.body = if chunked {
         r.read_chunked().await?
     } else if let Some(len) = resp.header("content-length") {
-        let len: usize = len.trim().parse().map_err(|_| bad("invalid Content-Length"))?;
+        let len: usize = len
+            .trim()
+            .parse()
+            .map_err(|_| bad("invalid Content-Length"))?;
         if len > MAX_BODY {
             return Err(bad("response body too large"));
         }
@@ -215,7 +244,10 @@ impl<R: tokio::io::AsyncRead + Unpin> Reader<'_, R> {
     async fn read_exact(&mut self, n: usize) -> io::Result<Vec<u8>> {
         while self.available() < n {
             if self.fill().await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "response body cut short"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "response body cut short",
+                ));
             }
         }
         let out = self.buf[self.pos..self.pos + n].to_vec();
@@ -237,7 +269,10 @@ impl<R: tokio::io::AsyncRead + Unpin> Reader<'_, R> {
                 return Err(bad("chunk line too long"));
             }
             if self.fill().await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "chunked body cut short"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "chunked body cut short",
+                ));
             }
         }
     }
@@ -247,7 +282,8 @@ impl<R: tokio::io::AsyncRead + Unpin> Reader<'_, R> {
         loop {
             let line = self.read_line().await?;
             let size = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size, 16).map_err(|_| bad(format!("invalid chunk size {size:?}")))?;
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| bad(format!("invalid chunk size {size:?}")))?;
             if size == 0 {
                 // Trailers, up to the empty line.
                 while !self.read_line().await?.is_empty() {}
@@ -311,7 +347,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/xml\r\n\r\n5;ext=1\r\n<doc>\r\nB\r\n<ok/></doc>\r\n0\r\nX-Trailer: 1\r\n\r\n",
         )
         .await;
-        let r = request(addr, "GET", "/billmgr?func=x", &[], b"").await.unwrap();
+        let r = request(addr, "GET", "/billmgr?func=x", &[], b"")
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("text/xml"));
         assert_eq!(r.text(), "<doc><ok/></doc>");
@@ -320,7 +358,9 @@ mod tests {
     /// Without Content-Length or chunking the body runs until the server closes.
     #[tokio::test]
     async fn reads_until_close() {
-        let addr = canned(b"HTTP/1.0 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<html>bad</html>").await;
+        let addr =
+            canned(b"HTTP/1.0 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<html>bad</html>")
+                .await;
         let r = request(addr, "GET", "/", &[], b"").await.unwrap();
         assert_eq!((r.status, r.text().as_str()), (502, "<html>bad</html>"));
     }
@@ -343,7 +383,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(s);
         });
-        let e = request_with_timeout(addr, "GET", "/", &[], b"", Duration::from_millis(200)).await.unwrap_err();
+        let e = request_with_timeout(addr, "GET", "/", &[], b"", Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         keep.abort();
     }
@@ -361,10 +403,14 @@ mod tests {
                 let n = s.read(&mut buf).await.unwrap();
                 got.extend_from_slice(&buf[..n]);
             }
-            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
             String::from_utf8(got).unwrap()
         });
-        let r = request(addr, "POST", "/billmgr", &[("X-Test", "yes")], b"a=1&b=2").await.unwrap();
+        let r = request(addr, "POST", "/billmgr", &[("X-Test", "yes")], b"a=1&b=2")
+            .await
+            .unwrap();
         assert_eq!(r.status, 204);
         let sent = server.await.unwrap();
         assert!(sent.starts_with("POST /billmgr HTTP/1.1\r\n"), "{sent}");

@@ -19,8 +19,10 @@ pub const DEMO_MAPPINGS: &str = include_str!("../mappings/demo.toml");
 
 /// Demo credentials (public: they exist only in the sandbox and the demo mappings).
 pub const DEMO_RESELLER: (&str, &str) = ("acme", "acme-demo-pw");
-const UPSTREAM_PASSWORDS: &[(&str, &str)] =
-    &[("ACME_UP_PASSWORD", "acme-upstream-pw"), ("GLOBEX_UP_PASSWORD", "globex-upstream-pw")];
+const UPSTREAM_PASSWORDS: &[(&str, &str)] = &[
+    ("ACME_UP_PASSWORD", "acme-upstream-pw"),
+    ("GLOBEX_UP_PASSWORD", "globex-upstream-pw"),
+];
 
 pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     let sandbox_port = port.checked_add(100).context("--port is too high")?;
@@ -30,7 +32,10 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     // 1. The upstream: the built-in sandbox.
     let sb = sandbox::spawn(&format!("127.0.0.1:{sandbox_port}"), Sandbox::demo())
         .with_context(|| format!("cannot start the sandbox on 127.0.0.1:{sandbox_port}"))?;
-    println!("== sandbox (the selling BILLmanager) on http://{}/billmgr", sb.addr);
+    println!(
+        "== sandbox (the selling BILLmanager) on http://{}/billmgr",
+        sb.addr
+    );
 
     // 2. The store: demo mappings applied to a fresh store.
     for (var, value) in UPSTREAM_PASSWORDS {
@@ -56,7 +61,11 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
 
     // 3. The gateway.
     let gw = crate::proxy::server::spawn(&config, store)?;
-    println!("== gateway on http://{}/billmgr (store in {})", gw.addr, dir.join("store").display());
+    println!(
+        "== gateway on http://{}/billmgr (store in {})",
+        gw.addr,
+        dir.join("store").display()
+    );
     println!();
 
     let script = Script { gateway: gw.addr };
@@ -75,9 +84,15 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     println!("  Username: {login}");
     println!("  Password: {password}");
     println!("or try it with curl:");
-    println!("  curl 'http://{}/billmgr?func=whoami&out=json&authinfo={login}:{password}'", gw.addr);
+    println!(
+        "  curl 'http://{}/billmgr?func=whoami&out=json&authinfo={login}:{password}'",
+        gw.addr
+    );
     println!("  curl 'http://{}/billmgr?func=pricelist.export&itemtype=certificate&authinfo={login}:{password}'", gw.addr);
-    println!("  curl 'http://{}/billmgr?func=certificate&out=text&authinfo={login}:{password}'", gw.addr);
+    println!(
+        "  curl 'http://{}/billmgr?func=certificate&out=text&authinfo={login}:{password}'",
+        gw.addr
+    );
     println!("Press Ctrl-C to stop.");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -96,17 +111,27 @@ impl Script {
         let shown: Vec<String> = form
             .split('&')
             .map(|kv| match kv.split_once('=') {
-                Some(("authinfo", v)) => format!("authinfo={}:***", v.split(':').next().unwrap_or("")),
-                Some(("auth" | "password", _)) => format!("{}=***", kv.split('=').next().unwrap_or("")),
+                Some(("authinfo", v)) => {
+                    format!("authinfo={}:***", v.split(':').next().unwrap_or(""))
+                }
+                Some(("auth" | "password", _)) => {
+                    format!("{}=***", kv.split('=').next().unwrap_or(""))
+                }
                 _ => kv.to_string(),
             })
             .collect();
         println!("-- {title}");
         println!("   POST /billmgr {}", shown.join("&"));
         let resp = client::post_form(self.gateway, "/billmgr", form)?;
-        let doc = billmgr::parse(&resp.body, Format::Xml).map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
+        let doc = billmgr::parse(&resp.body, Format::Xml)
+            .map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
         if let Some(err) = BmError::from_doc(&doc) {
-            println!("   <- error type={} object={}: {}", err.kind, err.object.as_deref().unwrap_or("-"), err.msg);
+            println!(
+                "   <- error type={} object={}: {}",
+                err.kind,
+                err.object.as_deref().unwrap_or("-"),
+                err.msg
+            );
         }
         Ok(doc)
     }
@@ -115,7 +140,10 @@ impl Script {
         let (login, password) = DEMO_RESELLER;
         let authinfo = format!("authinfo={login}:{password}");
 
-        let doc = self.call("who am I upstream? (authinfo is swapped for the reseller's upstream account)", &format!("func=whoami&{authinfo}"))?;
+        let doc = self.call(
+            "who am I upstream? (authinfo is swapped for the reseller's upstream account)",
+            &format!("func=whoami&{authinfo}"),
+        )?;
         if let Some(user) = doc.find("user") {
             println!(
                 "   <- upstream account {} balance {} {}",
@@ -125,22 +153,43 @@ impl Script {
             );
         }
 
-        let doc = self.call("log in (func=auth): the gateway answers a session of its own", &format!("func=auth&username={login}&password={password}"))?;
-        let sid = doc.find("auth").and_then(|a| a.get_attr("id")).context("no session id in the auth answer")?.to_string();
+        let doc = self.call(
+            "log in (func=auth): the gateway answers a session of its own",
+            &format!("func=auth&username={login}&password={password}"),
+        )?;
+        let sid = doc
+            .find("auth")
+            .and_then(|a| a.get_attr("id"))
+            .context("no session id in the auth answer")?
+            .to_string();
         println!("   <- session started (id hidden; valid 1 hour after the last use, for this address only)");
         let auth = format!("auth={sid}");
 
-        let doc = self.call("import tariffs (pricelist.export)", &format!("func=pricelist.export&itemtype=certificate&onlyavailable=on&{auth}"))?;
+        let doc = self.call(
+            "import tariffs (pricelist.export)",
+            &format!("func=pricelist.export&itemtype=certificate&onlyavailable=on&{auth}"),
+        )?;
         for p in doc.find_all("pricelist") {
             let periods: Vec<String> = p
                 .find("price")
                 .map(|pr| {
                     pr.find_all("period")
-                        .map(|x| format!("{} mo: {}", x.get_attr("length").unwrap_or("?"), x.get_attr("cost").unwrap_or("?")))
+                        .map(|x| {
+                            format!(
+                                "{} mo: {}",
+                                x.get_attr("length").unwrap_or("?"),
+                                x.get_attr("cost").unwrap_or("?")
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            println!("   <- plan {} {:<22} {}", p.child_text("id").unwrap_or("?"), p.child_text("name").unwrap_or("?"), periods.join(", "));
+            println!(
+                "   <- plan {} {:<22} {}",
+                p.child_text("id").unwrap_or("?"),
+                p.child_text("name").unwrap_or("?"),
+                periods.join(", ")
+            );
         }
 
         let order = [
@@ -160,8 +209,14 @@ impl Script {
             "like_admin=on",
         ]
         .join("&");
-        let doc = self.call("order a certificate (certificate.order.param, remoteid=demo-1)", &format!("{order}&{auth}"))?;
-        let id = doc.child_text("id").context("the order answered no certificate id")?.to_string();
+        let doc = self.call(
+            "order a certificate (certificate.order.param, remoteid=demo-1)",
+            &format!("{order}&{auth}"),
+        )?;
+        let id = doc
+            .child_text("id")
+            .context("the order answered no certificate id")?
+            .to_string();
         println!("   <- ordered: certificate {id}");
 
         let doc = self.call("list certificates", &format!("func=certificate&{auth}"))?;
@@ -172,7 +227,9 @@ impl Script {
                 e.child_text("CN").unwrap_or("?"),
                 e.child_text("pricelist").unwrap_or("?"),
                 e.child_text("expiredate").unwrap_or("?"),
-                e.child_text("status_msg").or(e.child_text("item_status")).unwrap_or("?"),
+                e.child_text("status_msg")
+                    .or(e.child_text("item_status"))
+                    .unwrap_or("?"),
             );
         }
 
@@ -182,12 +239,24 @@ impl Script {
         )?;
         println!("   <- reissue requested");
 
-        let doc = self.call("renew for 12 months (service.prolong)", &format!("func=service.prolong&elid={id}&period=12&sok=ok&{auth}"))?;
-        println!("   <- new expiry date {}", doc.child_text("expiredate").unwrap_or("?"));
+        let doc = self.call(
+            "renew for 12 months (service.prolong)",
+            &format!("func=service.prolong&elid={id}&period=12&sok=ok&{auth}"),
+        )?;
+        println!(
+            "   <- new expiry date {}",
+            doc.child_text("expiredate").unwrap_or("?")
+        );
 
-        self.call("a function resellers may not call is refused (func=user.edit)", &format!("func=user.edit&{auth}"))?;
+        self.call(
+            "a function resellers may not call is refused (func=user.edit)",
+            &format!("func=user.edit&{auth}"),
+        )?;
 
-        self.call("delete the certificate (certificate.delete)", &format!("func=certificate.delete&elid={id}&sok=ok&{auth}"))?;
+        self.call(
+            "delete the certificate (certificate.delete)",
+            &format!("func=certificate.delete&elid={id}&sok=ok&{auth}"),
+        )?;
         println!("   <- deleted");
         Ok(())
     }

@@ -25,7 +25,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod proxy;
-pub mod secret;
 pub mod sandbox;
+pub mod secret;
 pub mod store;
 pub mod telemetry;

@@ -22,12 +22,15 @@ pub fn init() {
             .unwrap_or_else(|_| "info".to_string());
         // pingora's debug/trace output prints request lines, which may carry a query
         // string with credentials; it is capped at `info` whatever the filter says.
-        let filter = tracing_subscriber::EnvFilter::try_new(format!("{filter},pingora=info,pingora_core=info,pingora_proxy=info"))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let filter = tracing_subscriber::EnvFilter::try_new(format!(
+            "{filter},pingora=info,pingora_core=info,pingora_proxy=info"
+        ))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let _ = tracing_log::LogTracer::init();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(true)
             .try_init();
     });
@@ -79,7 +82,10 @@ const MAX_FUNC_LABELS: usize = 256;
 
 impl Metrics {
     pub fn count_outcome(&self, outcome: &'static str) {
-        self.outcomes.entry(outcome).or_default().fetch_add(1, Ordering::Relaxed);
+        self.outcomes
+            .entry(outcome)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_refused_func(&self, func: &str) {
@@ -87,32 +93,57 @@ impl Metrics {
             c.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let key = if self.refused_funcs.len() >= MAX_FUNC_LABELS { "other" } else { func };
-        self.refused_funcs.entry(key.to_string()).or_default().fetch_add(1, Ordering::Relaxed);
+        let key = if self.refused_funcs.len() >= MAX_FUNC_LABELS {
+            "other"
+        } else {
+            func
+        };
+        self.refused_funcs
+            .entry(key.to_string())
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn refused_func_count(&self, func: &str) -> u64 {
-        self.refused_funcs.get(func).map(|c| c.load(Ordering::Relaxed)).unwrap_or(0)
+        self.refused_funcs
+            .get(func)
+            .map(|c| c.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     pub fn outcome_count(&self, outcome: &str) -> u64 {
-        self.outcomes.get(outcome).map(|c| c.load(Ordering::Relaxed)).unwrap_or(0)
+        self.outcomes
+            .get(outcome)
+            .map(|c| c.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     /// Prometheus text exposition of the counters.
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str("# HELP resellgate_requests_total Requests by outcome.\n# TYPE resellgate_requests_total counter\n");
-        let mut rows: Vec<_> = self.outcomes.iter().map(|e| (*e.key(), e.value().load(Ordering::Relaxed))).collect();
+        let mut rows: Vec<_> = self
+            .outcomes
+            .iter()
+            .map(|e| (*e.key(), e.value().load(Ordering::Relaxed)))
+            .collect();
         rows.sort();
         for (k, v) in rows {
-            out.push_str(&format!("resellgate_requests_total{{outcome=\"{k}\"}} {v}\n"));
+            out.push_str(&format!(
+                "resellgate_requests_total{{outcome=\"{k}\"}} {v}\n"
+            ));
         }
         out.push_str("# HELP resellgate_refused_functions_total Calls refused by the function policy, by func.\n# TYPE resellgate_refused_functions_total counter\n");
-        let mut rows: Vec<_> = self.refused_funcs.iter().map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed))).collect();
+        let mut rows: Vec<_> = self
+            .refused_funcs
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
         rows.sort();
         for (k, v) in rows {
-            out.push_str(&format!("resellgate_refused_functions_total{{func=\"{k}\"}} {v}\n"));
+            out.push_str(&format!(
+                "resellgate_refused_functions_total{{func=\"{k}\"}} {v}\n"
+            ));
         }
         out
     }
@@ -130,8 +161,14 @@ mod tests {
         m.count_outcome("refused");
         assert_eq!(m.refused_func_count("user.edit"), 2);
         let text = m.render();
-        assert!(text.contains("resellgate_refused_functions_total{func=\"user.edit\"} 2\n"), "{text}");
-        assert!(text.contains("resellgate_requests_total{outcome=\"refused\"} 1\n"), "{text}");
+        assert!(
+            text.contains("resellgate_refused_functions_total{func=\"user.edit\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("resellgate_requests_total{outcome=\"refused\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -66,7 +66,10 @@ pub struct Element {
 
 impl Element {
     pub fn new(name: impl Into<String>) -> Self {
-        Element { name: name.into(), ..Default::default() }
+        Element {
+            name: name.into(),
+            ..Default::default()
+        }
     }
 
     /// An empty `doc` root.
@@ -108,7 +111,10 @@ impl Element {
     }
 
     pub fn get_attr(&self, k: &str) -> Option<&str> {
-        self.attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn find(&self, name: &str) -> Option<&Element> {
@@ -141,7 +147,9 @@ impl Element {
     }
 
     fn is_empty_node(&self) -> bool {
-        self.attrs.is_empty() && self.children.is_empty() && self.text.as_deref().unwrap_or("").is_empty()
+        self.attrs.is_empty()
+            && self.children.is_empty()
+            && self.text.as_deref().unwrap_or("").is_empty()
     }
 }
 
@@ -251,7 +259,11 @@ fn group_children(e: &Element, m: &mut Map<String, Value>, conv: fn(&Element) ->
             continue;
         }
         let same: Vec<&Element> = e.children.iter().filter(|x| x.name == c.name).collect();
-        let v = if same.len() == 1 { conv(c) } else { Value::Array(same.into_iter().map(conv).collect()) };
+        let v = if same.len() == 1 {
+            conv(c)
+        } else {
+            Value::Array(same.into_iter().map(conv).collect())
+        };
         m.insert(c.name.clone(), v);
     }
 }
@@ -357,13 +369,17 @@ pub fn parse(body: &[u8], format: Format) -> Result<Element, DocError> {
     match format {
         Format::Xml => parse_xml(body),
         Format::Json | Format::Sjson => {
-            let v: Value = serde_json::from_slice(body).map_err(|e| DocError::Json(e.to_string()))?;
-            let Value::Object(m) = v else { return Err(DocError::Json("the root is not an object".into())) };
+            let v: Value =
+                serde_json::from_slice(body).map_err(|e| DocError::Json(e.to_string()))?;
+            let Value::Object(m) = v else {
+                return Err(DocError::Json("the root is not an object".into()));
+            };
             let (name, inner) = m.into_iter().next().ok_or(DocError::Empty)?;
             from_json(name, &inner, 0)
         }
         Format::Bjson => {
-            let v: Value = serde_json::from_slice(body).map_err(|e| DocError::Json(e.to_string()))?;
+            let v: Value =
+                serde_json::from_slice(body).map_err(|e| DocError::Json(e.to_string()))?;
             if !v.is_object() {
                 return Err(DocError::Json("the root is not an object".into()));
             }
@@ -392,7 +408,8 @@ fn parse_xml(body: &[u8]) -> Result<Element, DocError> {
                 for a in s.attributes() {
                     let a = a.map_err(|e| xml_err(&e))?;
                     let v = a.unescape_value().map_err(|e| xml_err(&e))?.into_owned();
-                    el.attrs.push((String::from_utf8_lossy(a.key.as_ref()).into_owned(), v));
+                    el.attrs
+                        .push((String::from_utf8_lossy(a.key.as_ref()).into_owned(), v));
                 }
                 if matches!(ev, Event::Empty(_)) {
                     close(el, &mut stack, &mut root);
@@ -404,7 +421,9 @@ fn parse_xml(body: &[u8]) -> Result<Element, DocError> {
                 }
             }
             Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| DocError::Xml("unexpected closing tag".into()))?;
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| DocError::Xml("unexpected closing tag".into()))?;
                 close(el, &mut stack, &mut root);
             }
             Event::Text(t) => {
@@ -481,7 +500,8 @@ fn from_json(name: String, v: &Value, depth: usize) -> Result<Element, DocError>
                 if k == "$" {
                     el.text = scalar(v);
                 } else if let Some(attr) = k.strip_prefix('$') {
-                    el.attrs.push((attr.to_string(), scalar(v).unwrap_or_default()));
+                    el.attrs
+                        .push((attr.to_string(), scalar(v).unwrap_or_default()));
                 } else if let Value::Array(items) = v {
                     for item in items {
                         el.children.push(from_json(k.clone(), item, depth + 1)?);
@@ -491,7 +511,11 @@ fn from_json(name: String, v: &Value, depth: usize) -> Result<Element, DocError>
                 }
             }
         }
-        Value::Array(_) => return Err(DocError::Json("an array where an element was expected".into())),
+        Value::Array(_) => {
+            return Err(DocError::Json(
+                "an array where an element was expected".into(),
+            ))
+        }
         other => el.text = scalar(other),
     }
     Ok(el)
@@ -516,7 +540,11 @@ fn from_bjson(name: String, v: &Value, depth: usize) -> Result<Element, DocError
                 }
             }
         }
-        Value::Array(_) => return Err(DocError::Json("an array where an element was expected".into())),
+        Value::Array(_) => {
+            return Err(DocError::Json(
+                "an array where an element was expected".into(),
+            ))
+        }
         other => el.text = scalar(other),
     }
     Ok(el)
@@ -533,8 +561,16 @@ mod tests {
 
     fn sample() -> Element {
         Element::doc()
-            .child(Element::new("elem").child(Element::leaf("id", "1")).child(Element::leaf("CN", "a.com")))
-            .child(Element::new("elem").child(Element::leaf("id", "2")).child(Element::leaf("CN", "b.com")))
+            .child(
+                Element::new("elem")
+                    .child(Element::leaf("id", "1"))
+                    .child(Element::leaf("CN", "a.com")),
+            )
+            .child(
+                Element::new("elem")
+                    .child(Element::leaf("id", "2"))
+                    .child(Element::leaf("CN", "b.com")),
+            )
             .child(Element::new("p_num").text("1"))
     }
 
@@ -556,13 +592,21 @@ mod tests {
         );
         let back = parse(out.as_bytes(), Format::Xml).unwrap();
         let v = back.find("v").unwrap();
-        assert_eq!(v.text.as_deref(), Some("a<b>&\"q\" 'x'\u{FFFD}\u{FFFD}\ttab\nline é й 🙂"));
+        assert_eq!(
+            v.text.as_deref(),
+            Some("a<b>&\"q\" 'x'\u{FFFD}\u{FFFD}\ttab\nline é й 🙂")
+        );
         assert_eq!(v.get_attr("a"), v.text.as_deref());
     }
 
     #[test]
     fn json_shape() {
-        let doc = Element::doc().child(Element::new("auth").attr("id", "S1").attr("level", "16").text("S1"));
+        let doc = Element::doc().child(
+            Element::new("auth")
+                .attr("id", "S1")
+                .attr("level", "16")
+                .text("S1"),
+        );
         assert_eq!(
             String::from_utf8(render(&doc, Format::Json)).unwrap(),
             r#"{"doc":{"auth":{"$id":"S1","$level":"16","$":"S1"}}}"#
@@ -577,14 +621,22 @@ mod tests {
     fn json_escapes_hostile_values() {
         let doc = Element::doc().child(Element::leaf("v", hostile()));
         let out = String::from_utf8(render(&doc, Format::Json)).unwrap();
-        assert_eq!(out, "{\"doc\":{\"v\":{\"$\":\"a<b>&\\\"q\\\" 'x'\\u0001\\u0007\\ttab\\nline é й 🙂\"}}}");
+        assert_eq!(
+            out,
+            "{\"doc\":{\"v\":{\"$\":\"a<b>&\\\"q\\\" 'x'\\u0001\\u0007\\ttab\\nline é й 🙂\"}}}"
+        );
         assert_eq!(parse(out.as_bytes(), Format::Json).unwrap(), doc);
     }
 
     #[test]
     fn bjson_shape() {
-        let ok = Element::doc().child(Element::new("ok")).child(Element::leaf("id", "5001"));
-        assert_eq!(String::from_utf8(render(&ok, Format::Bjson)).unwrap(), r#"{"ok":true,"id":"5001"}"#);
+        let ok = Element::doc()
+            .child(Element::new("ok"))
+            .child(Element::leaf("id", "5001"));
+        assert_eq!(
+            String::from_utf8(render(&ok, Format::Bjson)).unwrap(),
+            r#"{"ok":true,"id":"5001"}"#
+        );
         assert_eq!(
             String::from_utf8(render(&sample(), Format::Bjson)).unwrap(),
             r#"{"elem":[{"id":"1","CN":"a.com"},{"id":"2","CN":"b.com"}],"p_num":"1"}"#
@@ -605,7 +657,10 @@ mod tests {
         let bjson: Value = serde_json::from_slice(&render(&e, Format::Bjson)).unwrap();
         assert_eq!(bjson["error"]["type"], "value");
         assert_eq!(bjson["error"]["object"], "elid");
-        assert_eq!(bjson["error"]["msg"], "The value of the 'elid' field is invalid");
+        assert_eq!(
+            bjson["error"]["msg"],
+            "The value of the 'elid' field is invalid"
+        );
         assert_eq!(
             String::from_utf8(render(&e, Format::Text)).unwrap(),
             "ERROR value(elid): The value of the 'elid' field is invalid\n"
@@ -613,16 +668,28 @@ mod tests {
         for f in [Format::Xml, Format::Json, Format::Sjson, Format::Bjson] {
             let back = parse(&render(&e, f), f).unwrap();
             let err = BmError::from_doc(&back).unwrap();
-            assert_eq!((err.kind, err.object.as_deref()), (ErrorType::Value, Some("elid")), "{f:?}");
+            assert_eq!(
+                (err.kind, err.object.as_deref()),
+                (ErrorType::Value, Some("elid")),
+                "{f:?}"
+            );
             assert_eq!(err.value.as_deref(), Some("12<3"), "{f:?}");
         }
     }
 
     #[test]
     fn text_format() {
-        let doc = Element::doc().child(Element::new("ok")).child(Element::leaf("id", "7\nx\\y"));
-        assert_eq!(String::from_utf8(render(&doc, Format::Text)).unwrap(), "ok\nid=7\\nx\\\\y\n");
-        assert_eq!(String::from_utf8(render(&sample(), Format::Text)).unwrap(), "id=1 CN=a.com\nid=2 CN=b.com\np_num=1\n");
+        let doc = Element::doc()
+            .child(Element::new("ok"))
+            .child(Element::leaf("id", "7\nx\\y"));
+        assert_eq!(
+            String::from_utf8(render(&doc, Format::Text)).unwrap(),
+            "ok\nid=7\\nx\\\\y\n"
+        );
+        assert_eq!(
+            String::from_utf8(render(&sample(), Format::Text)).unwrap(),
+            "id=1 CN=a.com\nid=2 CN=b.com\np_num=1\n"
+        );
     }
 
     #[test]
@@ -651,6 +718,9 @@ mod tests {
         assert!(parse(b"{\"doc\":", Format::Json).is_err());
         assert!(parse(b"[1]", Format::Bjson).is_err());
         let deep = "<a>".repeat(100) + &"</a>".repeat(100);
-        assert_eq!(parse(deep.as_bytes(), Format::Xml), Err(DocError::TooDeep(MAX_DEPTH)));
+        assert_eq!(
+            parse(deep.as_bytes(), Format::Xml),
+            Err(DocError::TooDeep(MAX_DEPTH))
+        );
     }
 }

@@ -60,7 +60,12 @@ pub struct BmError {
 
 impl BmError {
     pub fn new(kind: ErrorType, msg: impl Into<String>) -> Self {
-        BmError { kind, object: None, value: None, msg: msg.into() }
+        BmError {
+            kind,
+            object: None,
+            value: None,
+            msg: msg.into(),
+        }
     }
 
     pub fn object(mut self, object: impl Into<String>) -> Self {
@@ -82,13 +87,20 @@ impl BmError {
     }
 
     pub fn missed(object: &str) -> Self {
-        BmError::new(ErrorType::Missed, format!("The '{object}' field is required")).object(object)
+        BmError::new(
+            ErrorType::Missed,
+            format!("The '{object}' field is required"),
+        )
+        .object(object)
     }
 
     pub fn invalid(object: &str, value: impl Into<String>) -> Self {
-        BmError::new(ErrorType::Value, format!("The value of the '{object}' field is invalid"))
-            .object(object)
-            .value(value)
+        BmError::new(
+            ErrorType::Value,
+            format!("The value of the '{object}' field is invalid"),
+        )
+        .object(object)
+        .value(value)
     }
 
     pub fn upstream(msg: impl Into<String>) -> Self {
@@ -103,7 +115,13 @@ impl BmError {
         }
         err = err.attr("lang", lang);
         if let Some(o) = &self.object {
-            err.push(Element::new("param").attr("name", "object").attr("type", "msg").attr("msg", o).text(o));
+            err.push(
+                Element::new("param")
+                    .attr("name", "object")
+                    .attr("type", "msg")
+                    .attr("msg", o)
+                    .text(o),
+            );
         }
         if let Some(v) = &self.value {
             err.push(Element::new("param").attr("name", "value").text(v));
@@ -115,7 +133,12 @@ impl BmError {
     /// Read an error back from a parsed document (`doc/error`), if it is one.
     pub fn from_doc(doc: &Element) -> Option<BmError> {
         let e = doc.find("error")?;
-        let kind = match e.get_attr("type").unwrap_or("") {
+        // json keeps attributes apart ("$type"); bjson folds them into plain keys.
+        let field = |name: &str| {
+            e.get_attr(name)
+                .or_else(|| e.find(name).and_then(|c| c.text.as_deref()))
+        };
+        let kind = match field("type").unwrap_or("") {
             "auth" => ErrorType::Auth,
             "access" => ErrorType::Access,
             "missed" => ErrorType::Missed,
@@ -127,11 +150,10 @@ impl BmError {
         };
         Some(BmError {
             kind,
-            object: e.get_attr("object").map(str::to_string),
+            object: field("object").map(str::to_string),
             value: e
-                .children
-                .iter()
-                .find(|c| c.name == "param" && c.get_attr("name") == Some("value"))
+                .find_all("param")
+                .find(|c| c.child_text("name") == Some("value"))
                 .and_then(|c| c.text.clone()),
             msg: e.child_text("msg").unwrap_or_default().to_string(),
         })

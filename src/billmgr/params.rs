@@ -19,7 +19,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 64 * 1024, max_params: 1000, max_value_bytes: 16 * 1024 }
+        Limits {
+            max_body_bytes: 64 * 1024,
+            max_params: 1000,
+            max_value_bytes: 16 * 1024,
+        }
     }
 }
 
@@ -46,7 +50,11 @@ impl From<ParamError> for BmError {
             ParamError::ValueTooLong { key, .. } => key.clone(),
             _ => "request".to_string(),
         };
-        BmError::new(ErrorType::Value, e.to_string()).object(object)
+        let mut msg = e.to_string();
+        if let Some(first) = msg.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        BmError::new(ErrorType::Value, msg).object(object)
     }
 }
 
@@ -59,7 +67,9 @@ pub struct Params {
 /// Parameter values are often secrets (`authinfo`, `password`, `auth`): never print them.
 impl fmt::Debug for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.pairs.iter().map(|(k, _)| k)).finish()
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(k, _)| k))
+            .finish()
     }
 }
 
@@ -71,7 +81,9 @@ impl Params {
     /// Parse and merge the query string and the form body, checking `limits`.
     pub fn parse(query: Option<&str>, body: &[u8], limits: &Limits) -> Result<Params, ParamError> {
         if body.len() > limits.max_body_bytes {
-            return Err(ParamError::BodyTooLarge { limit: limits.max_body_bytes });
+            return Err(ParamError::BodyTooLarge {
+                limit: limits.max_body_bytes,
+            });
         }
         let mut params = Params::new();
         if let Some(q) = query {
@@ -81,13 +93,23 @@ impl Params {
         Ok(params)
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Params { pairs: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Params {
+            pairs: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of `key`, ignoring empty values.
@@ -96,7 +118,10 @@ impl Params {
     }
 
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn count(&self, key: &str) -> usize {
@@ -168,7 +193,11 @@ impl Params {
     /// The message language (`lang`), `en` by default.
     pub fn lang(&self) -> &str {
         match self.get("lang") {
-            Some(l) if !l.is_empty() && l.len() <= 8 && l.bytes().all(|b| b.is_ascii_alphabetic()) => l,
+            Some(l)
+                if !l.is_empty() && l.len() <= 8 && l.bytes().all(|b| b.is_ascii_alphabetic()) =>
+            {
+                l
+            }
             _ => "en",
         }
     }
@@ -180,7 +209,8 @@ impl Params {
 
     /// Encode as `application/x-www-form-urlencoded`.
     pub fn to_form(&self) -> String {
-        let mut out = String::with_capacity(self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+        let mut out =
+            String::with_capacity(self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
         for (i, (k, v)) in self.pairs.iter().enumerate() {
             if i > 0 {
                 out.push('&');
@@ -196,7 +226,9 @@ impl Params {
 fn encode_component(s: &str, out: &mut String) {
     for &b in s.as_bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -208,7 +240,12 @@ fn encode_component(s: &str, out: &mut String) {
     }
 }
 
-fn decode_into(input: &[u8], part: &'static str, limits: &Limits, params: &mut Params) -> Result<(), ParamError> {
+fn decode_into(
+    input: &[u8],
+    part: &'static str,
+    limits: &Limits,
+    params: &mut Params,
+) -> Result<(), ParamError> {
     let mut offset = 0usize;
     for piece in input.split(|&b| b == b'&') {
         let start = offset;
@@ -217,7 +254,9 @@ fn decode_into(input: &[u8], part: &'static str, limits: &Limits, params: &mut P
             continue;
         }
         if params.pairs.len() >= limits.max_params {
-            return Err(ParamError::TooManyParams { limit: limits.max_params });
+            return Err(ParamError::TooManyParams {
+                limit: limits.max_params,
+            });
         }
         let (k, v) = match piece.iter().position(|&b| b == b'=') {
             Some(i) => (&piece[..i], &piece[i + 1..]),
@@ -228,7 +267,10 @@ fn decode_into(input: &[u8], part: &'static str, limits: &Limits, params: &mut P
         if value.len() > limits.max_value_bytes || key.len() > limits.max_value_bytes {
             let mut key = key;
             truncate_utf8(&mut key, 64);
-            return Err(ParamError::ValueTooLong { key, limit: limits.max_value_bytes });
+            return Err(ParamError::ValueTooLong {
+                key,
+                limit: limits.max_value_bytes,
+            });
         }
         params.pairs.push((key, value));
     }
@@ -265,7 +307,12 @@ fn decode_component(raw: &[u8], part: &'static str, base: usize) -> Result<Strin
                 let lo = raw.get(i + 2).copied().and_then(hex);
                 match (hi, lo) {
                     (Some(h), Some(l)) => out.push(h << 4 | l),
-                    _ => return Err(ParamError::BadEncoding { part, offset: base + i }),
+                    _ => {
+                        return Err(ParamError::BadEncoding {
+                            part,
+                            offset: base + i,
+                        })
+                    }
                 }
                 i += 2;
             }
@@ -286,11 +333,21 @@ mod tests {
 
     #[test]
     fn merges_query_then_body_keeping_order_and_repeats() {
-        let p = parse(Some("func=certificate&elid=1"), b"elid=2&out=json&altname=a.com+b.com").unwrap();
+        let p = parse(
+            Some("func=certificate&elid=1"),
+            b"elid=2&out=json&altname=a.com+b.com",
+        )
+        .unwrap();
         let pairs: Vec<_> = p.iter().collect();
         assert_eq!(
             pairs,
-            vec![("func", "certificate"), ("elid", "1"), ("elid", "2"), ("out", "json"), ("altname", "a.com b.com")]
+            vec![
+                ("func", "certificate"),
+                ("elid", "1"),
+                ("elid", "2"),
+                ("out", "json"),
+                ("altname", "a.com b.com")
+            ]
         );
         assert_eq!(p.get("elid"), Some("1"));
         assert_eq!(p.count("elid"), 2);
@@ -299,26 +356,60 @@ mod tests {
 
     #[test]
     fn decodes_percent_and_utf8() {
-        let p = parse(Some("authinfo=user%3Ap%3Ass%26w&cn=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82.%D1%80%D1%84"), b"").unwrap();
+        let p = parse(
+            Some("authinfo=user%3Ap%3Ass%26w&cn=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82.%D1%80%D1%84"),
+            b"",
+        )
+        .unwrap();
         assert_eq!(p.get("authinfo"), Some("user:p:ss&w"));
         assert_eq!(p.get("cn"), Some("привет.рф"));
     }
 
     #[test]
     fn broken_percent_encoding_is_an_error() {
-        assert_eq!(parse(Some("a=%zz"), b""), Err(ParamError::BadEncoding { part: "query string", offset: 2 }));
-        assert_eq!(parse(None, b"a=1&b=%4"), Err(ParamError::BadEncoding { part: "request body", offset: 6 }));
-        assert_eq!(parse(None, b"a=%ff%fe"), Err(ParamError::NotUtf8 { part: "request body" }));
+        assert_eq!(
+            parse(Some("a=%zz"), b""),
+            Err(ParamError::BadEncoding {
+                part: "query string",
+                offset: 2
+            })
+        );
+        assert_eq!(
+            parse(None, b"a=1&b=%4"),
+            Err(ParamError::BadEncoding {
+                part: "request body",
+                offset: 6
+            })
+        );
+        assert_eq!(
+            parse(None, b"a=%ff%fe"),
+            Err(ParamError::NotUtf8 {
+                part: "request body"
+            })
+        );
     }
 
     #[test]
     fn bounds_are_enforced() {
-        let limits = Limits { max_body_bytes: 10, max_params: 2, max_value_bytes: 3 };
-        assert_eq!(Params::parse(None, b"a=12345678901", &limits), Err(ParamError::BodyTooLarge { limit: 10 }));
-        assert_eq!(Params::parse(Some("a=1&b=2&c=3"), b"", &limits), Err(ParamError::TooManyParams { limit: 2 }));
+        let limits = Limits {
+            max_body_bytes: 10,
+            max_params: 2,
+            max_value_bytes: 3,
+        };
+        assert_eq!(
+            Params::parse(None, b"a=12345678901", &limits),
+            Err(ParamError::BodyTooLarge { limit: 10 })
+        );
+        assert_eq!(
+            Params::parse(Some("a=1&b=2&c=3"), b"", &limits),
+            Err(ParamError::TooManyParams { limit: 2 })
+        );
         assert_eq!(
             Params::parse(Some("abc=1234"), b"", &limits),
-            Err(ParamError::ValueTooLong { key: "abc".into(), limit: 3 })
+            Err(ParamError::ValueTooLong {
+                key: "abc".into(),
+                limit: 3
+            })
         );
     }
 

@@ -487,7 +487,9 @@ mod tests {
             "[[plan]]\nid = 1\nupstream_id = 2\nmarkup = { round_to = \"-1\" }\n",
         )
         .unwrap();
-        let e = check(&shipped(), std::slice::from_ref(&bad)).unwrap_err().to_string();
+        let e = check(&shipped(), std::slice::from_ref(&bad))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&format!(
                 "{}: plan 1: key 'markup.round_to': value '-1'",

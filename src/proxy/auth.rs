@@ -59,27 +59,52 @@ impl std::fmt::Debug for Credentials {
 /// values are refused rather than guessed between.
 pub fn credentials(params: &Params, cookie_sid: Option<&str>) -> Result<Credentials, BmError> {
     if params.func() == Some("auth") {
-        let login = params.get_nonempty("username").ok_or_else(|| BmError::missed("username"))?;
-        let password = params.get("password").ok_or_else(|| BmError::missed("password"))?;
-        return Ok(Credentials::Password { login: login.to_string(), password: password.to_string() });
+        let login = params
+            .get_nonempty("username")
+            .ok_or_else(|| BmError::missed("username"))?;
+        let password = params
+            .get("password")
+            .ok_or_else(|| BmError::missed("password"))?;
+        return Ok(Credentials::Password {
+            login: login.to_string(),
+            password: password.to_string(),
+        });
     }
     for key in ["authinfo", "auth"] {
         if params.count(key) > 1 {
-            return Err(BmError::new(crate::billmgr::ErrorType::Value, format!("The '{key}' field is given more than once"))
-                .object(key));
+            return Err(BmError::new(
+                crate::billmgr::ErrorType::Value,
+                format!("The '{key}' field is given more than once"),
+            )
+            .object(key));
         }
     }
     if let Some(ai) = params.get("authinfo") {
         let (login, password) = ai
             .split_once(':')
             .filter(|(l, _)| !l.is_empty())
-            .ok_or_else(|| BmError::new(crate::billmgr::ErrorType::Value, "The 'authinfo' field must be login:password").object("authinfo"))?;
-        return Ok(Credentials::Password { login: login.to_string(), password: password.to_string() });
+            .ok_or_else(|| {
+                BmError::new(
+                    crate::billmgr::ErrorType::Value,
+                    "The 'authinfo' field must be login:password",
+                )
+                .object("authinfo")
+            })?;
+        return Ok(Credentials::Password {
+            login: login.to_string(),
+            password: password.to_string(),
+        });
     }
-    if let Some(sid) = params.get_nonempty("auth").or(cookie_sid.filter(|s| !s.is_empty())) {
+    if let Some(sid) = params
+        .get_nonempty("auth")
+        .or(cookie_sid.filter(|s| !s.is_empty()))
+    {
         return Ok(Credentials::Session(sid.to_string()));
     }
-    Err(BmError::auth("Authentication is required: send authinfo=login:password or a session id").object("authinfo"))
+    Err(
+        BmError::auth("Authentication is required: send authinfo=login:password or a session id")
+            .object("authinfo"),
+    )
 }
 
 /// The `billmgrses5` value from a `Cookie` header, if any.
@@ -153,7 +178,10 @@ impl Authenticator {
             let elapsed = now.saturating_duration_since(f.window_start);
             if elapsed < self.settings.failure_window && f.count >= self.settings.max_failures {
                 let wait = (self.settings.failure_window - elapsed).as_secs().max(1);
-                return Err(BmError::auth(format!("Too many failed logins; try again in {wait} s")).object("authinfo"));
+                return Err(BmError::auth(format!(
+                    "Too many failed logins; try again in {wait} s"
+                ))
+                .object("authinfo"));
             }
         }
         Ok(())
@@ -164,9 +192,15 @@ impl Authenticator {
         let mut e = self
             .failures
             .entry((login.to_string(), ip))
-            .or_insert(Failures { count: 0, window_start: now });
+            .or_insert(Failures {
+                count: 0,
+                window_start: now,
+            });
         if now.saturating_duration_since(e.window_start) >= self.settings.failure_window {
-            *e = Failures { count: 0, window_start: now };
+            *e = Failures {
+                count: 0,
+                window_start: now,
+            };
         }
         e.count += 1;
     }
@@ -186,7 +220,8 @@ impl Authenticator {
         if self.verified.len() >= MAX_VERIFIED {
             self.verified.clear();
         }
-        self.verified.insert(self.cred_key(login, password), Arc::from(stored_hash));
+        self.verified
+            .insert(self.cred_key(login, password), Arc::from(stored_hash));
     }
 
     /// Start a session for `login` bound to `ip`; answers the new id.
@@ -194,13 +229,21 @@ impl Authenticator {
         let mut raw = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let sid: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        self.sessions.insert(sid.clone(), Session { login: login.to_string(), ip, last_seen: now });
+        self.sessions.insert(
+            sid.clone(),
+            Session {
+                login: login.to_string(),
+                ip,
+                last_seen: now,
+            },
+        );
         sid
     }
 
     /// The login behind a live session from this address; refreshes its expiry.
     pub fn resolve_session(&self, sid: &str, ip: IpAddr, now: Instant) -> Result<String, BmError> {
-        let expired = || BmError::auth("The session has expired or is unknown; log in again").object("auth");
+        let expired =
+            || BmError::auth("The session has expired or is unknown; log in again").object("auth");
         let mut s = self.sessions.get_mut(sid).ok_or_else(expired)?;
         if now.saturating_duration_since(s.last_seen) >= self.settings.session_ttl {
             drop(s);
@@ -208,7 +251,10 @@ impl Authenticator {
             return Err(expired());
         }
         if s.ip != ip {
-            return Err(BmError::auth("The session belongs to another address; log in again").object("auth"));
+            return Err(
+                BmError::auth("The session belongs to another address; log in again")
+                    .object("auth"),
+            );
         }
         s.last_seen = now;
         Ok(s.login.clone())
@@ -217,9 +263,11 @@ impl Authenticator {
     /// Drop expired sessions and stale failure counters (run periodically).
     pub fn purge(&self, now: Instant) {
         let ttl = self.settings.session_ttl;
-        self.sessions.retain(|_, s| now.saturating_duration_since(s.last_seen) < ttl);
+        self.sessions
+            .retain(|_, s| now.saturating_duration_since(s.last_seen) < ttl);
         let window = self.settings.failure_window;
-        self.failures.retain(|_, f| now.saturating_duration_since(f.window_start) < window);
+        self.failures
+            .retain(|_, f| now.saturating_duration_since(f.window_start) < window);
     }
 
     pub fn session_count(&self) -> usize {
@@ -243,7 +291,10 @@ mod tests {
     fn authinfo_splits_at_first_colon() {
         assert_eq!(
             credentials(&p("func=whoami&authinfo=joe:pa:ss"), None).unwrap(),
-            Credentials::Password { login: "joe".into(), password: "pa:ss".into() }
+            Credentials::Password {
+                login: "joe".into(),
+                password: "pa:ss".into()
+            }
         );
     }
 
@@ -251,21 +302,39 @@ mod tests {
     fn func_auth_uses_username_password() {
         assert_eq!(
             credentials(&p("func=auth&username=joe&password=x"), None).unwrap(),
-            Credentials::Password { login: "joe".into(), password: "x".into() }
+            Credentials::Password {
+                login: "joe".into(),
+                password: "x".into()
+            }
         );
-        assert_eq!(credentials(&p("func=auth&password=x"), None).unwrap_err().object.as_deref(), Some("username"));
+        assert_eq!(
+            credentials(&p("func=auth&password=x"), None)
+                .unwrap_err()
+                .object
+                .as_deref(),
+            Some("username")
+        );
     }
 
     #[test]
     fn two_authinfo_values_are_refused() {
         let e = credentials(&p("func=whoami&authinfo=a:b&authinfo=c:d"), None).unwrap_err();
-        assert_eq!((e.kind.as_str(), e.object.as_deref()), ("value", Some("authinfo")));
+        assert_eq!(
+            (e.kind.as_str(), e.object.as_deref()),
+            ("value", Some("authinfo"))
+        );
     }
 
     #[test]
     fn session_from_param_or_cookie() {
-        assert_eq!(credentials(&p("func=whoami&auth=S1"), Some("S2")).unwrap(), Credentials::Session("S1".into()));
-        assert_eq!(credentials(&p("func=whoami"), Some("S2")).unwrap(), Credentials::Session("S2".into()));
+        assert_eq!(
+            credentials(&p("func=whoami&auth=S1"), Some("S2")).unwrap(),
+            Credentials::Session("S1".into())
+        );
+        assert_eq!(
+            credentials(&p("func=whoami"), Some("S2")).unwrap(),
+            Credentials::Session("S2".into())
+        );
         assert_eq!(session_cookie("a=1; billmgrses5=abc ; b=2"), Some("abc"));
         let e = credentials(&p("func=whoami"), None).unwrap_err();
         assert_eq!(e.kind.as_str(), "auth");
@@ -273,7 +342,10 @@ mod tests {
 
     #[test]
     fn credentials_debug_hides_secrets() {
-        let c = Credentials::Password { login: "joe".into(), password: "hunter2".into() };
+        let c = Credentials::Password {
+            login: "joe".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!format!("{:?}", Credentials::Session("sid123".into())).contains("sid123"));
     }
@@ -289,7 +361,13 @@ mod tests {
         // sliding: 3000 s after the last use it is still alive
         let t2 = t1 + Duration::from_secs(3000);
         assert_eq!(a.resolve_session(&sid, ip(1), t2).unwrap(), "joe");
-        assert_eq!(a.resolve_session(&sid, ip(2), t2).unwrap_err().kind.as_str(), "auth");
+        assert_eq!(
+            a.resolve_session(&sid, ip(2), t2)
+                .unwrap_err()
+                .kind
+                .as_str(),
+            "auth"
+        );
         let t3 = t2 + Duration::from_secs(3600);
         assert!(a.resolve_session(&sid, ip(1), t3).is_err());
         assert_eq!(a.session_count(), 0);
@@ -304,14 +382,17 @@ mod tests {
             a.check_throttle("joe", ip(1), t0).unwrap();
             a.record_failure("joe", ip(1), t0);
         }
-        let e = a.check_throttle("joe", ip(1), t0 + Duration::from_secs(5)).unwrap_err();
+        let e = a
+            .check_throttle("joe", ip(1), t0 + Duration::from_secs(5))
+            .unwrap_err();
         assert_eq!(e.kind.as_str(), "auth");
         assert!(e.msg.contains("try again in 55 s"), "{}", e.msg);
         // other address, other login: unaffected
         a.check_throttle("joe", ip(2), t0).unwrap();
         a.check_throttle("ann", ip(1), t0).unwrap();
         // after the minute passes
-        a.check_throttle("joe", ip(1), t0 + Duration::from_secs(60)).unwrap();
+        a.check_throttle("joe", ip(1), t0 + Duration::from_secs(60))
+            .unwrap();
     }
 
     #[test]

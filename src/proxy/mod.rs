@@ -38,8 +38,10 @@ use upstream::{Upstream, UpstreamSettings};
 /// One request as read off the wire.
 pub struct Incoming<'a> {
     pub query: Option<&'a str>,
-    /// The form body, or why it could not be read.
-    pub body: Result<Bytes, crate::billmgr::ParamError>,
+    /// The form body (as much of it as was read when `body_error` is set).
+    pub body: Bytes,
+    /// Why the body could not be read whole (too large, cut off, too slow).
+    pub body_error: Option<crate::billmgr::ParamError>,
     pub cookie_sid: Option<&'a str>,
     pub client_ip: IpAddr,
 }
@@ -78,7 +80,11 @@ impl Gateway {
             host: url.host.clone(),
             port: url.port,
             path: url.path.clone(),
-            ca_file: config.upstream.ca_file.as_ref().map(|p| p.display().to_string()),
+            ca_file: config
+                .upstream
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
             connect_timeout: Duration::from_millis(config.upstream.connect_timeout_ms),
             read_timeout: Duration::from_millis(config.upstream.read_timeout_ms),
             idle_timeout: Duration::from_millis(config.upstream.idle_timeout_ms),
@@ -122,10 +128,14 @@ impl Gateway {
 
     /// Answer one call. Never fails: every refusal is an error document.
     pub async fn handle(&self, req: Incoming<'_>, log: &mut RequestLog) -> Reply {
-        let params = match req.body.clone().and_then(|b| Params::parse(req.query, &b, &self.limits)) {
+        let parsed = match req.body_error.clone() {
+            Some(e) => Err(e),
+            None => Params::parse(req.query, &req.body, &self.limits),
+        };
+        let params = match parsed {
             Ok(p) => p,
             Err(e) => {
-                let format = rewrite::sniff_format(req.query, req.body.as_deref().unwrap_or(b""));
+                let format = rewrite::sniff_format(req.query, &req.body);
                 return self.refuse(e.into(), format, "en", log);
             }
         };
@@ -138,29 +148,63 @@ impl Gateway {
     }
 
     fn refuse(&self, e: BmError, format: Format, lang: &str, log: &mut RequestLog) -> Reply {
-        log.outcome = if e.kind == ErrorType::Upstream { "upstream_error" } else { "refused" };
+        log.outcome = if e.kind == ErrorType::Upstream {
+            "upstream_error"
+        } else {
+            "refused"
+        };
         log.error_type = Some(e.kind.as_str());
         self.metrics.count_outcome(log.outcome);
-        Reply { body: rewrite::error_bytes(&e, format, lang).into(), format, set_cookie: None }
+        Reply {
+            body: rewrite::error_bytes(&e, format, lang).into(),
+            format,
+            set_cookie: None,
+        }
     }
 
-    async fn dispatch(&self, params: &Params, req: &Incoming<'_>, log: &mut RequestLog) -> Result<Reply, BmError> {
+    async fn dispatch(
+        &self,
+        params: &Params,
+        req: &Incoming<'_>,
+        log: &mut RequestLog,
+    ) -> Result<Reply, BmError> {
         let func = params.func().ok_or_else(|| BmError::missed("func"))?;
         if params.contains("su") {
-            return Err(BmError::access("su", "Acting as another user (su) is not allowed through this gateway"));
+            return Err(BmError::access(
+                "su",
+                "Acting as another user (su) is not allowed through this gateway",
+            ));
         }
         let creds = auth::credentials(params, req.cookie_sid)?;
         let format = params.format();
         if func == "auth" {
-            let Credentials::Password { login, password } = creds else { return Err(BmError::missed("username")) };
-            let reseller = self.check_password(&login, &password, req.client_ip).await?;
+            let Credentials::Password { login, password } = creds else {
+                return Err(BmError::missed("username"));
+            };
+            let reseller = self
+                .check_password(&login, &password, req.client_ip)
+                .await?;
             log.reseller = Some(reseller.login.clone());
-            let sid = self.auth.create_session(&reseller.login, req.client_ip, Instant::now());
-            let doc = Element::doc().child(Element::new("auth").attr("id", &sid).attr("level", "16").text(&sid));
+            let sid = self
+                .auth
+                .create_session(&reseller.login, req.client_ip, Instant::now());
+            let doc = Element::doc().child(
+                Element::new("auth")
+                    .attr("id", &sid)
+                    .attr("level", "16")
+                    .text(&sid),
+            );
             log.outcome = "local";
             self.metrics.count_outcome("local");
-            let cookie = format!("{}={sid}; Path=/; HttpOnly; SameSite=Strict", auth::SESSION_COOKIE);
-            return Ok(Reply { body: crate::billmgr::render(&doc, format).into(), format, set_cookie: Some(cookie) });
+            let cookie = format!(
+                "{}={sid}; Path=/; HttpOnly; SameSite=Strict",
+                auth::SESSION_COOKIE
+            );
+            return Ok(Reply {
+                body: crate::billmgr::render(&doc, format).into(),
+                format,
+                set_cookie: Some(cookie),
+            });
         }
         let reseller = self.authenticate(creds, req.client_ip).await?;
         log.reseller = Some(reseller.login.clone());
@@ -171,10 +215,14 @@ impl Gateway {
         }
         let (up_login, up_password) = self.upstream_credentials(&reseller)?;
         let up = rewrite::upstream_params(params, &up_login, up_password.expose());
-        let answer = self.upstream.call(Bytes::from(up.to_form()), !params.is_submit()).await.map_err(|e| {
-            log.upstream_failure = Some(e.label());
-            BmError::from(e)
-        })?;
+        let answer = self
+            .upstream
+            .call(Bytes::from(up.to_form()), !params.is_submit())
+            .await
+            .map_err(|e| {
+                log.upstream_failure = Some(e.label());
+                BmError::from(e)
+            })?;
         log.upstream_status = Some(answer.status);
         log.upstream_latency = Some(answer.latency);
         let doc = rewrite::read_answer(&answer.body, format).map_err(|e| {
@@ -188,18 +236,24 @@ impl Gateway {
             log.outcome = "ok";
         }
         self.metrics.count_outcome(log.outcome);
-        Ok(Reply { body: rewrite::answer_bytes(answer.body, &doc, format, false), format, set_cookie: None })
+        Ok(Reply {
+            body: rewrite::answer_bytes(answer.body, &doc, format, false),
+            format,
+            set_cookie: None,
+        })
     }
 
     /// The reseller behind the credentials, or an `auth` error.
     async fn authenticate(&self, creds: Credentials, ip: IpAddr) -> Result<Arc<Reseller>, BmError> {
         match creds {
-            Credentials::Password { login, password } => self.check_password(&login, &password, ip).await,
+            Credentials::Password { login, password } => {
+                self.check_password(&login, &password, ip).await
+            }
             Credentials::Session(sid) => {
                 let login = self.auth.resolve_session(&sid, ip, Instant::now())?;
-                self.store
-                    .reseller(&login)
-                    .ok_or_else(|| BmError::auth("The session's reseller no longer exists").object("auth"))
+                self.store.reseller(&login).ok_or_else(|| {
+                    BmError::auth("The session's reseller no longer exists").object("auth")
+                })
             }
         }
     }
@@ -207,7 +261,12 @@ impl Gateway {
     /// Verify a password: from the verified-credential cache when possible, otherwise by a
     /// full argon2id verification on the blocking pool. Failures are counted per (login,
     /// address) and throttled.
-    async fn check_password(&self, login: &str, password: &str, ip: IpAddr) -> Result<Arc<Reseller>, BmError> {
+    async fn check_password(
+        &self,
+        login: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<Arc<Reseller>, BmError> {
         let bad = || BmError::auth("Invalid login or password").object("authinfo");
         self.auth.check_throttle(login, ip, Instant::now())?;
         let reseller = self.store.reseller(login);
@@ -218,14 +277,18 @@ impl Gateway {
         }
         // An unknown login still pays one verification, so timing does not tell which
         // logins exist.
-        let hash = reseller.as_ref().map(|r| r.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
+        let hash = reseller
+            .as_ref()
+            .map(|r| r.password_hash.clone())
+            .unwrap_or_else(|| DUMMY_HASH.to_string());
         let pw = password.to_string();
         let ok = tokio::task::spawn_blocking(move || crate::secret::verify_password(&hash, &pw))
             .await
             .unwrap_or(false);
         match reseller {
             Some(r) if ok => {
-                self.auth.remember_verified(login, password, &r.password_hash);
+                self.auth
+                    .remember_verified(login, password, &r.password_hash);
                 self.auth.clear_failures(login, ip);
                 Ok(r)
             }
@@ -238,7 +301,8 @@ impl Gateway {
 
     /// The reseller's upstream login and password.
     fn upstream_credentials(&self, reseller: &Reseller) -> Result<(String, Secret), BmError> {
-        let unavailable = || BmError::upstream("The upstream account for this reseller is not configured");
+        let unavailable =
+            || BmError::upstream("The upstream account for this reseller is not configured");
         let account = self.store.upstream_account(&reseller.upstream_account).ok_or_else(|| {
             tracing::error!(reseller = %reseller.login, account = %reseller.upstream_account, "reseller refers to an unknown upstream account");
             unavailable()

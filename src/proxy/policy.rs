@@ -17,19 +17,29 @@ pub struct Policy {
 
 impl Policy {
     pub fn new(passthrough: &[String]) -> Self {
-        Policy { passthrough: passthrough.to_vec() }
+        Policy {
+            passthrough: passthrough.to_vec(),
+        }
     }
 
     /// May `func` be forwarded for an authenticated reseller?
     pub fn check(&self, func: &str) -> Result<(), BmError> {
         let allowed = func == "certificate"
-            || func.strip_prefix("certificate.").is_some_and(|rest| !rest.is_empty())
+            || func
+                .strip_prefix("certificate.")
+                .is_some_and(|rest| !rest.is_empty())
             || BUILTIN.contains(&func)
             || self.passthrough.iter().any(|p| p == func);
         if allowed {
             Ok(())
         } else {
-            Err(BmError::access("func", format!("The function '{}' is not available through this gateway", printable(func))))
+            Err(BmError::access(
+                "func",
+                format!(
+                    "The function '{}' is not available through this gateway",
+                    printable(func)
+                ),
+            ))
         }
     }
 }
@@ -39,7 +49,13 @@ impl Policy {
 pub fn printable(func: &str) -> String {
     func.chars()
         .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -50,7 +66,14 @@ mod tests {
     #[test]
     fn builtin_and_certificate_functions_pass() {
         let p = Policy::new(&[]);
-        for f in ["certificate", "certificate.order.param", "certificate.reissue.step2", "pricelist.export", "service.prolong", "whoami"] {
+        for f in [
+            "certificate",
+            "certificate.order.param",
+            "certificate.reissue.step2",
+            "pricelist.export",
+            "service.prolong",
+            "whoami",
+        ] {
             p.check(f).unwrap();
         }
     }
@@ -59,9 +82,20 @@ mod tests {
     fn others_are_refused_with_access() {
         let p = Policy::new(&["checkevent".to_string()]);
         p.check("checkevent").unwrap();
-        for f in ["user.edit", "certificatex", "certificate.", "su", "pricelist", "service.prolongx"] {
+        for f in [
+            "user.edit",
+            "certificatex",
+            "certificate.",
+            "su",
+            "pricelist",
+            "service.prolongx",
+        ] {
             let e = p.check(f).unwrap_err();
-            assert_eq!((e.kind.as_str(), e.object.as_deref()), ("access", Some("func")), "{f}");
+            assert_eq!(
+                (e.kind.as_str(), e.object.as_deref()),
+                ("access", Some("func")),
+                "{f}"
+            );
         }
     }
 

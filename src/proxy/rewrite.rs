@@ -48,7 +48,12 @@ pub fn read_answer(body: &[u8], caller: Format) -> Result<Element, UpstreamError
 ///
 /// When nothing was rewritten and the caller's format is the one the upstream answered
 /// in, the upstream's own bytes are sent unchanged.
-pub fn answer_bytes(upstream_body: bytes::Bytes, doc: &Element, caller: Format, rewritten: bool) -> bytes::Bytes {
+pub fn answer_bytes(
+    upstream_body: bytes::Bytes,
+    doc: &Element,
+    caller: Format,
+    rewritten: bool,
+) -> bytes::Bytes {
     if !rewritten && upstream_format(caller) == caller {
         upstream_body
     } else {
@@ -65,11 +70,14 @@ pub fn error_bytes(err: &BmError, format: Format, lang: &str) -> Vec<u8> {
 /// not be parsed, so that even that error comes back in the format it asked for.
 pub fn sniff_format(query: Option<&str>, body: &[u8]) -> Format {
     let find = |s: &[u8]| -> Option<Format> {
-        s.split(|&b| b == b'&').find_map(|kv| kv.strip_prefix(b"out=")).map(|v| {
-            Format::from_param(std::str::from_utf8(v).ok())
-        })
+        s.split(|&b| b == b'&')
+            .find_map(|kv| kv.strip_prefix(b"out="))
+            .map(|v| Format::from_param(std::str::from_utf8(v).ok()))
     };
-    query.and_then(|q| find(q.as_bytes())).or_else(|| find(body)).unwrap_or(Format::Xml)
+    query
+        .and_then(|q| find(q.as_bytes()))
+        .or_else(|| find(body))
+        .unwrap_or(Format::Xml)
 }
 
 #[cfg(test)]
@@ -82,22 +90,49 @@ mod tests {
 
     #[test]
     fn authinfo_is_swapped_and_downstream_identity_dropped() {
-        let up = upstream_params(&p("func=certificate&authinfo=acme:pw&auth=S&out=json&elid=1"), "acme@up", "s3:cret");
+        let up = upstream_params(
+            &p("func=certificate&authinfo=acme:pw&auth=S&out=json&elid=1"),
+            "acme@up",
+            "s3:cret",
+        );
         let pairs: Vec<_> = up.iter().collect();
-        assert_eq!(pairs, vec![("func", "certificate"), ("out", "json"), ("elid", "1"), ("authinfo", "acme@up:s3:cret")]);
+        assert_eq!(
+            pairs,
+            vec![
+                ("func", "certificate"),
+                ("out", "json"),
+                ("elid", "1"),
+                ("authinfo", "acme@up:s3:cret")
+            ]
+        );
     }
 
     #[test]
     fn text_is_asked_as_xml_and_default_out_is_explicit() {
-        assert_eq!(upstream_params(&p("func=whoami&out=text"), "u", "p").get("out"), Some("xml"));
-        assert_eq!(upstream_params(&p("func=whoami"), "u", "p").get("out"), Some("xml"));
-        assert_eq!(upstream_params(&p("func=whoami&out=xjson"), "u", "p").get("out"), Some("json"));
+        assert_eq!(
+            upstream_params(&p("func=whoami&out=text"), "u", "p").get("out"),
+            Some("xml")
+        );
+        assert_eq!(
+            upstream_params(&p("func=whoami"), "u", "p").get("out"),
+            Some("xml")
+        );
+        assert_eq!(
+            upstream_params(&p("func=whoami&out=xjson"), "u", "p").get("out"),
+            Some("json")
+        );
     }
 
     #[test]
     fn garbage_and_html_are_refused() {
-        assert_eq!(read_answer(b"<html><body>Bad gateway</body>", Format::Xml), Err(UpstreamError::Garbage));
-        assert_eq!(read_answer(b"\x89PNG\r\n\x1a\n", Format::Json), Err(UpstreamError::Garbage));
+        assert_eq!(
+            read_answer(b"<html><body>Bad gateway</body>", Format::Xml),
+            Err(UpstreamError::Garbage)
+        );
+        assert_eq!(
+            read_answer(b"\x89PNG\r\n\x1a\n", Format::Json),
+            Err(UpstreamError::Garbage)
+        );
         assert_eq!(read_answer(b"", Format::Bjson), Err(UpstreamError::Garbage));
         assert!(read_answer(b"<doc><ok/></doc>", Format::Text).is_ok());
     }

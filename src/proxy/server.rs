@@ -46,7 +46,11 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
     conf.threads = config.server.threads;
     conf.grace_period_seconds = Some(0);
     conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf.ca_file = config.upstream.ca_file.as_ref().map(|p| p.display().to_string());
+    conf.ca_file = config
+        .upstream
+        .ca_file
+        .as_ref()
+        .map(|p| p.display().to_string());
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let svc = GatewayService {
@@ -54,11 +58,19 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         keepalive_timeout_s: config.server.keepalive_timeout_s,
         client_timeout: config.server.client_timeout(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, svc, "resellgate proxy");
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        svc,
+        "resellgate proxy",
+    );
     match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => {
             proxy
-                .add_tls(&config.server.listen, &cert.display().to_string(), &key.display().to_string())
+                .add_tls(
+                    &config.server.listen,
+                    &cert.display().to_string(),
+                    &key.display().to_string(),
+                )
                 .map_err(|e| anyhow::anyhow!("cannot use the TLS certificate or key: {e}"))?;
         }
         _ => proxy.add_tcp(&config.server.listen),
@@ -119,8 +131,17 @@ pub fn spawn(config: &Config, store: Store) -> anyhow::Result<RunningGateway> {
     let (tx, rx) = watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("resellgate-server".into())
-        .spawn(move || server.run(RunArgs { shutdown_signal: Box::new(WatchSignal(rx)) }))?;
-    let running = RunningGateway { addr, gateway, stop: tx, thread: Some(thread) };
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(WatchSignal(rx)),
+            })
+        })?;
+    let running = RunningGateway {
+        addr,
+        gateway,
+        stop: tx,
+        thread: Some(thread),
+    };
     wait_until_accepting(addr, Duration::from_secs(10))?;
     Ok(running)
 }

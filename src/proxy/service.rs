@@ -49,20 +49,11 @@ fn client_ip(session: &Session) -> IpAddr {
 }
 
 impl GatewayService {
-    /// Read the body, bounded by size and time. A body over the limit is not read on
-    /// (the connection is then closed after the answer).
-    async fn read_body(&self, session: &mut Session) -> Result<Bytes, ParamError> {
+    /// Read the body, bounded by size and time. Past the size limit nothing more is read
+    /// (what was read still tells the format of the error), and the connection is closed
+    /// after the answer.
+    async fn read_body(&self, session: &mut Session) -> (Bytes, Option<ParamError>) {
         let limit = self.gateway.limits().max_body_bytes;
-        let declared = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            session.set_keepalive(None);
-            return Err(ParamError::BodyTooLarge { limit });
-        }
         let mut body = BytesMut::new();
         let deadline = tokio::time::Instant::now() + self.client_timeout;
         loop {
@@ -70,15 +61,16 @@ impl GatewayService {
                 Ok(Ok(c)) => c,
                 Ok(Err(_)) | Err(_) => {
                     session.set_keepalive(None);
-                    return Err(ParamError::Incomplete);
+                    return (body.freeze(), Some(ParamError::Incomplete));
                 }
             };
             match chunk {
-                None => return Ok(body.freeze()),
+                None => return (body.freeze(), None),
                 Some(c) => {
                     if body.len() + c.len() > limit {
                         session.set_keepalive(None);
-                        return Err(ParamError::BodyTooLarge { limit });
+                        body.extend_from_slice(&c[..limit - body.len()]);
+                        return (body.freeze(), Some(ParamError::BodyTooLarge { limit }));
                     }
                     body.extend_from_slice(&c);
                 }
@@ -95,7 +87,9 @@ impl GatewayService {
             h.insert_header(http::header::SET_COOKIE, c.as_str())?;
         }
         session.write_response_header(Box::new(h), false).await?;
-        session.write_response_body(Some(reply.body.clone()), true).await
+        session
+            .write_response_body(Some(reply.body.clone()), true)
+            .await
     }
 }
 
@@ -104,7 +98,13 @@ impl ProxyHttp for GatewayService {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx { started: Instant::now(), log: RequestLog { outcome: "aborted", ..Default::default() } }
+        Ctx {
+            started: Instant::now(),
+            log: RequestLog {
+                outcome: "aborted",
+                ..Default::default()
+            },
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -114,19 +114,41 @@ impl ProxyHttp for GatewayService {
         let query = session.req_header().uri.query().map(str::to_string);
         let (status, reply) = if !PATHS.contains(&path.as_str()) {
             let f = rewrite::sniff_format(query.as_deref(), b"");
-            let e = BmError::new(crate::billmgr::ErrorType::Missed, "No BILLmanager here: use /billmgr").object("path");
+            let e = BmError::new(
+                crate::billmgr::ErrorType::Missed,
+                "No BILLmanager here: use /billmgr",
+            )
+            .object("path");
             ctx.log.outcome = "refused";
             ctx.log.error_type = Some("missed");
-            (404, Reply { body: rewrite::error_bytes(&e, f, "en").into(), format: f, set_cookie: None })
+            (
+                404,
+                Reply {
+                    body: rewrite::error_bytes(&e, f, "en").into(),
+                    format: f,
+                    set_cookie: None,
+                },
+            )
         } else if method != http::Method::GET && method != http::Method::POST {
             let f = rewrite::sniff_format(query.as_deref(), b"");
-            let e = BmError::new(crate::billmgr::ErrorType::Value, "Only GET and POST are accepted").object("method");
+            let e = BmError::new(
+                crate::billmgr::ErrorType::Value,
+                "Only GET and POST are accepted",
+            )
+            .object("method");
             session.set_keepalive(None);
             ctx.log.outcome = "refused";
             ctx.log.error_type = Some("value");
-            (405, Reply { body: rewrite::error_bytes(&e, f, "en").into(), format: f, set_cookie: None })
+            (
+                405,
+                Reply {
+                    body: rewrite::error_bytes(&e, f, "en").into(),
+                    format: f,
+                    set_cookie: None,
+                },
+            )
         } else {
-            let body = self.read_body(session).await;
+            let (body, body_error) = self.read_body(session).await;
             let cookie = session
                 .req_header()
                 .headers
@@ -138,6 +160,7 @@ impl ProxyHttp for GatewayService {
             let incoming = Incoming {
                 query: query.as_deref(),
                 body,
+                body_error,
                 cookie_sid: cookie.as_deref(),
                 client_ip: client_ip(session),
             };
@@ -150,7 +173,10 @@ impl ProxyHttp for GatewayService {
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         // Unreachable: request_filter answers every call.
-        Error::e_explain(ErrorType::InternalError, "every call is answered in request_filter")
+        Error::e_explain(
+            ErrorType::InternalError,
+            "every call is answered in request_filter",
+        )
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -159,13 +185,24 @@ impl ProxyHttp for GatewayService {
         let code = match e.etype() {
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => 0,
             _ => {
-                let err = BmError::new(crate::billmgr::ErrorType::Value, "The request could not be read").object("request");
-                let reply = Reply { body: rewrite::error_bytes(&err, Format::Xml, "en").into(), format: Format::Xml, set_cookie: None };
+                let err = BmError::new(
+                    crate::billmgr::ErrorType::Value,
+                    "The request could not be read",
+                )
+                .object("request");
+                let reply = Reply {
+                    body: rewrite::error_bytes(&err, Format::Xml, "en").into(),
+                    format: Format::Xml,
+                    set_cookie: None,
+                };
                 let _ = Self::write_reply(session, 400, &reply).await;
                 400
             }
         };
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
@@ -175,6 +212,10 @@ impl ProxyHttp for GatewayService {
     /// pingora prints this in its error lines; the default includes the query string,
     /// which may carry `authinfo`.
     fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
-        format!("{} {}", session.req_header().method, session.req_header().uri.path())
+        format!(
+            "{} {}",
+            session.req_header().method,
+            session.req_header().uri.path()
+        )
     }
 }

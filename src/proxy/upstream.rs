@@ -60,7 +60,10 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Could retrying help (for a call that changes nothing)?
     fn retryable(&self) -> bool {
-        matches!(self, UpstreamError::Connect | UpstreamError::Closed | UpstreamError::Timeout)
+        matches!(
+            self,
+            UpstreamError::Connect | UpstreamError::Closed | UpstreamError::Timeout
+        )
     }
 
     /// `Connect` means nothing was sent: an order failing so is known not to have happened.
@@ -103,9 +106,13 @@ impl Upstream {
     pub fn new(settings: UpstreamSettings) -> anyhow::Result<Upstream> {
         let addr: SocketAddr = (settings.host.as_str(), settings.port)
             .to_socket_addrs()
-            .map_err(|e| anyhow::anyhow!("cannot resolve the upstream host '{}': {e}", settings.host))?
+            .map_err(|e| {
+                anyhow::anyhow!("cannot resolve the upstream host '{}': {e}", settings.host)
+            })?
             .next()
-            .ok_or_else(|| anyhow::anyhow!("the upstream host '{}' has no address", settings.host))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("the upstream host '{}' has no address", settings.host)
+            })?;
         let mut peer = HttpPeer::new(addr, settings.tls, settings.host.clone());
         peer.options.connection_timeout = Some(settings.connect_timeout);
         peer.options.total_connection_timeout = Some(settings.connect_timeout);
@@ -122,7 +129,12 @@ impl Upstream {
         } else {
             format!("{}:{}", settings.host, settings.port)
         };
-        Ok(Upstream { connector: Connector::new(Some(opts)), peer, host_header, settings })
+        Ok(Upstream {
+            connector: Connector::new(Some(opts)),
+            peer,
+            host_header,
+            settings,
+        })
     }
 
     pub fn settings(&self) -> &UpstreamSettings {
@@ -130,9 +142,17 @@ impl Upstream {
     }
 
     /// Send `form`; retry when `retry_allowed` (the call changes nothing).
-    pub async fn call(&self, form: Bytes, retry_allowed: bool) -> Result<UpstreamAnswer, UpstreamError> {
+    pub async fn call(
+        &self,
+        form: Bytes,
+        retry_allowed: bool,
+    ) -> Result<UpstreamAnswer, UpstreamError> {
         let start = Instant::now();
-        let max_attempts = if retry_allowed { 1 + self.settings.retries } else { 1 };
+        let max_attempts = if retry_allowed {
+            1 + self.settings.retries
+        } else {
+            1
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -143,7 +163,12 @@ impl Upstream {
             };
             match result {
                 Ok((status, body)) => {
-                    return Ok(UpstreamAnswer { status, body, latency: start.elapsed(), attempts: attempt });
+                    return Ok(UpstreamAnswer {
+                        status,
+                        body,
+                        latency: start.elapsed(),
+                        attempts: attempt,
+                    });
                 }
                 Err(e) if e.retryable() && attempt < max_attempts => {
                     tracing::debug!(error = %e, attempt, "retrying upstream call");
@@ -154,38 +179,58 @@ impl Upstream {
     }
 
     async fn call_once(&self, form: Bytes) -> Result<(u16, Bytes), UpstreamError> {
-        let (mut session, _reused) = self.connector.get_http_session(&self.peer).await.map_err(|e| {
-            tracing::debug!(error = %e, "upstream connect failed");
-            match e.etype() {
-                pingora::ErrorType::ConnectTimedout => UpstreamError::Connect,
-                _ => UpstreamError::Connect,
-            }
-        })?;
+        let (mut session, _reused) =
+            self.connector
+                .get_http_session(&self.peer)
+                .await
+                .map_err(|e| {
+                    tracing::debug!(error = %e, "upstream connect failed");
+                    match e.etype() {
+                        pingora::ErrorType::ConnectTimedout => UpstreamError::Connect,
+                        _ => UpstreamError::Connect,
+                    }
+                })?;
         session.set_read_timeout(Some(self.settings.read_timeout));
         session.set_write_timeout(Some(self.settings.read_timeout));
         let io = |e: Box<pingora::Error>| {
             tracing::debug!(error = %e, "upstream exchange failed");
             match e.etype() {
-                pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => UpstreamError::Timeout,
+                pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => {
+                    UpstreamError::Timeout
+                }
                 _ => UpstreamError::Closed,
             }
         };
-        let mut req = RequestHeader::build("POST", self.settings.path.as_bytes(), None).map_err(|_| UpstreamError::Connect)?;
+        let mut req = RequestHeader::build("POST", self.settings.path.as_bytes(), None)
+            .map_err(|_| UpstreamError::Connect)?;
         let headers = [
             ("Host", self.host_header.clone()),
-            ("User-Agent", concat!("resellgate/", env!("CARGO_PKG_VERSION")).to_string()),
-            ("Content-Type", "application/x-www-form-urlencoded".to_string()),
+            (
+                "User-Agent",
+                concat!("resellgate/", env!("CARGO_PKG_VERSION")).to_string(),
+            ),
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_string(),
+            ),
             ("Content-Length", form.len().to_string()),
             ("Accept-Encoding", "identity".to_string()),
         ];
         for (k, v) in headers {
-            req.insert_header(k, v).map_err(|_| UpstreamError::Connect)?;
+            req.insert_header(k, v)
+                .map_err(|_| UpstreamError::Connect)?;
         }
-        session.write_request_header(Box::new(req)).await.map_err(io)?;
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(io)?;
         session.write_request_body(form, true).await.map_err(io)?;
         session.finish_request_body().await.map_err(io)?;
         session.read_response_header().await.map_err(io)?;
-        let status = session.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
+        let status = session
+            .response_header()
+            .map(|h| h.status.as_u16())
+            .unwrap_or(0);
         let mut body = bytes::BytesMut::new();
         while let Some(chunk) = session.read_response_body().await.map_err(io)? {
             if body.len() + chunk.len() > self.settings.max_response_bytes {
@@ -194,7 +239,9 @@ impl Upstream {
             body.extend_from_slice(&chunk);
         }
         if session.response_done() {
-            self.connector.release_http_session(session, &self.peer, Some(self.settings.idle_timeout)).await;
+            self.connector
+                .release_http_session(session, &self.peer, Some(self.settings.idle_timeout))
+                .await;
         }
         if status != 200 {
             return Err(UpstreamError::Status(status));

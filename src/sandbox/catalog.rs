@@ -30,15 +30,29 @@ pub const PLANS: &[Plan] = &[
         id: 3033,
         name: "PositiveSSL",
         periods: &[(12, 900), (24, 1600), (36, 2250)],
-        addon: Some(Addon { id: 3034, name: "domainlimit", cents_per_year: 500 }),
+        addon: Some(Addon {
+            id: 3034,
+            name: "domainlimit",
+            cents_per_year: 500,
+        }),
         wildcard: false,
     },
-    Plan { id: 3040, name: "PositiveSSL Wildcard", periods: &[(12, 7900), (24, 15000)], addon: None, wildcard: true },
+    Plan {
+        id: 3040,
+        name: "PositiveSSL Wildcard",
+        periods: &[(12, 7900), (24, 15000)],
+        addon: None,
+        wildcard: true,
+    },
     Plan {
         id: 3050,
         name: "EV Multi-Domain",
         periods: &[(12, 19900)],
-        addon: Some(Addon { id: 3051, name: "domainlimit", cents_per_year: 2500 }),
+        addon: Some(Addon {
+            id: 3051,
+            name: "domainlimit",
+            cents_per_year: 2500,
+        }),
         wildcard: false,
     },
 ];
@@ -50,7 +64,10 @@ pub fn plan(id: u32) -> Option<&'static Plan> {
 impl Plan {
     /// The price of `months`, if the plan sells that period.
     pub fn price(&self, months: u32) -> Option<Decimal> {
-        self.periods.iter().find(|(m, _)| *m == months).map(|(_, c)| Decimal::new(*c, 2))
+        self.periods
+            .iter()
+            .find(|(m, _)| *m == months)
+            .map(|(_, c)| Decimal::new(*c, 2))
     }
 
     /// The cost of `months` with `extra_domains` bought through the add-on.

@@ -6,7 +6,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -77,7 +81,8 @@ pub fn is_csr(s: &str) -> bool {
 
 /// The CN inside a PEM CSR, as best we can: the first commonName attribute in the DER body.
 pub fn common_name(csr: &str) -> Option<String> {
-    let start = csr.find("-----BEGIN CERTIFICATE REQUEST-----")? + "-----BEGIN CERTIFICATE REQUEST-----".len();
+    let start = csr.find("-----BEGIN CERTIFICATE REQUEST-----")?
+        + "-----BEGIN CERTIFICATE REQUEST-----".len();
     let rest = &csr[start..];
     let end = rest.find("-----END").unwrap_or(rest.len());
     let der = base64_decode(&rest[..end]);
@@ -111,7 +116,12 @@ mod tests {
         let csr = fake_csr("shop.example.com");
         assert!(is_csr(&csr));
         assert_eq!(common_name(&csr).as_deref(), Some("shop.example.com"));
-        assert_eq!(common_name("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----"), None);
+        assert_eq!(
+            common_name(
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----"
+            ),
+            None
+        );
     }
 
     #[test]

@@ -14,7 +14,12 @@ pub fn add_months(date: Date, months: u32) -> Date {
 
 /// `YYYY-MM-DD`.
 pub fn ymd(date: Date) -> String {
-    format!("{:04}-{:02}-{:02}", date.year(), date.month() as u8, date.day())
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        date.month() as u8,
+        date.day()
+    )
 }
 
 pub fn today_utc() -> Date {

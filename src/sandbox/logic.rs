@@ -15,7 +15,13 @@ use crate::billmgr::{BmError, Element, ErrorType, Params};
 /// Sessions expire this long after their last use.
 const SESSION_TTL: Duration = Duration::from_secs(3600);
 /// Mailboxes a CA accepts for domain-control validation.
-const APPROVER_MAILBOXES: [&str; 5] = ["admin", "administrator", "hostmaster", "postmaster", "webmaster"];
+const APPROVER_MAILBOXES: [&str; 5] = [
+    "admin",
+    "administrator",
+    "hostmaster",
+    "postmaster",
+    "webmaster",
+];
 const CONTACT_FIELDS: [&str; 4] = ["fname", "lname", "email", "phone"];
 const FIRST_ID: u64 = 5001;
 
@@ -53,12 +59,16 @@ impl State {
     }
 
     pub fn handle(&mut self, p: &Params, ip: IpAddr, cookie: Option<&str>) -> Element {
-        self.dispatch(p, ip, cookie).unwrap_or_else(|e| e.to_doc(p.lang()))
+        self.dispatch(p, ip, cookie)
+            .unwrap_or_else(|e| e.to_doc(p.lang()))
     }
 
     fn dispatch(&mut self, p: &Params, ip: IpAddr, cookie: Option<&str>) -> Answer {
         if p.contains("su") {
-            return Err(BmError::access("su", "Acting as another user is not allowed"));
+            return Err(BmError::access(
+                "su",
+                "Acting as another user is not allowed",
+            ));
         }
         let func = p.func().ok_or_else(|| BmError::missed("func"))?;
         match func {
@@ -78,9 +88,11 @@ impl State {
             "certificate.edit" => self.edit(&login, p),
             "certificate.delete" => self.delete(&login, p),
             "service.prolong" => self.prolong(&login, p),
-            other => {
-                Err(BmError::new(ErrorType::Missed, format!("Unknown function '{other}'")).object("func").value(other))
-            }
+            other => Err(
+                BmError::new(ErrorType::Missed, format!("Unknown function '{other}'"))
+                    .object("func")
+                    .value(other),
+            ),
         }
     }
 
@@ -98,13 +110,20 @@ impl State {
             .ok_or_else(|| BmError::auth("Invalid username or password"))
     }
 
-    fn authenticate(&mut self, p: &Params, ip: IpAddr, cookie: Option<&str>) -> Result<String, BmError> {
+    fn authenticate(
+        &mut self,
+        p: &Params,
+        ip: IpAddr,
+        cookie: Option<&str>,
+    ) -> Result<String, BmError> {
         if let Some(info) = p.get("authinfo") {
             let (login, password) = info.split_once(':').unwrap_or((info, ""));
             return self.check_password(login, password);
         }
         let sid = p.get_nonempty("auth").or(cookie.filter(|c| !c.is_empty()));
-        let Some(sid) = sid else { return Err(BmError::auth("Authorization required")) };
+        let Some(sid) = sid else {
+            return Err(BmError::auth("Authorization required"));
+        };
         match self.sessions.get_mut(sid) {
             Some(s) if s.ip == ip && s.last_used.elapsed() < SESSION_TTL => {
                 s.last_used = Instant::now();
@@ -118,14 +137,32 @@ impl State {
         let user = p.get("username").unwrap_or("");
         let password = p.get("password").unwrap_or("");
         let login = self.check_password(user, password)?;
-        self.sessions.retain(|_, s| s.last_used.elapsed() < SESSION_TTL);
-        let sid: String = (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-        self.sessions.insert(sid.clone(), Session { login, ip, last_used: Instant::now() });
-        Ok(Element::doc().child(Element::new("auth").attr("id", &sid).attr("level", "16").text(sid)))
+        self.sessions
+            .retain(|_, s| s.last_used.elapsed() < SESSION_TTL);
+        let sid: String = (0..16)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        self.sessions.insert(
+            sid.clone(),
+            Session {
+                login,
+                ip,
+                last_used: Instant::now(),
+            },
+        );
+        Ok(Element::doc().child(
+            Element::new("auth")
+                .attr("id", &sid)
+                .attr("level", "16")
+                .text(sid),
+        ))
     }
 
     fn account_mut(&mut self, login: &str) -> Result<&mut AccountSeed, BmError> {
-        self.accounts.iter_mut().find(|a| a.login == login).ok_or_else(|| BmError::auth("Unknown account"))
+        self.accounts
+            .iter_mut()
+            .find(|a| a.login == login)
+            .ok_or_else(|| BmError::auth("Unknown account"))
     }
 
     /// Take `cost` from the account, or refuse with `balance`.
@@ -162,7 +199,9 @@ impl State {
     }
 
     fn pricelist_export(&self, p: &Params) -> Element {
-        let itemtype_ok = p.get_nonempty("itemtype").is_none_or(|t| t == "certificate");
+        let itemtype_ok = p
+            .get_nonempty("itemtype")
+            .is_none_or(|t| t == "certificate");
         let only = p.get_nonempty("pricelist");
         let mut doc = Element::doc();
         for plan in catalog::PLANS {
@@ -177,7 +216,11 @@ impl State {
         let remoteid = p.get_nonempty("remoteid");
         let mut doc = Element::doc();
         let mut n = 0;
-        for c in self.certs.iter().filter(|c| c.account == login && !c.deleted) {
+        for c in self
+            .certs
+            .iter()
+            .filter(|c| c.account == login && !c.deleted)
+        {
             if remoteid.is_some_and(|r| c.remoteid.as_deref() != Some(r)) {
                 continue;
             }
@@ -192,7 +235,10 @@ impl State {
                     .child(Element::leaf("pricelist", plan.map_or("", |p| p.name)))
                     .child(Element::leaf("pricelist_id", c.pricelist.to_string()))
                     .child(Element::leaf("period", c.period.to_string()))
-                    .child(Element::leaf("remoteid", c.remoteid.clone().unwrap_or_default()))
+                    .child(Element::leaf(
+                        "remoteid",
+                        c.remoteid.clone().unwrap_or_default(),
+                    ))
                     .child(Element::leaf("createdate", dates::ymd(c.createdate)))
                     .child(Element::leaf("expiredate", dates::ymd(c.expiredate)))
                     .child(Element::leaf("status_msg", status_msg(c.status)))
@@ -208,13 +254,21 @@ impl State {
 
     /// The index of the account's live certificate `elid`, or `access`/`elid`.
     fn owned(&self, login: &str, elid: &str) -> Result<usize, BmError> {
-        let refuse = || BmError::access("elid", "There is no such certificate on your account").value(elid.trim());
+        let refuse = || {
+            BmError::access("elid", "There is no such certificate on your account")
+                .value(elid.trim())
+        };
         let id: u64 = elid.trim().parse().map_err(|_| refuse())?;
-        self.certs.iter().position(|c| c.id == id && c.account == login && !c.deleted).ok_or_else(refuse)
+        self.certs
+            .iter()
+            .position(|c| c.id == id && c.account == login && !c.deleted)
+            .ok_or_else(refuse)
     }
 
     fn owned_param(&self, login: &str, p: &Params) -> Result<usize, BmError> {
-        let elid = p.get_nonempty("elid").ok_or_else(|| BmError::missed("elid"))?;
+        let elid = p
+            .get_nonempty("elid")
+            .ok_or_else(|| BmError::missed("elid"))?;
         self.owned(login, elid)
     }
 
@@ -254,15 +308,23 @@ impl State {
                 let key = format!("addon_{}", a.id);
                 match p.get(&key).map(str::trim).filter(|v| !v.is_empty()) {
                     None => 0,
-                    Some(v) => v.parse::<u32>().ok().filter(|n| *n <= 1000).ok_or_else(|| BmError::invalid(&key, v))?,
+                    Some(v) => v
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n <= 1000)
+                        .ok_or_else(|| BmError::invalid(&key, v))?,
                 }
             }
             None => 0,
         };
         check_altname_count(&altnames, domainlimit)?;
-        let approver = p.get_nonempty("approver_email_1").ok_or_else(|| BmError::missed("approver_email_1"))?;
+        let approver = p
+            .get_nonempty("approver_email_1")
+            .ok_or_else(|| BmError::missed("approver_email_1"))?;
         check_approver(&cn, approver, "approver_email_1")?;
-        let cost = plan.cost(period, domainlimit).ok_or_else(|| BmError::invalid("period", period.to_string()))?;
+        let cost = plan
+            .cost(period, domainlimit)
+            .ok_or_else(|| BmError::invalid("period", period.to_string()))?;
         self.charge(login, cost)?;
 
         let id = self.next_id;
@@ -287,7 +349,9 @@ impl State {
             contacts,
             deleted: false,
         });
-        Ok(Element::doc().child(Element::new("ok")).child(Element::leaf("id", id.to_string())))
+        Ok(Element::doc()
+            .child(Element::new("ok"))
+            .child(Element::leaf("id", id.to_string())))
     }
 
     // ---------- reissue, edit, delete, prolong ----------
@@ -312,12 +376,16 @@ impl State {
 
     fn reissue(&mut self, login: &str, p: &Params) -> Answer {
         let i = self.owned_param(login, p)?;
-        let crt_type = p.get_nonempty("crt_type").ok_or_else(|| BmError::missed("crt_type"))?;
+        let crt_type = p
+            .get_nonempty("crt_type")
+            .ok_or_else(|| BmError::missed("crt_type"))?;
         let (mut new_csr, mut new_alt) = (None, None);
         match crt_type {
             "oldrequest" => {}
             "manual" => {
-                let csr = p.get_nonempty("csr").ok_or_else(|| BmError::missed("csr"))?;
+                let csr = p
+                    .get_nonempty("csr")
+                    .ok_or_else(|| BmError::missed("csr"))?;
                 if !csr::is_csr(csr) {
                     return Err(BmError::invalid("csr", "not a PEM certificate request"));
                 }
@@ -360,7 +428,10 @@ impl State {
                 .child(Element::leaf("period", c.period.to_string()))
                 .child(Element::leaf("approver_email", &c.approver_email))
                 .child(Element::leaf("approver_method", "auth_email"))
-                .child(Element::leaf("remoteid", c.remoteid.clone().unwrap_or_default()))
+                .child(Element::leaf(
+                    "remoteid",
+                    c.remoteid.clone().unwrap_or_default(),
+                ))
                 .child(Element::leaf("createdate", dates::ymd(c.createdate)))
                 .child(Element::leaf("expiredate", dates::ymd(c.expiredate)))
                 .child(Element::leaf("status", c.status.to_string()));
@@ -394,7 +465,9 @@ impl State {
     }
 
     fn delete(&mut self, login: &str, p: &Params) -> Answer {
-        let elid = p.get_nonempty("elid").ok_or_else(|| BmError::missed("elid"))?;
+        let elid = p
+            .get_nonempty("elid")
+            .ok_or_else(|| BmError::missed("elid"))?;
         let idx = elid
             .split(',')
             .filter(|s| !s.trim().is_empty())
@@ -412,17 +485,21 @@ impl State {
             let c = &self.certs[i];
             (c.pricelist, c.domainlimit, c.expiredate)
         };
-        let plan = catalog::plan(pricelist).ok_or_else(|| BmError::invalid("pricelist", pricelist.to_string()))?;
+        let plan = catalog::plan(pricelist)
+            .ok_or_else(|| BmError::invalid("pricelist", pricelist.to_string()))?;
         if !p.is_submit() {
             let mut periods = Element::new("slist").attr("name", "period");
             for (months, _) in plan.periods {
                 let cost = plan.cost(*months, domainlimit).unwrap_or_default();
                 periods.push(
-                    Element::new("val").attr("key", months.to_string()).attr("cost", money4(cost)).text(format!(
-                        "{months} months - {} {}",
-                        money4(cost),
-                        self.currency
-                    )),
+                    Element::new("val")
+                        .attr("key", months.to_string())
+                        .attr("cost", money4(cost))
+                        .text(format!(
+                            "{months} months - {} {}",
+                            money4(cost),
+                            self.currency
+                        )),
                 );
             }
             return Ok(Element::doc()
@@ -432,7 +509,9 @@ impl State {
                 .child(periods));
         }
         let period = period_param(p, plan)?;
-        let cost = plan.cost(period, domainlimit).ok_or_else(|| BmError::invalid("period", period.to_string()))?;
+        let cost = plan
+            .cost(period, domainlimit)
+            .ok_or_else(|| BmError::invalid("period", period.to_string()))?;
         self.charge(login, cost)?;
         let c = &mut self.certs[i];
         c.expiredate = dates::add_months(expiredate, period);
@@ -468,9 +547,16 @@ fn order_csr(p: &Params) -> Answer {
     if !p.is_submit() {
         return Ok(Element::doc()
             .child(Element::leaf("crt_type", "generate"))
-            .child(slist("crt_type", &[("generate", "Generate a CSR"), ("manual", "Enter a CSR")])));
+            .child(slist(
+                "crt_type",
+                &[("generate", "Generate a CSR"), ("manual", "Enter a CSR")],
+            )));
     }
-    let cn = p.get_nonempty("CN").ok_or_else(|| BmError::missed("CN"))?.trim().to_ascii_lowercase();
+    let cn = p
+        .get_nonempty("CN")
+        .ok_or_else(|| BmError::missed("CN"))?
+        .trim()
+        .to_ascii_lowercase();
     if !valid_domain(&cn, true) {
         return Err(BmError::invalid("CN", cn));
     }
@@ -484,13 +570,23 @@ fn order_csr(p: &Params) -> Answer {
 }
 
 fn order_form(p: &Params) -> Element {
-    let plan = p.get_nonempty("pricelist").and_then(|v| v.trim().parse().ok()).and_then(catalog::plan);
+    let plan = p
+        .get_nonempty("pricelist")
+        .and_then(|v| v.trim().parse().ok())
+        .and_then(catalog::plan);
     let mut pricelists = Element::new("slist").attr("name", "pricelist");
     for pl in catalog::PLANS {
-        pricelists.push(Element::new("val").attr("key", pl.id.to_string()).text(pl.name));
+        pricelists.push(
+            Element::new("val")
+                .attr("key", pl.id.to_string())
+                .text(pl.name),
+        );
     }
     let mut periods = Element::new("slist").attr("name", "period");
-    for pl in catalog::PLANS.iter().filter(|pl| plan.is_none_or(|x| x.id == pl.id)) {
+    for pl in catalog::PLANS
+        .iter()
+        .filter(|pl| plan.is_none_or(|x| x.id == pl.id))
+    {
         for (months, cents) in pl.periods {
             periods.push(
                 Element::new("val")
@@ -513,13 +609,25 @@ fn order_form(p: &Params) -> Element {
 }
 
 fn plan_param(p: &Params) -> Result<&'static Plan, BmError> {
-    let v = p.get_nonempty("pricelist").ok_or_else(|| BmError::missed("pricelist"))?;
-    v.trim().parse().ok().and_then(catalog::plan).ok_or_else(|| BmError::invalid("pricelist", v))
+    let v = p
+        .get_nonempty("pricelist")
+        .ok_or_else(|| BmError::missed("pricelist"))?;
+    v.trim()
+        .parse()
+        .ok()
+        .and_then(catalog::plan)
+        .ok_or_else(|| BmError::invalid("pricelist", v))
 }
 
 fn period_param(p: &Params, plan: &Plan) -> Result<u32, BmError> {
-    let v = p.get_nonempty("period").ok_or_else(|| BmError::missed("period"))?;
-    v.trim().parse::<u32>().ok().filter(|m| plan.price(*m).is_some()).ok_or_else(|| BmError::invalid("period", v))
+    let v = p
+        .get_nonempty("period")
+        .ok_or_else(|| BmError::missed("period"))?;
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|m| plan.price(*m).is_some())
+        .ok_or_else(|| BmError::invalid("period", v))
 }
 
 /// `adm_*` (required) and `org_*`/`adm_jtitle` (optional) contacts.
@@ -534,10 +642,17 @@ fn contacts(p: &Params) -> Result<BTreeMap<String, String>, BmError> {
     Ok(out)
 }
 
-fn require_contact(p: &Params, prefix: &str, out: &mut BTreeMap<String, String>) -> Result<(), BmError> {
+fn require_contact(
+    p: &Params,
+    prefix: &str,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), BmError> {
     for f in CONTACT_FIELDS {
         let key = format!("{prefix}_{f}");
-        let v = p.get_nonempty(&key).ok_or_else(|| BmError::missed(&key))?.trim();
+        let v = p
+            .get_nonempty(&key)
+            .ok_or_else(|| BmError::missed(&key))?
+            .trim();
         if f == "email" && !valid_email(v) {
             return Err(BmError::invalid(&key, v));
         }
@@ -549,14 +664,20 @@ fn require_contact(p: &Params, prefix: &str, out: &mut BTreeMap<String, String>)
 /// `altname` and `altname_input` (space separated; equal when both are given), validated.
 /// `None` when neither is present.
 fn altnames(p: &Params, allow_wildcard: bool) -> Result<Option<Vec<String>>, BmError> {
-    let split = |s: &str| s.split_whitespace().map(str::to_ascii_lowercase).collect::<Vec<_>>();
+    let split = |s: &str| {
+        s.split_whitespace()
+            .map(str::to_ascii_lowercase)
+            .collect::<Vec<_>>()
+    };
     let alt = p.get("altname").map(split);
     let input = p.get("altname_input").map(split);
     let list = match (alt, input) {
         (Some(a), Some(b)) if a != b => {
-            return Err(BmError::new(ErrorType::Value, "'altname' and 'altname_input' differ")
-                .object("altname")
-                .value(a.join(" ")))
+            return Err(
+                BmError::new(ErrorType::Value, "'altname' and 'altname_input' differ")
+                    .object("altname")
+                    .value(a.join(" ")),
+            )
         }
         (Some(a), _) => a,
         (None, Some(b)) => b,
@@ -572,7 +693,10 @@ fn check_altname_count(altnames: &[String], limit: u32) -> Result<(), BmError> {
     if altnames.len() > limit as usize {
         return Err(BmError::new(
             ErrorType::Value,
-            format!("{} additional domains requested, the domainlimit add-on allows {limit}", altnames.len()),
+            format!(
+                "{} additional domains requested, the domainlimit add-on allows {limit}",
+                altnames.len()
+            ),
         )
         .object("altname")
         .value(altnames.join(" ")));
@@ -581,7 +705,9 @@ fn check_altname_count(altnames: &[String], limit: u32) -> Result<(), BmError> {
 }
 
 fn valid_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && !local.contains(char::is_whitespace)
         && !domain.contains('@')

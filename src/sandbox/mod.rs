@@ -147,7 +147,13 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [Fault::Reset, Fault::Hang, Fault::Garbage, Fault::Html502, Fault::Empty];
+    pub const ALL: [Fault; 5] = [
+        Fault::Reset,
+        Fault::Hang,
+        Fault::Garbage,
+        Fault::Html502,
+        Fault::Empty,
+    ];
 }
 
 /// When an injected fault strikes.
@@ -183,7 +189,11 @@ impl Knobs {
 
     /// The fraction of calls (0.0–1.0, clamped) answered with a random fault.
     pub fn set_fail_rate(&self, rate: f64) {
-        let rate = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) };
+        let rate = if rate.is_nan() {
+            0.0
+        } else {
+            rate.clamp(0.0, 1.0)
+        };
         self.fail_rate.store(rate.to_bits(), Ordering::Relaxed);
     }
 
@@ -201,7 +211,11 @@ impl Knobs {
         let rate = self.fail_rate();
         if rate > 0.0 && rand::random::<f64>() < rate {
             let fault = Fault::ALL[rand::random::<usize>() % Fault::ALL.len()];
-            let phase = if rand::random::<bool>() { FaultPhase::BeforeHandling } else { FaultPhase::AfterHandling };
+            let phase = if rand::random::<bool>() {
+                FaultPhase::BeforeHandling
+            } else {
+                FaultPhase::AfterHandling
+            };
             return Some((fault, phase));
         }
         None
@@ -234,7 +248,10 @@ impl std::fmt::Debug for Sandbox {
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Sandbox {
-        Sandbox { state: Arc::new(Mutex::new(logic::State::new(config))), knobs: Arc::new(Knobs::default()) }
+        Sandbox {
+            state: Arc::new(Mutex::new(logic::State::new(config))),
+            knobs: Arc::new(Knobs::default()),
+        }
     }
 
     /// The default seeded sandbox ([`SandboxConfig::default`]).
@@ -248,7 +265,12 @@ impl Sandbox {
     }
 
     /// Answer one call, with the session id from the `billmgrses5` cookie if the caller sent one.
-    pub fn handle_request(&self, params: &Params, client_ip: IpAddr, session_cookie: Option<&str>) -> Element {
+    pub fn handle_request(
+        &self,
+        params: &Params,
+        client_ip: IpAddr,
+        session_cookie: Option<&str>,
+    ) -> Element {
         let mut st = lock(&self.state);
         st.received.push(params.clone());
         st.handle(params, client_ip, session_cookie)
@@ -279,7 +301,11 @@ impl Sandbox {
     }
 
     pub fn balance(&self, login: &str) -> Option<Decimal> {
-        lock(&self.state).accounts.iter().find(|a| a.login == login).map(|a| a.balance)
+        lock(&self.state)
+            .accounts
+            .iter()
+            .find(|a| a.login == login)
+            .map(|a| a.balance)
     }
 
     /// The accounts as seeded (and changed since): login, password, balance.

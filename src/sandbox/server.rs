@@ -40,13 +40,19 @@ pub struct SandboxServer {
 
 impl SandboxServer {
     pub async fn bind(addr: &str, sandbox: Sandbox) -> io::Result<SandboxServer> {
-        Ok(SandboxServer { listener: TcpListener::bind(addr).await?, sandbox })
+        Ok(SandboxServer {
+            listener: TcpListener::bind(addr).await?,
+            sandbox,
+        })
     }
 
     /// Wrap an already bound std listener (must be called inside a tokio runtime).
     pub fn from_std(listener: StdTcpListener, sandbox: Sandbox) -> io::Result<SandboxServer> {
         listener.set_nonblocking(true)?;
-        Ok(SandboxServer { listener: TcpListener::from_std(listener)?, sandbox })
+        Ok(SandboxServer {
+            listener: TcpListener::from_std(listener)?,
+            sandbox,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -119,26 +125,36 @@ impl Drop for SandboxHandle {
 pub fn spawn(addr: &str, sandbox: Sandbox) -> io::Result<SandboxHandle> {
     let listener = StdTcpListener::bind(addr)?;
     let local = listener.local_addr()?;
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("sandbox").enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sandbox")
+        .enable_all()
+        .build()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let sb = sandbox.clone();
-    let thread = std::thread::Builder::new().name("sandbox".into()).spawn(move || {
-        rt.block_on(async move {
-            match SandboxServer::from_std(listener, sb) {
-                Ok(server) => {
-                    server
-                        .run(async {
-                            let _ = stopped.await;
-                        })
-                        .await
+    let thread = std::thread::Builder::new()
+        .name("sandbox".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match SandboxServer::from_std(listener, sb) {
+                    Ok(server) => {
+                        server
+                            .run(async {
+                                let _ = stopped.await;
+                            })
+                            .await
+                    }
+                    Err(e) => tracing::error!(error = %e, "sandbox server could not start"),
                 }
-                Err(e) => tracing::error!(error = %e, "sandbox server could not start"),
-            }
-        });
-        rt.shutdown_timeout(Duration::from_secs(1));
-    })?;
-    Ok(SandboxHandle { addr: local, sandbox, stop: Some(stop), thread: Some(thread) })
+            });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })?;
+    Ok(SandboxHandle {
+        addr: local,
+        sandbox,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 /// `resellgate sandbox`: serve the demo seed on `listen` until Ctrl-C.
@@ -147,23 +163,37 @@ pub fn run_cli(listen: &str, latency_ms: u64, fail_rate: f64) -> anyhow::Result<
     let sandbox = Sandbox::demo();
     sandbox.knobs().set_latency_ms(latency_ms);
     sandbox.knobs().set_fail_rate(fail_rate);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(async {
-        let server =
-            SandboxServer::bind(listen, sandbox.clone()).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let server = SandboxServer::bind(listen, sandbox.clone())
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = server.local_addr()?;
         println!("sandbox listening on http://{addr}/billmgr");
         println!("demo accounts (login / password / balance):");
         let currency = sandbox.currency();
         for a in sandbox.accounts() {
-            println!("  {} / {} / {} {currency}", a.login, a.password, money2(a.balance));
+            println!(
+                "  {} / {} / {} {currency}",
+                a.login,
+                a.password,
+                money2(a.balance)
+            );
         }
         if latency_ms > 0 || fail_rate > 0.0 {
-            println!("knobs: latency {latency_ms} ms, fail rate {}", sandbox.knobs().fail_rate());
+            println!(
+                "knobs: latency {latency_ms} ms, fail rate {}",
+                sandbox.knobs().fail_rate()
+            );
         }
         println!(
             "try: curl '{}'",
-            format_args!("http://{addr}/billmgr?func=pricelist.export&itemtype=certificate&out=json")
+            format_args!(
+                "http://{addr}/billmgr?func=pricelist.export&itemtype=certificate&out=json"
+            )
         );
         server
             .run(async {
@@ -187,7 +217,10 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     fn keep_alive(&self) -> bool {
@@ -270,7 +303,11 @@ async fn answer(
     sandbox: &Sandbox,
     keep_alive: bool,
 ) -> io::Result<bool> {
-    let limits = Limits { max_body_bytes: MAX_BODY, max_params: 10_000, max_value_bytes: MAX_BODY };
+    let limits = Limits {
+        max_body_bytes: MAX_BODY,
+        max_params: 10_000,
+        max_value_bytes: MAX_BODY,
+    };
     let latency = sandbox.knobs().latency_ms();
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -280,7 +317,15 @@ async fn answer(
         Err(e) => {
             let format = guess_format(req.query.as_deref(), &req.body);
             let doc = BmError::from(e).to_doc("en");
-            write_response(stream, 200, "OK", format.content_type(), &render(&doc, format), keep_alive).await?;
+            write_response(
+                stream,
+                200,
+                "OK",
+                format.content_type(),
+                &render(&doc, format),
+                keep_alive,
+            )
+            .await?;
             return Ok(true);
         }
     };
@@ -290,7 +335,15 @@ async fn answer(
     match fault {
         None => {
             let doc = sandbox.handle_request(&params, peer.ip(), cookie);
-            write_response(stream, 200, "OK", format.content_type(), &render(&doc, format), keep_alive).await?;
+            write_response(
+                stream,
+                200,
+                "OK",
+                format.content_type(),
+                &render(&doc, format),
+                keep_alive,
+            )
+            .await?;
             Ok(true)
         }
         Some((fault, phase)) => {
@@ -300,13 +353,23 @@ async fn answer(
                     let _ = sandbox.handle_request(&params, peer.ip(), cookie);
                 }
             }
-            tracing::debug!(?fault, ?phase, func = params.func().unwrap_or(""), "sandbox fault injected");
+            tracing::debug!(
+                ?fault,
+                ?phase,
+                func = params.func().unwrap_or(""),
+                "sandbox fault injected"
+            );
             misbehave(stream, fault, format, keep_alive).await
         }
     }
 }
 
-async fn misbehave(stream: &mut TcpStream, fault: Fault, format: Format, keep_alive: bool) -> io::Result<bool> {
+async fn misbehave(
+    stream: &mut TcpStream,
+    fault: Fault,
+    format: Format,
+    keep_alive: bool,
+) -> io::Result<bool> {
     match fault {
         Fault::Reset => {
             // An RST rather than a FIN, like a crashed upstream.
@@ -339,9 +402,16 @@ async fn misbehave(stream: &mut TcpStream, fault: Fault, format: Format, keep_al
 /// `out=` read without decoding, for answering a request whose parameters did not parse.
 fn guess_format(query: Option<&str>, body: &[u8]) -> Format {
     fn find(s: &[u8]) -> Option<&str> {
-        s.split(|b| *b == b'&').find_map(|kv| kv.strip_prefix(b"out=")).and_then(|v| std::str::from_utf8(v).ok())
+        s.split(|b| *b == b'&')
+            .find_map(|kv| kv.strip_prefix(b"out="))
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
-    Format::from_param(query.map(str::as_bytes).and_then(find).or_else(|| find(body)))
+    Format::from_param(
+        query
+            .map(str::as_bytes)
+            .and_then(find)
+            .or_else(|| find(body)),
+    )
 }
 
 /// Read one request (head and `Content-Length` body) from `stream`, keeping any bytes of
@@ -361,7 +431,12 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<I
                     let req_headers: Vec<(String, String)> = parsed
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect();
                     let mut req = Request {
                         method: parsed.method.unwrap_or("").to_string(),
@@ -385,13 +460,18 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<I
                     if len > MAX_BODY {
                         return Ok(Incoming::Reject(413, "Payload Too Large"));
                     }
-                    let expects = req.header("expect").is_some_and(|e| e.trim().eq_ignore_ascii_case("100-continue"));
+                    let expects = req
+                        .header("expect")
+                        .is_some_and(|e| e.trim().eq_ignore_ascii_case("100-continue"));
                     if expects && buf.len() < len {
                         stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
                     }
                     while buf.len() < len {
                         if read_more(stream, buf).await? == 0 {
-                            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "body cut short"));
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "body cut short",
+                            ));
                         }
                     }
                     req.body = buf.drain(..len).collect();
@@ -411,7 +491,10 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<I
             return if buf.is_empty() {
                 Ok(Incoming::Closed)
             } else {
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "request head cut short"))
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "request head cut short",
+                ))
             };
         }
     }
@@ -445,11 +528,24 @@ async fn write_response(
 }
 
 /// A web server's HTML status page (404, 405, 502, …).
-async fn write_html(stream: &mut TcpStream, status: u16, reason: &str, keep_alive: bool) -> io::Result<()> {
+async fn write_html(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    keep_alive: bool,
+) -> io::Result<()> {
     let body = format!(
         "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n<hr><center>{SERVER}</center>\r\n</body>\r\n</html>\r\n"
     );
-    write_response(stream, status, reason, "text/html", body.as_bytes(), keep_alive).await
+    write_response(
+        stream,
+        status,
+        reason,
+        "text/html",
+        body.as_bytes(),
+        keep_alive,
+    )
+    .await
 }
 
 #[cfg(test)]

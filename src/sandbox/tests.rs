@@ -24,7 +24,10 @@ fn dec(s: &str) -> Decimal {
 }
 
 fn q(sb: &Sandbox, query: &str) -> Element {
-    sb.handle(&Params::parse(Some(query), b"", &Limits::default()).unwrap(), ip())
+    sb.handle(
+        &Params::parse(Some(query), b"", &Limits::default()).unwrap(),
+        ip(),
+    )
 }
 
 fn call(sb: &Sandbox, pairs: &[(&str, &str)]) -> Element {
@@ -99,15 +102,30 @@ fn order_happy_path() {
     let sb = Sandbox::demo();
     sb.set_today(date(2025, 1, 15));
     let doc = order(&sb, ACME, &[]);
-    assert_eq!(xml(&doc), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok/><id>5001</id></doc>\n");
+    assert_eq!(
+        xml(&doc),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok/><id>5001</id></doc>\n"
+    );
     assert_eq!(sb.balance("acme@sandbox"), Some(dec("991.00")));
     assert_eq!(sb.order_count(), 1);
     let c = &sb.certificates()[0];
-    assert_eq!((c.id, c.account.as_str(), c.pricelist, c.period), (5001, "acme@sandbox", 3033, 12));
-    assert_eq!((c.cn.as_str(), c.remoteid.as_deref(), c.status), ("shop.example.com", Some("l1"), 3));
-    assert_eq!((c.createdate, c.expiredate), (date(2025, 1, 15), date(2026, 1, 15)));
+    assert_eq!(
+        (c.id, c.account.as_str(), c.pricelist, c.period),
+        (5001, "acme@sandbox", 3033, 12)
+    );
+    assert_eq!(
+        (c.cn.as_str(), c.remoteid.as_deref(), c.status),
+        ("shop.example.com", Some("l1"), 3)
+    );
+    assert_eq!(
+        (c.createdate, c.expiredate),
+        (date(2025, 1, 15), date(2026, 1, 15))
+    );
     assert_eq!(c.approver_email, "admin@example.com");
-    assert_eq!(c.contacts.get("tech_email").map(String::as_str), Some("ann@example.com"));
+    assert_eq!(
+        c.contacts.get("tech_email").map(String::as_str),
+        Some("ann@example.com")
+    );
     assert!(!c.deleted);
 
     // Ids count up; add-on domains are charged per domain scaled by the period.
@@ -123,7 +141,10 @@ fn order_happy_path() {
     );
     assert_eq!(order_id(&doc), 5002);
     assert_eq!(sb.balance("acme@sandbox"), Some(dec("955.00"))); // 991 - (16 + 2 × 10)
-    assert_eq!(sb.certificates()[1].altnames, vec!["a.example.com", "b.example.com"]);
+    assert_eq!(
+        sb.certificates()[1].altnames,
+        vec!["a.example.com", "b.example.com"]
+    );
     assert_eq!(sb.certificates()[1].domainlimit, 2);
 }
 
@@ -133,7 +154,11 @@ fn order_validation_errors() {
     let sb = Sandbox::demo();
     let cases: &[(Changes, ErrorType, &str)] = &[
         (&[("pricelist", None)], ErrorType::Missed, "pricelist"),
-        (&[("pricelist", Some("3034"))], ErrorType::Value, "pricelist"),
+        (
+            &[("pricelist", Some("3034"))],
+            ErrorType::Value,
+            "pricelist",
+        ),
         (&[("pricelist", Some("abc"))], ErrorType::Value, "pricelist"),
         (&[("period", None)], ErrorType::Missed, "period"),
         (&[("period", Some("6"))], ErrorType::Value, "period"),
@@ -141,7 +166,11 @@ fn order_validation_errors() {
         (&[("adm_lname", Some(""))], ErrorType::Missed, "adm_lname"),
         (&[("adm_phone", None)], ErrorType::Missed, "adm_phone"),
         (&[("adm_email", None)], ErrorType::Missed, "adm_email"),
-        (&[("adm_email", Some("not-an-email"))], ErrorType::Value, "adm_email"),
+        (
+            &[("adm_email", Some("not-an-email"))],
+            ErrorType::Value,
+            "adm_email",
+        ),
         (&[("like_admin", None)], ErrorType::Missed, "tech_fname"),
         (
             &[
@@ -159,36 +188,93 @@ fn order_validation_errors() {
         (&[("CN", Some("*.example.com"))], ErrorType::Value, "CN"),
         (&[("pricelist", Some("3040"))], ErrorType::Value, "CN"),
         (&[("csr", Some("hello"))], ErrorType::Value, "csr"),
-        (&[("approver_email_1", None)], ErrorType::Missed, "approver_email_1"),
-        (&[("approver_email_1", Some("info@example.com"))], ErrorType::Value, "approver_email_1"),
-        (&[("approver_email_1", Some("admin@other.com"))], ErrorType::Value, "approver_email_1"),
-        (&[("approver_email_1", Some("admin@com"))], ErrorType::Value, "approver_email_1"),
-        (&[("altname", Some("a.example.com"))], ErrorType::Value, "altname"),
-        (&[("altname", Some("a.example.com b.example.com")), ("addon_3034", Some("1"))], ErrorType::Value, "altname"),
         (
-            &[("altname", Some("a.example.com")), ("altname_input", Some("b.example.com")), ("addon_3034", Some("1"))],
+            &[("approver_email_1", None)],
+            ErrorType::Missed,
+            "approver_email_1",
+        ),
+        (
+            &[("approver_email_1", Some("info@example.com"))],
+            ErrorType::Value,
+            "approver_email_1",
+        ),
+        (
+            &[("approver_email_1", Some("admin@other.com"))],
+            ErrorType::Value,
+            "approver_email_1",
+        ),
+        (
+            &[("approver_email_1", Some("admin@com"))],
+            ErrorType::Value,
+            "approver_email_1",
+        ),
+        (
+            &[("altname", Some("a.example.com"))],
             ErrorType::Value,
             "altname",
         ),
-        (&[("altname", Some("bad_domain")), ("addon_3034", Some("1"))], ErrorType::Value, "altname"),
-        (&[("addon_3034", Some("many"))], ErrorType::Value, "addon_3034"),
         (
-            &[("pricelist", Some("3040")), ("CN", Some("*.example.com")), ("altname", Some("x.example.com"))],
+            &[
+                ("altname", Some("a.example.com b.example.com")),
+                ("addon_3034", Some("1")),
+            ],
+            ErrorType::Value,
+            "altname",
+        ),
+        (
+            &[
+                ("altname", Some("a.example.com")),
+                ("altname_input", Some("b.example.com")),
+                ("addon_3034", Some("1")),
+            ],
+            ErrorType::Value,
+            "altname",
+        ),
+        (
+            &[("altname", Some("bad_domain")), ("addon_3034", Some("1"))],
+            ErrorType::Value,
+            "altname",
+        ),
+        (
+            &[("addon_3034", Some("many"))],
+            ErrorType::Value,
+            "addon_3034",
+        ),
+        (
+            &[
+                ("pricelist", Some("3040")),
+                ("CN", Some("*.example.com")),
+                ("altname", Some("x.example.com")),
+            ],
             ErrorType::Value,
             "altname",
         ),
     ];
     for (changes, kind, object) in cases {
         let doc = order(&sb, ACME, changes);
-        assert_eq!(err_of(&doc), (*kind, object.to_string()), "{changes:?}: {}", xml(&doc));
+        assert_eq!(
+            err_of(&doc),
+            (*kind, object.to_string()),
+            "{changes:?}: {}",
+            xml(&doc)
+        );
     }
     // Not enough money: globex has 500, EV with 20 extra domains costs 199 + 20 × 25.
     let doc = order(
         &sb,
         GLOBEX,
-        &[("pricelist", Some("3050")), ("addon_3051", Some("20")), ("altname", Some("a.example.com"))],
+        &[
+            ("pricelist", Some("3050")),
+            ("addon_3051", Some("20")),
+            ("altname", Some("a.example.com")),
+        ],
     );
-    assert_eq!(err_of(&doc), (ErrorType::Balance, "balance".into()), "{}", xml(&doc));
+    assert_eq!(
+        err_of(&doc),
+        (ErrorType::Balance, "balance".into()),
+        "{}",
+        xml(&doc)
+    );
     assert_eq!(sb.order_count(), 0);
     assert!(sb.certificates().is_empty());
     assert_eq!(sb.balance("acme@sandbox"), Some(dec("1000.00")));
@@ -199,8 +285,14 @@ fn order_validation_errors() {
 #[test]
 fn approver_parent_domains_and_wildcards() {
     let sb = Sandbox::demo();
-    let doc =
-        order(&sb, ACME, &[("CN", Some("www.shop.example.com")), ("approver_email_1", Some("hostmaster@example.com"))]);
+    let doc = order(
+        &sb,
+        ACME,
+        &[
+            ("CN", Some("www.shop.example.com")),
+            ("approver_email_1", Some("hostmaster@example.com")),
+        ],
+    );
     assert!(is_ok(&doc), "{}", xml(&doc));
     let doc = order(
         &sb,
@@ -227,9 +319,20 @@ fn generated_csr_orders_with_its_cn() {
     let model = doc.find("model").unwrap_or_else(|| panic!("{}", xml(&doc)));
     let csr = model.child_text("csr").unwrap().to_string();
     assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----\n"));
-    assert!(model.child_text("key").unwrap().contains("BEGIN PRIVATE KEY"));
+    assert!(model
+        .child_text("key")
+        .unwrap()
+        .contains("BEGIN PRIVATE KEY"));
     assert!(doc.find("ok").is_some());
-    let doc = order(&sb, ACME, &[("CN", None), ("csr", Some(&csr)), ("approver_email_1", Some("admin@example.net"))]);
+    let doc = order(
+        &sb,
+        ACME,
+        &[
+            ("CN", None),
+            ("csr", Some(&csr)),
+            ("approver_email_1", Some("admin@example.net")),
+        ],
+    );
     assert!(is_ok(&doc), "{}", xml(&doc));
     assert_eq!(sb.certificates()[0].cn, "csr.example.net");
     assert_eq!(sb.certificates()[0].csr.as_deref(), Some(csr.as_str()));
@@ -253,14 +356,29 @@ fn reissue_modes() {
     let sb = Sandbox::demo();
     order_id(&order(&sb, ACME, &[("addon_3034", Some("1"))]));
 
-    assert!(is_ok(&reissue(&sb, &[("crt_type", "oldrequest"), ("approver_email_1", "postmaster@example.com")])));
-    assert_eq!(sb.certificates()[0].approver_email, "postmaster@example.com");
+    assert!(is_ok(&reissue(
+        &sb,
+        &[
+            ("crt_type", "oldrequest"),
+            ("approver_email_1", "postmaster@example.com")
+        ]
+    )));
+    assert_eq!(
+        sb.certificates()[0].approver_email,
+        "postmaster@example.com"
+    );
 
     let csr = csr::fake_csr("shop.example.com");
-    assert!(is_ok(&reissue(&sb, &[("crt_type", "manual"), ("csr", &csr)])));
+    assert!(is_ok(&reissue(
+        &sb,
+        &[("crt_type", "manual"), ("csr", &csr)]
+    )));
     assert_eq!(sb.certificates()[0].csr.as_deref(), Some(csr.as_str()));
 
-    assert!(is_ok(&reissue(&sb, &[("crt_type", "altname"), ("altname", "new.example.com")])));
+    assert!(is_ok(&reissue(
+        &sb,
+        &[("crt_type", "altname"), ("altname", "new.example.com")]
+    )));
     assert_eq!(sb.certificates()[0].altnames, vec!["new.example.com"]);
     assert_eq!(sb.certificates()[0].status, 3);
 
@@ -268,19 +386,40 @@ fn reissue_modes() {
         (vec![], ErrorType::Missed, "crt_type"),
         (vec![("crt_type", "other")], ErrorType::Value, "crt_type"),
         (vec![("crt_type", "manual")], ErrorType::Missed, "csr"),
-        (vec![("crt_type", "manual"), ("csr", "garbage")], ErrorType::Value, "csr"),
-        (vec![("crt_type", "altname")], ErrorType::Missed, "altname"),
-        (vec![("crt_type", "altname"), ("altname", "a.example.com b.example.com")], ErrorType::Value, "altname"),
         (
-            vec![("crt_type", "oldrequest"), ("approver_email_1", "admin@evil.com")],
+            vec![("crt_type", "manual"), ("csr", "garbage")],
+            ErrorType::Value,
+            "csr",
+        ),
+        (vec![("crt_type", "altname")], ErrorType::Missed, "altname"),
+        (
+            vec![
+                ("crt_type", "altname"),
+                ("altname", "a.example.com b.example.com"),
+            ],
+            ErrorType::Value,
+            "altname",
+        ),
+        (
+            vec![
+                ("crt_type", "oldrequest"),
+                ("approver_email_1", "admin@evil.com"),
+            ],
             ErrorType::Value,
             "approver_email_1",
         ),
     ] {
-        assert_eq!(err_of(&reissue(&sb, &extra)), (kind, object.to_string()), "{extra:?}");
+        assert_eq!(
+            err_of(&reissue(&sb, &extra)),
+            (kind, object.to_string()),
+            "{extra:?}"
+        );
     }
     // The form (no step) describes the certificate.
-    let form = q(&sb, &format!("func=certificate.reissue&elid=5001&authinfo={ACME}"));
+    let form = q(
+        &sb,
+        &format!("func=certificate.reissue&elid=5001&authinfo={ACME}"),
+    );
     assert_eq!(form.child_text("CN"), Some("shop.example.com"));
 }
 
@@ -291,24 +430,39 @@ fn prolong_extends_from_old_expiry() {
     sb.set_today(date(2025, 1, 15));
     order_id(&order(&sb, ACME, &[]));
     sb.set_today(date(2025, 12, 1)); // renewing early
-    let form = q(&sb, &format!("func=service.prolong&elid=5001&authinfo={ACME}"));
+    let form = q(
+        &sb,
+        &format!("func=service.prolong&elid=5001&authinfo={ACME}"),
+    );
     let periods: Vec<_> = form
         .find("slist")
         .unwrap()
         .find_all("val")
         .map(|v| (v.get_attr("key").unwrap(), v.get_attr("cost").unwrap()))
         .collect();
-    assert_eq!(periods, vec![("12", "9.0000"), ("24", "16.0000"), ("36", "22.5000")]);
-    let doc = q(&sb, &format!("func=service.prolong&elid=5001&period=24&sok=ok&authinfo={ACME}"));
+    assert_eq!(
+        periods,
+        vec![("12", "9.0000"), ("24", "16.0000"), ("36", "22.5000")]
+    );
+    let doc = q(
+        &sb,
+        &format!("func=service.prolong&elid=5001&period=24&sok=ok&authinfo={ACME}"),
+    );
     assert_eq!(
         xml(&doc),
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok/><expiredate>2028-01-15</expiredate></doc>\n"
     );
     assert_eq!(sb.certificates()[0].expiredate, date(2028, 1, 15));
     assert_eq!(sb.balance("acme@sandbox"), Some(dec("975.00")));
-    let doc = q(&sb, &format!("func=service.prolong&elid=5001&period=5&sok=ok&authinfo={ACME}"));
+    let doc = q(
+        &sb,
+        &format!("func=service.prolong&elid=5001&period=5&sok=ok&authinfo={ACME}"),
+    );
     assert_eq!(err_of(&doc), (ErrorType::Value, "period".into()));
-    let doc = q(&sb, &format!("func=service.prolong&elid=5001&sok=ok&authinfo={ACME}"));
+    let doc = q(
+        &sb,
+        &format!("func=service.prolong&elid=5001&sok=ok&authinfo={ACME}"),
+    );
     assert_eq!(err_of(&doc), (ErrorType::Missed, "period".into()));
 }
 
@@ -318,19 +472,38 @@ fn delete_lists_and_foreign_ids() {
     let sb = Sandbox::demo();
     assert_eq!(order_id(&order(&sb, ACME, &[])), 5001);
     assert_eq!(order_id(&order(&sb, GLOBEX, &[])), 5002);
-    assert_eq!(order_id(&order(&sb, ACME, &[("remoteid", Some("l3"))])), 5003);
-    let doc = q(&sb, &format!("func=certificate.delete&elid=5001,+5002&authinfo={ACME}"));
+    assert_eq!(
+        order_id(&order(&sb, ACME, &[("remoteid", Some("l3"))])),
+        5003
+    );
+    let doc = q(
+        &sb,
+        &format!("func=certificate.delete&elid=5001,+5002&authinfo={ACME}"),
+    );
     assert_eq!(err_of(&doc), (ErrorType::Access, "elid".into()));
-    assert_eq!(BmError::from_doc(&doc).unwrap().value.as_deref(), Some("5002"));
+    assert_eq!(
+        BmError::from_doc(&doc).unwrap().value.as_deref(),
+        Some("5002")
+    );
     assert!(sb.certificates().iter().all(|c| !c.deleted));
-    assert!(is_ok(&q(&sb, &format!("func=certificate.delete&elid=5001,+5003&authinfo={ACME}"))));
+    assert!(is_ok(&q(
+        &sb,
+        &format!("func=certificate.delete&elid=5001,+5003&authinfo={ACME}")
+    )));
     let deleted: Vec<_> = sb.certificates().iter().map(|c| c.deleted).collect();
     assert_eq!(deleted, vec![true, false, true]);
     // Deleted certificates are gone from the list and can't be deleted twice.
     let list = q(&sb, &format!("func=certificate&authinfo={ACME}"));
     assert_eq!(list.find_all("elem").count(), 0);
     assert_eq!(list.child_text("p_elems"), Some("0"));
-    assert_eq!(err_of(&q(&sb, &format!("func=certificate.delete&elid=5001&authinfo={ACME}"))).0, ErrorType::Access);
+    assert_eq!(
+        err_of(&q(
+            &sb,
+            &format!("func=certificate.delete&elid=5001&authinfo={ACME}")
+        ))
+        .0,
+        ErrorType::Access
+    );
     assert_eq!(
         err_of(&q(&sb, &format!("func=certificate.delete&authinfo={ACME}"))),
         (ErrorType::Missed, "elid".into())
@@ -376,7 +549,10 @@ fn list_and_edit() {
         ],
     ));
     order_id(&order(&sb, GLOBEX, &[]));
-    let list = q(&sb, &format!("func=certificate&authinfo={ACME}&remoteid=l2"));
+    let list = q(
+        &sb,
+        &format!("func=certificate&authinfo={ACME}&remoteid=l2"),
+    );
     assert_eq!(
         xml(&list),
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><elem><id>5002</id><CN>two.example.com</CN><altname/><account>acme@sandbox</account><pricelist>PositiveSSL</pricelist><pricelist_id>3033</pricelist_id><period>12</period><remoteid>l2</remoteid><createdate>2025-03-01</createdate><expiredate>2026-03-01</expiredate><status_msg>Requested</status_msg><item_status>3</item_status><cost>9.0000</cost></elem><p_num>1</p_num><p_cnt>1</p_cnt><p_elems>1</p_elems></doc>\n"
@@ -385,17 +561,34 @@ fn list_and_edit() {
     assert_eq!(all.find_all("elem").count(), 2);
     assert_eq!(all.child_text("p_cnt"), Some("2"));
 
-    let form = q(&sb, &format!("func=certificate.edit&elid=5001&authinfo={ACME}"));
+    let form = q(
+        &sb,
+        &format!("func=certificate.edit&elid=5001&authinfo={ACME}"),
+    );
     assert_eq!(form.child_text("remoteid"), Some("l1"));
     assert_eq!(form.child_text("adm_email"), Some("ann@example.com"));
     let doc = q(&sb, &format!("func=certificate.edit&elid=5001&sok=ok&authinfo={ACME}&remoteid=l9&approver_email=webmaster@example.com&org_name=ACME+Ltd"));
     assert!(is_ok(&doc), "{}", xml(&doc));
     let c = &sb.certificates()[0];
-    assert_eq!((c.remoteid.as_deref(), c.approver_email.as_str()), (Some("l9"), "webmaster@example.com"));
-    assert_eq!(c.contacts.get("org_name").map(String::as_str), Some("ACME Ltd"));
-    let doc = q(&sb, &format!("func=certificate.edit&elid=5001&sok=ok&authinfo={ACME}&approver_email=admin@evil.com"));
+    assert_eq!(
+        (c.remoteid.as_deref(), c.approver_email.as_str()),
+        (Some("l9"), "webmaster@example.com")
+    );
+    assert_eq!(
+        c.contacts.get("org_name").map(String::as_str),
+        Some("ACME Ltd")
+    );
+    let doc = q(
+        &sb,
+        &format!(
+            "func=certificate.edit&elid=5001&sok=ok&authinfo={ACME}&approver_email=admin@evil.com"
+        ),
+    );
     assert_eq!(err_of(&doc), (ErrorType::Value, "approver_email".into()));
-    let doc = q(&sb, &format!("func=certificate.edit&elid=5001&sok=ok&authinfo={ACME}&adm_email=bad"));
+    let doc = q(
+        &sb,
+        &format!("func=certificate.edit&elid=5001&sok=ok&authinfo={ACME}&adm_email=bad"),
+    );
     assert_eq!(err_of(&doc), (ErrorType::Value, "adm_email".into()));
 }
 
@@ -403,7 +596,10 @@ fn list_and_edit() {
 #[test]
 fn pricelist_export_shape() {
     let sb = Sandbox::demo();
-    let doc = q(&sb, "func=pricelist.export&itemtype=certificate&onlyavailable=on&pricelist=3033");
+    let doc = q(
+        &sb,
+        "func=pricelist.export&itemtype=certificate&onlyavailable=on&pricelist=3033",
+    );
     assert_eq!(
         xml(&doc),
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><pricelist><id>3033</id><name>PositiveSSL</name><itemtype>certificate</itemtype>\
@@ -412,10 +608,21 @@ fn pricelist_export_shape() {
 <price currency=\"EUR\"><period cost=\"5.0000\" type=\"month\" length=\"12\">5.0000</period><period cost=\"10.0000\" type=\"month\" length=\"24\">10.0000</period><period cost=\"15.0000\" type=\"month\" length=\"36\">15.0000</period></price></addon></pricelist></doc>\n"
     );
     let all = q(&sb, "func=pricelist.export&itemtype=certificate");
-    let ids: Vec<_> = all.find_all("pricelist").map(|p| p.child_text("id").unwrap()).collect();
+    let ids: Vec<_> = all
+        .find_all("pricelist")
+        .map(|p| p.child_text("id").unwrap())
+        .collect();
     assert_eq!(ids, vec!["3033", "3040", "3050"]);
-    assert!(all.find_all("pricelist").nth(1).unwrap().find("addon").is_none());
-    assert_eq!(q(&sb, "func=pricelist.export&itemtype=vds").children.len(), 0);
+    assert!(all
+        .find_all("pricelist")
+        .nth(1)
+        .unwrap()
+        .find("addon")
+        .is_none());
+    assert_eq!(
+        q(&sb, "func=pricelist.export&itemtype=vds").children.len(),
+        0
+    );
     // The same document in bjson is plain keys.
     let bjson: serde_json::Value = serde_json::from_slice(&render(&all, Format::Bjson)).unwrap();
     assert_eq!(bjson["pricelist"][2]["addon"]["id"], "3051");
@@ -426,7 +633,11 @@ fn pricelist_export_shape() {
 #[test]
 fn auth_sessions_and_credentials() {
     let sb = Sandbox::new(SandboxConfig {
-        accounts: vec![AccountSeed { login: "u@x".into(), password: "p:a:ss".into(), balance: dec("10") }],
+        accounts: vec![AccountSeed {
+            login: "u@x".into(),
+            password: "p:a:ss".into(),
+            balance: dec("10"),
+        }],
         currency: "USD".into(),
     });
     let doc = q(&sb, "func=auth&username=u@x&password=p:a:ss");
@@ -442,14 +653,23 @@ fn auth_sessions_and_credentials() {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><user><name>u@x</name><balance>10.00</balance><currency>USD</currency><level>16</level></user></doc>\n"
     );
     let p = Params::parse(Some("func=whoami"), b"", &Limits::default()).unwrap();
-    assert!(sb.handle_request(&p, ip(), Some(&sid)).find("user").is_some());
+    assert!(sb
+        .handle_request(&p, ip(), Some(&sid))
+        .find("user")
+        .is_some());
     let other_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
     assert_eq!(
-        err_of(&sb.handle(&Params::from_pairs([("func", "whoami"), ("auth", sid.as_str())]), other_ip)).0,
+        err_of(&sb.handle(
+            &Params::from_pairs([("func", "whoami"), ("auth", sid.as_str())]),
+            other_ip
+        ))
+        .0,
         ErrorType::Auth
     );
 
-    assert!(q(&sb, "func=whoami&authinfo=u@x:p:a:ss").find("user").is_some());
+    assert!(q(&sb, "func=whoami&authinfo=u@x:p:a:ss")
+        .find("user")
+        .is_some());
     for bad in [
         "func=whoami&authinfo=u@x:p",
         "func=whoami&authinfo=u@x",
@@ -466,10 +686,16 @@ fn auth_sessions_and_credentials() {
 fn su_and_func_errors() {
     let sb = Sandbox::demo();
     assert_eq!(
-        err_of(&q(&sb, &format!("func=whoami&su=globex@sandbox&authinfo={ACME}"))),
+        err_of(&q(
+            &sb,
+            &format!("func=whoami&su=globex@sandbox&authinfo={ACME}")
+        )),
         (ErrorType::Access, "su".into())
     );
-    assert_eq!(err_of(&q(&sb, &format!("authinfo={ACME}"))), (ErrorType::Missed, "func".into()));
+    assert_eq!(
+        err_of(&q(&sb, &format!("authinfo={ACME}"))),
+        (ErrorType::Missed, "func".into())
+    );
     let doc = q(&sb, &format!("func=vds.order&authinfo={ACME}"));
     assert_eq!(err_of(&doc), (ErrorType::Missed, "func".into()));
     assert!(BmError::from_doc(&doc).unwrap().msg.contains("vds.order"));
@@ -496,14 +722,23 @@ fn received_records_calls() {
 #[test]
 fn forms_and_knobs() {
     let sb = Sandbox::demo();
-    let form = q(&sb, &format!("func=certificate.order.param&pricelist=3050&authinfo={ACME}"));
+    let form = q(
+        &sb,
+        &format!("func=certificate.order.param&pricelist=3050&authinfo={ACME}"),
+    );
     assert_eq!(form.child_text("addon_3051"), Some("0"));
     assert_eq!(sb.order_count(), 0);
     let clone = sb.clone();
     clone.inject(Fault::Hang, FaultPhase::BeforeHandling);
     clone.inject(Fault::Empty, FaultPhase::AfterHandling);
-    assert_eq!(sb.knobs().next_fault(), Some((Fault::Hang, FaultPhase::BeforeHandling)));
-    assert_eq!(sb.knobs().next_fault(), Some((Fault::Empty, FaultPhase::AfterHandling)));
+    assert_eq!(
+        sb.knobs().next_fault(),
+        Some((Fault::Hang, FaultPhase::BeforeHandling))
+    );
+    assert_eq!(
+        sb.knobs().next_fault(),
+        Some((Fault::Empty, FaultPhase::AfterHandling))
+    );
     assert_eq!(sb.knobs().next_fault(), None);
     sb.knobs().set_fail_rate(1.0);
     assert!(clone.knobs().next_fault().is_some());

@@ -12,13 +12,22 @@ use crate::harness::*;
 
 fn still_serving(env: &TestEnv) {
     let resp = env.acme("func=whoami");
-    assert!(doc(&resp, Format::Xml).find("user").is_some(), "gateway stopped serving: {}", resp.text());
+    assert!(
+        doc(&resp, Format::Xml).find("user").is_some(),
+        "gateway stopped serving: {}",
+        resp.text()
+    );
 }
 
 #[test]
 fn broken_percent_encoding() {
     let env = TestEnv::start();
-    let e = assert_error(&env.get("/billmgr?func=whoami&out=json&x=%zz"), Format::Json, "value", "request");
+    let e = assert_error(
+        &env.get("/billmgr?func=whoami&out=json&x=%zz"),
+        Format::Json,
+        "value",
+        "request",
+    );
     assert!(e.msg.contains("percent-encoding"), "{}", e.msg);
     still_serving(&env);
 }
@@ -34,13 +43,24 @@ fn oversized_body() {
 
 #[test]
 fn ten_thousand_parameters() {
-    let env = TestEnv::builder().config("[limits]\nmax_body_bytes = 65536").start();
+    let env = TestEnv::builder()
+        .config("[limits]\nmax_body_bytes = 65536")
+        .start();
     let body: Vec<String> = (0..10_000).map(|i| format!("p{i}=1")).collect();
     let resp = env.post(&body.join("&"));
     let e = assert_error(&resp, Format::Xml, "value", "request");
-    assert!(e.msg.contains("parameters") || e.msg.contains("larger"), "{}", e.msg);
+    assert!(
+        e.msg.contains("parameters") || e.msg.contains("larger"),
+        "{}",
+        e.msg
+    );
     let small: Vec<String> = (0..1_500).map(|i| format!("p{i}=1")).collect();
-    let e = assert_error(&env.post(&format!("out=json&{}", small.join("&"))), Format::Json, "value", "request");
+    let e = assert_error(
+        &env.post(&format!("out=json&{}", small.join("&"))),
+        Format::Json,
+        "value",
+        "request",
+    );
     assert!(e.msg.contains("more than 1000 parameters"), "{}", e.msg);
     still_serving(&env);
 }
@@ -48,14 +68,22 @@ fn ten_thousand_parameters() {
 #[test]
 fn missing_func() {
     let env = TestEnv::start();
-    assert_error(&env.post(&format!("out=json&authinfo={}:{}", ACME.0, ACME.1)), Format::Json, "missed", "func");
+    assert_error(
+        &env.post(&format!("out=json&authinfo={}:{}", ACME.0, ACME.1)),
+        Format::Json,
+        "missed",
+        "func",
+    );
     assert_error(&env.get("/billmgr"), Format::Xml, "missed", "func");
 }
 
 #[test]
 fn two_authinfo_values() {
     let env = TestEnv::start();
-    let resp = env.post(&format!("func=whoami&authinfo={}:{}&authinfo=globex:globex-demo-pw", ACME.0, ACME.1));
+    let resp = env.post(&format!(
+        "func=whoami&authinfo={}:{}&authinfo=globex:globex-demo-pw",
+        ACME.0, ACME.1
+    ));
     assert_error(&resp, Format::Xml, "value", "authinfo");
     assert!(env.sandbox.sandbox.received().is_empty());
 }
@@ -63,8 +91,18 @@ fn two_authinfo_values() {
 #[test]
 fn binary_garbage() {
     let env = TestEnv::start();
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let resp = client::blocking(env.addr(), "POST", "/billmgr", &[], &garbage, Duration::from_secs(10)).unwrap();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let resp = client::blocking(
+        env.addr(),
+        "POST",
+        "/billmgr",
+        &[],
+        &garbage,
+        Duration::from_secs(10),
+    )
+    .unwrap();
     assert_error(&resp, Format::Xml, "value", "request");
     // garbage instead of an HTTP request: the connection is closed, nothing else happens
     let mut s = TcpStream::connect(env.addr()).unwrap();
@@ -72,7 +110,10 @@ fn binary_garbage() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    assert!(!String::from_utf8_lossy(&buf).contains("<html"), "an HTML page was sent");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("<html"),
+        "an HTML page was sent"
+    );
     still_serving(&env);
 }
 
@@ -80,7 +121,9 @@ fn binary_garbage() {
 /// out; other clients are served meanwhile.
 #[test]
 fn slow_client() {
-    let env = TestEnv::builder().config("[server]\nclient_timeout_ms = 500").start();
+    let env = TestEnv::builder()
+        .config("[server]\nclient_timeout_ms = 500")
+        .start();
     let mut s = TcpStream::connect(env.addr()).unwrap();
     s.write_all(b"POST /billmgr HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nfunc=who").unwrap();
     still_serving(&env);

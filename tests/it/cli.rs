@@ -10,13 +10,20 @@ fn bin() -> Command {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// The shipped config.toml and mappings/ validate.
 #[test]
 fn check_config_accepts_the_shipped_files() {
-    let o = bin().args(["check-config", "--config"]).arg(repo_path("config.toml")).output().unwrap();
+    let o = bin()
+        .args(["check-config", "--config"])
+        .arg(repo_path("config.toml"))
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("ok"), "{out}");
@@ -28,23 +35,53 @@ fn check_config_names_file_key_and_value() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[upstream]\nurl = \"ftp://billing.example.com\"\n").unwrap();
-    let o = bin().args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    let o = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(64), "{err}");
-    assert!(err.contains("bad.toml") && err.contains("upstream.url") && err.contains("ftp://billing.example.com"), "{err}");
+    assert!(
+        err.contains("bad.toml")
+            && err.contains("upstream.url")
+            && err.contains("ftp://billing.example.com"),
+        "{err}"
+    );
 
-    std::fs::write(&cfg, "[upstream]\nurl = \"http://x/billmgr\"\nbogus_key = 1\n").unwrap();
-    let o = bin().args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    std::fs::write(
+        &cfg,
+        "[upstream]\nurl = \"http://x/billmgr\"\nbogus_key = 1\n",
+    )
+    .unwrap();
+    let o = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(64), "{err}");
-    assert!(err.contains("bad.toml") && err.contains("bogus_key"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("bogus_key"),
+        "{err}"
+    );
 }
 
 /// hash-password prints exactly one line, an argon2id hash of the line read.
 #[test]
 fn hash_password() {
-    let mut child = bin().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"s3cret:pw\n").unwrap();
+    let mut child = bin()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret:pw\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     let (out, _) = text(&o);
     assert!(o.status.success());
@@ -60,25 +97,48 @@ fn hash_password() {
 fn mappings_apply_is_idempotent_and_export_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, "[upstream]\nurl = \"http://127.0.0.1:1/billmgr\"\n[store]\npath = \"store\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[upstream]\nurl = \"http://127.0.0.1:1/billmgr\"\n[store]\npath = \"store\"\n",
+    )
+    .unwrap();
     let maps = write_mappings(dir.path());
-    let o = bin().args(["mappings", "apply", "--config"]).arg(&cfg).arg(&maps).output().unwrap();
+    let o = bin()
+        .args(["mappings", "apply", "--config"])
+        .arg(&cfg)
+        .arg(&maps)
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains("reseller acme"), "{out}");
     assert!(!out.contains("$argon2"), "a hash was printed: {out}");
-    let o = bin().args(["mappings", "apply", "--config"]).arg(&cfg).arg(&maps).output().unwrap();
+    let o = bin()
+        .args(["mappings", "apply", "--config"])
+        .arg(&cfg)
+        .arg(&maps)
+        .output()
+        .unwrap();
     let (out, _) = text(&o);
     assert!(o.status.success());
     assert_eq!(out.trim(), "no changes");
 
-    let o = bin().args(["mappings", "export", "--config"]).arg(&cfg).output().unwrap();
+    let o = bin()
+        .args(["mappings", "export", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let (exported, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(!exported.contains("upstream-pw"), "a password was exported");
     let again = dir.path().join("exported.toml");
     std::fs::write(&again, &exported).unwrap();
-    let o = bin().args(["mappings", "apply", "--config"]).arg(&cfg).arg(&again).output().unwrap();
+    let o = bin()
+        .args(["mappings", "apply", "--config"])
+        .arg(&cfg)
+        .arg(&again)
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert_eq!(out.trim(), "no changes");
@@ -89,24 +149,45 @@ fn mappings_apply_is_idempotent_and_export_round_trips() {
 fn mappings_apply_refuses_unknown_references() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, "[upstream]\nurl = \"http://127.0.0.1:1/billmgr\"\n[store]\npath = \"store\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[upstream]\nurl = \"http://127.0.0.1:1/billmgr\"\n[store]\npath = \"store\"\n",
+    )
+    .unwrap();
     let bad = dir.path().join("bad.toml");
     let hash = resellgate::secret::hash_password("x").unwrap();
     std::fs::write(&bad, format!("[[reseller]]\nlogin = \"r1\"\npassword_hash = \"{hash}\"\nupstream_account = \"missing-up\"\nplans = []\n")).unwrap();
-    let o = bin().args(["mappings", "apply", "--config"]).arg(&cfg).arg(&bad).output().unwrap();
+    let o = bin()
+        .args(["mappings", "apply", "--config"])
+        .arg(&cfg)
+        .arg(&bad)
+        .output()
+        .unwrap();
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(64), "{err}");
-    assert!(err.contains("bad.toml") && err.contains("r1") && err.contains("missing-up"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("r1") && err.contains("missing-up"),
+        "{err}"
+    );
 }
 
 /// The demo runs its whole script against the sandbox and exits cleanly with --once.
 #[test]
 fn demo_once() {
     let port = free_port();
-    let o = bin().args(["demo", "--once", "--port", &port.to_string()]).output().unwrap();
+    let o = bin()
+        .args(["demo", "--once", "--port", &port.to_string()])
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    for step in ["ordered: certificate", "reissue requested", "new expiry date", "error type=access object=func", "deleted"] {
+    for step in [
+        "ordered: certificate",
+        "reissue requested",
+        "new expiry date",
+        "error type=access object=func",
+        "deleted",
+    ] {
         assert!(out.contains(step), "missing {step:?} in:\n{out}");
     }
     assert!(!out.contains("acme-upstream-pw"), "{out}");

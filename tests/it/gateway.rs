@@ -13,12 +13,23 @@ fn authinfo_is_swapped_for_the_resellers_upstream_account() {
     let env = TestEnv::start();
     let resp = env.acme("func=whoami");
     let d = doc(&resp, Format::Xml);
-    assert_eq!(d.find("user").and_then(|u| u.child_text("name")), Some(ACME_UP.0), "{}", resp.text());
+    assert_eq!(
+        d.find("user").and_then(|u| u.child_text("name")),
+        Some(ACME_UP.0),
+        "{}",
+        resp.text()
+    );
     let up = env.last_upstream();
-    assert_eq!(up.get("authinfo"), Some(format!("{}:{}", ACME_UP.0, ACME_UP.1).as_str()));
+    assert_eq!(
+        up.get("authinfo"),
+        Some(format!("{}:{}", ACME_UP.0, ACME_UP.1).as_str())
+    );
     assert_eq!(up.count("authinfo"), 1);
     assert_eq!(up.get("func"), Some("whoami"));
-    assert!(!up.iter().any(|(_, v)| v.contains(ACME.1)), "the reseller's password reached the upstream");
+    assert!(
+        !up.iter().any(|(_, v)| v.contains(ACME.1)),
+        "the reseller's password reached the upstream"
+    );
 }
 
 /// Each reseller is locked to its own upstream account.
@@ -26,20 +37,37 @@ fn authinfo_is_swapped_for_the_resellers_upstream_account() {
 fn two_resellers_use_their_own_accounts() {
     let env = TestEnv::start();
     env.post(&format!("func=whoami&authinfo={}:{}", GLOBEX.0, GLOBEX.1));
-    assert_eq!(env.last_upstream().get("authinfo"), Some("globex@sandbox:globex-upstream-pw"));
+    assert_eq!(
+        env.last_upstream().get("authinfo"),
+        Some("globex@sandbox:globex-upstream-pw")
+    );
     env.acme("func=whoami");
-    assert_eq!(env.last_upstream().get("authinfo"), Some("acme@sandbox:acme-upstream-pw"));
+    assert_eq!(
+        env.last_upstream().get("authinfo"),
+        Some("acme@sandbox:acme-upstream-pw")
+    );
 }
 
 /// Query string and body are merged; GET works as well as POST.
 #[test]
 fn get_and_post_and_merged_parameters() {
     let env = TestEnv::start();
-    let resp = env.get(&format!("/billmgr?func=whoami&out=json&authinfo={}:{}", ACME.0, ACME.1));
+    let resp = env.get(&format!(
+        "/billmgr?func=whoami&out=json&authinfo={}:{}",
+        ACME.0, ACME.1
+    ));
     let d = doc(&resp, Format::Json);
     assert!(d.find("user").is_some(), "{}", resp.text());
-    assert!(resp.header("content-type").unwrap().starts_with("application/json"));
-    let resp = client::post_form(env.addr(), "/billmgr?func=whoami&out=bjson", &format!("authinfo={}:{}", ACME.0, ACME.1)).unwrap();
+    assert!(resp
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let resp = client::post_form(
+        env.addr(),
+        "/billmgr?func=whoami&out=bjson",
+        &format!("authinfo={}:{}", ACME.0, ACME.1),
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(v["user"]["name"], ACME_UP.0, "{}", resp.text());
 }
@@ -49,12 +77,24 @@ fn get_and_post_and_merged_parameters() {
 fn paths() {
     let env = TestEnv::start();
     for path in ["/billmgr", "/manager/billmgr", "/"] {
-        let resp = client::post_form(env.addr(), path, &format!("func=whoami&authinfo={}:{}", ACME.0, ACME.1)).unwrap();
-        assert!(doc(&resp, Format::Xml).find("user").is_some(), "{path}: {}", resp.text());
+        let resp = client::post_form(
+            env.addr(),
+            path,
+            &format!("func=whoami&authinfo={}:{}", ACME.0, ACME.1),
+        )
+        .unwrap();
+        assert!(
+            doc(&resp, Format::Xml).find("user").is_some(),
+            "{path}: {}",
+            resp.text()
+        );
     }
     let resp = client::get(env.addr(), "/admin?func=whoami").unwrap();
     assert_eq!(resp.status, 404);
-    let e = resellgate::billmgr::BmError::from_doc(&resellgate::billmgr::parse(&resp.body, Format::Xml).unwrap()).unwrap();
+    let e = resellgate::billmgr::BmError::from_doc(
+        &resellgate::billmgr::parse(&resp.body, Format::Xml).unwrap(),
+    )
+    .unwrap();
     assert_eq!(e.object.as_deref(), Some("path"));
 }
 
@@ -62,12 +102,20 @@ fn paths() {
 #[test]
 fn wrong_password_is_refused_in_every_format() {
     let env = TestEnv::start();
-    for (out, f) in [("xml", Format::Xml), ("json", Format::Json), ("sjson", Format::Sjson), ("bjson", Format::Bjson)] {
+    for (out, f) in [
+        ("xml", Format::Xml),
+        ("json", Format::Json),
+        ("sjson", Format::Sjson),
+        ("bjson", Format::Bjson),
+    ] {
         let resp = env.post(&format!("func=whoami&out={out}&authinfo=acme:wrong"));
         assert_error(&resp, f, "auth", "authinfo");
     }
     let resp = env.post("func=whoami&out=text&authinfo=nobody:x");
-    assert_eq!(resp.text(), "ERROR auth(authinfo): Invalid login or password\n");
+    assert_eq!(
+        resp.text(),
+        "ERROR auth(authinfo): Invalid login or password\n"
+    );
     assert!(env.sandbox.sandbox.received().is_empty());
 }
 
@@ -85,31 +133,65 @@ fn text_output() {
 #[test]
 fn sessions() {
     let env = TestEnv::start();
-    let resp = env.post(&format!("func=auth&username={}&password={}", ACME.0, ACME.1));
+    let resp = env.post(&format!(
+        "func=auth&username={}&password={}",
+        ACME.0, ACME.1
+    ));
     let d = doc(&resp, Format::Xml);
     let auth = d.find("auth").expect("auth element");
     let sid = auth.get_attr("id").unwrap().to_string();
     assert_eq!(auth.text.as_deref(), Some(sid.as_str()));
-    assert!(resp.header("set-cookie").unwrap().starts_with(&format!("billmgrses5={sid}")));
-    assert!(env.sandbox.sandbox.received().is_empty(), "func=auth reached the upstream");
+    assert!(resp
+        .header("set-cookie")
+        .unwrap()
+        .starts_with(&format!("billmgrses5={sid}")));
+    assert!(
+        env.sandbox.sandbox.received().is_empty(),
+        "func=auth reached the upstream"
+    );
 
     let resp = env.post(&format!("func=whoami&auth={sid}"));
-    assert!(doc(&resp, Format::Xml).find("user").is_some(), "{}", resp.text());
+    assert!(
+        doc(&resp, Format::Xml).find("user").is_some(),
+        "{}",
+        resp.text()
+    );
     let up = env.last_upstream();
     assert_eq!(up.get("auth"), None);
     assert_eq!(up.get("authinfo"), Some("acme@sandbox:acme-upstream-pw"));
 
     let cookie = format!("billmgrses5={sid}");
-    let resp = client::blocking(env.addr(), "POST", "/billmgr", &[("Cookie", cookie.as_str())], b"func=whoami&out=json", std::time::Duration::from_secs(10)).unwrap();
-    assert!(doc(&resp, Format::Json).find("user").is_some(), "{}", resp.text());
+    let resp = client::blocking(
+        env.addr(),
+        "POST",
+        "/billmgr",
+        &[("Cookie", cookie.as_str())],
+        b"func=whoami&out=json",
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(
+        doc(&resp, Format::Json).find("user").is_some(),
+        "{}",
+        resp.text()
+    );
 
     let resp = env.post("func=whoami&auth=0123456789abcdef");
     assert_error(&resp, Format::Xml, "auth", "auth");
 
     // json: doc.auth.$id
-    let resp = env.post(&format!("func=auth&out=json&username={}&password={}", ACME.0, ACME.1));
+    let resp = env.post(&format!(
+        "func=auth&out=json&username={}&password={}",
+        ACME.0, ACME.1
+    ));
     let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
-    assert!(v["doc"]["auth"]["$id"].as_str().is_some_and(|s| s.len() == 48), "{}", resp.text());
+    assert!(
+        v["doc"]["auth"]["$id"]
+            .as_str()
+            .is_some_and(|s| s.len() == 48),
+        "{}",
+        resp.text()
+    );
 }
 
 /// More than 10 failures in a minute for one login from one address lock that login
@@ -118,7 +200,12 @@ fn sessions() {
 fn failed_logins_are_throttled() {
     let env = TestEnv::start();
     for _ in 0..10 {
-        assert_error(&env.post("func=whoami&authinfo=acme:bad"), Format::Xml, "auth", "authinfo");
+        assert_error(
+            &env.post("func=whoami&authinfo=acme:bad"),
+            Format::Xml,
+            "auth",
+            "authinfo",
+        );
     }
     let e = assert_error(&env.acme("func=whoami"), Format::Xml, "auth", "authinfo");
     assert!(e.msg.contains("Too many failed logins"), "{}", e.msg);
@@ -135,15 +222,25 @@ fn function_policy_and_su() {
     let e = assert_error(&resp, Format::Json, "access", "func");
     assert!(e.msg.contains("user.edit"));
     env.acme("func=user.edit");
-    assert_eq!(env.gateway.gateway.metrics.refused_func_count("user.edit"), 2);
-    assert_error(&env.acme("func=certificate&su=admin"), Format::Xml, "access", "su");
+    assert_eq!(
+        env.gateway.gateway.metrics.refused_func_count("user.edit"),
+        2
+    );
+    assert_error(
+        &env.acme("func=certificate&su=admin"),
+        Format::Xml,
+        "access",
+        "su",
+    );
     assert!(env.sandbox.sandbox.received().is_empty());
 }
 
 /// `[policy] passthrough` lets the operator's extra functions through.
 #[test]
 fn passthrough_functions_are_forwarded() {
-    let env = TestEnv::builder().config("[policy]\npassthrough = [\"checkevent\"]").start();
+    let env = TestEnv::builder()
+        .config("[policy]\npassthrough = [\"checkevent\"]")
+        .start();
     env.acme("func=checkevent");
     assert_eq!(env.last_upstream().get("func"), Some("checkevent"));
 }
@@ -166,15 +263,24 @@ fn certificate_lifecycle() {
         "func=certificate.order.param&sok=ok&skipbasket=on&remoteid=r1&pricelist=3033&period=12&CN=shop.example.com&approver_email_1=admin%40shop.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on",
     );
     let d = doc(&resp, Format::Xml);
-    let id = d.child_text("id").unwrap_or_else(|| panic!("{}", resp.text())).to_string();
+    let id = d
+        .child_text("id")
+        .unwrap_or_else(|| panic!("{}", resp.text()))
+        .to_string();
     assert_eq!(env.last_upstream().get("remoteid"), Some("r1"));
     let d = doc(&env.acme("func=certificate"), Format::Xml);
     assert_eq!(d.find_all("elem").count(), 1);
     let d = doc(&env.acme(&format!("func=certificate.reissue.step2&elid={id}&crt_type=oldrequest&approver_email_1=admin%40shop.example.com&sok=ok")), Format::Xml);
     assert!(d.find("ok").is_some());
-    let d = doc(&env.acme(&format!("func=service.prolong&elid={id}&period=12&sok=ok")), Format::Xml);
+    let d = doc(
+        &env.acme(&format!("func=service.prolong&elid={id}&period=12&sok=ok")),
+        Format::Xml,
+    );
     assert!(d.child_text("expiredate").is_some());
-    let d = doc(&env.acme(&format!("func=certificate.delete&elid={id}&sok=ok")), Format::Xml);
+    let d = doc(
+        &env.acme(&format!("func=certificate.delete&elid={id}&sok=ok")),
+        Format::Xml,
+    );
     assert!(d.find("ok").is_some());
     assert_eq!(env.sandbox.sandbox.order_count(), 1);
 }

@@ -17,7 +17,11 @@ pub const ACME_UP: (&str, &str) = ("acme@sandbox", "acme-upstream-pw");
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The repository's own files (config.toml, mappings/).
@@ -31,9 +35,18 @@ pub fn write_mappings(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("globex-up.pw"), "globex-upstream-pw\n").unwrap();
     let text = std::fs::read_to_string(repo_path("mappings/demo.toml"))
         .unwrap()
-        .replace("password_env = \"ACME_UP_PASSWORD\"", "password_file = \"acme-up.pw\"")
-        .replace("password_env = \"GLOBEX_UP_PASSWORD\"", "password_file = \"globex-up.pw\"");
-    assert!(text.contains("acme-up.pw") && text.contains("globex-up.pw"), "demo.toml changed shape");
+        .replace(
+            "password_env = \"ACME_UP_PASSWORD\"",
+            "password_file = \"acme-up.pw\"",
+        )
+        .replace(
+            "password_env = \"GLOBEX_UP_PASSWORD\"",
+            "password_file = \"globex-up.pw\"",
+        );
+    assert!(
+        text.contains("acme-up.pw") && text.contains("globex-up.pw"),
+        "demo.toml changed shape"
+    );
     let path = dir.join("mappings.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -62,7 +75,9 @@ impl Builder {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = resellgate::sandbox::spawn("127.0.0.1:0", Sandbox::demo()).unwrap();
         let port = free_port();
-        let url = self.upstream.unwrap_or_else(|| format!("http://{}/billmgr", sandbox.addr));
+        let url = self
+            .upstream
+            .unwrap_or_else(|| format!("http://{}/billmgr", sandbox.addr));
         let text = merge_toml(
             &format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"{url}\"\nconnect_timeout_ms = 1000\nread_timeout_ms = 5000\n[store]\npath = \"store\"\n"
@@ -73,10 +88,17 @@ impl Builder {
         std::fs::write(&config_path, text).unwrap();
         let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
         let store = Store::open(&config.store.path).unwrap();
-        let set = config::load_mappings(&[write_mappings(dir.path())]).unwrap_or_else(|e| panic!("{e}"));
+        let set =
+            config::load_mappings(&[write_mappings(dir.path())]).unwrap_or_else(|e| panic!("{e}"));
         store.apply(&set).unwrap();
         let gateway = resellgate::proxy::server::spawn(&config, store.clone()).unwrap();
-        TestEnv { gateway, sandbox, store, config, dir }
+        TestEnv {
+            gateway,
+            sandbox,
+            store,
+            config,
+            dir,
+        }
     }
 }
 
@@ -105,7 +127,10 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn builder() -> Builder {
-        Builder { extra: String::new(), upstream: None }
+        Builder {
+            extra: String::new(),
+            upstream: None,
+        }
     }
 
     pub fn start() -> TestEnv {
@@ -131,7 +156,11 @@ impl TestEnv {
 
     /// The parameters of the last call the sandbox received.
     pub fn last_upstream(&self) -> resellgate::billmgr::Params {
-        self.sandbox.sandbox.received().pop().expect("the upstream received nothing")
+        self.sandbox
+            .sandbox
+            .received()
+            .pop()
+            .expect("the upstream received nothing")
     }
 }
 
@@ -149,6 +178,11 @@ pub fn error_of(resp: &Response, format: Format) -> BmError {
 
 pub fn assert_error(resp: &Response, format: Format, kind: &str, object: &str) -> BmError {
     let e = error_of(resp, format);
-    assert_eq!((e.kind.as_str(), e.object.as_deref().unwrap_or("")), (kind, object), "{}", resp.text());
+    assert_eq!(
+        (e.kind.as_str(), e.object.as_deref().unwrap_or("")),
+        (kind, object),
+        "{}",
+        resp.text()
+    );
     e
 }

@@ -23,8 +23,17 @@ fn no_secret_in_any_log_line() {
     .unwrap();
     let mappings = write_mappings(dir.path());
     let bin = env!("CARGO_BIN_EXE_resellgate");
-    let out = Command::new(bin).args(["mappings", "apply", "--config"]).arg(&config).arg(&mappings).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin)
+        .args(["mappings", "apply", "--config"])
+        .arg(&config)
+        .arg(&mappings)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let log_path = dir.path().join("gateway.log");
     let mut child = Command::new(bin)
@@ -43,7 +52,10 @@ fn no_secret_in_any_log_line() {
     post(&format!("func=whoami&{ai}"));
     post("func=whoami&authinfo=acme:wrong-password-123");
     post("func=whoami&authinfo=acme");
-    let resp = post(&format!("func=auth&username={}&password={}", ACME.0, ACME.1));
+    let resp = post(&format!(
+        "func=auth&username={}&password={}",
+        ACME.0, ACME.1
+    ));
     let d = billmgr::parse(&resp.body, Format::Xml).unwrap();
     let sid = d.find("auth").unwrap().get_attr("id").unwrap().to_string();
     post(&format!("func=certificate&auth={sid}"));
@@ -51,9 +63,13 @@ fn no_secret_in_any_log_line() {
     post(&format!("func=certificate&su=root&{ai}"));
     post(&format!("func=whoami&{ai}&{ai}"));
     post(&format!("func=whoami&{ai}&x=%zz"));
-    sandbox.sandbox.inject(Fault::Garbage, FaultPhase::BeforeHandling);
+    sandbox
+        .sandbox
+        .inject(Fault::Garbage, FaultPhase::BeforeHandling);
     post(&format!("func=certificate.edit&sok=ok&elid=1&{ai}"));
-    sandbox.sandbox.inject(Fault::Hang, FaultPhase::BeforeHandling);
+    sandbox
+        .sandbox
+        .inject(Fault::Hang, FaultPhase::BeforeHandling);
     post(&format!("func=certificate.edit&sok=ok&elid=1&{ai}"));
     post(&format!("func=certificate.order.param&sok=ok&pricelist=3033&period=12&CN=a.example.com&approver_email_1=admin%40a.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on&remoteid=x&{ai}"));
     let _ = client::get(addr, &format!("/billmgr?func=whoami&{ai}"));
@@ -64,10 +80,20 @@ fn no_secret_in_any_log_line() {
 
     let log = std::fs::read_to_string(&log_path).unwrap();
     let access = log.lines().filter(|l| l.contains("access")).count();
-    assert!(access >= 13, "expected an access line per request, got {access}:\n{log}");
-    assert!(log.contains("reseller=\"acme\"") || log.contains("reseller=acme"), "{log}");
+    assert!(
+        access >= 13,
+        "expected an access line per request, got {access}:\n{log}"
+    );
+    assert!(
+        log.contains("reseller=\"acme\"") || log.contains("reseller=acme"),
+        "{log}"
+    );
     let mapping_text = std::fs::read_to_string(&mappings).unwrap();
-    let hashes: Vec<&str> = mapping_text.lines().filter_map(|l| l.split('"').nth(1)).filter(|v| v.starts_with("$argon2")).collect();
+    let hashes: Vec<&str> = mapping_text
+        .lines()
+        .filter_map(|l| l.split('"').nth(1))
+        .filter(|v| v.starts_with("$argon2"))
+        .collect();
     assert_eq!(hashes.len(), 2);
     let mut secrets = vec![
         ACME.1.to_string(),
@@ -79,6 +105,9 @@ fn no_secret_in_any_log_line() {
     ];
     secrets.extend(hashes.iter().map(|h| h.to_string()));
     for s in &secrets {
-        assert!(!log.contains(s.as_str()), "a secret appears in the logs:\n{log}");
+        assert!(
+            !log.contains(s.as_str()),
+            "a secret appears in the logs:\n{log}"
+        );
     }
 }

@@ -27,22 +27,42 @@ fn get_and_post_blocking() {
     let r = client::get(h.addr, WHOAMI).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/xml; charset=UTF-8"));
-    assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
     let doc = parse(&r.body, Format::Xml).unwrap();
-    assert_eq!(doc.find("user").unwrap().child_text("balance"), Some("1000.00"));
+    assert_eq!(
+        doc.find("user").unwrap().child_text("balance"),
+        Some("1000.00")
+    );
 
     let r = client::post_form(h.addr, "/manager/billmgr?out=json", ORDER_FORM).unwrap();
-    assert_eq!(r.header("content-type"), Some("application/json; charset=UTF-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=UTF-8")
+    );
     assert_eq!(r.text(), r#"{"doc":{"ok":{},"id":{"$":"5001"}}}"#);
     assert_eq!(h.sandbox.order_count(), 1);
     let got = h.sandbox.received();
-    assert_eq!(got[1].get("authinfo"), Some("acme@sandbox:acme-upstream-pw"));
+    assert_eq!(
+        got[1].get("authinfo"),
+        Some("acme@sandbox:acme-upstream-pw")
+    );
     assert_eq!(got[1].get("out"), Some("json"));
 
     // `/` works too; other paths are a web server's 404 page.
-    assert_eq!(client::get(h.addr, "/?func=pricelist.export&out=bjson").unwrap().status, 200);
+    assert_eq!(
+        client::get(h.addr, "/?func=pricelist.export&out=bjson")
+            .unwrap()
+            .status,
+        200
+    );
     let r = client::get(h.addr, "/index.html").unwrap();
-    assert_eq!((r.status, r.header("content-type")), (404, Some("text/html")));
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (404, Some("text/html"))
+    );
     assert!(r.text().contains("404 Not Found"));
 }
 
@@ -50,10 +70,21 @@ fn get_and_post_blocking() {
 #[tokio::test]
 async fn bad_params_are_an_error_document() {
     let h = start();
-    let r = request(h.addr, "GET", "/billmgr?func=whoami&out=json&x=%zz", &[], b"").await.unwrap();
+    let r = request(
+        h.addr,
+        "GET",
+        "/billmgr?func=whoami&out=json&x=%zz",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200);
     let doc = parse(&r.body, Format::Json).unwrap();
-    assert_eq!(crate::billmgr::BmError::from_doc(&doc).unwrap().kind, ErrorType::Value);
+    assert_eq!(
+        crate::billmgr::BmError::from_doc(&doc).unwrap().kind,
+        ErrorType::Value
+    );
 }
 
 /// Two requests on one keep-alive connection both answer; `Connection: close` ends it.
@@ -61,9 +92,14 @@ async fn bad_params_are_an_error_document() {
 async fn keep_alive_two_requests_one_connection() {
     let h = start();
     let mut s = TcpStream::connect(h.addr).await.unwrap();
-    s.write_all(format!("GET {WHOAMI} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {WHOAMI} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let r1 = read_response(&mut s, false).await.unwrap();
-    assert_eq!((r1.status, r1.header("connection")), (200, Some("keep-alive")));
+    assert_eq!(
+        (r1.status, r1.header("connection")),
+        (200, Some("keep-alive"))
+    );
     let body = "func=pricelist.export&out=bjson";
     s.write_all(
         format!(
@@ -79,7 +115,9 @@ async fn keep_alive_two_requests_one_connection() {
     assert!(r2.text().starts_with(r#"{"pricelist":["#), "{}", r2.text());
     // The server closed: the next read sees EOF.
     let mut rest = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest)
+        .await
+        .unwrap();
     assert!(rest.is_empty());
 }
 
@@ -97,11 +135,29 @@ async fn session_cookie() {
     .await
     .unwrap();
     let doc = parse(&r.body, Format::Json).unwrap();
-    let sid = doc.find("auth").unwrap().get_attr("id").unwrap().to_string();
+    let sid = doc
+        .find("auth")
+        .unwrap()
+        .get_attr("id")
+        .unwrap()
+        .to_string();
     let cookie = format!("lang=en; billmgrses5={sid}");
-    let r = request(h.addr, "GET", "/billmgr?func=whoami", &[("Cookie", &cookie)], b"").await.unwrap();
+    let r = request(
+        h.addr,
+        "GET",
+        "/billmgr?func=whoami",
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .await
+    .unwrap();
     let doc = parse(&r.body, Format::Xml).unwrap();
-    assert_eq!(doc.find("user").unwrap().child_text("name"), Some("globex@sandbox"), "{}", r.text());
+    assert_eq!(
+        doc.find("user").unwrap().child_text("name"),
+        Some("globex@sandbox"),
+        "{}",
+        r.text()
+    );
 }
 
 /// Chunked request bodies are refused with 411; oversized bodies with 413.
@@ -114,7 +170,9 @@ async fn chunked_and_oversized_requests_refused() {
         .unwrap();
     assert_eq!(read_response(&mut s, false).await.unwrap().status, 411);
     let mut s = TcpStream::connect(h.addr).await.unwrap();
-    s.write_all(b"POST /billmgr HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n").await.unwrap();
+    s.write_all(b"POST /billmgr HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(read_response(&mut s, false).await.unwrap().status, 413);
 }
 
@@ -123,11 +181,18 @@ async fn chunked_and_oversized_requests_refused() {
 async fn faults_seen_from_the_client() {
     let h = start();
     let sb = &h.sandbox;
-    let get = |t: u64| request_with_timeout(h.addr, "GET", WHOAMI, &[], b"", Duration::from_millis(t));
+    let get =
+        |t: u64| request_with_timeout(h.addr, "GET", WHOAMI, &[], b"", Duration::from_millis(t));
 
     sb.inject(Fault::Reset, FaultPhase::BeforeHandling);
     let e = get(5000).await.unwrap_err();
-    assert!(matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof), "{e:?}");
+    assert!(
+        matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+        ),
+        "{e:?}"
+    );
 
     sb.inject(Fault::Hang, FaultPhase::BeforeHandling);
     assert_eq!(get(300).await.unwrap_err().kind(), io::ErrorKind::TimedOut);
@@ -140,7 +205,10 @@ async fn faults_seen_from_the_client() {
 
     sb.inject(Fault::Html502, FaultPhase::BeforeHandling);
     let r = get(5000).await.unwrap();
-    assert_eq!((r.status, r.header("content-type")), (502, Some("text/html")));
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (502, Some("text/html"))
+    );
     assert!(r.text().contains("502 Bad Gateway"));
 
     sb.inject(Fault::Empty, FaultPhase::BeforeHandling);
@@ -157,13 +225,22 @@ async fn faults_seen_from_the_client() {
 async fn fault_after_handling_takes_the_order() {
     let h = start();
     h.sandbox.inject(Fault::Reset, FaultPhase::AfterHandling);
-    assert!(request(h.addr, "POST", "/billmgr", &[], ORDER_FORM.as_bytes()).await.is_err());
+    assert!(
+        request(h.addr, "POST", "/billmgr", &[], ORDER_FORM.as_bytes())
+            .await
+            .is_err()
+    );
     assert_eq!(h.sandbox.order_count(), 1);
     assert_eq!(h.sandbox.certificates()[0].remoteid.as_deref(), Some("l1"));
-    assert_eq!(h.sandbox.balance("acme@sandbox"), Some("991.00".parse().unwrap()));
+    assert_eq!(
+        h.sandbox.balance("acme@sandbox"),
+        Some("991.00".parse().unwrap())
+    );
     // Before handling: nothing is taken.
     h.sandbox.inject(Fault::Empty, FaultPhase::BeforeHandling);
-    let r = request(h.addr, "POST", "/billmgr", &[], ORDER_FORM.as_bytes()).await.unwrap();
+    let r = request(h.addr, "POST", "/billmgr", &[], ORDER_FORM.as_bytes())
+        .await
+        .unwrap();
     assert!(r.body.is_empty());
     assert_eq!(h.sandbox.order_count(), 1);
 }
@@ -174,7 +251,13 @@ async fn latency_knob() {
     let h = start();
     h.sandbox.knobs().set_latency_ms(150);
     let t = Instant::now();
-    assert_eq!(request(h.addr, "GET", WHOAMI, &[], b"").await.unwrap().status, 200);
+    assert_eq!(
+        request(h.addr, "GET", WHOAMI, &[], b"")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     assert!(t.elapsed() >= Duration::from_millis(150));
 }
 
@@ -185,8 +268,9 @@ async fn drop_ends_hanging_connections() {
     let h = start();
     let addr = h.addr;
     h.sandbox.inject(Fault::Hang, FaultPhase::BeforeHandling);
-    let pending =
-        tokio::spawn(async move { request_with_timeout(addr, "GET", WHOAMI, &[], b"", Duration::from_secs(10)).await });
+    let pending = tokio::spawn(async move {
+        request_with_timeout(addr, "GET", WHOAMI, &[], b"", Duration::from_secs(10)).await
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t = Instant::now();
     tokio::task::spawn_blocking(move || drop(h)).await.unwrap();
@@ -199,15 +283,23 @@ async fn drop_ends_hanging_connections() {
 /// `SandboxServer::run` inside the caller's runtime stops when its shutdown future resolves.
 #[tokio::test]
 async fn run_with_shutdown_future() {
-    let server = SandboxServer::bind("127.0.0.1:0", Sandbox::demo()).await.unwrap();
+    let server = SandboxServer::bind("127.0.0.1:0", Sandbox::demo())
+        .await
+        .unwrap();
     let addr = server.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
-    assert_eq!(request(addr, "GET", WHOAMI, &[], b"").await.unwrap().status, 200);
+    assert_eq!(
+        request(addr, "GET", WHOAMI, &[], b"").await.unwrap().status,
+        200
+    );
     tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// `Expect: 100-continue` gets its interim answer before the body is sent.
@@ -226,5 +318,9 @@ async fn expect_continue() {
     s.write_all(body.as_bytes()).await.unwrap();
     let r = read_response(&mut s, false).await.unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.text().contains("<balance>1000.00</balance>"), "{}", r.text());
+    assert!(
+        r.text().contains("<balance>1000.00</balance>"),
+        "{}",
+        r.text()
+    );
 }
