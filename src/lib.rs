@@ -5,6 +5,7 @@
 //! - [`billmgr`]   — the wire protocol: strict parameter parsing ([`billmgr::Params`]),
 //!   documents in every output format ([`billmgr::Element`], [`billmgr::render`],
 //!   [`billmgr::parse`]) and BILLmanager error documents ([`billmgr::BmError`]).
+//! - [`catalog`]   — plan mappings and markups: local plan ids and prices over the upstream's.
 //! - [`config`]    — `config.toml` and mapping files: serde schema, defaults in one place,
 //!   validation that names file, key and value; secrets from the environment or files.
 //! - [`store`]     — the state behind one interface: a sled backend with versioned binary
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod billmgr;
+pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -2,6 +2,7 @@
 //!
 //! - [`auth`]     — credentials, sessions, the verified-credential cache, throttling.
 //! - [`policy`]   — which functions pass.
+//! - [`orders`]   — ownership of `elid`s and exactly-once orders around the forward.
 //! - [`rewrite`]  — what the upstream receives and what the reseller gets back.
 //! - [`upstream`] — forwarding over pingora's pooled connector, timeouts, retries.
 //! - [`service`]  — the `ProxyHttp` phases; they only read the request and call [`Gateway::handle`].
@@ -11,6 +12,7 @@
 //! the caller's format with HTTP 200; there is no other path to the wire.
 
 pub mod auth;
+pub mod orders;
 pub mod policy;
 pub mod rewrite;
 pub mod server;
@@ -213,22 +215,27 @@ impl Gateway {
             tracing::info!(reseller = %reseller.login, func = %policy::printable(func), "function refused by policy");
             return Err(e);
         }
-        let (up_login, up_password) = self.upstream_credentials(&reseller)?;
-        let up = rewrite::upstream_params(params, &up_login, up_password.expose());
-        let answer = self
-            .upstream
-            .call(Bytes::from(up.to_form()), !params.is_submit())
-            .await
-            .map_err(|e| {
-                log.upstream_failure = Some(e.label());
-                BmError::from(e)
-            })?;
-        log.upstream_status = Some(answer.status);
-        log.upstream_latency = Some(answer.latency);
-        let doc = rewrite::read_answer(&answer.body, format).map_err(|e| {
-            log.upstream_failure = Some(e.label());
-            BmError::from(e)
-        })?;
+        // Catalogue: local plan ids → upstream ids (issue 3).
+        let up_params = crate::catalog::map_request(&self.store, &reseller, func, params)?;
+        // Services and orders: ownership of every elid, exactly-once orders (issue 4).
+        let claim = match self.before_forward(&reseller, func, &up_params).await? {
+            orders::Before::Forward(claim) => claim,
+            orders::Before::Replay(doc) => {
+                log.outcome = "replayed";
+                self.metrics.count_outcome(log.outcome);
+                return Ok(Reply {
+                    body: crate::billmgr::render(&doc, format).into(),
+                    format,
+                    set_cookie: None,
+                });
+            }
+        };
+        let result = self.forward(&reseller, &up_params, log).await;
+        let (body, mut doc) = self
+            .after_forward(&reseller, func, &up_params, claim, result)
+            .await?;
+        let rewritten =
+            crate::catalog::map_response(&self.store, &reseller, func, params, &mut doc);
         if let Some(err) = BmError::from_doc(&doc) {
             log.outcome = "upstream_refused";
             log.error_type = Some(err.kind.as_str());
@@ -237,10 +244,37 @@ impl Gateway {
         }
         self.metrics.count_outcome(log.outcome);
         Ok(Reply {
-            body: rewrite::answer_bytes(answer.body, &doc, format, false),
+            body: rewrite::answer_bytes(body, &doc, format, rewritten),
             format,
             set_cookie: None,
         })
+    }
+
+    /// Send `params` upstream under the reseller's account and read the answer in the
+    /// caller's format. Calls without `sok` may be retried.
+    pub(crate) async fn forward(
+        &self,
+        reseller: &Reseller,
+        params: &Params,
+        log: &mut RequestLog,
+    ) -> Result<(Bytes, Element), upstream::UpstreamError> {
+        let (up_login, up_password) = self
+            .upstream_credentials(reseller)
+            .map_err(|_| upstream::UpstreamError::Connect)?;
+        let up = rewrite::upstream_params(params, &up_login, up_password.expose());
+        let answer = self
+            .upstream
+            .call(Bytes::from(up.to_form()), !params.is_submit())
+            .await
+            .inspect_err(|e| {
+                log.upstream_failure = Some(e.label());
+            })?;
+        log.upstream_status = Some(answer.status);
+        log.upstream_latency = Some(answer.latency);
+        let doc = rewrite::read_answer(&answer.body, params.format()).inspect_err(|e| {
+            log.upstream_failure = Some(e.label());
+        })?;
+        Ok((answer.body, doc))
     }
 
     /// The reseller behind the credentials, or an `auth` error.
