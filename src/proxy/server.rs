@@ -42,15 +42,17 @@ impl BackgroundService for Purge {
 
 /// Build the server for `config` around an already-built gateway.
 pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
-    let mut conf = ServerConf::default();
-    conf.threads = config.server.threads;
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf.ca_file = config
-        .upstream
-        .ca_file
-        .as_ref()
-        .map(|p| p.display().to_string());
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ca_file: config
+            .upstream
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let svc = GatewayService {

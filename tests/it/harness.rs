@@ -55,6 +55,7 @@ pub fn write_mappings(dir: &Path) -> PathBuf {
 pub struct Builder {
     extra: String,
     upstream: Option<String>,
+    mappings: Option<String>,
 }
 
 impl Builder {
@@ -71,7 +72,14 @@ impl Builder {
         self
     }
 
+    /// Use this mapping file text instead of the demo mappings.
+    pub fn mappings(mut self, text: &str) -> Self {
+        self.mappings = Some(text.to_string());
+        self
+    }
+
     pub fn start(self) -> TestEnv {
+        resellgate::telemetry::init();
         let dir = tempfile::tempdir().unwrap();
         let sandbox = resellgate::sandbox::spawn("127.0.0.1:0", Sandbox::demo()).unwrap();
         let port = free_port();
@@ -88,8 +96,15 @@ impl Builder {
         std::fs::write(&config_path, text).unwrap();
         let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
         let store = Store::open(&config.store.path).unwrap();
-        let set =
-            config::load_mappings(&[write_mappings(dir.path())]).unwrap_or_else(|e| panic!("{e}"));
+        let mappings = match &self.mappings {
+            Some(text) => {
+                let p = dir.path().join("mappings.toml");
+                std::fs::write(&p, text).unwrap();
+                p
+            }
+            None => write_mappings(dir.path()),
+        };
+        let set = config::load_mappings(&[mappings]).unwrap_or_else(|e| panic!("{e}"));
         store.apply(&set).unwrap();
         let gateway = resellgate::proxy::server::spawn(&config, store.clone()).unwrap();
         TestEnv {
@@ -117,6 +132,7 @@ fn merge_toml(base: &str, extra: &str) -> String {
     toml::to_string(&a).unwrap()
 }
 
+#[allow(dead_code)] // not every test module reads every field
 pub struct TestEnv {
     pub gateway: RunningGateway,
     pub sandbox: SandboxHandle,
@@ -130,6 +146,7 @@ impl TestEnv {
         Builder {
             extra: String::new(),
             upstream: None,
+            mappings: None,
         }
     }
 

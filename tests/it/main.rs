@@ -7,4 +7,5 @@ mod bad_input;
 mod cli;
 mod gateway;
 mod logs;
+mod tls;
 mod upstream_failures;
