@@ -215,6 +215,8 @@ impl Gateway {
             tracing::info!(reseller = %reseller.login, func = %policy::printable(func), "function refused by policy");
             return Err(e);
         }
+        // Refuse early (nothing forwarded) when the reseller's upstream account is unusable.
+        self.upstream_credentials(&reseller)?;
         // Catalogue: local plan ids → upstream ids (issue 3).
         let up_params = crate::catalog::map_request(&self.store, &reseller, func, params)?;
         // Services and orders: ownership of every elid, exactly-once orders (issue 4).
