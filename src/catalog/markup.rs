@@ -49,29 +49,28 @@ pub fn parse_price(s: &str) -> Option<Decimal> {
             Some(if last_comma > last_dot { ',' } else { '.' })
         }
     };
+    let (int_part, frac_part) = match decimal_sep.and_then(|c| compact.rfind(c)) {
+        Some(pos) => (&compact[..pos], Some(&compact[pos + 1..])),
+        None => (&compact[..], None),
+    };
     let mut normal = String::with_capacity(compact.len());
-    let mut seen_decimal = false;
-    for (i, c) in compact.char_indices() {
-        match c {
-            '0'..='9' => normal.push(c),
-            c if Some(c) == decimal_sep && compact[i + 1..].find(c).is_none() => {
-                if seen_decimal {
-                    return None;
-                }
-                seen_decimal = true;
-                normal.push('.');
-            }
-            c if Some(c) == decimal_sep => return None, // decimal separator twice
-            _ => {
-                // A thousands separator must come after a digit and before the decimals.
-                if seen_decimal || normal.is_empty() {
-                    return None;
-                }
-            }
+    // Thousands groups: 1-3 digits first, then exactly 3 after each separator.
+    for (i, group) in int_part.split([',', '.']).enumerate() {
+        let ok = !group.is_empty()
+            && group.chars().all(|c| c.is_ascii_digit())
+            && (i == 0 || group.len() == 3)
+            && (i > 0 || group.len() <= 3 || !int_part.contains([',', '.']));
+        if !ok {
+            return None;
         }
+        normal.push_str(group);
     }
-    if normal.is_empty() || normal.starts_with('.') || normal.ends_with('.') {
-        return None;
+    if let Some(frac) = frac_part {
+        if frac.is_empty() || !frac.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        normal.push('.');
+        normal.push_str(frac);
     }
     normal.parse::<Decimal>().ok()
 }
@@ -148,6 +147,8 @@ mod tests {
             ("1.234.567,5", "1234567.5"),
             ("9,5", "9.5"),
             ("0.0001", "0.0001"),
+            ("1,234", "1.234"),
+            ("1234,5", "1234.5"),
         ] {
             assert_eq!(parse_price(s), Some(d(want)), "{s:?}");
         }
@@ -171,6 +172,9 @@ mod tests {
             "1,2,3.4,5",
             "1.2.3,4.5",
             "1..2",
+            "1,23,456.7",
+            "12,34.5",
+            "1234,567.8",
             ",5",
             "12.34,",
             "0x10",
@@ -248,7 +252,7 @@ mod tests {
             Some("1000000000000000")
         );
         assert_eq!(
-            apply(&m("1000000", "0", "0.01"), d("1000000000000000000000")),
+            apply(&m("1000000", "0", "0.01"), d("10000000000000000000000000")),
             None
         );
     }

@@ -160,12 +160,14 @@ fn export_filter_by_local_id() {
     assert_eq!(env.sandbox.sandbox.received().len(), before);
 }
 
-const ORDER: &str = "func=certificate.order.param&sok=ok&skipbasket=on&period=12&CN=shop.example.com&altname=www.shop.example.com&altname_input=www.shop.example.com&approver_email_1=admin%40shop.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on";
+const ORDER: &str = "func=certificate.order.param&sok=ok&skipbasket=on&period=12&CN=shop.example.com&approver_email_1=admin%40shop.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on";
 
 #[test]
 fn order_by_local_id_reaches_the_upstream_with_upstream_ids() {
     let env = TestEnv::start();
-    let resp = env.acme(&format!("{ORDER}&remoteid=c1&pricelist=101&addon_201=2"));
+    let resp = env.acme(&format!(
+        "{ORDER}&remoteid=c1&pricelist=101&addon_201=2&altname=www.shop.example.com&altname_input=www.shop.example.com"
+    ));
     let d = doc(&resp, Format::Xml);
     assert!(d.child_text("id").is_some(), "{}", resp.text());
     let up = env.last_upstream();
@@ -323,11 +325,13 @@ fn mapping_changes_take_effect_on_the_next_request() {
         .unwrap()
         .replace("plans = [101]\nmarkup = { percent = \"10\" }", "plans = [101, 102]");
     assert!(text.contains("plans = [101, 102]"), "demo.toml changed shape");
+    std::fs::write(&path, text).unwrap();
     let changed = env
         .store
         .apply(&resellgate::config::load_mappings(&[path.clone()]).unwrap())
         .unwrap();
     assert!(!changed.is_empty());
+    assert_eq!(env.store.reseller("globex").unwrap().plans, [101, 102], "{changed:?}");
     let d = doc(&globex(&env, "func=pricelist.export"), Format::Xml);
     let got = plans(&d);
     let ids: Vec<_> = got.iter().map(|p| p.0.as_str()).collect();
@@ -371,7 +375,15 @@ fn unknown_plan_reference_names_file_and_entry() {
         .unwrap()
         .replace("plans = [101]\n", "plans = [101, 777]\n");
     std::fs::write(&path, text).unwrap();
-    let e = resellgate::config::load_mappings(&[path]).unwrap_err().to_string();
+    let set = resellgate::config::load_mappings(&[path]);
+    let e = match set {
+        Err(e) => e.to_string(),
+        Ok(set) => resellgate::store::Store::open_temporary()
+            .unwrap()
+            .apply(&set)
+            .unwrap_err()
+            .to_string(),
+    };
     assert!(
         e.contains("mappings.toml") && e.contains("reseller 'globex'") && e.contains("777"),
         "{e}"
