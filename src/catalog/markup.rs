@@ -189,11 +189,17 @@ mod tests {
     #[test]
     fn worked_examples() {
         // 9.00 × 1.20 + 0.50 = 11.30
-        assert_eq!(up(&m("20", "0.50", "0.01"), "9.00").as_deref(), Some("11.30"));
+        assert_eq!(
+            up(&m("20", "0.50", "0.01"), "9.00").as_deref(),
+            Some("11.30")
+        );
         // … rounded to whole units: 11.30 → 11
         assert_eq!(up(&m("20", "0.50", "1"), "9.00").as_deref(), Some("11"));
         // 913.9286 × 1.15 = 1051.01789 → 1051.02
-        assert_eq!(up(&m("15", "0", "0.01"), "913.9286").as_deref(), Some("1051.02"));
+        assert_eq!(
+            up(&m("15", "0", "0.01"), "913.9286").as_deref(),
+            Some("1051.02")
+        );
         // 9 × 1.2 = 10.80, written with two decimals
         assert_eq!(up(&m("20", "0", "0.01"), "9").as_deref(), Some("10.80"));
         // 10.83 to a multiple of 0.05 → 10.85
@@ -210,16 +216,25 @@ mod tests {
         assert_eq!(up(&m("0", "0", "1"), "10.5").as_deref(), Some("11"));
         assert_eq!(up(&m("0", "0", "1"), "10.4999").as_deref(), Some("10"));
         assert_eq!(up(&m("0", "0", "0.05"), "10.825").as_deref(), Some("10.85"));
-        assert_eq!(up(&m("0", "0", "0.05"), "10.8249").as_deref(), Some("10.80"));
+        assert_eq!(
+            up(&m("0", "0", "0.05"), "10.8249").as_deref(),
+            Some("10.80")
+        );
         assert_eq!(up(&m("0", "0", "10"), "15").as_deref(), Some("20"));
     }
 
     #[test]
     fn zero_and_tiny_amounts() {
         assert_eq!(up(&m("20", "0", "0.01"), "0").as_deref(), Some("0.00"));
-        assert_eq!(up(&m("20", "0.50", "0.01"), "0.00").as_deref(), Some("0.50"));
+        assert_eq!(
+            up(&m("20", "0.50", "0.01"), "0.00").as_deref(),
+            Some("0.50")
+        );
         assert_eq!(up(&m("20", "0", "0.01"), "0.0001").as_deref(), Some("0.00"));
-        assert_eq!(up(&m("20", "0", "0.0001"), "0.0001").as_deref(), Some("0.0001"));
+        assert_eq!(
+            up(&m("20", "0", "0.0001"), "0.0001").as_deref(),
+            Some("0.0001")
+        );
         assert_eq!(up(&m("0", "0", "1"), "0.4").as_deref(), Some("0"));
     }
 
@@ -227,7 +242,10 @@ mod tests {
     fn negative_percent_down_to_minus_100() {
         assert_eq!(up(&m("-10", "0", "0.01"), "100").as_deref(), Some("90.00"));
         assert_eq!(up(&m("-100", "0", "0.01"), "100").as_deref(), Some("0.00"));
-        assert_eq!(up(&m("-100", "1.50", "0.01"), "100").as_deref(), Some("1.50"));
+        assert_eq!(
+            up(&m("-100", "1.50", "0.01"), "100").as_deref(),
+            Some("1.50")
+        );
         // Below zero is never shown.
         assert_eq!(up(&m("-100", "-1", "0.01"), "100"), None);
         assert_eq!(up(&m("-150", "0", "0.01"), "100"), None);
@@ -235,9 +253,18 @@ mod tests {
 
     #[test]
     fn localised_input_is_marked_up() {
-        assert_eq!(up(&m("10", "0", "0.01"), "1 234,56").as_deref(), Some("1358.02"));
-        assert_eq!(up(&m("10", "0", "0.01"), "1\u{00A0}234,56").as_deref(), Some("1358.02"));
-        assert_eq!(up(&m("10", "0", "0.01"), "1,234.56").as_deref(), Some("1358.02"));
+        assert_eq!(
+            up(&m("10", "0", "0.01"), "1 234,56").as_deref(),
+            Some("1358.02")
+        );
+        assert_eq!(
+            up(&m("10", "0", "0.01"), "1\u{00A0}234,56").as_deref(),
+            Some("1358.02")
+        );
+        assert_eq!(
+            up(&m("10", "0", "0.01"), "1,234.56").as_deref(),
+            Some("1358.02")
+        );
     }
 
     #[test]
@@ -246,7 +273,10 @@ mod tests {
         assert_eq!(parse_price(huge), Some(Decimal::MAX));
         assert_eq!(up(&m("20", "0", "0.01"), huge), None);
         assert_eq!(up(&m("0", "1", "0.01"), huge), None);
-        assert_eq!(up(&m("0", "0", "0.01"), "7922816251426433759354395033"), None);
+        assert_eq!(
+            up(&m("0", "0", "0.01"), "7922816251426433759354395033"),
+            None
+        );
         assert_eq!(
             up(&m("0", "0", "1"), "1000000000000000").as_deref(),
             Some("1000000000000000")

@@ -102,9 +102,23 @@ mod tests {
     fn store() -> Store {
         let s = Store::open_temporary().unwrap();
         for (id, up, addons) in [
-            (101, 3033, vec![Addon { id: 201, upstream_id: 3034 }]),
+            (
+                101,
+                3033,
+                vec![Addon {
+                    id: 201,
+                    upstream_id: 3034,
+                }],
+            ),
             (102, 3040, vec![]),
-            (103, 3050, vec![Addon { id: 203, upstream_id: 3051 }]),
+            (
+                103,
+                3050,
+                vec![Addon {
+                    id: 203,
+                    upstream_id: 3051,
+                }],
+            ),
         ] {
             s.put_plan(Plan {
                 id,
@@ -168,7 +182,10 @@ mod tests {
         );
         assert_eq!(
             mapped("func=pricelist.export&pricelist=101,103", &[101, 103]),
-            Ok(kv(&[("func", "pricelist.export"), ("pricelist", "3033,3050")]))
+            Ok(kv(&[
+                ("func", "pricelist.export"),
+                ("pricelist", "3033,3050")
+            ]))
         );
     }
 
@@ -181,7 +198,10 @@ mod tests {
         // An empty pricelist (no plan chosen yet on a form) passes.
         assert_eq!(
             mapped("func=certificate.order.param&pricelist=", &[101]),
-            Ok(kv(&[("func", "certificate.order.param"), ("pricelist", "")]))
+            Ok(kv(&[
+                ("func", "certificate.order.param"),
+                ("pricelist", "")
+            ]))
         );
     }
 
@@ -205,15 +225,33 @@ mod tests {
     fn refusals_name_the_field() {
         let e = |q: &str, plans: &[u64]| mapped(q, plans).unwrap_err();
         // An upstream id sent directly.
-        assert_eq!(e("pricelist=3033", &[101]), ("pricelist".into(), "3033".into()));
+        assert_eq!(
+            e("pricelist=3033", &[101]),
+            ("pricelist".into(), "3033".into())
+        );
         // Unknown.
-        assert_eq!(e("pricelist=999", &[101]), ("pricelist".into(), "999".into()));
+        assert_eq!(
+            e("pricelist=999", &[101]),
+            ("pricelist".into(), "999".into())
+        );
         // Outside the reseller's set.
-        assert_eq!(e("pricelist=102", &[101]), ("pricelist".into(), "102".into()));
+        assert_eq!(
+            e("pricelist=102", &[101]),
+            ("pricelist".into(), "102".into())
+        );
         // In the set but not in the store.
-        assert_eq!(e("pricelist=104", &[104]), ("pricelist".into(), "104".into()));
-        assert_eq!(e("pricelist=abc", &[101]), ("pricelist".into(), "abc".into()));
-        assert_eq!(e("pricelist=101,3040", &[101]), ("pricelist".into(), "3040".into()));
+        assert_eq!(
+            e("pricelist=104", &[104]),
+            ("pricelist".into(), "104".into())
+        );
+        assert_eq!(
+            e("pricelist=abc", &[101]),
+            ("pricelist".into(), "abc".into())
+        );
+        assert_eq!(
+            e("pricelist=101,3040", &[101]),
+            ("pricelist".into(), "3040".into())
+        );
         // Add-on of another plan, an upstream add-on id, garbage.
         assert_eq!(
             e("pricelist=101&addon_203=1", &[101, 103]),
@@ -223,7 +261,13 @@ mod tests {
             e("pricelist=101&addon_3034=1", &[101]),
             ("addon_3034".into(), "3034".into())
         );
-        assert_eq!(e("pricelist=101&addon_x=1", &[101]), ("addon_x".into(), "x".into()));
-        assert_eq!(e("pricelist=101&addon_=1", &[101]), ("addon_".into(), "".into()));
+        assert_eq!(
+            e("pricelist=101&addon_x=1", &[101]),
+            ("addon_x".into(), "x".into())
+        );
+        assert_eq!(
+            e("pricelist=101&addon_=1", &[101]),
+            ("addon_".into(), "".into())
+        );
     }
 }

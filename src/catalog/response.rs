@@ -78,15 +78,41 @@ fn any_plan_for(store: &Store, reseller: &Reseller, up: u64) -> Option<Arc<Plan>
         .or_else(|| store.plans().into_iter().find(|p| p.upstream_id == up))
 }
 
-pub fn map(store: &Store, reseller: &Reseller, func: &str, params: &Params, doc: &mut Element) -> bool {
-    if doc.find("error").is_some() {
-        return false;
+pub fn map(
+    store: &Store,
+    reseller: &Reseller,
+    func: &str,
+    params: &Params,
+    doc: &mut Element,
+) -> bool {
+    if let Some(err) = doc.find_mut("error") {
+        return error_value(store, reseller, err);
     }
     match func {
         "pricelist.export" => export(store, reseller, params, doc),
         "certificate" => list(store, reseller, doc),
         _ => form(store, reseller, params, doc),
     }
+}
+
+/// An upstream error about `pricelist` names the upstream id it was sent: show the
+/// local one instead.
+fn error_value(store: &Store, reseller: &Reseller, err: &mut Element) -> bool {
+    if err.child_text("object") != Some("pricelist") {
+        return false;
+    }
+    let mut changed = false;
+    for p in err.children.iter_mut().filter(|c| c.name == "param") {
+        if p.child_text("name") != Some("value") {
+            continue;
+        }
+        if let Some(up) = parse_id(p.text.as_deref()) {
+            let local = any_plan_for(store, reseller, up).map(|pl| pl.id.to_string());
+            p.text = Some(local.unwrap_or_default());
+            changed = true;
+        }
+    }
+    changed
 }
 
 // ---------- pricelist.export ----------
@@ -143,7 +169,8 @@ fn rewrite_plan(reseller: &Reseller, plan: &Plan, pl: &mut Element) -> Result<()
         if c.name != "addon" {
             return true;
         }
-        let Some(local) = parse_id(c.child_text("id")).and_then(|up| plan.addon_local_id(up)) else {
+        let Some(local) = parse_id(c.child_text("id")).and_then(|up| plan.addon_local_id(up))
+        else {
             return false; // not mapped: the reseller cannot order it
         };
         set_field(c, "id", &local.to_string());
@@ -252,7 +279,12 @@ fn form(store: &Store, reseller: &Reseller, params: &Params, doc: &mut Element) 
 }
 
 /// The local plan for upstream plan `up` in a form: the one asked for, else the reseller's.
-fn form_plan(store: &Store, reseller: &Reseller, asked: &[Arc<Plan>], up: u64) -> Option<Arc<Plan>> {
+fn form_plan(
+    store: &Store,
+    reseller: &Reseller,
+    asked: &[Arc<Plan>],
+    up: u64,
+) -> Option<Arc<Plan>> {
     asked
         .iter()
         .find(|p| p.upstream_id == up)
@@ -266,7 +298,11 @@ fn plan_independent_markup(store: &Store, reseller: &Reseller) -> Option<Option<
     if reseller.markup.is_some() {
         return Some(reseller.markup);
     }
-    let mut all = reseller.plans.iter().filter_map(|id| store.plan(*id)).map(|p| p.markup);
+    let mut all = reseller
+        .plans
+        .iter()
+        .filter_map(|id| store.plan(*id))
+        .map(|p| p.markup);
     let first = all.next()?;
     all.all(|m| m == first).then_some(first)
 }
@@ -385,7 +421,9 @@ fn mark_val(reseller: &Reseller, markup: Option<Option<&Markup>>, v: &mut Elemen
         if let Some(t) = v.text.as_mut() {
             if let Some(pos) = t.find(cost.trim()) {
                 *t = t[..pos]
-                    .trim_end_matches(|c: char| c.is_whitespace() || c == '-' || c == '–' || c == ':')
+                    .trim_end_matches(|c: char| {
+                        c.is_whitespace() || c == '-' || c == '–' || c == ':'
+                    })
                     .to_string();
             }
         }
@@ -423,7 +461,16 @@ mod tests {
             })
         };
         for (id, up, name, markup, addons) in [
-            (101, 3033, Some("Basic"), pct("20"), vec![Addon { id: 201, upstream_id: 3034 }]),
+            (
+                101,
+                3033,
+                Some("Basic"),
+                pct("20"),
+                vec![Addon {
+                    id: 201,
+                    upstream_id: 3034,
+                }],
+            ),
             (105, 3033, Some("Basic cheap"), pct("0"), vec![]),
             (102, 3040, None, None, vec![]),
         ] {
@@ -456,7 +503,13 @@ mod tests {
         // Through the caller's format, as the gateway would have parsed it.
         d = parse(&render(&d, f), f).unwrap();
         let params = Params::parse(Some(q), b"", &Default::default()).unwrap();
-        assert!(map(&store(), &reseller(plans), "pricelist.export", &params, &mut d));
+        assert!(map(
+            &store(),
+            &reseller(plans),
+            "pricelist.export",
+            &params,
+            &mut d
+        ));
         // Back to xml to compare one shape.
         d
     }
@@ -469,7 +522,10 @@ mod tests {
                     p.child_text("id").unwrap_or(""),
                     p.child_text("name").unwrap_or("")
                 );
-                for pr in p.find_all("price").chain(p.find_all("addon").filter_map(|a| a.find("price"))) {
+                for pr in p
+                    .find_all("price")
+                    .chain(p.find_all("addon").filter_map(|a| a.find("price")))
+                {
                     for per in pr.find_all("period") {
                         s.push_str(&format!(
                             " {}/{}",
@@ -507,7 +563,11 @@ mod tests {
     fn export_filters_by_set_and_by_asked_id() {
         let d = export(&[105], Format::Xml, "func=pricelist.export");
         assert_eq!(summary(&d), ["105 Basic cheap 10.00/10.00"]);
-        let d = export(&[101, 105], Format::Xml, "func=pricelist.export&pricelist=101");
+        let d = export(
+            &[101, 105],
+            Format::Xml,
+            "func=pricelist.export&pricelist=101",
+        );
         assert_eq!(summary(&d), ["101 Basic 12.00/12.00 6.00/6.00 addon 201"]);
         let d = export(&[], Format::Xml, "func=pricelist.export");
         assert!(summary(&d).is_empty());
@@ -518,8 +578,15 @@ mod tests {
         for bad in ["garbage", "", "-1.00", "99999999999999999999999999999"] {
             let xml = EXPORT.replace("cost=\"10.0000\"", &format!("cost=\"{bad}\""));
             let mut d = parse(xml.as_bytes(), Format::Xml).unwrap();
-            let params = Params::parse(Some("func=pricelist.export"), b"", &Default::default()).unwrap();
-            map(&store(), &reseller(&[101, 102]), "pricelist.export", &params, &mut d);
+            let params =
+                Params::parse(Some("func=pricelist.export"), b"", &Default::default()).unwrap();
+            map(
+                &store(),
+                &reseller(&[101, 102]),
+                "pricelist.export",
+                &params,
+                &mut d,
+            );
             let ids: Vec<_> = summary(&d);
             assert_eq!(ids.len(), 1, "{bad:?}: {ids:?}");
             assert!(ids[0].starts_with("102"), "{bad:?}: {ids:?}");
@@ -529,8 +596,15 @@ mod tests {
         // An unreadable add-on price withholds the plan too.
         let xml = EXPORT.replace("cost=\"5.0000\"", "cost=\"n/a\"");
         let mut d = parse(xml.as_bytes(), Format::Xml).unwrap();
-        let params = Params::parse(Some("func=pricelist.export"), b"", &Default::default()).unwrap();
-        map(&store(), &reseller(&[101]), "pricelist.export", &params, &mut d);
+        let params =
+            Params::parse(Some("func=pricelist.export"), b"", &Default::default()).unwrap();
+        map(
+            &store(),
+            &reseller(&[101]),
+            "pricelist.export",
+            &params,
+            &mut d,
+        );
         assert!(summary(&d).is_empty());
     }
 
@@ -543,7 +617,8 @@ mod tests {
             round_to: Decimal::ONE,
         });
         let mut d = parse(EXPORT.as_bytes(), Format::Xml).unwrap();
-        let params = Params::parse(Some("func=pricelist.export"), b"", &Default::default()).unwrap();
+        let params =
+            Params::parse(Some("func=pricelist.export"), b"", &Default::default()).unwrap();
         map(&store(), &r, "pricelist.export", &params, &mut d);
         assert_eq!(summary(&d), ["101 Basic 11/11 6/6 addon 201"]);
     }
@@ -553,7 +628,13 @@ mod tests {
         let xml = r#"<doc><elem><id>7</id><pricelist>PositiveSSL</pricelist><pricelist_id>3033</pricelist_id><cost>10.0000</cost></elem><elem><id>8</id><pricelist>3040</pricelist><cost>bad</cost></elem><elem><id>9</id><pricelist_id>4000</pricelist_id><cost>3.00</cost></elem><p_num>1</p_num></doc>"#;
         let mut d = parse(xml.as_bytes(), Format::Xml).unwrap();
         let params = Params::new();
-        assert!(map(&store(), &reseller(&[101, 102]), "certificate", &params, &mut d));
+        assert!(map(
+            &store(),
+            &reseller(&[101, 102]),
+            "certificate",
+            &params,
+            &mut d
+        ));
         let rows: Vec<_> = d
             .find_all("elem")
             .map(|e| {
@@ -569,10 +650,34 @@ mod tests {
     }
 
     #[test]
-    fn errors_are_left_alone() {
-        let mut d = crate::billmgr::BmError::invalid("pricelist", "3033").to_doc("en");
-        let before = d.clone();
-        assert!(!map(&store(), &reseller(&[101]), "pricelist.export", &Params::new(), &mut d));
-        assert_eq!(d, before);
+    fn errors_show_local_plan_ids() {
+        let st = store();
+        for f in [Format::Xml, Format::Json, Format::Bjson] {
+            let e = crate::billmgr::BmError::invalid("period", "7").to_doc("en");
+            let mut d = parse(&render(&e, f), f).unwrap();
+            let before = d.clone();
+            assert!(!map(
+                &st,
+                &reseller(&[101]),
+                "certificate.order.param",
+                &Params::new(),
+                &mut d
+            ));
+            assert_eq!(d, before);
+            let e = crate::billmgr::BmError::invalid("pricelist", "3033").to_doc("en");
+            let mut d = parse(&render(&e, f), f).unwrap();
+            assert!(
+                map(
+                    &st,
+                    &reseller(&[101]),
+                    "certificate.order.param",
+                    &Params::new(),
+                    &mut d
+                ),
+                "{f:?}"
+            );
+            let back = crate::billmgr::BmError::from_doc(&d).unwrap();
+            assert_eq!(back.value.as_deref(), Some("101"), "{f:?}");
+        }
     }
 }

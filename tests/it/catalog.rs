@@ -179,18 +179,31 @@ fn order_by_local_id_reaches_the_upstream_with_upstream_ids() {
     }
     // The certificate list shows the local plan id and the marked-up cost:
     // 9.00 + 2 × 5.00 = 19.00 → 19.00 × 1.20 + 0.50 = 23.30.
-    for (out, f) in [("xml", Format::Xml), ("json", Format::Json), ("bjson", Format::Bjson)] {
+    for (out, f) in [
+        ("xml", Format::Xml),
+        ("json", Format::Json),
+        ("bjson", Format::Bjson),
+    ] {
         let resp = env.acme(&format!("func=certificate&out={out}"));
         let d = doc(&resp, f);
         let e = d.find("elem").unwrap_or_else(|| panic!("{}", resp.text()));
         assert_eq!(e.child_text("pricelist_id"), Some("101"), "{out}");
         assert_eq!(e.child_text("pricelist"), Some("PositiveSSL"), "{out}");
-        assert_eq!(e.child_text("cost"), Some("23.30"), "{out}: {}", resp.text());
+        assert_eq!(
+            e.child_text("cost"),
+            Some("23.30"),
+            "{out}: {}",
+            resp.text()
+        );
         assert!(!resp.text().contains("3033"), "{}", resp.text());
     }
     // globex's markup applies to its own certificates: 9.00 × 1.10 = 9.90.
     let resp = globex(&env, &format!("{ORDER}&remoteid=g1&pricelist=101"));
-    assert!(doc(&resp, Format::Xml).child_text("id").is_some(), "{}", resp.text());
+    assert!(
+        doc(&resp, Format::Xml).child_text("id").is_some(),
+        "{}",
+        resp.text()
+    );
     let d = doc(&globex(&env, "func=certificate"), Format::Xml);
     let e = d.find("elem").unwrap();
     assert_eq!(e.child_text("cost"), Some("9.90"));
@@ -200,15 +213,19 @@ fn order_by_local_id_reaches_the_upstream_with_upstream_ids() {
 fn foreign_unknown_and_unmapped_plans_are_refused_and_not_forwarded() {
     let env = TestEnv::start();
     let cases: &[(&str, (&str, &str), &str)] = &[
-        ("pricelist=3033", ACME, "pricelist"),          // an upstream id directly
-        ("pricelist=999", ACME, "pricelist"),           // unknown
-        ("pricelist=102", GLOBEX, "pricelist"),         // outside globex's set
+        ("pricelist=3033", ACME, "pricelist"), // an upstream id directly
+        ("pricelist=999", ACME, "pricelist"),  // unknown
+        ("pricelist=102", GLOBEX, "pricelist"), // outside globex's set
         ("pricelist=101&addon_3034=1", ACME, "addon_3034"), // upstream add-on id
-        ("pricelist=101&addon_203=1", ACME, "addon_203"),   // another plan's add-on
-        ("pricelist=101&addon_999=1", ACME, "addon_999"),   // unmapped
+        ("pricelist=101&addon_203=1", ACME, "addon_203"), // another plan's add-on
+        ("pricelist=101&addon_999=1", ACME, "addon_999"), // unmapped
     ];
     for (extra, who, object) in cases {
-        for (out, f) in [("xml", Format::Xml), ("json", Format::Json), ("bjson", Format::Bjson)] {
+        for (out, f) in [
+            ("xml", Format::Xml),
+            ("json", Format::Json),
+            ("bjson", Format::Bjson),
+        ] {
             let resp = env.post(&format!(
                 "{ORDER}&remoteid=x&{extra}&out={out}&authinfo={}:{}",
                 who.0, who.1
@@ -224,7 +241,11 @@ fn foreign_unknown_and_unmapped_plans_are_refused_and_not_forwarded() {
     let n = env.sandbox.sandbox.received().len();
     assert_eq!(n, 1, "only the valid form read was forwarded");
     let resp = env.acme("func=certificate.order.param&pricelist=abc&out=text");
-    assert!(resp.text().starts_with("ERROR value(pricelist)"), "{}", resp.text());
+    assert!(
+        resp.text().starts_with("ERROR value(pricelist)"),
+        "{}",
+        resp.text()
+    );
     assert_eq!(env.sandbox.sandbox.received().len(), n);
 }
 
@@ -292,7 +313,10 @@ fn renew_form_never_shows_upstream_prices() {
     // acme's plans carry different markups and the form does not say which plan it is:
     // the price is withheld rather than shown at the upstream's price.
     let resp = env.acme(&format!("{ORDER}&remoteid=a1&pricelist=101"));
-    let id = doc(&resp, Format::Xml).child_text("id").unwrap().to_string();
+    let id = doc(&resp, Format::Xml)
+        .child_text("id")
+        .unwrap()
+        .to_string();
     let resp = env.acme(&format!("func=service.prolong&elid={id}"));
     let text = resp.text();
     assert!(!text.contains("9.0000"), "{text}");
@@ -321,17 +345,25 @@ fn mapping_changes_take_effect_on_the_next_request() {
     assert_eq!(got[0].2[0].1, "14");
     // A mapping file applied while running: globex gets plan 102 and no markup override.
     let path = env.dir.path().join("mappings.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("plans = [101]\nmarkup = { percent = \"10\" }", "plans = [101, 102]");
-    assert!(text.contains("plans = [101, 102]"), "demo.toml changed shape");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "plans = [101]\nmarkup = { percent = \"10\" }",
+        "plans = [101, 102]",
+    );
+    assert!(
+        text.contains("plans = [101, 102]"),
+        "demo.toml changed shape"
+    );
     std::fs::write(&path, text).unwrap();
     let changed = env
         .store
-        .apply(&resellgate::config::load_mappings(&[path.clone()]).unwrap())
+        .apply(&resellgate::config::load_mappings(std::slice::from_ref(&path)).unwrap())
         .unwrap();
     assert!(!changed.is_empty());
-    assert_eq!(env.store.reseller("globex").unwrap().plans, [101, 102], "{changed:?}");
+    assert_eq!(
+        env.store.reseller("globex").unwrap().plans,
+        [101, 102],
+        "{changed:?}"
+    );
     let d = doc(&globex(&env, "func=pricelist.export"), Format::Xml);
     let got = plans(&d);
     let ids: Vec<_> = got.iter().map(|p| p.0.as_str()).collect();
