@@ -197,7 +197,7 @@ impl Script {
             "sok=ok",
             "skipbasket=on",
             "remoteid=demo-1",
-            "pricelist=3033",
+            "pricelist=101",
             "period=12",
             "CN=shop.example.com",
             "approver_email_1=admin%40shop.example.com",

@@ -1,7 +1,17 @@
 //! The operator's catalogue: local plan ids, names and marked-up prices over the
 //! upstream's plans (issue 3).
 //!
-//! Not implemented yet: requests and responses pass unchanged.
+//! - [`request`]  — local plan and add-on ids → upstream ids, refusing what the reseller
+//!   may not order.
+//! - [`response`] — upstream plans, ids and prices → the reseller's view.
+//! - [`markup`]   — reading prices and marking them up, decimal only.
+//!
+//! Both hooks read the store's cache on every call, so a mapping applied while the
+//! gateway runs takes effect on the next request.
+
+pub mod markup;
+pub mod request;
+pub mod response;
 
 use crate::billmgr::{BmError, Element, Params};
 use crate::store::model::Reseller;
@@ -11,22 +21,22 @@ use crate::store::Store;
 /// `pricelist` and `addon_<id>` keys become upstream ids. Refuses unmapped or foreign
 /// plans with an error of type `value` naming the field.
 pub fn map_request(
-    _store: &Store,
-    _reseller: &Reseller,
+    store: &Store,
+    reseller: &Reseller,
     _func: &str,
     params: &Params,
 ) -> Result<Params, BmError> {
-    Ok(params.clone())
+    request::map(store, reseller, params)
 }
 
 /// Rewrite an upstream answer for the reseller (plans under local ids, marked-up prices).
 /// `params` is the reseller's original call. Answers whether the document changed.
 pub fn map_response(
-    _store: &Store,
-    _reseller: &Reseller,
-    _func: &str,
-    _params: &Params,
-    _doc: &mut Element,
+    store: &Store,
+    reseller: &Reseller,
+    func: &str,
+    params: &Params,
+    doc: &mut Element,
 ) -> bool {
-    false
+    response::map(store, reseller, func, params, doc)
 }

@@ -250,7 +250,7 @@ fn passthrough_functions_are_forwarded() {
 fn upstream_errors_pass_through() {
     let env = TestEnv::start();
     let resp = env.acme(
-        "func=certificate.order.param&sok=ok&out=json&remoteid=r1&pricelist=3033&period=12&CN=a.example.com&approver_email_1=bad%40other.org&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on",
+        "func=certificate.order.param&sok=ok&out=json&remoteid=r1&pricelist=101&period=12&CN=a.example.com&approver_email_1=bad%40other.org&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on",
     );
     assert_error(&resp, Format::Json, "value", "approver_email_1");
 }
@@ -260,7 +260,7 @@ fn upstream_errors_pass_through() {
 fn certificate_lifecycle() {
     let env = TestEnv::start();
     let resp = env.acme(
-        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid=r1&pricelist=3033&period=12&CN=shop.example.com&approver_email_1=admin%40shop.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on",
+        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid=r1&pricelist=101&period=12&CN=shop.example.com&approver_email_1=admin%40shop.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on",
     );
     let d = doc(&resp, Format::Xml);
     let id = d

@@ -4,6 +4,7 @@
 mod harness;
 
 mod bad_input;
+mod catalog;
 mod cli;
 mod gateway;
 mod logs;

@@ -1,0 +1,295 @@
+//! Prices: reading the upstream's price strings and marking them up, decimal only.
+//!
+//! `price × (1 + percent/100) + fixed`, then rounded half-up (away from zero) to a
+//! multiple of `round_to`, written with the scale of `round_to` ("0.01" → two decimals,
+//! "1" → none, "0.05" → two). Anything that cannot be read or computed exactly (garbage,
+//! a negative price, an overflow) is `None`: the caller withholds that price rather than
+//! showing the upstream's.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::store::model::Markup;
+
+/// Longest price string accepted (a real price is far shorter).
+const MAX_PRICE_LEN: usize = 64;
+
+/// Read a price as the upstream writes it: `913.9286`, `9.00`, `1 234,56` (with a space,
+/// NBSP or narrow NBSP between thousands), `1,234.56`, `1.234,56`, `9,5`.
+///
+/// When both `,` and `.` appear, the last one is the decimal separator and the other
+/// groups thousands; a single separator kind appearing once is the decimal separator
+/// (`9,50` = 9.5); appearing more than once it groups thousands (`1,234,567`).
+/// Negative amounts, signs, exponents and anything else are refused.
+pub fn parse_price(s: &str) -> Option<Decimal> {
+    let s = s.trim_matches(|c: char| c.is_whitespace());
+    if s.is_empty() || s.len() > MAX_PRICE_LEN {
+        return None;
+    }
+    let compact: String = s
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\u{00A0}' | '\u{202F}' | '\u{2009}' | '\''))
+        .collect();
+    if compact.is_empty()
+        || !compact
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+    {
+        return None;
+    }
+    let commas = compact.matches(',').count();
+    let dots = compact.matches('.').count();
+    let decimal_sep = match (commas, dots) {
+        (0, 0) => None,
+        (_, 0) if commas == 1 => Some(','),
+        (0, _) if dots == 1 => Some('.'),
+        (_, 0) | (0, _) => None, // several of one kind: thousands groups only
+        _ => {
+            let last_comma = compact.rfind(',').unwrap_or(0);
+            let last_dot = compact.rfind('.').unwrap_or(0);
+            Some(if last_comma > last_dot { ',' } else { '.' })
+        }
+    };
+    let (int_part, frac_part) = match decimal_sep.and_then(|c| compact.rfind(c)) {
+        Some(pos) => (&compact[..pos], Some(&compact[pos + 1..])),
+        None => (&compact[..], None),
+    };
+    let mut normal = String::with_capacity(compact.len());
+    // Thousands groups: 1-3 digits first, then exactly 3 after each separator.
+    for (i, group) in int_part.split([',', '.']).enumerate() {
+        let ok = !group.is_empty()
+            && group.chars().all(|c| c.is_ascii_digit())
+            && (i == 0 || group.len() == 3)
+            && (i > 0 || group.len() <= 3 || !int_part.contains([',', '.']));
+        if !ok {
+            return None;
+        }
+        normal.push_str(group);
+    }
+    if let Some(frac) = frac_part {
+        if frac.is_empty() || !frac.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        normal.push('.');
+        normal.push_str(frac);
+    }
+    normal.parse::<Decimal>().ok()
+}
+
+/// `price` marked up, rounded and rescaled to `round_to`'s scale; `None` on overflow, a
+/// result below zero, or a markup that cannot be applied (a step of zero or less).
+pub fn apply(markup: &Markup, price: Decimal) -> Option<Decimal> {
+    if price.is_sign_negative() && !price.is_zero() {
+        return None;
+    }
+    let step = markup.round_to;
+    if step <= Decimal::ZERO {
+        return None;
+    }
+    let factor = Decimal::ONE.checked_add(markup.percent.checked_div(Decimal::ONE_HUNDRED)?)?;
+    let raw = price.checked_mul(factor)?.checked_add(markup.fixed)?;
+    if raw.is_sign_negative() && !raw.is_zero() {
+        return None;
+    }
+    let steps = raw
+        .checked_div(step)?
+        .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
+    let mut out = steps.checked_mul(step)?;
+    let scale = step.scale();
+    // Exact by construction: a multiple of `step` has at most `step`'s decimals.
+    out = out.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
+    out.rescale(scale);
+    if out.scale() != scale {
+        return None; // too large to be written with that many decimals
+    }
+    Some(out)
+}
+
+/// Read, mark up and write back one price string; `None` when it cannot be read or
+/// marked up.
+pub fn mark_up_str(markup: &Markup, s: &str) -> Option<String> {
+    apply(markup, parse_price(s)?).map(|d| d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn m(percent: &str, fixed: &str, round_to: &str) -> Markup {
+        Markup {
+            percent: d(percent),
+            fixed: d(fixed),
+            round_to: d(round_to),
+        }
+    }
+
+    fn up(markup: &Markup, price: &str) -> Option<String> {
+        mark_up_str(markup, price)
+    }
+
+    #[test]
+    fn parses_plain_and_localised_prices() {
+        for (s, want) in [
+            ("913.9286", "913.9286"),
+            ("9.00", "9.00"),
+            ("0", "0"),
+            ("  12 ", "12"),
+            ("1 234,56", "1234.56"),
+            ("1\u{00A0}234,56", "1234.56"),
+            ("1\u{202F}234,56", "1234.56"),
+            ("1,234.56", "1234.56"),
+            ("1.234,56", "1234.56"),
+            ("1,234,567", "1234567"),
+            ("1.234.567,5", "1234567.5"),
+            ("9,5", "9.5"),
+            ("0.0001", "0.0001"),
+            ("1,234", "1.234"),
+            ("1234,5", "1234.5"),
+        ] {
+            assert_eq!(parse_price(s), Some(d(want)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        for s in [
+            "",
+            "   ",
+            "abc",
+            "9.00 EUR",
+            "€9",
+            "-9.00",
+            "+9",
+            "1e5",
+            "NaN",
+            ".5",
+            "5.",
+            ",",
+            "1,2,3.4,5",
+            "1.2.3,4.5",
+            "1..2",
+            "1,23,456.7",
+            "12,34.5",
+            "1234,567.8",
+            ",5",
+            "12.34,",
+            "0x10",
+            "١٢٣",
+            &"9".repeat(100),
+            "99999999999999999999999999999999", // 32 digits: beyond Decimal
+        ] {
+            assert_eq!(parse_price(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn worked_examples() {
+        // 9.00 × 1.20 + 0.50 = 11.30
+        assert_eq!(
+            up(&m("20", "0.50", "0.01"), "9.00").as_deref(),
+            Some("11.30")
+        );
+        // … rounded to whole units: 11.30 → 11
+        assert_eq!(up(&m("20", "0.50", "1"), "9.00").as_deref(), Some("11"));
+        // 913.9286 × 1.15 = 1051.01789 → 1051.02
+        assert_eq!(
+            up(&m("15", "0", "0.01"), "913.9286").as_deref(),
+            Some("1051.02")
+        );
+        // 9 × 1.2 = 10.80, written with two decimals
+        assert_eq!(up(&m("20", "0", "0.01"), "9").as_deref(), Some("10.80"));
+        // 10.83 to a multiple of 0.05 → 10.85
+        assert_eq!(up(&m("0", "0", "0.05"), "10.83").as_deref(), Some("10.85"));
+        assert_eq!(up(&m("0", "0", "0.05"), "10.82").as_deref(), Some("10.80"));
+        // globex: 9.00 + 10 % = 9.90
+        assert_eq!(up(&m("10", "0", "0.01"), "9.0000").as_deref(), Some("9.90"));
+    }
+
+    #[test]
+    fn rounds_half_up() {
+        assert_eq!(up(&m("0", "0", "0.01"), "0.005").as_deref(), Some("0.01"));
+        assert_eq!(up(&m("0", "0", "0.01"), "0.0049").as_deref(), Some("0.00"));
+        assert_eq!(up(&m("0", "0", "1"), "10.5").as_deref(), Some("11"));
+        assert_eq!(up(&m("0", "0", "1"), "10.4999").as_deref(), Some("10"));
+        assert_eq!(up(&m("0", "0", "0.05"), "10.825").as_deref(), Some("10.85"));
+        assert_eq!(
+            up(&m("0", "0", "0.05"), "10.8249").as_deref(),
+            Some("10.80")
+        );
+        assert_eq!(up(&m("0", "0", "10"), "15").as_deref(), Some("20"));
+    }
+
+    #[test]
+    fn zero_and_tiny_amounts() {
+        assert_eq!(up(&m("20", "0", "0.01"), "0").as_deref(), Some("0.00"));
+        assert_eq!(
+            up(&m("20", "0.50", "0.01"), "0.00").as_deref(),
+            Some("0.50")
+        );
+        assert_eq!(up(&m("20", "0", "0.01"), "0.0001").as_deref(), Some("0.00"));
+        assert_eq!(
+            up(&m("20", "0", "0.0001"), "0.0001").as_deref(),
+            Some("0.0001")
+        );
+        assert_eq!(up(&m("0", "0", "1"), "0.4").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn negative_percent_down_to_minus_100() {
+        assert_eq!(up(&m("-10", "0", "0.01"), "100").as_deref(), Some("90.00"));
+        assert_eq!(up(&m("-100", "0", "0.01"), "100").as_deref(), Some("0.00"));
+        assert_eq!(
+            up(&m("-100", "1.50", "0.01"), "100").as_deref(),
+            Some("1.50")
+        );
+        // Below zero is never shown.
+        assert_eq!(up(&m("-100", "-1", "0.01"), "100"), None);
+        assert_eq!(up(&m("-150", "0", "0.01"), "100"), None);
+    }
+
+    #[test]
+    fn localised_input_is_marked_up() {
+        assert_eq!(
+            up(&m("10", "0", "0.01"), "1 234,56").as_deref(),
+            Some("1358.02")
+        );
+        assert_eq!(
+            up(&m("10", "0", "0.01"), "1\u{00A0}234,56").as_deref(),
+            Some("1358.02")
+        );
+        assert_eq!(
+            up(&m("10", "0", "0.01"), "1,234.56").as_deref(),
+            Some("1358.02")
+        );
+    }
+
+    #[test]
+    fn very_large_amounts_do_not_panic() {
+        let huge = "79228162514264337593543950335"; // Decimal::MAX
+        assert_eq!(parse_price(huge), Some(Decimal::MAX));
+        assert_eq!(up(&m("20", "0", "0.01"), huge), None);
+        assert_eq!(up(&m("0", "1", "0.01"), huge), None);
+        assert_eq!(
+            up(&m("0", "0", "0.01"), "7922816251426433759354395033"),
+            None
+        );
+        assert_eq!(
+            up(&m("0", "0", "1"), "1000000000000000").as_deref(),
+            Some("1000000000000000")
+        );
+        assert_eq!(
+            apply(&m("1000000", "0", "0.01"), d("10000000000000000000000000")),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_step_is_refused() {
+        assert_eq!(up(&m("0", "0", "0"), "1"), None);
+        assert_eq!(up(&m("0", "0", "-1"), "1"), None);
+    }
+}
