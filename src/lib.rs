@@ -13,6 +13,7 @@
 //! - [`secret`]    — secrets that never print, argon2id password hashing, env/file resolution.
 //! - [`proxy`]     — the pingora service: authentication, function policy, request
 //!   rewriting, forwarding and the one place where failures become error documents.
+//! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export.
 //! - [`sandbox`]   — a built-in upstream BILLmanager simulator for the demo, tests and benches.
 //! - [`client`]    — a tiny HTTP/1.1 client used by the demo and the tests.
 //! - [`demo`]      — `resellgate demo`: sandbox + gateway + a scripted reseller session.
@@ -20,6 +21,7 @@
 //! - [`cli`]       — the command line; `main.rs` only calls [`cli::main`].
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod billmgr;
 pub mod catalog;
 pub mod cli;

@@ -335,6 +335,12 @@ impl Gateway {
         }
     }
 
+    /// Use `secret` as the password of upstream account `name` from now on (an account
+    /// applied to the running gateway).
+    pub fn set_account_secret(&self, name: &str, secret: Secret) {
+        self.secrets.insert(name.to_string(), secret);
+    }
+
     /// The reseller's upstream login and password.
     fn upstream_credentials(&self, reseller: &Reseller) -> Result<(String, Secret), BmError> {
         let unavailable =

@@ -78,6 +78,26 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         _ => proxy.add_tcp(&config.server.listen),
     }
     server.add_service(proxy);
+    match std::env::var(&config.admin.token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        Some(token) => {
+            let app =
+                crate::admin::AdminApp::new(gateway.clone(), &crate::secret::Secret::new(token));
+            let mut admin = pingora::services::listening::Service::new(
+                "resellgate admin".to_string(),
+                pingora::apps::http_app::HttpServer::new_app(app),
+            );
+            admin.add_tcp(&config.admin.listen);
+            admin.threads = Some(1);
+            server.add_service(admin);
+        }
+        None => tracing::warn!(
+            variable = %config.admin.token_env,
+            "the admin token variable is unset: the admin listener is off"
+        ),
+    }
     server.add_service(background_service("session purge", Purge(gateway)));
     Ok(server)
 }

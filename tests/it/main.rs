@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod admin;
 mod bad_input;
 mod catalog;
 mod cli;
