@@ -7,4 +7,5 @@ mod bad_input;
 mod cli;
 mod gateway;
 mod logs;
+mod orders;
 mod upstream_failures;
