@@ -300,7 +300,7 @@ impl Gateway {
         let state = OrderState::Failed {
             reason: reason.to_string(),
         };
-        blocking(move || store.resolve_order(&l, &r, at, state, None, now_ms())).await?;
+        blocking(move || store.resolve_order(&l, &r, at, state, None, None, now_ms())).await?;
         Ok(())
     }
 
@@ -336,17 +336,23 @@ impl Gateway {
             upstream_id: cert.id,
             answer_xml,
         };
+        // The ledger entry is written with the order's outcome (one flush), so a crash
+        // cannot leave a done order unbilled; the cost is filled in below when unknown.
+        let entry = self.ledger_entry(login, "order", cert.id, Some(remoteid), cert.plan.clone(), cert.period.clone(), cert.cost.clone(), now);
         let store = self.store().clone();
         let (l, r) = (login.to_string(), remoteid.to_string());
         let resolved = blocking(move || {
-            store.resolve_order(&l, &r, claimed_at_ms, state, Some(svc), now)
+            store.resolve_order(&l, &r, claimed_at_ms, state, Some(svc), Some(&entry), now)
         })
         .await?;
         if !resolved {
             return Ok(false);
         }
         tracing::info!(reseller = %login, remoteid = %remoteid, id = cert.id, "order done");
-        if cert.cost.is_none() {
+        if cert.cost.is_some() {
+            return Ok(true);
+        }
+        {
             if let Some(reseller) = self.store().reseller(login) {
                 if let Ok(list) = self.list_certificates(&reseller, Some(remoteid)).await {
                     if let Some(c) = list.into_iter().find(|c| c.id == cert.id) {
@@ -363,6 +369,33 @@ impl Gateway {
     }
 
     #[allow(clippy::too_many_arguments)]
+    fn ledger_entry(
+        &self,
+        login: &str,
+        kind: &str,
+        id: u64,
+        remoteid: Option<&str>,
+        plan: Option<String>,
+        period: Option<String>,
+        cost: Option<String>,
+        at_ms: u64,
+    ) -> LedgerEntry {
+        let cost = cost.and_then(|c| Decimal::from_str(c.trim()).ok());
+        let price = cost.map(|c| ledger::marked_up_price(self.store(), login, plan.as_deref(), c));
+        LedgerEntry {
+            at_ms,
+            reseller: login.to_string(),
+            kind: kind.to_string(),
+            upstream_id: id,
+            remoteid: remoteid.map(str::to_string),
+            plan,
+            period,
+            upstream_cost: cost.map(|c| c.to_string()),
+            price: price.map(|p| p.to_string()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn record_ledger(
         &self,
         login: &str,
@@ -374,19 +407,7 @@ impl Gateway {
         cost: Option<String>,
         at_ms: u64,
     ) {
-        let cost = cost.and_then(|c| Decimal::from_str(c.trim()).ok());
-        let price = cost.map(|c| ledger::marked_up_price(self.store(), login, plan.as_deref(), c));
-        let entry = LedgerEntry {
-            at_ms,
-            reseller: login.to_string(),
-            kind: kind.to_string(),
-            upstream_id: id,
-            remoteid: remoteid.map(str::to_string),
-            plan,
-            period,
-            upstream_cost: cost.map(|c| c.to_string()),
-            price: price.map(|p| p.to_string()),
-        };
+        let entry = self.ledger_entry(login, kind, id, remoteid, plan, period, cost, at_ms);
         let store = self.store().clone();
         if let Err(e) = blocking(move || store.record_ledger(&entry)).await {
             tracing::error!(reseller = %login, id, error = %e.msg, "cannot record a ledger entry");
@@ -628,7 +649,7 @@ impl Gateway {
                     let state = OrderState::Failed {
                         reason: "not found on the upstream by reconciliation".into(),
                     };
-                    let ok = blocking(move || store.resolve_order(&l, &r, at, state, None, now_ms()))
+                    let ok = blocking(move || store.resolve_order(&l, &r, at, state, None, None, now_ms()))
                         .await
                         .map_err(|e| anyhow::anyhow!("{}", e.msg))?;
                     if ok {

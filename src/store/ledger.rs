@@ -62,9 +62,15 @@ impl Store {
     /// flushed before returning.
     pub fn record_ledger(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
         let _guard = self.lock();
+        self.put_ledger_unflushed(entry)?;
+        self.shared.backend.flush()?;
+        Ok(())
+    }
+
+    /// [`Store::record_ledger`] without lock and flush (the caller holds and flushes).
+    pub(crate) fn put_ledger_unflushed(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
         let v = encode(entry, || format!("ledger entry for {}", entry.upstream_id))?;
         self.shared.backend.put(LEDGER, &entry_key(entry), &v)?;
-        self.shared.backend.flush()?;
         Ok(())
     }
 

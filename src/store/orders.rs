@@ -128,6 +128,7 @@ impl Store {
         claimed_at_ms: u64,
         state: OrderState,
         service: Option<Service>,
+        ledger: Option<&super::ledger::LedgerEntry>,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let _guard = self.lock();
@@ -141,6 +142,9 @@ impl Store {
         }
         if let Some(svc) = service {
             self.put_service_unflushed(svc)?;
+        }
+        if let Some(entry) = ledger {
+            self.put_ledger_unflushed(entry)?;
         }
         rec.state = state;
         rec.updated_at_ms = now_ms;

@@ -279,3 +279,162 @@ fn ledger_records_orders_and_renewals() {
     assert!(lines[1].contains(&format!(",acme,order,{id},led,3033,12,9.0000,9.0000")), "{csv}");
     assert_eq!(resellgate::store::ledger::to_csv(&entries, "1999-01").lines().count(), 1);
 }
+
+/// The real binary as a child process over one store.
+struct Binary {
+    config: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    fn new(sandbox: &resellgate::sandbox::SandboxHandle) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"http://{}/billmgr\"\nconnect_timeout_ms = 500\nread_timeout_ms = 2000\n[store]\npath = \"store\"\n", sandbox.addr),
+        )
+        .unwrap();
+        let mappings = write_mappings(dir.path());
+        let out = Self::cli_in(&config, &["mappings", "apply"], &[mappings.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Binary {
+            config,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    fn cli_in(config: &std::path::Path, cmd: &[&str], rest: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
+            .args(cmd)
+            .arg("--config")
+            .arg(config)
+            .args(rest)
+            .output()
+            .unwrap()
+    }
+
+    fn cli(&self, cmd: &[&str], rest: &[&str]) -> String {
+        let out = Self::cli_in(&self.config, cmd, rest);
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn serve(&self) -> std::process::Child {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        resellgate::proxy::server::wait_until_accepting(self.addr, Duration::from_secs(20)).unwrap();
+        child
+    }
+
+    fn order(&self, remoteid: &str) -> Option<Result<u64, String>> {
+        let form = format!(
+            "{}&authinfo={}:{}",
+            order(remoteid, &format!("{remoteid}.example.com")),
+            ACME.0,
+            ACME.1
+        );
+        let resp = client::post_form(self.addr, "/billmgr", &form).ok()?;
+        let d = resellgate::billmgr::parse(&resp.body, Format::Xml).ok()?;
+        match d.child_text("id") {
+            Some(id) => Some(Ok(id.parse().unwrap())),
+            None => Some(Err(resp.text().to_string())),
+        }
+    }
+}
+
+/// Point 5: SIGKILL the real gateway during bursts of orders (before forwarding, while
+/// the upstream is answering, right after it answered); after each crash reconcile with
+/// the CLI, restart, retry every order. Counted on the sandbox: one certificate per
+/// remoteid, and every acknowledged id is that certificate.
+#[test]
+fn crashes_lose_no_acknowledged_order_and_duplicate_none() {
+    let sandbox = resellgate::sandbox::spawn("127.0.0.1:0", resellgate::sandbox::Sandbox::demo()).unwrap();
+    let bin = Binary::new(&sandbox);
+    let latency = 400u64;
+    sandbox.sandbox.knobs().set_latency_ms(latency);
+    let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+    let mut all = Vec::new();
+    // kill delays after the burst starts: before/at forwarding, mid-answer, just after
+    for (round, kill_after_ms) in [5u64, latency / 2, latency + 60, 2 * latency + 120].into_iter().enumerate() {
+        let mut child = bin.serve();
+        let ids: Vec<String> = (0..10).map(|i| format!("c{round}x{i}")).collect();
+        all.extend(ids.iter().cloned());
+        let answers: Vec<(String, Option<Result<u64, String>>)> = std::thread::scope(|s| {
+            let hs: Vec<_> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let bin = &bin;
+                    s.spawn(move || {
+                        std::thread::sleep(Duration::from_millis(i as u64 * 7));
+                        (r.clone(), bin.order(r))
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(kill_after_ms));
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (r, a) in answers {
+            if let Some(Ok(id)) = a {
+                acked.insert(r, id);
+            }
+        }
+        // let the upstream finish what it was handed, then reconcile with the gateway down
+        std::thread::sleep(Duration::from_millis(latency + 200));
+        let out = bin.cli(&["orders", "reconcile"], &["--settle-ms", "0"]);
+        eprintln!("round {round}: {} acked so far; reconcile: {}", acked.len(), out.lines().last().unwrap_or(""));
+        assert!(out.contains("0 still pending"), "{out}");
+    }
+    sandbox.sandbox.knobs().set_latency_ms(0);
+    let mut child = bin.serve();
+    for r in &all {
+        match bin.order(r) {
+            Some(Ok(id)) => {
+                if let Some(prev) = acked.get(r) {
+                    assert_eq!(*prev, id, "{r}: acknowledged id changed");
+                }
+                acked.insert(r.clone(), id);
+            }
+            other => panic!("{r}: retry after reconcile failed: {other:?}"),
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut by_remoteid: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for c in sandbox.sandbox.certificates() {
+        by_remoteid.entry(c.remoteid.unwrap_or_default()).or_default().push(c.id);
+    }
+    assert_eq!(by_remoteid.len(), all.len(), "{by_remoteid:?}");
+    for r in &all {
+        assert_eq!(by_remoteid[r], vec![acked[r]], "{r}: duplicates or lost order");
+    }
+
+    // the operator commands over the same store
+    let month = resellgate::store::ledger::month_of(resellgate::proxy::orders::now_ms());
+    let csv = bin.cli(&["ledger", "export"], &["--reseller", "acme", "--month", &month]);
+    assert_eq!(csv.lines().count(), all.len() + 1, "{csv}\n{}", bin.cli(&["orders", "list"], &[]));
+    let up = client::post_form(
+        sandbox.addr,
+        "/billmgr",
+        &format!("{}&authinfo={}:{}", order("direct", "direct.example.com"), ACME_UP.0, ACME_UP.1),
+    )
+    .unwrap();
+    assert!(up.text().contains("<id>"));
+    let out = bin.cli(&["services", "sync"], &["--reseller", "acme"]);
+    assert!(out.contains(&format!("{} services recorded for acme", all.len() + 1)), "{out}");
+    let out = bin.cli(&["services", "list"], &["--reseller", "acme"]);
+    assert!(out.contains("direct\t3033\t12\tsync"), "{out}");
+    let out = bin.cli(&["orders", "list"], &[]);
+    assert_eq!(out.lines().filter(|l| l.contains("\tdone\t")).count(), all.len(), "{out}");
+}
