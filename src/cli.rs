@@ -43,6 +43,21 @@ pub enum Command {
     },
     /// Read a password on stdin and print its argon2id hash.
     HashPassword,
+    /// Services: upstream certificates recorded against resellers.
+    Services {
+        #[command(subcommand)]
+        action: ServicesCommand,
+    },
+    /// Orders: list them, resolve pending ones against the upstream.
+    Orders {
+        #[command(subcommand)]
+        action: OrdersCommand,
+    },
+    /// The ledger of orders and renewals, for invoicing.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerCommand,
+    },
     /// Run the built-in upstream BILLmanager simulator.
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:1600")]
@@ -78,6 +93,55 @@ pub enum MappingsCommand {
     Export {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServicesCommand {
+    /// Read the reseller's certificates through its upstream account and record them.
+    Sync {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        reseller: String,
+    },
+    /// Print the recorded services (id, reseller, remoteid, plan, period, source, events).
+    List {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        reseller: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// Resolve pending orders by looking their remoteid up on the upstream (never re-orders).
+    Reconcile {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// Only orders claimed at least this long ago (default: connect + read timeout).
+        #[arg(long)]
+        settle_ms: Option<u64>,
+    },
+    /// Print every order record (reseller, remoteid, state, upstream id).
+    List {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Print a reseller's orders and renewals of one month as CSV.
+    Export {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        reseller: String,
+        /// YYYY-MM (UTC).
+        #[arg(long)]
+        month: String,
     },
 }
 
@@ -179,6 +243,38 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{hash}");
             Ok(())
         }
+        Command::Services { action } => services(action),
+        Command::Orders { action } => orders(action),
+        Command::Ledger {
+            action:
+                LedgerCommand::Export {
+                    config,
+                    reseller,
+                    month,
+                },
+        } => {
+            let valid = month.len() == 7
+                && month.as_bytes()[4] == b'-'
+                && month[..4].parse::<u16>().is_ok()
+                && month[5..]
+                    .parse::<u8>()
+                    .is_ok_and(|m| (1..=12).contains(&m));
+            if !valid {
+                return Err(Failure::config(format!(
+                    "--month '{month}': expected YYYY-MM"
+                )));
+            }
+            let config = load_config(&config)?;
+            let store = open_store(&config)?;
+            if store.reseller(&reseller).is_none() {
+                return Err(Failure::config(format!(
+                    "no reseller '{reseller}' in the store"
+                )));
+            }
+            let entries = store.ledger(Some(&reseller)).map_err(Failure::other)?;
+            print!("{}", crate::store::ledger::to_csv(&entries, &month));
+            Ok(())
+        }
         Command::Sandbox {
             listen,
             latency_ms,
@@ -195,6 +291,112 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Demo { port, once } => {
             crate::telemetry::init();
             crate::demo::run(port, once).map_err(Failure::other)
+        }
+    }
+}
+
+/// A gateway over the store for one-off upstream calls (sync, reconcile), on a runtime.
+fn with_gateway<T>(
+    config: &Config,
+    f: impl FnOnce(
+        std::sync::Arc<crate::proxy::Gateway>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>>>>,
+) -> Result<T, Failure> {
+    let store = open_store(config)?;
+    let gateway =
+        std::sync::Arc::new(crate::proxy::Gateway::new(config, store).map_err(Failure::config)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::other)?;
+    rt.block_on(f(gateway))
+}
+
+fn services(action: ServicesCommand) -> Result<(), Failure> {
+    match action {
+        ServicesCommand::Sync { config, reseller } => {
+            let config = load_config(&config)?;
+            with_gateway(&config, move |gw| {
+                Box::pin(async move {
+                    let r = gw.store().reseller(&reseller).ok_or_else(|| {
+                        Failure::config(format!("no reseller '{reseller}' in the store"))
+                    })?;
+                    let (recorded, refused) = gw.sync_services(&r).await.map_err(Failure::other)?;
+                    println!("{recorded} services recorded for {reseller}");
+                    for id in refused {
+                        println!("! {id} belongs to another reseller: not recorded");
+                    }
+                    Ok(())
+                })
+            })
+        }
+        ServicesCommand::List { config, reseller } => {
+            let config = load_config(&config)?;
+            let store = open_store(&config)?;
+            for s in store
+                .services(reseller.as_deref())
+                .map_err(Failure::other)?
+            {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}{}\t{} events",
+                    s.upstream_id,
+                    s.reseller,
+                    s.remoteid.as_deref().unwrap_or("-"),
+                    s.plan.as_deref().unwrap_or("-"),
+                    s.period.as_deref().unwrap_or("-"),
+                    s.source,
+                    if s.deleted { " deleted" } else { "" },
+                    s.history.len()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn orders(action: OrdersCommand) -> Result<(), Failure> {
+    match action {
+        OrdersCommand::Reconcile { config, settle_ms } => {
+            let config = load_config(&config)?;
+            let settle =
+                std::time::Duration::from_millis(settle_ms.unwrap_or(
+                    config.upstream.connect_timeout_ms + config.upstream.read_timeout_ms,
+                ));
+            with_gateway(&config, move |gw| {
+                Box::pin(async move {
+                    let report = gw.reconcile_orders(settle).await.map_err(Failure::other)?;
+                    for (reseller, remoteid, id) in &report.found {
+                        println!("done\t{reseller}\t{remoteid}\t{id}");
+                    }
+                    for (reseller, remoteid) in &report.failed {
+                        println!("failed\t{reseller}\t{remoteid}");
+                    }
+                    for (reseller, remoteid) in &report.left {
+                        println!("pending\t{reseller}\t{remoteid}");
+                    }
+                    println!(
+                        "{} found, {} failed, {} still pending",
+                        report.found.len(),
+                        report.failed.len(),
+                        report.left.len()
+                    );
+                    Ok(())
+                })
+            })
+        }
+        OrdersCommand::List { config } => {
+            let config = load_config(&config)?;
+            let store = open_store(&config)?;
+            for o in store.orders().map_err(Failure::other)? {
+                let id = match &o.state {
+                    crate::store::orders::OrderState::Done { upstream_id, .. } => {
+                        upstream_id.to_string()
+                    }
+                    _ => "-".into(),
+                };
+                println!("{}\t{}\t{}\t{}", o.reseller, o.remoteid, o.state_name(), id);
+            }
+            Ok(())
         }
     }
 }

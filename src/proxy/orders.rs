@@ -1,14 +1,53 @@
 //! Around the forward: every `elid` must belong to the calling reseller, and orders
 //! (`certificate.order.param` with `sok`) are exactly-once per (reseller, `remoteid`).
 //!
-//! Not implemented yet (issue 4): today every call is forwarded and nothing is recorded.
+//! - Ownership: each id of `elid` (`5001, 5002`) must be a service of the reseller. An id
+//!   the gateway never saw is looked up once in the reseller's own upstream account
+//!   (`func=certificate`) and recorded when it is there; otherwise `access`/`elid`.
+//! - Orders: the (reseller, remoteid) key is claimed with a compare-and-swap and flushed
+//!   before the order is forwarded. Success → the service, the order's answer and a ledger
+//!   entry are flushed before the reseller is answered. An upstream error document or a
+//!   connect failure (nothing sent) releases the claim (`Failed`), so the billing can fix
+//!   and resend. Any other failure (timeout, reset, garbage) leaves the order `Pending`
+//!   until [`Gateway::reconcile_orders`] looks the remoteid up upstream.
+//! - Lifecycle calls on a service are appended to its history; renewals go to the ledger.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
 
 use super::upstream::UpstreamError;
 use super::Gateway;
-use crate::billmgr::{BmError, Element, Params};
+use crate::billmgr::{self, BmError, Element, ErrorType, Format, Params};
+use crate::store::ledger::{self, LedgerEntry};
 use crate::store::model::Reseller;
+use crate::store::orders::{Claim, OrderRecord, OrderState};
+use crate::store::services::{Service, ServiceEvent};
+use crate::store::StoreError;
+use crate::telemetry::RequestLog;
+
+/// The function that places an order (with `sok`).
+pub const ORDER_FUNC: &str = "certificate.order.param";
+
+/// Functions whose calls on a service are recorded in its history.
+pub const LIFECYCLE_FUNCS: &[&str] = &[
+    "certificate.order.csr",
+    "certificate.order.param",
+    "certificate.reissue",
+    "certificate.reissue.step1",
+    "certificate.reissue.step2",
+    "certificate.edit",
+    "certificate.delete",
+    "certificate.retry",
+    "certificate.resume",
+    "service.prolong",
+];
+
+/// Parameters that do not make an order different.
+const IGNORED_IN_HASH: &[&str] = &["out", "lang", "authinfo", "auth"];
 
 /// What to do with a call before it is forwarded.
 pub enum Before {
@@ -22,29 +61,714 @@ pub enum Before {
 #[derive(Debug)]
 pub struct OrderClaim {
     pub remoteid: String,
+    /// Identifies this claim (see [`OrderRecord::claimed_at_ms`]).
+    pub claimed_at_ms: u64,
+    pub plan: Option<String>,
+    pub period: Option<String>,
+}
+
+/// What one reconciliation pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Found upstream: recorded as done.
+    pub found: Vec<(String, String, u64)>,
+    /// Not found upstream: marked failed, a retry may order again.
+    pub failed: Vec<(String, String)>,
+    /// Too young to judge, or the lookup failed: still pending.
+    pub left: Vec<(String, String)>,
+}
+
+/// A certificate as the upstream lists it.
+#[derive(Debug, Clone)]
+pub struct UpstreamCert {
+    pub id: u64,
+    pub remoteid: Option<String>,
+    pub plan: Option<String>,
+    pub period: Option<String>,
+    pub cost: Option<String>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// SHA-256 of the call's parameters as a sorted multiset, without [`IGNORED_IN_HASH`].
+pub fn order_hash(params: &Params) -> Vec<u8> {
+    let mut pairs: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| !IGNORED_IN_HASH.contains(k))
+        .collect();
+    pairs.sort();
+    let mut h = Sha256::new();
+    for (k, v) in pairs {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v.as_bytes());
+    }
+    h.finalize().to_vec()
+}
+
+/// The ids of an `elid` value (`5001, 5002`), or the first one that is not an id.
+fn elids(params: &Params) -> Result<Vec<u64>, BmError> {
+    let mut ids = Vec::new();
+    for value in params.get_all("elid") {
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let id = part.parse::<u64>().map_err(|_| foreign_elid(part))?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+fn foreign_elid(id: &str) -> BmError {
+    BmError::access("elid", "There is no such service on your account").value(id)
+}
+
+fn store_error(e: impl std::fmt::Display) -> BmError {
+    tracing::error!(error = %e, "store failure");
+    BmError::new(
+        ErrorType::Upstream,
+        "The gateway could not record the call; nothing was sent, try again later",
+    )
+    .object("store")
+}
+
+/// `<doc><ok/><id>N</id></doc>`: the answer stored for (and replayed to) a done order.
+pub fn success_doc(id: u64) -> Element {
+    Element::doc()
+        .child(Element::new("ok"))
+        .child(Element::leaf("id", id.to_string()))
+}
+
+fn pending_error(remoteid: &str) -> BmError {
+    BmError::new(
+        ErrorType::Pending,
+        format!(
+            "The order '{remoteid}' was sent to the upstream but its outcome is not known yet; \
+             it will be checked against the upstream shortly. Retry later with the same parameters"
+        ),
+    )
+    .object("remoteid")
+    .value(remoteid)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, BmError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(store_error)?
+        .map_err(store_error)
 }
 
 impl Gateway {
     /// Check ownership and claim orders. Runs after the catalogue mapped the call.
     pub(crate) async fn before_forward(
         &self,
-        _reseller: &Reseller,
-        _func: &str,
-        _params: &Params,
+        reseller: &Reseller,
+        func: &str,
+        params: &Params,
     ) -> Result<Before, BmError> {
-        Ok(Before::Forward(None))
+        self.check_elids(reseller, params).await?;
+        if func != ORDER_FUNC || !params.is_submit() {
+            return Ok(Before::Forward(None));
+        }
+        let remoteid = params
+            .get_nonempty("remoteid")
+            .ok_or_else(|| BmError::missed("remoteid"))?
+            .to_string();
+        let now = now_ms();
+        let rec = OrderRecord {
+            reseller: reseller.login.clone(),
+            remoteid: remoteid.clone(),
+            params_hash: order_hash(params),
+            plan: params.get_nonempty("pricelist").map(str::to_string),
+            period: params.get_nonempty("period").map(str::to_string),
+            claimed_at_ms: now,
+            updated_at_ms: now,
+            state: OrderState::Pending,
+        };
+        let store = self.store().clone();
+        let r = rec.clone();
+        match blocking(move || store.claim_order(&r)).await? {
+            Claim::Claimed => {
+                tracing::info!(reseller = %reseller.login, remoteid = %remoteid, "order claimed");
+                Ok(Before::Forward(Some(OrderClaim {
+                    remoteid,
+                    claimed_at_ms: now,
+                    plan: rec.plan,
+                    period: rec.period,
+                })))
+            }
+            Claim::Replay(done) => {
+                let OrderState::Done {
+                    answer_xml,
+                    upstream_id,
+                } = &done.state
+                else {
+                    unreachable!("replay of an order that is not done")
+                };
+                let doc = billmgr::parse(answer_xml.as_bytes(), Format::Xml)
+                    .unwrap_or_else(|_| success_doc(*upstream_id));
+                Ok(Before::Replay(doc))
+            }
+            Claim::Pending(_) => Err(pending_error(&remoteid)),
+            Claim::Conflict(_) => Err(BmError::new(
+                ErrorType::Exists,
+                format!(
+                    "An order with remoteid '{remoteid}' was already placed with other parameters"
+                ),
+            )
+            .object("remoteid")
+            .value(remoteid)),
+        }
     }
 
     /// Record the outcome of a forwarded call (an order's answer, a new service) before
     /// the reseller is answered; turn an upstream failure into the reseller's error.
     pub(crate) async fn after_forward(
         &self,
-        _reseller: &Reseller,
-        _func: &str,
-        _params: &Params,
-        _claim: Option<OrderClaim>,
+        reseller: &Reseller,
+        func: &str,
+        params: &Params,
+        claim: Option<OrderClaim>,
         result: Result<(Bytes, Element), UpstreamError>,
     ) -> Result<(Bytes, Element), BmError> {
-        result.map_err(BmError::from)
+        if let Some(claim) = claim {
+            return self.finish_order(reseller, claim, result).await;
+        }
+        let (body, doc) = result.map_err(BmError::from)?;
+        if LIFECYCLE_FUNCS.contains(&func) && (params.is_submit() || func == "certificate.delete") {
+            self.record_lifecycle(reseller, func, params, &doc).await;
+        }
+        Ok((body, doc))
+    }
+
+    async fn finish_order(
+        &self,
+        reseller: &Reseller,
+        claim: OrderClaim,
+        result: Result<(Bytes, Element), UpstreamError>,
+    ) -> Result<(Bytes, Element), BmError> {
+        let login = reseller.login.clone();
+        let remoteid = claim.remoteid.clone();
+        let (body, doc) = match result {
+            Ok(answer) => answer,
+            Err(e) if !e.request_was_sent() => {
+                self.release(
+                    &login,
+                    &claim,
+                    "the upstream could not be reached; nothing was sent",
+                )
+                .await?;
+                return Err(BmError::from(e));
+            }
+            Err(e) => {
+                tracing::warn!(reseller = %login, remoteid = %remoteid, failure = e.label(), "order outcome unknown: left pending for reconciliation");
+                return Err(BmError::new(
+                    ErrorType::Pending,
+                    format!(
+                        "{e} after the order '{remoteid}' was sent; its outcome is not known yet \
+                         and will be checked against the upstream. Retry later with the same parameters"
+                    ),
+                )
+                .object("remoteid")
+                .value(remoteid));
+            }
+        };
+        if let Some(err) = BmError::from_doc(&doc) {
+            // A definite refusal: release the claim so the billing can fix and resend.
+            self.release(&login, &claim, &format!("upstream refused: {}", err.msg))
+                .await?;
+            return Ok((body, doc));
+        }
+        let id = doc
+            .child_text("id")
+            .and_then(|t| t.trim().parse::<u64>().ok());
+        let Some(id) = id else {
+            tracing::warn!(reseller = %login, remoteid = %remoteid, "order answer without an id: left pending for reconciliation");
+            return Ok((body, doc));
+        };
+        let cert = UpstreamCert {
+            id,
+            remoteid: Some(remoteid.clone()),
+            plan: claim.plan.clone(),
+            period: claim.period.clone(),
+            cost: None,
+        };
+        self.record_done(&login, &claim.remoteid, claim.claimed_at_ms, cert, "order")
+            .await?;
+        Ok((body, doc))
+    }
+
+    async fn release(&self, login: &str, claim: &OrderClaim, reason: &str) -> Result<(), BmError> {
+        let store = self.store().clone();
+        let (l, r, at) = (
+            login.to_string(),
+            claim.remoteid.clone(),
+            claim.claimed_at_ms,
+        );
+        let state = OrderState::Failed {
+            reason: reason.to_string(),
+        };
+        blocking(move || store.resolve_order(&l, &r, at, state, None, None, now_ms())).await?;
+        Ok(())
+    }
+
+    /// Record a done order: its service and answer (flushed together), then its ledger
+    /// entry with the upstream cost, read from the upstream list when not known.
+    async fn record_done(
+        &self,
+        login: &str,
+        remoteid: &str,
+        claimed_at_ms: u64,
+        mut cert: UpstreamCert,
+        source: &str,
+    ) -> Result<bool, BmError> {
+        let now = now_ms();
+        let svc = Service {
+            upstream_id: cert.id,
+            reseller: login.to_string(),
+            remoteid: Some(remoteid.to_string()),
+            plan: cert.plan.clone(),
+            period: cert.period.clone(),
+            recorded_at: now / 1000,
+            source: source.to_string(),
+            deleted: false,
+            history: vec![ServiceEvent {
+                at: now / 1000,
+                func: ORDER_FUNC.to_string(),
+                outcome: "ok".to_string(),
+            }],
+        };
+        let answer_xml =
+            String::from_utf8_lossy(&billmgr::render(&success_doc(cert.id), Format::Xml))
+                .into_owned();
+        let state = OrderState::Done {
+            upstream_id: cert.id,
+            answer_xml,
+        };
+        // The ledger entry is written with the order's outcome (one flush), so a crash
+        // cannot leave a done order unbilled; the cost is filled in below when unknown.
+        let entry = self.ledger_entry(
+            login,
+            "order",
+            cert.id,
+            Some(remoteid),
+            cert.plan.clone(),
+            cert.period.clone(),
+            cert.cost.clone(),
+            now,
+        );
+        let store = self.store().clone();
+        let (l, r) = (login.to_string(), remoteid.to_string());
+        let resolved = blocking(move || {
+            store.resolve_order(&l, &r, claimed_at_ms, state, Some(svc), Some(&entry), now)
+        })
+        .await?;
+        if !resolved {
+            return Ok(false);
+        }
+        tracing::info!(reseller = %login, remoteid = %remoteid, id = cert.id, "order done");
+        if cert.cost.is_some() {
+            return Ok(true);
+        }
+        {
+            if let Some(reseller) = self.store().reseller(login) {
+                if let Ok(list) = self.list_certificates(&reseller, Some(remoteid)).await {
+                    if let Some(c) = list.into_iter().find(|c| c.id == cert.id) {
+                        cert.cost = c.cost;
+                        cert.plan = cert.plan.or(c.plan);
+                        cert.period = cert.period.or(c.period);
+                    }
+                }
+            }
+        }
+        self.record_ledger(
+            login,
+            "order",
+            cert.id,
+            Some(remoteid),
+            cert.plan,
+            cert.period,
+            cert.cost,
+            now,
+        )
+        .await;
+        Ok(true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ledger_entry(
+        &self,
+        login: &str,
+        kind: &str,
+        id: u64,
+        remoteid: Option<&str>,
+        plan: Option<String>,
+        period: Option<String>,
+        cost: Option<String>,
+        at_ms: u64,
+    ) -> LedgerEntry {
+        let cost = cost.and_then(|c| Decimal::from_str(c.trim()).ok());
+        let price = cost.map(|c| ledger::marked_up_price(self.store(), login, plan.as_deref(), c));
+        LedgerEntry {
+            at_ms,
+            reseller: login.to_string(),
+            kind: kind.to_string(),
+            upstream_id: id,
+            remoteid: remoteid.map(str::to_string),
+            plan,
+            period,
+            upstream_cost: cost.map(|c| c.to_string()),
+            price: price.map(|p| p.to_string()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_ledger(
+        &self,
+        login: &str,
+        kind: &str,
+        id: u64,
+        remoteid: Option<&str>,
+        plan: Option<String>,
+        period: Option<String>,
+        cost: Option<String>,
+        at_ms: u64,
+    ) {
+        let entry = self.ledger_entry(login, kind, id, remoteid, plan, period, cost, at_ms);
+        let store = self.store().clone();
+        if let Err(e) = blocking(move || store.record_ledger(&entry)).await {
+            tracing::error!(reseller = %login, id, error = %e.msg, "cannot record a ledger entry");
+        }
+    }
+
+    async fn record_lifecycle(
+        &self,
+        reseller: &Reseller,
+        func: &str,
+        params: &Params,
+        doc: &Element,
+    ) {
+        let Ok(ids) = elids(params) else { return };
+        let err = BmError::from_doc(doc);
+        let outcome = match &err {
+            Some(e) => format!("error:{}", e.kind.as_str()),
+            None => "ok".to_string(),
+        };
+        let now = now_ms();
+        for &id in &ids {
+            let event = ServiceEvent {
+                at: now / 1000,
+                func: func.to_string(),
+                outcome: outcome.clone(),
+            };
+            let deleted = err.is_none() && func == "certificate.delete";
+            let store = self.store().clone();
+            if let Err(e) = blocking(move || store.add_service_event(id, event, deleted)).await {
+                tracing::error!(reseller = %reseller.login, id, error = %e.msg, "cannot record a service event");
+            }
+        }
+        if err.is_none() && func == "service.prolong" {
+            for &id in &ids {
+                let svc = self.store().service(id).ok().flatten();
+                let period = params.get_nonempty("period").map(str::to_string);
+                let cost = match &period {
+                    Some(p) => self.renewal_cost(reseller, id, p).await,
+                    None => None,
+                };
+                self.record_ledger(
+                    &reseller.login,
+                    "renewal",
+                    id,
+                    svc.as_ref().and_then(|s| s.remoteid.as_deref()),
+                    svc.as_ref().and_then(|s| s.plan.clone()),
+                    period,
+                    cost,
+                    now,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// The upstream's cost of renewing `id` for `period` months, from the prolong form.
+    async fn renewal_cost(&self, reseller: &Reseller, id: u64, period: &str) -> Option<String> {
+        let params = Params::from_pairs([("func", "service.prolong"), ("elid", &id.to_string())]);
+        let (_, doc) = self
+            .forward(reseller, &params, &mut RequestLog::default())
+            .await
+            .ok()?;
+        let slist = doc
+            .find_all("slist")
+            .find(|s| s.get_attr("name") == Some("period"))?;
+        let val = slist
+            .find_all("val")
+            .find(|v| v.get_attr("key") == Some(period.trim()))?;
+        val.get_attr("cost").map(str::to_string)
+    }
+
+    /// Every `elid` must be the reseller's; unknown ids are looked up upstream once.
+    async fn check_elids(&self, reseller: &Reseller, params: &Params) -> Result<(), BmError> {
+        let ids = elids(params)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let store = self.store().clone();
+        let login = reseller.login.clone();
+        let unknown = blocking(move || {
+            let mut unknown = Vec::new();
+            for id in ids {
+                match store.service(id)? {
+                    Some(s) if s.reseller == login => {}
+                    Some(_) => return Ok(Err(id)),
+                    None => unknown.push(id),
+                }
+            }
+            Ok(Ok(unknown))
+        })
+        .await?
+        .map_err(|id| {
+            tracing::info!(reseller = %reseller.login, id, "elid of another reseller refused");
+            foreign_elid(&id.to_string())
+        })?;
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let list = self
+            .list_certificates(reseller, None)
+            .await
+            .map_err(BmError::from)?;
+        for id in unknown {
+            let Some(cert) = list.iter().find(|c| c.id == id) else {
+                tracing::info!(reseller = %reseller.login, id, "unknown elid not on the reseller's upstream account: refused");
+                return Err(foreign_elid(&id.to_string()));
+            };
+            if !self.record_found(&reseller.login, cert, "lookup").await? {
+                return Err(foreign_elid(&id.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Record a certificate found on the reseller's upstream account. `false` when the id
+    /// belongs to another reseller.
+    async fn record_found(
+        &self,
+        login: &str,
+        cert: &UpstreamCert,
+        source: &str,
+    ) -> Result<bool, BmError> {
+        let now = now_ms() / 1000;
+        let svc = Service {
+            upstream_id: cert.id,
+            reseller: login.to_string(),
+            remoteid: cert.remoteid.clone(),
+            plan: cert.plan.clone(),
+            period: cert.period.clone(),
+            recorded_at: now,
+            source: source.to_string(),
+            deleted: false,
+            history: Vec::new(),
+        };
+        let store = self.store().clone();
+        blocking(move || store.record_service(svc)).await
+    }
+
+    /// The certificates of the reseller's upstream account (`func=certificate`), those
+    /// with `remoteid` only when given.
+    pub async fn list_certificates(
+        &self,
+        reseller: &Reseller,
+        remoteid: Option<&str>,
+    ) -> Result<Vec<UpstreamCert>, UpstreamError> {
+        let mut params = Params::from_pairs([("func", "certificate")]);
+        if let Some(r) = remoteid {
+            params.push("remoteid", r);
+        }
+        let (_, doc) = self
+            .forward(reseller, &params, &mut RequestLog::default())
+            .await?;
+        if let Some(e) = BmError::from_doc(&doc) {
+            tracing::warn!(reseller = %reseller.login, error = %e, "the upstream refused the certificate list");
+            return Err(UpstreamError::Garbage);
+        }
+        let text = |e: &Element, n: &str| {
+            e.child_text(n)
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+        };
+        let certs = doc
+            .find_all("elem")
+            .filter_map(|e| {
+                Some(UpstreamCert {
+                    id: text(e, "id")?.parse().ok()?,
+                    remoteid: text(e, "remoteid"),
+                    plan: text(e, "pricelist_id"),
+                    period: text(e, "period"),
+                    cost: text(e, "cost"),
+                })
+            })
+            // An upstream that ignores the filter must not match other remoteids.
+            .filter(|c| remoteid.is_none_or(|r| c.remoteid.as_deref() == Some(r)))
+            .collect();
+        Ok(certs)
+    }
+
+    /// Record every certificate of the reseller's upstream account as its service
+    /// (`resellgate services sync`). Answers (recorded, refused as another reseller's).
+    pub async fn sync_services(&self, reseller: &Reseller) -> anyhow::Result<(usize, Vec<u64>)> {
+        let list = self
+            .list_certificates(reseller, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut recorded = 0;
+        let mut refused = Vec::new();
+        for cert in &list {
+            if self
+                .record_found(&reseller.login, cert, "sync")
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.msg))?
+            {
+                recorded += 1;
+            } else {
+                refused.push(cert.id);
+            }
+        }
+        Ok((recorded, refused))
+    }
+
+    /// Resolve pending orders claimed at least `settle` ago by looking their remoteid up
+    /// on the reseller's upstream account: found → done (service, answer, ledger); not
+    /// found → failed (a retry may order again). Never sends an order.
+    pub async fn reconcile_orders(&self, settle: Duration) -> anyhow::Result<ReconcileReport> {
+        let store = self.store().clone();
+        let orders = blocking(move || store.orders())
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.msg))?;
+        let mut report = ReconcileReport::default();
+        let now = now_ms();
+        for rec in orders
+            .into_iter()
+            .filter(|r| r.state == OrderState::Pending)
+        {
+            let key = (rec.reseller.clone(), rec.remoteid.clone());
+            if now.saturating_sub(rec.claimed_at_ms) < settle.as_millis() as u64 {
+                report.left.push(key);
+                continue;
+            }
+            let Some(reseller) = self.store().reseller(&rec.reseller) else {
+                report.left.push(key);
+                continue;
+            };
+            let found = match self.list_certificates(&reseller, Some(&rec.remoteid)).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(reseller = %rec.reseller, remoteid = %rec.remoteid, error = %e, "reconcile: lookup failed, order left pending");
+                    report.left.push(key);
+                    continue;
+                }
+            };
+            match found.into_iter().min_by_key(|c| c.id) {
+                Some(mut cert) => {
+                    cert.plan = cert.plan.or(rec.plan.clone());
+                    cert.period = cert.period.or(rec.period.clone());
+                    let id = cert.id;
+                    if self
+                        .record_done(
+                            &rec.reseller,
+                            &rec.remoteid,
+                            rec.claimed_at_ms,
+                            cert,
+                            "reconcile",
+                        )
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}", e.msg))?
+                    {
+                        tracing::info!(reseller = %rec.reseller, remoteid = %rec.remoteid, id, "reconcile: order found upstream, recorded as done");
+                        report.found.push((key.0, key.1, id));
+                    } else {
+                        report.left.push(key);
+                    }
+                }
+                None => {
+                    let store = self.store().clone();
+                    let (l, r, at) = (
+                        rec.reseller.clone(),
+                        rec.remoteid.clone(),
+                        rec.claimed_at_ms,
+                    );
+                    let state = OrderState::Failed {
+                        reason: "not found on the upstream by reconciliation".into(),
+                    };
+                    let ok = blocking(move || {
+                        store.resolve_order(&l, &r, at, state, None, None, now_ms())
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.msg))?;
+                    if ok {
+                        tracing::info!(reseller = %rec.reseller, remoteid = %rec.remoteid, "reconcile: order not found upstream, marked failed");
+                        report.failed.push(key);
+                    } else {
+                        report.left.push(key);
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ignores_order_and_transport_fields() {
+        let a = Params::from_pairs([
+            ("func", ORDER_FUNC),
+            ("remoteid", "l1"),
+            ("CN", "a.example"),
+            ("out", "json"),
+            ("authinfo", "acme:pw"),
+        ]);
+        let b = Params::from_pairs([
+            ("CN", "a.example"),
+            ("lang", "ru"),
+            ("remoteid", "l1"),
+            ("func", ORDER_FUNC),
+            ("auth", "sid"),
+        ]);
+        assert_eq!(order_hash(&a), order_hash(&b));
+        let c = Params::from_pairs([
+            ("func", ORDER_FUNC),
+            ("remoteid", "l1"),
+            ("CN", "b.example"),
+        ]);
+        assert_ne!(order_hash(&a), order_hash(&c));
+        // a multiset: a repeated pair counts
+        let d = Params::from_pairs([
+            ("func", ORDER_FUNC),
+            ("remoteid", "l1"),
+            ("CN", "a.example"),
+            ("CN", "a.example"),
+        ]);
+        assert_ne!(order_hash(&a), order_hash(&d));
+    }
+
+    #[test]
+    fn elid_lists() {
+        let p = Params::from_pairs([("elid", "5001, 5002,5003 ,")]);
+        assert_eq!(elids(&p).unwrap(), vec![5001, 5002, 5003]);
+        let p = Params::from_pairs([("elid", "5001, x")]);
+        assert_eq!(elids(&p).unwrap_err().kind, ErrorType::Access);
     }
 }

@@ -40,6 +40,34 @@ impl BackgroundService for Purge {
     }
 }
 
+/// How often pending orders are reconciled against the upstream.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Resolves pending orders (older than connect + read timeout) against the upstream.
+struct Reconcile {
+    gateway: Arc<Gateway>,
+    settle: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Reconcile {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => match self.gateway.reconcile_orders(self.settle).await {
+                    Ok(r) if !r.found.is_empty() || !r.failed.is_empty() => tracing::info!(
+                        found = r.found.len(), failed = r.failed.len(), pending = r.left.len(),
+                        "pending orders reconciled"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "reconciling pending orders failed"),
+                },
+            }
+        }
+    }
+}
+
 /// Build the server for `config` around an already-built gateway.
 pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
     let conf = ServerConf {
@@ -98,7 +126,13 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
             "the admin token variable is unset: the admin listener is off"
         ),
     }
-    server.add_service(background_service("session purge", Purge(gateway)));
+    server.add_service(background_service("session purge", Purge(gateway.clone())));
+    let settle =
+        Duration::from_millis(config.upstream.connect_timeout_ms + config.upstream.read_timeout_ms);
+    server.add_service(background_service(
+        "order reconciliation",
+        Reconcile { gateway, settle },
+    ));
     Ok(server)
 }
 

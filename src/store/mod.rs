@@ -13,7 +13,10 @@
 
 pub mod backend;
 pub mod codec;
+pub mod ledger;
 pub mod model;
+pub mod orders;
+pub mod services;
 
 use std::fmt;
 use std::path::Path;

@@ -170,7 +170,13 @@ fn order_by_local_id_reaches_the_upstream_with_upstream_ids() {
     ));
     let d = doc(&resp, Format::Xml);
     assert!(d.child_text("id").is_some(), "{}", resp.text());
-    let up = env.last_upstream();
+    let up = env
+        .sandbox
+        .sandbox
+        .received()
+        .into_iter()
+        .find(|p| p.func() == Some("certificate.order.param"))
+        .expect("the order reached the upstream");
     assert_eq!(up.get("pricelist"), Some("3033"));
     assert_eq!(up.get("addon_3034"), Some("2"));
     assert!(!up.contains("addon_201"));

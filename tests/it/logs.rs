@@ -71,7 +71,7 @@ fn no_secret_in_any_log_line() {
         .sandbox
         .inject(Fault::Hang, FaultPhase::BeforeHandling);
     post(&format!("func=certificate.edit&sok=ok&elid=1&{ai}"));
-    post(&format!("func=certificate.order.param&sok=ok&pricelist=3033&period=12&CN=a.example.com&approver_email_1=admin%40a.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on&remoteid=x&{ai}"));
+    post(&format!("func=certificate.order.param&sok=ok&pricelist=101&period=12&CN=a.example.com&approver_email_1=admin%40a.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on&remoteid=x&{ai}"));
     let _ = client::get(addr, &format!("/billmgr?func=whoami&{ai}"));
     let _ = client::get(addr, &format!("/nowhere?func=whoami&{ai}"));
     std::thread::sleep(Duration::from_millis(200)); // let the last access lines reach the file

@@ -9,5 +9,6 @@ mod catalog;
 mod cli;
 mod gateway;
 mod logs;
+mod orders;
 mod tls;
 mod upstream_failures;

@@ -61,7 +61,7 @@ fn upstream_misbehaviour_becomes_an_error_document() {
         env.sandbox
             .sandbox
             .inject(fault, FaultPhase::BeforeHandling);
-        let resp = env.acme("func=certificate.edit&elid=1&sok=ok&out=json");
+        let resp = env.acme("func=certificate.order.csr&sok=ok&out=json");
         assert_error(&resp, Format::Json, "upstream", "upstream");
         assert_eq!(
             env.sandbox.sandbox.received().len(),

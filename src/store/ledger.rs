@@ -1,0 +1,153 @@
+//! The ledger: one entry per successful order and renewal, for invoicing resellers.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::{decode, encode, Store, StoreError};
+
+/// The ledger's tree.
+pub const LEDGER: &str = "ledger";
+
+/// One billable event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub reseller: String,
+    /// `order` or `renewal`.
+    pub kind: String,
+    pub upstream_id: u64,
+    pub remoteid: Option<String>,
+    /// Upstream pricelist id.
+    pub plan: Option<String>,
+    /// Months.
+    pub period: Option<String>,
+    /// What the upstream charged (decimal string), when it could be read.
+    pub upstream_cost: Option<String>,
+    /// What the reseller is charged (decimal string); see [`marked_up_price`].
+    pub price: Option<String>,
+}
+
+/// The price a reseller pays for `upstream_cost` on `upstream_plan`: the markup of the
+/// reseller's local plan over that upstream plan (the reseller's own markup replaces the
+/// plan's), as the catalogue shows it. Without a mapped plan or markup, the cost itself.
+pub fn marked_up_price(
+    store: &Store,
+    reseller: &str,
+    upstream_plan: Option<&str>,
+    upstream_cost: Decimal,
+) -> Decimal {
+    let Some(r) = store.reseller(reseller) else {
+        return upstream_cost;
+    };
+    let up: Option<u64> = upstream_plan.and_then(|p| p.trim().parse().ok());
+    let plan = store
+        .plans()
+        .into_iter()
+        .find(|p| Some(p.upstream_id) == up && r.plans.contains(&p.id));
+    match plan.and_then(|p| crate::catalog::response::effective_markup(&r, &p)) {
+        Some(m) => crate::catalog::markup::apply(&m, upstream_cost).unwrap_or(upstream_cost),
+        None => upstream_cost,
+    }
+}
+
+fn entry_key(e: &LedgerEntry) -> Vec<u8> {
+    // reseller \0 kind \0 upstream id [\0 time]: an order is recorded once per certificate,
+    // a renewal once per call.
+    let mut k = Vec::new();
+    k.extend_from_slice(e.reseller.as_bytes());
+    k.push(0);
+    k.extend_from_slice(e.kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&e.upstream_id.to_be_bytes());
+    if e.kind != "order" {
+        k.push(0);
+        k.extend_from_slice(&e.at_ms.to_be_bytes());
+    }
+    k
+}
+
+impl Store {
+    /// Records `entry` (an order's entry replaces an earlier one for the same certificate);
+    /// flushed before returning.
+    pub fn record_ledger(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        self.put_ledger_unflushed(entry)?;
+        self.shared.backend.flush()?;
+        Ok(())
+    }
+
+    /// [`Store::record_ledger`] without lock and flush (the caller holds and flushes).
+    pub(crate) fn put_ledger_unflushed(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        let v = encode(entry, || format!("ledger entry for {}", entry.upstream_id))?;
+        self.shared.backend.put(LEDGER, &entry_key(entry), &v)?;
+        Ok(())
+    }
+
+    /// Every ledger entry of `reseller` (all when `None`), oldest first.
+    pub fn ledger(&self, reseller: Option<&str>) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.shared.backend.scan(LEDGER)? {
+            let e: LedgerEntry = decode("ledger", &k, &v)?;
+            if reseller.is_none_or(|r| r == e.reseller) {
+                out.push(e);
+            }
+        }
+        out.sort_by_key(|e| e.at_ms);
+        Ok(out)
+    }
+}
+
+/// `YYYY-MM` of unix milliseconds (UTC).
+pub fn month_of(at_ms: u64) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp((at_ms / 1000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}", d.year(), d.month() as u8)
+}
+
+/// RFC 3339 UTC time of unix milliseconds.
+pub fn timestamp(at_ms: u64) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp((at_ms / 1000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        d.year(),
+        d.month() as u8,
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
+    )
+}
+
+/// The CSV the `ledger export` command prints: a header, then one row per entry of
+/// `entries` in month `month` (`YYYY-MM`).
+pub fn to_csv(entries: &[LedgerEntry], month: &str) -> String {
+    let mut out =
+        String::from("time,reseller,kind,service_id,remoteid,plan,period,upstream_cost,price\n");
+    for e in entries.iter().filter(|e| month_of(e.at_ms) == month) {
+        let fields = [
+            timestamp(e.at_ms),
+            e.reseller.clone(),
+            e.kind.clone(),
+            e.upstream_id.to_string(),
+            e.remoteid.clone().unwrap_or_default(),
+            e.plan.clone().unwrap_or_default(),
+            e.period.clone().unwrap_or_default(),
+            e.upstream_cost.clone().unwrap_or_default(),
+            e.price.clone().unwrap_or_default(),
+        ];
+        let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,122 @@
+//! Services: upstream certificate id → (reseller, remoteid, plan, period) and a short
+//! history of what was done to it through the gateway. Keyed by the upstream id (8
+//! big-endian bytes), so the ownership check of an `elid` is one lookup.
+
+use serde::{Deserialize, Serialize};
+
+use super::{decode, encode, trees, Store, StoreError};
+
+/// How many history events a service keeps (the oldest are dropped first).
+pub const HISTORY_LIMIT: usize = 100;
+
+/// A certificate at the upstream and the reseller it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// The upstream certificate id (the `elid` the reseller uses).
+    pub upstream_id: u64,
+    pub reseller: String,
+    /// The reselling billing's own service id, when known.
+    pub remoteid: Option<String>,
+    /// The upstream pricelist id, when known.
+    pub plan: Option<String>,
+    /// The period in months, when known.
+    pub period: Option<String>,
+    /// Unix seconds when the gateway first recorded it.
+    pub recorded_at: u64,
+    /// How it became known: `order`, `reconcile`, `lookup` (an unknown elid), `sync`.
+    pub source: String,
+    pub deleted: bool,
+    pub history: Vec<ServiceEvent>,
+}
+
+/// One call made on a service through the gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    /// Unix seconds.
+    pub at: u64,
+    pub func: String,
+    /// `ok`, or `error:<type>` for an upstream error document.
+    pub outcome: String,
+}
+
+fn key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+impl Store {
+    /// The service with upstream id `id`, from the backend.
+    pub fn service(&self, id: u64) -> Result<Option<Service>, StoreError> {
+        let k = key(id);
+        match self.shared.backend.get(trees::SERVICES, &k)? {
+            Some(v) => Ok(Some(decode(trees::SERVICES, &k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every service of `reseller` (every service when `None`), by id.
+    pub fn services(&self, reseller: Option<&str>) -> Result<Vec<Service>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.shared.backend.scan(trees::SERVICES)? {
+            let s: Service = decode(trees::SERVICES, &k, &v)?;
+            if reseller.is_none_or(|r| r == s.reseller) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records `svc` (flushed before returning). A service already recorded for the same
+    /// reseller keeps its history and gains the fields it lacked. A service recorded for
+    /// another reseller is never reassigned: answers `false`.
+    pub fn record_service(&self, svc: Service) -> Result<bool, StoreError> {
+        let _guard = self.lock();
+        let ok = self.put_service_unflushed(svc)?;
+        self.shared.backend.flush()?;
+        Ok(ok)
+    }
+
+    /// [`Store::record_service`] without the flush (the caller flushes). Hold the lock.
+    pub(crate) fn put_service_unflushed(&self, mut svc: Service) -> Result<bool, StoreError> {
+        if let Some(old) = self.service(svc.upstream_id)? {
+            if old.reseller != svc.reseller {
+                return Ok(false);
+            }
+            svc.history = old.history;
+            svc.recorded_at = old.recorded_at;
+            svc.source = old.source;
+            svc.deleted = old.deleted;
+            svc.remoteid = svc.remoteid.or(old.remoteid);
+            svc.plan = svc.plan.or(old.plan);
+            svc.period = svc.period.or(old.period);
+        }
+        let v = encode(&svc, || format!("service {}", svc.upstream_id))?;
+        self.shared
+            .backend
+            .put(trees::SERVICES, &key(svc.upstream_id), &v)?;
+        Ok(true)
+    }
+
+    /// Appends `event` to the history of service `id` (and marks it deleted when asked);
+    /// flushed. Answers `false` when there is no such service.
+    pub fn add_service_event(
+        &self,
+        id: u64,
+        event: ServiceEvent,
+        deleted: bool,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.lock();
+        let Some(mut svc) = self.service(id)? else {
+            return Ok(false);
+        };
+        svc.history.push(event);
+        if svc.history.len() > HISTORY_LIMIT {
+            let extra = svc.history.len() - HISTORY_LIMIT;
+            svc.history.drain(..extra);
+        }
+        svc.deleted |= deleted;
+        let v = encode(&svc, || format!("service {id}"))?;
+        self.shared.backend.put(trees::SERVICES, &key(id), &v)?;
+        self.shared.backend.flush()?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,595 @@
+//! Services, ownership of `elid`s, exactly-once orders, reconciliation, the service
+//! history and the ledger, against the sandbox.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use resellgate::billmgr::Format;
+use resellgate::client;
+use resellgate::sandbox::{Fault, FaultPhase};
+use resellgate::store::orders::OrderState;
+
+use crate::harness::*;
+
+/// A valid order through the gateway (local plan 101 = upstream 3033; sent directly to
+/// the sandbox it needs `pricelist=3033`).
+fn order(remoteid: &str, cn: &str) -> String {
+    format!(
+        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid={remoteid}&pricelist=101&period=12&CN={cn}&approver_email_1=admin%40{cn}&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on"
+    )
+}
+
+fn id_of(resp: &client::Response, format: Format) -> u64 {
+    doc(resp, format)
+        .child_text("id")
+        .unwrap_or_else(|| panic!("no id: {}", resp.text()))
+        .parse()
+        .unwrap()
+}
+
+fn globex(env: &TestEnv, form: &str) -> client::Response {
+    env.post(&format!("{form}&authinfo={}:{}", GLOBEX.0, GLOBEX.1))
+}
+
+fn reconcile(env: &TestEnv) -> resellgate::proxy::orders::ReconcileReport {
+    let gw = env.gateway.gateway.clone();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move { gw.reconcile_orders(Duration::ZERO).await })
+        .unwrap()
+}
+
+/// Certificates per remoteid, counted on the sandbox's side.
+fn upstream_by_remoteid(env: &TestEnv) -> BTreeMap<String, Vec<u64>> {
+    let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for c in env.sandbox.sandbox.certificates() {
+        m.entry(c.remoteid.unwrap_or_default())
+            .or_default()
+            .push(c.id);
+    }
+    m
+}
+
+/// Point 2: an order is recorded; an identical retry (other order, other format, other
+/// language) gets the stored answer without a second upstream order; other parameters
+/// with the same remoteid are `exists`; no remoteid is `missed`.
+#[test]
+fn orders_are_exactly_once_per_remoteid() {
+    let env = TestEnv::start();
+    let first = env.acme(&order("l1", "shop.example.com"));
+    let id = id_of(&first, Format::Xml);
+    // the service is recorded with plan and period, durably, before the answer
+    let svc = env.store.service(id).unwrap().expect("service recorded");
+    assert_eq!(svc.reseller, "acme");
+    assert_eq!(svc.remoteid.as_deref(), Some("l1"));
+    assert_eq!(svc.plan.as_deref(), Some("3033"));
+    assert_eq!(svc.period.as_deref(), Some("12"));
+
+    // identical retry: parameters reordered, out/lang differ
+    let form = order("l1", "shop.example.com");
+    let mut pairs: Vec<&str> = form.split('&').collect();
+    pairs.reverse();
+    let retry = env.acme(&format!("{}&out=json&lang=ru", pairs.join("&")));
+    assert_eq!(id_of(&retry, Format::Json), id);
+    assert!(doc(&retry, Format::Json).find("ok").is_some());
+    assert_eq!(env.sandbox.sandbox.order_count(), 1);
+
+    // same remoteid, other parameters
+    assert_error(
+        &env.acme(&order("l1", "other.example.com")),
+        Format::Xml,
+        "exists",
+        "remoteid",
+    );
+    // no remoteid
+    let no_remoteid = order("", "x.example.com").replace("remoteid=&", "");
+    env.sandbox.sandbox.clear_received();
+    assert_error(&env.acme(&no_remoteid), Format::Xml, "missed", "remoteid");
+    assert!(env.sandbox.sandbox.received().is_empty());
+    // the same remoteid at another reseller is another key
+    let g = globex(&env, &order("l1", "shop.example.com"));
+    assert_ne!(id_of(&g, Format::Xml), id);
+    assert_eq!(env.sandbox.sandbox.order_count(), 2);
+}
+
+/// Point 2: concurrent duplicates produce exactly one upstream order; the others see
+/// the claim (`pending`) or, once done, the stored answer.
+#[test]
+fn concurrent_duplicates_make_one_order() {
+    let env = TestEnv::start();
+    env.sandbox.sandbox.knobs().set_latency_ms(300);
+    let form = order("dup", "dup.example.com");
+    let answers: Vec<client::Response> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8).map(|_| s.spawn(|| env.acme(&form))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    env.sandbox.sandbox.knobs().set_latency_ms(0);
+    let mut ok = 0;
+    for r in &answers {
+        let d = doc(r, Format::Xml);
+        if d.find("ok").is_some() {
+            ok += 1;
+        } else {
+            let e = error_of(r, Format::Xml);
+            assert_eq!(
+                (e.kind.as_str(), e.object.as_deref()),
+                ("pending", Some("remoteid")),
+                "{}",
+                r.text()
+            );
+        }
+    }
+    assert!(ok >= 1);
+    assert_eq!(env.sandbox.sandbox.order_count(), 1);
+    let id = id_of(&env.acme(&form), Format::Xml);
+    assert_eq!(upstream_by_remoteid(&env)["dup"], vec![id]);
+}
+
+/// Point 2: the upstream creates the order and the answer is lost → pending (first call
+/// and retries); reconcile finds it → the retry gets the id; no second order.
+#[test]
+fn lost_answer_is_pending_then_reconciled_as_done() {
+    let env = TestEnv::builder()
+        .config("[upstream]\nread_timeout_ms = 500")
+        .start();
+    for (n, fault) in [Fault::Reset, Fault::Garbage, Fault::Hang, Fault::Empty]
+        .into_iter()
+        .enumerate()
+    {
+        let remoteid = format!("lost{n}");
+        let form = order(&remoteid, &format!("lost{n}.example.com"));
+        env.sandbox.sandbox.inject(fault, FaultPhase::AfterHandling);
+        assert_error(&env.acme(&form), Format::Xml, "pending", "remoteid");
+        let before = env.sandbox.sandbox.received().len();
+        assert_error(&env.acme(&form), Format::Xml, "pending", "remoteid");
+        assert_eq!(
+            env.sandbox.sandbox.received().len(),
+            before,
+            "{fault:?}: a pending order was sent again"
+        );
+        let report = reconcile(&env);
+        assert_eq!(report.found.len(), 1, "{fault:?}: {report:?}");
+        let id = id_of(&env.acme(&form), Format::Xml);
+        assert_eq!(upstream_by_remoteid(&env)[&remoteid], vec![id], "{fault:?}");
+        assert_eq!(env.store.service(id).unwrap().unwrap().reseller, "acme");
+    }
+    assert_eq!(env.sandbox.sandbox.order_count(), 4);
+}
+
+/// Point 2: the request was sent but never processed → pending; reconcile does not find
+/// it → failed; the retry orders once.
+#[test]
+fn unprocessed_order_is_reconciled_as_failed_then_retried() {
+    let env = TestEnv::start();
+    let form = order("nf", "nf.example.com");
+    env.sandbox
+        .sandbox
+        .inject(Fault::Reset, FaultPhase::BeforeHandling);
+    assert_error(&env.acme(&form), Format::Xml, "pending", "remoteid");
+    assert_eq!(env.sandbox.sandbox.order_count(), 0);
+    let report = reconcile(&env);
+    assert_eq!(report.failed, vec![("acme".to_string(), "nf".to_string())]);
+    let id = id_of(&env.acme(&form), Format::Xml);
+    assert_eq!(upstream_by_remoteid(&env)["nf"], vec![id]);
+}
+
+/// Point 2: an upstream error document releases the claim (the billing fixes and
+/// resends with the same remoteid); a connect failure releases it too.
+#[test]
+fn refusals_and_connect_failures_release_the_claim() {
+    let env = TestEnv::start();
+    let bad = order("fix", "fix.example.com").replace("admin%40fix.example.com", "bad%40other.org");
+    let resp = env.acme(&format!("{bad}&out=json"));
+    assert_error(&resp, Format::Json, "value", "approver_email_1");
+    let rec = env.store.order("acme", "fix").unwrap().unwrap();
+    assert!(matches!(rec.state, OrderState::Failed { .. }), "{rec:?}");
+    let id = id_of(&env.acme(&order("fix", "fix.example.com")), Format::Xml);
+    assert_eq!(upstream_by_remoteid(&env)["fix"], vec![id]);
+
+    let down = TestEnv::builder()
+        .upstream_url(&format!("http://127.0.0.1:{}/billmgr", free_port()))
+        .start();
+    assert_error(
+        &down.acme(&order("c1", "c1.example.com")),
+        Format::Xml,
+        "upstream",
+        "upstream",
+    );
+    let rec = down.store.order("acme", "c1").unwrap().unwrap();
+    assert!(matches!(rec.state, OrderState::Failed { .. }), "{rec:?}");
+}
+
+/// Point 1: every id of `elid` must be the caller's; unknown ids are looked up once in
+/// the caller's own upstream account and recorded; foreign ids are refused unforwarded.
+#[test]
+fn elid_ownership() {
+    let env = TestEnv::start();
+    let a = id_of(&env.acme(&order("a1", "a1.example.com")), Format::Xml);
+    let b = id_of(&env.acme(&order("a2", "a2.example.com")), Format::Xml);
+    let g = id_of(&globex(&env, &order("g1", "g1.example.com")), Format::Xml);
+
+    env.sandbox.sandbox.clear_received();
+    for elid in [
+        format!("{g}"),
+        format!("{a}, {g}"),
+        format!("{a},{b}, {g}"),
+        "abc".to_string(),
+    ] {
+        let resp = env.acme(&format!(
+            "func=certificate.delete&elid={}&sok=ok",
+            elid.replace(' ', "%20")
+        ));
+        assert_error(&resp, Format::Xml, "access", "elid");
+    }
+    assert!(
+        env.sandbox.sandbox.received().is_empty(),
+        "a foreign elid was forwarded"
+    );
+    assert_eq!(
+        env.sandbox
+            .sandbox
+            .certificates()
+            .iter()
+            .filter(|c| c.deleted)
+            .count(),
+        0
+    );
+    // a list of own ids passes
+    let d = doc(
+        &env.acme(&format!("func=certificate.delete&elid={a},%20{b}&sok=ok")),
+        Format::Xml,
+    );
+    assert!(d.find("ok").is_some());
+
+    // a certificate made directly upstream (not through the gateway) is found and recorded
+    let up = client::post_form(
+        env.sandbox.addr,
+        "/billmgr",
+        &format!(
+            "{}&authinfo={}:{}",
+            order("direct", "direct.example.com").replace("pricelist=101", "pricelist=3033"),
+            ACME_UP.0,
+            ACME_UP.1
+        ),
+    )
+    .unwrap();
+    let direct = id_of(&up, Format::Xml);
+    assert!(env.store.service(direct).unwrap().is_none());
+    let d = doc(
+        &env.acme(&format!("func=certificate.edit&elid={direct}")),
+        Format::Xml,
+    );
+    assert!(d.child_text("CN").is_some(), "{d:?}");
+    let svc = env.store.service(direct).unwrap().unwrap();
+    assert_eq!(
+        (svc.reseller.as_str(), svc.source.as_str()),
+        ("acme", "lookup")
+    );
+    // ...but not for another reseller, and an id nobody has is refused
+    assert_error(
+        &globex(&env, &format!("func=certificate.edit&elid={direct}")),
+        Format::Xml,
+        "access",
+        "elid",
+    );
+    assert_error(
+        &env.acme("func=certificate.edit&elid=999999"),
+        Format::Xml,
+        "access",
+        "elid",
+    );
+}
+
+/// Point 3: lifecycle calls pass the ownership check and land in the service's history;
+/// upstream errors reach the reseller unchanged.
+#[test]
+fn lifecycle_is_recorded_in_the_history() {
+    let env = TestEnv::start();
+    let id = id_of(&env.acme(&order("life", "life.example.com")), Format::Xml);
+    let calls = [
+        format!("func=certificate.reissue.step2&elid={id}&crt_type=oldrequest&approver_email_1=admin%40life.example.com&sok=ok"),
+        format!("func=certificate.edit&elid={id}&adm_phone=2&sok=ok"),
+        format!("func=service.prolong&elid={id}&period=12&sok=ok"),
+    ];
+    for c in &calls {
+        assert!(doc(&env.acme(c), Format::Xml).find("ok").is_some(), "{c}");
+    }
+    // an upstream error passes through unchanged and is recorded as such
+    let resp = env.acme(&format!(
+        "func=certificate.edit&elid={id}&approver_email=bad%40other.org&sok=ok&out=json"
+    ));
+    assert_error(&resp, Format::Json, "value", "approver_email");
+    assert!(doc(
+        &env.acme(&format!("func=certificate.delete&elid={id}&sok=ok")),
+        Format::Xml
+    )
+    .find("ok")
+    .is_some());
+    let svc = env.store.service(id).unwrap().unwrap();
+    let h: Vec<(&str, &str)> = svc
+        .history
+        .iter()
+        .map(|e| (e.func.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        h,
+        [
+            ("certificate.order.param", "ok"),
+            ("certificate.reissue.step2", "ok"),
+            ("certificate.edit", "ok"),
+            ("service.prolong", "ok"),
+            ("certificate.edit", "error:value"),
+            ("certificate.delete", "ok"),
+        ]
+    );
+    assert!(svc.deleted);
+    // another reseller cannot touch it
+    assert_error(
+        &globex(
+            &env,
+            &format!("func=service.prolong&elid={id}&period=12&sok=ok"),
+        ),
+        Format::Xml,
+        "access",
+        "elid",
+    );
+}
+
+/// Point 4: orders and renewals are in the ledger with the upstream cost and a price.
+#[test]
+fn ledger_records_orders_and_renewals() {
+    let env = TestEnv::start();
+    let id = id_of(&env.acme(&order("led", "led.example.com")), Format::Xml);
+    assert!(doc(
+        &env.acme(&format!("func=service.prolong&elid={id}&period=24&sok=ok")),
+        Format::Xml
+    )
+    .find("ok")
+    .is_some());
+    let entries = env.store.ledger(Some("acme")).unwrap();
+    let rows: Vec<(&str, u64, Option<&str>, Option<&str>, Option<&str>)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.kind.as_str(),
+                e.upstream_id,
+                e.period.as_deref(),
+                e.upstream_cost.as_deref(),
+                e.price.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("order", id, Some("12"), Some("9.0000"), Some("11.30")),
+            ("renewal", id, Some("24"), Some("16.0000"), Some("19.70")),
+        ]
+    );
+    assert!(env.store.ledger(Some("globex")).unwrap().is_empty());
+    let month = resellgate::store::ledger::month_of(entries[0].at_ms);
+    let csv = resellgate::store::ledger::to_csv(&entries, &month);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time,reseller,kind,service_id,remoteid,plan,period,upstream_cost,price"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[1].contains(&format!(",acme,order,{id},led,3033,12,9.0000,11.30")),
+        "{csv}"
+    );
+    assert_eq!(
+        resellgate::store::ledger::to_csv(&entries, "1999-01")
+            .lines()
+            .count(),
+        1
+    );
+}
+
+/// The real binary as a child process over one store.
+struct Binary {
+    config: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    fn new(sandbox: &resellgate::sandbox::SandboxHandle) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"http://{}/billmgr\"\nconnect_timeout_ms = 500\nread_timeout_ms = 2000\n[store]\npath = \"store\"\n", sandbox.addr),
+        )
+        .unwrap();
+        let mappings = write_mappings(dir.path());
+        let out = Self::cli_in(
+            &config,
+            &["mappings", "apply"],
+            &[mappings.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Binary {
+            config,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    fn cli_in(config: &std::path::Path, cmd: &[&str], rest: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
+            .args(cmd)
+            .arg("--config")
+            .arg(config)
+            .args(rest)
+            .output()
+            .unwrap()
+    }
+
+    fn cli(&self, cmd: &[&str], rest: &[&str]) -> String {
+        let out = Self::cli_in(&self.config, cmd, rest);
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn serve(&self) -> std::process::Child {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        resellgate::proxy::server::wait_until_accepting(self.addr, Duration::from_secs(20))
+            .unwrap();
+        child
+    }
+
+    fn order(&self, remoteid: &str) -> Option<Result<u64, String>> {
+        let form = format!(
+            "{}&authinfo={}:{}",
+            order(remoteid, &format!("{remoteid}.example.com")),
+            ACME.0,
+            ACME.1
+        );
+        let resp = client::post_form(self.addr, "/billmgr", &form).ok()?;
+        let d = resellgate::billmgr::parse(&resp.body, Format::Xml).ok()?;
+        match d.child_text("id") {
+            Some(id) => Some(Ok(id.parse().unwrap())),
+            None => Some(Err(resp.text().to_string())),
+        }
+    }
+}
+
+/// Point 5: SIGKILL the real gateway during bursts of orders (before forwarding, while
+/// the upstream is answering, right after it answered); after each crash reconcile with
+/// the CLI, restart, retry every order. Counted on the sandbox: one certificate per
+/// remoteid, and every acknowledged id is that certificate.
+#[test]
+fn crashes_lose_no_acknowledged_order_and_duplicate_none() {
+    let sandbox =
+        resellgate::sandbox::spawn("127.0.0.1:0", resellgate::sandbox::Sandbox::demo()).unwrap();
+    let bin = Binary::new(&sandbox);
+    let latency = 400u64;
+    sandbox.sandbox.knobs().set_latency_ms(latency);
+    let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+    let mut all = Vec::new();
+    // kill delays after the burst starts: before/at forwarding, mid-answer, just after
+    for (round, kill_after_ms) in [5u64, latency / 2, latency + 60, 2 * latency + 120]
+        .into_iter()
+        .enumerate()
+    {
+        let mut child = bin.serve();
+        let ids: Vec<String> = (0..10).map(|i| format!("c{round}x{i}")).collect();
+        all.extend(ids.iter().cloned());
+        let answers: Vec<(String, Option<Result<u64, String>>)> = std::thread::scope(|s| {
+            let hs: Vec<_> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let bin = &bin;
+                    s.spawn(move || {
+                        std::thread::sleep(Duration::from_millis(i as u64 * 7));
+                        (r.clone(), bin.order(r))
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(kill_after_ms));
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (r, a) in answers {
+            if let Some(Ok(id)) = a {
+                acked.insert(r, id);
+            }
+        }
+        // let the upstream finish what it was handed, then reconcile with the gateway down
+        std::thread::sleep(Duration::from_millis(latency + 200));
+        let out = bin.cli(&["orders", "reconcile"], &["--settle-ms", "0"]);
+        eprintln!(
+            "round {round}: {} acked so far; reconcile: {}",
+            acked.len(),
+            out.lines().last().unwrap_or("")
+        );
+        assert!(out.contains("0 still pending"), "{out}");
+    }
+    sandbox.sandbox.knobs().set_latency_ms(0);
+    let mut child = bin.serve();
+    for r in &all {
+        match bin.order(r) {
+            Some(Ok(id)) => {
+                if let Some(prev) = acked.get(r) {
+                    assert_eq!(*prev, id, "{r}: acknowledged id changed");
+                }
+                acked.insert(r.clone(), id);
+            }
+            other => panic!("{r}: retry after reconcile failed: {other:?}"),
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut by_remoteid: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for c in sandbox.sandbox.certificates() {
+        by_remoteid
+            .entry(c.remoteid.unwrap_or_default())
+            .or_default()
+            .push(c.id);
+    }
+    assert_eq!(by_remoteid.len(), all.len(), "{by_remoteid:?}");
+    for r in &all {
+        assert_eq!(
+            by_remoteid[r],
+            vec![acked[r]],
+            "{r}: duplicates or lost order"
+        );
+    }
+
+    // the operator commands over the same store
+    let month = resellgate::store::ledger::month_of(resellgate::proxy::orders::now_ms());
+    let csv = bin.cli(
+        &["ledger", "export"],
+        &["--reseller", "acme", "--month", &month],
+    );
+    assert_eq!(
+        csv.lines().count(),
+        all.len() + 1,
+        "{csv}\n{}",
+        bin.cli(&["orders", "list"], &[])
+    );
+    let up = client::post_form(
+        sandbox.addr,
+        "/billmgr",
+        &format!(
+            "{}&authinfo={}:{}",
+            order("direct", "direct.example.com").replace("pricelist=101", "pricelist=3033"),
+            ACME_UP.0,
+            ACME_UP.1
+        ),
+    )
+    .unwrap();
+    assert!(up.text().contains("<id>"));
+    let out = bin.cli(&["services", "sync"], &["--reseller", "acme"]);
+    assert!(
+        out.contains(&format!("{} services recorded for acme", all.len() + 1)),
+        "{out}"
+    );
+    let out = bin.cli(&["services", "list"], &["--reseller", "acme"]);
+    assert!(out.contains("direct\t3033\t12\tsync"), "{out}");
+    let out = bin.cli(&["orders", "list"], &[]);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("\tdone\t")).count(),
+        all.len(),
+        "{out}"
+    );
+}
