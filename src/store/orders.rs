@@ -124,6 +124,7 @@ impl Store {
     /// Moves the pending claim made at `claimed_at_ms` to `state` (and records `service`
     /// first, when given), then flushes. Answers `false` when the record is no longer that
     /// pending claim (then nothing is written).
+    #[allow(clippy::too_many_arguments)]
     pub fn resolve_order(
         &self,
         reseller: &str,

@@ -347,6 +347,7 @@ fn ledger_records_orders_and_renewals() {
     .find("ok")
     .is_some());
     let entries = env.store.ledger(Some("acme")).unwrap();
+    #[allow(clippy::type_complexity)]
     let rows: Vec<(&str, u64, Option<&str>, Option<&str>, Option<&str>)> = entries
         .iter()
         .map(|e| {
