@@ -219,6 +219,15 @@ impl Script {
             .to_string();
         println!("   <- ordered: certificate {id}");
 
+        let doc = self.call(
+            "the billing retries the same order (a timeout on its side): answered from the store, no second purchase",
+            &format!("{order}&{auth}"),
+        )?;
+        println!(
+            "   <- same certificate {} (one order upstream)",
+            doc.child_text("id").unwrap_or("?")
+        );
+
         let doc = self.call("list certificates", &format!("func=certificate&{auth}"))?;
         for e in doc.find_all("elem") {
             println!(

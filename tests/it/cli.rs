@@ -183,6 +183,7 @@ fn demo_once() {
     assert!(o.status.success(), "{out}\n{err}");
     for step in [
         "ordered: certificate",
+        "same certificate 5001 (one order upstream)",
         "reissue requested",
         "new expiry date",
         "error type=access object=func",
