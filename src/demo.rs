@@ -3,7 +3,6 @@
 //! printed step by step, and then both keep serving so you can try it with curl.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -269,9 +268,4 @@ impl Script {
         println!("   <- deleted");
         Ok(())
     }
-}
-
-/// The path of the demo mapping file in a source checkout.
-pub fn mappings_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mappings/demo.toml")
 }

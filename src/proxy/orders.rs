@@ -390,7 +390,7 @@ impl Gateway {
                 }
             }
         }
-        self.record_ledger(
+        let entry = self.ledger_entry(
             login,
             "order",
             cert.id,
@@ -399,8 +399,8 @@ impl Gateway {
             cert.period,
             cert.cost,
             now,
-        )
-        .await;
+        );
+        self.record_ledger(entry).await;
         Ok(true)
     }
 
@@ -431,19 +431,9 @@ impl Gateway {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record_ledger(
-        &self,
-        login: &str,
-        kind: &str,
-        id: u64,
-        remoteid: Option<&str>,
-        plan: Option<String>,
-        period: Option<String>,
-        cost: Option<String>,
-        at_ms: u64,
-    ) {
-        let entry = self.ledger_entry(login, kind, id, remoteid, plan, period, cost, at_ms);
+    /// Write one ledger entry (flushed); a failure is logged, the answer still goes out.
+    async fn record_ledger(&self, entry: LedgerEntry) {
+        let (login, id) = (entry.reseller.clone(), entry.upstream_id);
         let store = self.store().clone();
         if let Err(e) = blocking(move || store.record_ledger(&entry)).await {
             tracing::error!(reseller = %login, id, error = %e.msg, "cannot record a ledger entry");
@@ -484,7 +474,7 @@ impl Gateway {
                     Some(p) => self.renewal_cost(reseller, id, p).await,
                     None => None,
                 };
-                self.record_ledger(
+                let entry = self.ledger_entry(
                     &reseller.login,
                     "renewal",
                     id,
@@ -493,8 +483,8 @@ impl Gateway {
                     period,
                     cost,
                     now,
-                )
-                .await;
+                );
+                self.record_ledger(entry).await;
             }
         }
     }

@@ -34,8 +34,8 @@ pub fn upstream_format(f: Format) -> Format {
     }
 }
 
-/// Read the upstream's answer. `Ok(Some(doc))` when it had to be parsed (rewriting or a
-/// format conversion is needed) and `Ok(None)` when it is valid and can be sent as is.
+/// Read the upstream's answer as a document in the format asked of it; anything else
+/// (HTML, garbage, an empty body) is [`UpstreamError::Garbage`].
 pub fn read_answer(body: &[u8], caller: Format) -> Result<Element, UpstreamError> {
     let f = upstream_format(caller);
     billmgr::parse(body, f).map_err(|e| {

@@ -184,11 +184,9 @@ impl Upstream {
                 .get_http_session(&self.peer)
                 .await
                 .map_err(|e| {
+                    // A connect timeout is still "nothing was sent": Connect, not Timeout.
                     tracing::debug!(error = %e, "upstream connect failed");
-                    match e.etype() {
-                        pingora::ErrorType::ConnectTimedout => UpstreamError::Connect,
-                        _ => UpstreamError::Connect,
-                    }
+                    UpstreamError::Connect
                 })?;
         session.set_read_timeout(Some(self.settings.read_timeout));
         session.set_write_timeout(Some(self.settings.read_timeout));
