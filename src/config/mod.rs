@@ -19,7 +19,7 @@ pub use mappings::{
     UpstreamAccountSpec,
 };
 pub use schema::{
-    AdminConfig, AuthConfig, LimitsConfig, PolicyConfig, ServerConfig, StoreConfig, UpstreamConfig,
+    AdminConfig, AuthConfig, LimitsConfig, OrdersConfig, PolicyConfig, ServerConfig, StoreConfig, UpstreamConfig,
 };
 pub use url::UpstreamUrl;
 
@@ -36,6 +36,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
+    pub orders: OrdersConfig,
     upstream_url: UpstreamUrl,
 }
 
@@ -61,6 +62,7 @@ impl Config {
             policy,
             limits,
             auth,
+            orders,
         } = raw;
         server.tls_cert = server.tls_cert.map(|p| dir.join(p));
         server.tls_key = server.tls_key.map(|p| dir.join(p));
@@ -87,10 +89,24 @@ impl Config {
             policy,
             limits,
             auth,
+            orders,
             upstream_url,
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// How old a pending order must be before reconciliation judges it
+    /// (`[orders] settle_ms`, by default the longest an upstream call can take).
+    pub fn order_settle(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.orders.settle_ms.unwrap_or(
+            self.upstream.connect_timeout_ms + self.upstream.read_timeout_ms,
+        ))
+    }
+
+    /// How often `serve` reconciles pending orders (`[orders] reconcile_interval_s`).
+    pub fn reconcile_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.orders.reconcile_interval_s)
     }
 
     /// Checks everything serde cannot: addresses, positive numbers, files that must exist.
@@ -150,7 +166,7 @@ impl Config {
         if self.server.threads == 0 {
             return Err(err("server.threads", &0, "must be at least 1"));
         }
-        let positive: [(&str, u64); 8] = [
+        let positive: [(&str, u64); 9] = [
             (
                 "server.keepalive_timeout_s",
                 self.server.keepalive_timeout_s,
@@ -165,6 +181,10 @@ impl Config {
             ("auth.session_ttl_s", self.auth.session_ttl_s),
             ("auth.max_failures", u64::from(self.auth.max_failures)),
             ("auth.failure_window_s", self.auth.failure_window_s),
+            (
+                "orders.reconcile_interval_s",
+                self.orders.reconcile_interval_s,
+            ),
         ];
         let limits: [(&str, usize); 4] = [
             ("limits.max_body_bytes", self.limits.max_body_bytes),
@@ -327,6 +347,7 @@ mod tests {
         assert_eq!(c.limits, d.limits);
         assert_eq!(c.auth, d.auth);
         assert_eq!(c.admin, d.admin);
+        assert_eq!(c.orders, d.orders);
         assert_eq!(
             (c.upstream.connect_timeout_ms, c.upstream.retries),
             (3000, 1)
@@ -341,6 +362,24 @@ mod tests {
         assert_eq!(c.upstream_url().path, "/billmgr");
         assert_eq!(c.auth.max_failures, 10);
         assert_eq!(c.limits.max_response_bytes, 8_388_608);
+        assert_eq!(c.reconcile_interval(), std::time::Duration::from_secs(60));
+        assert_eq!(c.order_settle(), std::time::Duration::from_millis(33_000));
+    }
+
+    #[test]
+    fn order_settle_and_interval() {
+        let c = Config::parse(
+            &format!("{MIN}[orders]\nreconcile_interval_s = 2\nsettle_ms = 0\n"),
+            Path::new("/etc/rg/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.reconcile_interval(), std::time::Duration::from_secs(2));
+        assert_eq!(c.order_settle(), std::time::Duration::ZERO);
+        let e = parse_err(&format!("{MIN}[orders]\nreconcile_interval_s = 0\n"));
+        assert!(
+            e.contains("key 'orders.reconcile_interval_s': value '0': must be greater than 0"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub(crate) struct ConfigFile {
     pub policy: PolicyConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
+    pub orders: OrdersConfig,
 }
 
 /// `[server]` — the proxy listener resellers' billings talk to.
@@ -182,6 +183,27 @@ impl Default for AuthConfig {
             session_ttl_s: 3600,
             max_failures: 10,
             failure_window_s: 60,
+        }
+    }
+}
+
+/// `[orders]` — reconciliation of orders whose outcome is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// How often `serve` looks pending orders up on the upstream, in seconds.
+    pub reconcile_interval_s: u64,
+    /// Only orders claimed at least this long ago are judged, in milliseconds. Unset: the
+    /// longest an upstream call can take (`upstream.connect_timeout_ms + read_timeout_ms`),
+    /// so an order still in flight is never judged "not found".
+    pub settle_ms: Option<u64>,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            reconcile_interval_s: 60,
+            settle_ms: None,
         }
     }
 }

@@ -40,19 +40,20 @@ impl BackgroundService for Purge {
     }
 }
 
-/// How often pending orders are reconciled against the upstream.
-pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Resolves pending orders (older than connect + read timeout) against the upstream.
+/// Resolves pending orders (claimed at least `settle` ago) against the upstream, every
+/// `interval` (`[orders]` in config.toml).
 struct Reconcile {
     gateway: Arc<Gateway>,
+    interval: Duration,
     settle: Duration,
 }
 
 #[async_trait]
 impl BackgroundService for Reconcile {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
+        // The first tick is immediate: a restart after a crash resolves what it left.
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -127,11 +128,13 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         ),
     }
     server.add_service(background_service("session purge", Purge(gateway.clone())));
-    let settle =
-        Duration::from_millis(config.upstream.connect_timeout_ms + config.upstream.read_timeout_ms);
     server.add_service(background_service(
         "order reconciliation",
-        Reconcile { gateway, settle },
+        Reconcile {
+            gateway,
+            interval: config.reconcile_interval(),
+            settle: config.order_settle(),
+        },
     ));
     Ok(server)
 }
