@@ -12,6 +12,7 @@
 //! the caller's format with HTTP 200; there is no other path to the wire.
 
 pub mod auth;
+pub mod crashpoint;
 pub mod orders;
 pub mod policy;
 pub mod rewrite;

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
+use super::crashpoint::{self, Point};
 use super::upstream::UpstreamError;
 use super::Gateway;
 use crate::billmgr::{self, BmError, Element, ErrorType, Format, Params};
@@ -199,6 +200,7 @@ impl Gateway {
         match blocking(move || store.claim_order(&r)).await? {
             Claim::Claimed => {
                 tracing::info!(reseller = %reseller.login, remoteid = %remoteid, "order claimed");
+                crashpoint::reached(Point::OrderClaimed).await;
                 Ok(Before::Forward(Some(OrderClaim {
                     remoteid,
                     claimed_at_ms: now,
@@ -256,6 +258,9 @@ impl Gateway {
         claim: OrderClaim,
         result: Result<(Bytes, Element), UpstreamError>,
     ) -> Result<(Bytes, Element), BmError> {
+        if result.is_ok() {
+            crashpoint::reached(Point::UpstreamAnswered).await;
+        }
         let login = reseller.login.clone();
         let remoteid = claim.remoteid.clone();
         let (body, doc) = match result {

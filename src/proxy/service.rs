@@ -19,6 +19,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
+use super::crashpoint::{self, Point};
 use super::{auth, rewrite, Gateway, Incoming, Reply};
 use crate::billmgr::{BmError, Format, ParamError};
 use crate::telemetry::RequestLog;
@@ -168,6 +169,9 @@ impl ProxyHttp for GatewayService {
         };
         ctx.log.status = status;
         Self::write_reply(session, status, &reply).await?;
+        if ctx.log.func.as_deref() == Some(super::orders::ORDER_FUNC) {
+            crashpoint::reached(Point::ResellerAnswered).await;
+        }
         Ok(true)
     }
 

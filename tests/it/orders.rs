@@ -388,11 +388,35 @@ fn ledger_records_orders_and_renewals() {
     );
 }
 
-/// The real binary as a child process over one store.
+/// The real binary as a child process over one store; it reconciles every second, judging
+/// orders claimed at least 300 ms ago.
 struct Binary {
     config: std::path::PathBuf,
     addr: std::net::SocketAddr,
     _dir: tempfile::TempDir,
+}
+
+/// A running `resellgate serve`, and the crash points it reported reaching.
+struct Serving {
+    child: std::process::Child,
+    crashpoints: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serving {
+    /// Wait until the armed crash point was reached.
+    fn crashpoint(&self, name: &str) {
+        let line = self
+            .crashpoints
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("crash point {name} not reached: {e}"));
+        assert!(line.contains(name), "{line}");
+    }
+
+    /// SIGKILL.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
 
 impl Binary {
@@ -402,7 +426,7 @@ impl Binary {
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
-            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"http://{}/billmgr\"\nconnect_timeout_ms = 500\nread_timeout_ms = 2000\n[store]\npath = \"store\"\n", sandbox.addr),
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"http://{}/billmgr\"\nconnect_timeout_ms = 500\nread_timeout_ms = 5000\n[store]\npath = \"store\"\n[orders]\nreconcile_interval_s = 1\nsettle_ms = 300\n", sandbox.addr),
         )
         .unwrap();
         let mappings = write_mappings(dir.path());
@@ -443,17 +467,32 @@ impl Binary {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn serve(&self) -> std::process::Child {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
-            .args(["serve", "--config"])
+    /// `serve`, with `RESELLGATE_CRASHPOINT` set to `crashpoint` when given.
+    fn serve(&self, crashpoint: Option<&str>) -> Serving {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"));
+        cmd.args(["serve", "--config"])
             .arg(&self.config)
+            .env_remove(resellgate::proxy::crashpoint::ENV)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        if let Some(c) = crashpoint {
+            cmd.env(resellgate::proxy::crashpoint::ENV, c);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (tx, crashpoints) = std::sync::mpsc::channel();
+        // drains stderr (so the child never blocks on it) and reports crash points
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains("crashpoint") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
         resellgate::proxy::server::wait_until_accepting(self.addr, Duration::from_secs(20))
             .unwrap();
-        child
+        Serving { child, crashpoints }
     }
 
     fn order(&self, remoteid: &str) -> Option<Result<u64, String>> {
@@ -470,76 +509,122 @@ impl Binary {
             None => Some(Err(resp.text().to_string())),
         }
     }
+
+    /// What a billing does after a crash: retry until the order has its id. `pending`
+    /// answers are retried (background reconciliation resolves them within seconds);
+    /// anything else is a failure.
+    fn order_until_done(&self, remoteid: &str) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.order(remoteid) {
+                Some(Ok(id)) => return id,
+                Some(Err(text)) if text.contains("pending") => {}
+                other => panic!("{remoteid}: retry failed: {other:?}"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{remoteid}: still pending"
+            );
+            std::thread::sleep(Duration::from_millis(100)); // the billing's retry back-off
+        }
+    }
 }
 
-/// Point 5: SIGKILL the real gateway during bursts of orders (before forwarding, while
-/// the upstream is answering, right after it answered); after each crash reconcile with
-/// the CLI, restart, retry every order. Counted on the sandbox: one certificate per
-/// remoteid, and every acknowledged id is that certificate.
+/// Where a crash round kills the gateway.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// At a crash point, reached by the 3rd order of the burst (and every later one).
+    At(&'static str),
+    /// While the upstream is answering: it has made the certificate, the answer never comes.
+    UpstreamAnswering,
+}
+
+/// Point 5: SIGKILL the real gateway during bursts of 8 concurrent orders at each crash
+/// point (before forwarding, while the upstream is answering, after it answered, right
+/// after answering the reseller); restart it and retry every order as a billing would,
+/// while its background reconciliation resolves what the crash left pending. Counted on
+/// the sandbox: one certificate per remoteid, and every acknowledged id is that one.
 #[test]
 fn crashes_lose_no_acknowledged_order_and_duplicate_none() {
     let sandbox =
         resellgate::sandbox::spawn("127.0.0.1:0", resellgate::sandbox::Sandbox::demo()).unwrap();
     let bin = Binary::new(&sandbox);
-    let latency = 400u64;
-    sandbox.sandbox.knobs().set_latency_ms(latency);
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
     let mut all = Vec::new();
-    // kill delays after the burst starts: before/at forwarding, mid-answer, just after
-    for (round, kill_after_ms) in [5u64, latency / 2, latency + 60, 2 * latency + 120]
-        .into_iter()
-        .enumerate()
-    {
-        let mut child = bin.serve();
-        let ids: Vec<String> = (0..10).map(|i| format!("c{round}x{i}")).collect();
+    let rounds = [
+        Kill::At("order-claimed"),
+        Kill::UpstreamAnswering,
+        Kill::At("upstream-answered"),
+        Kill::At("reseller-answered"),
+    ];
+    for (round, kill) in rounds.into_iter().enumerate() {
+        let before = sandbox.sandbox.order_count();
+        let spec = match kill {
+            Kill::At(point) => Some(format!("{point}:3")),
+            Kill::UpstreamAnswering => None,
+        };
+        let serving = bin.serve(spec.as_deref());
+        if let Kill::UpstreamAnswering = kill {
+            sandbox
+                .sandbox
+                .inject(Fault::Hang, FaultPhase::AfterHandling);
+        }
+        let ids: Vec<String> = (0..8).map(|i| format!("c{round}x{i}")).collect();
         all.extend(ids.iter().cloned());
-        let answers: Vec<(String, Option<Result<u64, String>>)> = std::thread::scope(|s| {
+        let (answers, at_kill) = std::thread::scope(|s| {
             let hs: Vec<_> = ids
                 .iter()
-                .enumerate()
-                .map(|(i, r)| {
+                .map(|r| {
                     let bin = &bin;
-                    s.spawn(move || {
-                        std::thread::sleep(Duration::from_millis(i as u64 * 7));
-                        (r.clone(), bin.order(r))
-                    })
+                    s.spawn(move || (r.clone(), bin.order(r)))
                 })
                 .collect();
-            std::thread::sleep(Duration::from_millis(kill_after_ms));
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        for (r, a) in answers {
-            if let Some(Ok(id)) = a {
-                acked.insert(r, id);
-            }
-        }
-        // let the upstream finish what it was handed, then reconcile with the gateway down
-        std::thread::sleep(Duration::from_millis(latency + 200));
-        let out = bin.cli(&["orders", "reconcile"], &["--settle-ms", "0"]);
-        eprintln!(
-            "round {round}: {} acked so far; reconcile: {}",
-            acked.len(),
-            out.lines().last().unwrap_or("")
-        );
-        assert!(out.contains("0 still pending"), "{out}");
-    }
-    sandbox.sandbox.knobs().set_latency_ms(0);
-    let mut child = bin.serve();
-    for r in &all {
-        match bin.order(r) {
-            Some(Ok(id)) => {
-                if let Some(prev) = acked.get(r) {
-                    assert_eq!(*prev, id, "{r}: acknowledged id changed");
+            match kill {
+                Kill::At(point) => serving.crashpoint(point),
+                Kill::UpstreamAnswering => {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                    while sandbox.sandbox.knobs().pending_faults() > 0 {
+                        assert!(std::time::Instant::now() < deadline, "the hang never came");
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                 }
-                acked.insert(r.clone(), id);
             }
-            other => panic!("{r}: retry after reconcile failed: {other:?}"),
+            let at_kill = sandbox.sandbox.order_count() - before;
+            serving.kill();
+            let answers: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+            (answers, at_kill)
+        });
+        let acked_now: BTreeMap<String, u64> = answers
+            .into_iter()
+            .filter_map(|(r, a)| Some((r, a?.ok()?)))
+            .collect();
+        eprintln!(
+            "round {round} ({kill:?}): {at_kill} upstream orders at the kill, {} acknowledged",
+            acked_now.len()
+        );
+        // the kill landed where it was meant to
+        match kill {
+            Kill::At("order-claimed") => assert!(at_kill <= 2, "{at_kill}"),
+            Kill::At("upstream-answered") => {
+                assert!(at_kill >= 3, "{at_kill}");
+                assert!(acked_now.len() <= 2, "{acked_now:?}");
+            }
+            Kill::At(_) => assert!(acked_now.len() >= 3, "{acked_now:?}"),
+            Kill::UpstreamAnswering => assert!(at_kill >= 1, "{at_kill}"),
         }
+        acked.extend(acked_now);
+
+        // restart; the billing retries every order of the burst
+        let serving = bin.serve(None);
+        for r in &ids {
+            let id = bin.order_until_done(r);
+            if let Some(prev) = acked.get(r) {
+                assert_eq!(*prev, id, "{r}: acknowledged id changed");
+            }
+            acked.insert(r.clone(), id);
+        }
+        serving.kill();
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
     let mut by_remoteid: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for c in sandbox.sandbox.certificates() {
         by_remoteid
