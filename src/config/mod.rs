@@ -19,7 +19,8 @@ pub use mappings::{
     UpstreamAccountSpec,
 };
 pub use schema::{
-    AdminConfig, AuthConfig, LimitsConfig, OrdersConfig, PolicyConfig, ServerConfig, StoreConfig, UpstreamConfig,
+    AdminConfig, AuthConfig, LimitsConfig, OrdersConfig, PolicyConfig, ServerConfig, StoreConfig,
+    UpstreamConfig,
 };
 pub use url::UpstreamUrl;
 
@@ -99,9 +100,11 @@ impl Config {
     /// How old a pending order must be before reconciliation judges it
     /// (`[orders] settle_ms`, by default the longest an upstream call can take).
     pub fn order_settle(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.orders.settle_ms.unwrap_or(
-            self.upstream.connect_timeout_ms + self.upstream.read_timeout_ms,
-        ))
+        std::time::Duration::from_millis(
+            self.orders
+                .settle_ms
+                .unwrap_or(self.upstream.connect_timeout_ms + self.upstream.read_timeout_ms),
+        )
     }
 
     /// How often `serve` reconciles pending orders (`[orders] reconcile_interval_s`).
