@@ -30,13 +30,16 @@ pub fn map_request(
 }
 
 /// Rewrite an upstream answer for the reseller (plans under local ids, marked-up prices).
-/// `params` is the reseller's original call. Answers whether the document changed.
+/// `params` is the reseller's original call; `service_plan` the upstream plan of the
+/// service its `elid` names, from the service map (it prices a renewal form, which does
+/// not name its plan). Answers whether the document changed.
 pub fn map_response(
     store: &Store,
     reseller: &Reseller,
     func: &str,
     params: &Params,
+    service_plan: Option<u64>,
     doc: &mut Element,
 ) -> bool {
-    response::map(store, reseller, func, params, doc)
+    response::map(store, reseller, func, params, service_plan, doc)
 }

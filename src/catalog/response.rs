@@ -83,6 +83,7 @@ pub fn map(
     reseller: &Reseller,
     func: &str,
     params: &Params,
+    service_plan: Option<u64>,
     doc: &mut Element,
 ) -> bool {
     if let Some(err) = doc.find_mut("error") {
@@ -91,7 +92,7 @@ pub fn map(
     match func {
         "pricelist.export" => export(store, reseller, params, doc),
         "certificate" => list(store, reseller, doc),
-        _ => form(store, reseller, params, doc),
+        _ => form(store, reseller, params, service_plan, doc),
     }
 }
 
@@ -263,14 +264,24 @@ fn list(store: &Store, reseller: &Reseller, doc: &mut Element) -> bool {
 
 // ---------- forms ----------
 
-fn form(store: &Store, reseller: &Reseller, params: &Params, doc: &mut Element) -> bool {
-    // The plan the call is about: the local id the reseller sent, if any.
-    let asked: Vec<Arc<Plan>> = params
+fn form(
+    store: &Store,
+    reseller: &Reseller,
+    params: &Params,
+    service_plan: Option<u64>,
+    doc: &mut Element,
+) -> bool {
+    // The plan the call is about: the local id the reseller sent, else the plan of the
+    // service it names (a renewal form does not say its plan).
+    let mut asked: Vec<Arc<Plan>> = params
         .get_all("pricelist")
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .filter_map(|id| store.plan(id))
         .collect();
+    if asked.is_empty() {
+        asked.extend(service_plan.and_then(|up| any_plan_for(store, reseller, up)));
+    }
     let mut changed = form_values(store, reseller, &asked, doc);
     if let Some(model) = doc.find_mut("model") {
         changed |= form_values(store, reseller, &asked, model);
@@ -508,6 +519,7 @@ mod tests {
             &reseller(plans),
             "pricelist.export",
             &params,
+            None,
             &mut d
         ));
         // Back to xml to compare one shape.
@@ -585,6 +597,7 @@ mod tests {
                 &reseller(&[101, 102]),
                 "pricelist.export",
                 &params,
+                None,
                 &mut d,
             );
             let ids: Vec<_> = summary(&d);
@@ -603,6 +616,7 @@ mod tests {
             &reseller(&[101]),
             "pricelist.export",
             &params,
+            None,
             &mut d,
         );
         assert!(summary(&d).is_empty());
@@ -619,7 +633,7 @@ mod tests {
         let mut d = parse(EXPORT.as_bytes(), Format::Xml).unwrap();
         let params =
             Params::parse(Some("func=pricelist.export"), b"", &Default::default()).unwrap();
-        map(&store(), &r, "pricelist.export", &params, &mut d);
+        map(&store(), &r, "pricelist.export", &params, None, &mut d);
         assert_eq!(summary(&d), ["101 Basic 11/11 6/6 addon 201"]);
     }
 
@@ -633,6 +647,7 @@ mod tests {
             &reseller(&[101, 102]),
             "certificate",
             &params,
+            None,
             &mut d
         ));
         let rows: Vec<_> = d
@@ -661,6 +676,7 @@ mod tests {
                 &reseller(&[101]),
                 "certificate.order.param",
                 &Params::new(),
+                None,
                 &mut d
             ));
             assert_eq!(d, before);
@@ -672,6 +688,7 @@ mod tests {
                     &reseller(&[101]),
                     "certificate.order.param",
                     &Params::new(),
+                    None,
                     &mut d
                 ),
                 "{f:?}"

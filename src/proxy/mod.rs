@@ -237,8 +237,15 @@ impl Gateway {
         let (body, mut doc) = self
             .after_forward(&reseller, func, &up_params, claim, result)
             .await?;
-        let rewritten =
-            crate::catalog::map_response(&self.store, &reseller, func, params, &mut doc);
+        let service_plan = self.service_plan(func, params).await;
+        let rewritten = crate::catalog::map_response(
+            &self.store,
+            &reseller,
+            func,
+            params,
+            service_plan,
+            &mut doc,
+        );
         if let Some(err) = BmError::from_doc(&doc) {
             log.outcome = "upstream_refused";
             log.error_type = Some(err.kind.as_str());
@@ -251,6 +258,21 @@ impl Gateway {
             format,
             set_cookie: None,
         })
+    }
+
+    /// The upstream plan of the one service a renewal form (`service.prolong` without
+    /// `sok`) is about, from the service map: the form itself does not name its plan.
+    async fn service_plan(&self, func: &str, params: &Params) -> Option<u64> {
+        if func != "service.prolong" || params.is_submit() {
+            return None;
+        }
+        let id: u64 = params.get_nonempty("elid")?.trim().parse().ok()?;
+        let store = self.store.clone();
+        let svc = tokio::task::spawn_blocking(move || store.service(id))
+            .await
+            .ok()?
+            .ok()??;
+        svc.plan?.trim().parse().ok()
     }
 
     /// Send `params` upstream under the reseller's account and read the answer in the

@@ -317,7 +317,7 @@ fn renew_form_never_shows_upstream_prices() {
     assert!(text.contains("cost=\"9.90\""), "{text}");
     assert!(!text.contains("9.0000"), "{text}");
     // acme's plans carry different markups and the form does not say which plan it is:
-    // the price is withheld rather than shown at the upstream's price.
+    // the service map does. Plan 101: 9.00 + 20% + 0.50 = 11.30, also in json.
     let resp = env.acme(&format!("{ORDER}&remoteid=a1&pricelist=101"));
     let id = doc(&resp, Format::Xml)
         .child_text("id")
@@ -325,8 +325,35 @@ fn renew_form_never_shows_upstream_prices() {
         .to_string();
     let resp = env.acme(&format!("func=service.prolong&elid={id}"));
     let text = resp.text();
+    assert!(text.contains("cost=\"11.30\""), "{text}");
+    assert!(text.contains("12 months - 11.30 EUR"), "{text}");
     assert!(!text.contains("9.0000"), "{text}");
-    assert!(doc(&resp, Format::Xml).find("slist").is_some(), "{text}");
+    let resp = env.acme(&format!("func=service.prolong&elid={id}&out=json"));
+    assert!(resp.text().contains("11.30"), "{}", resp.text());
+    assert!(!resp.text().contains("9.0000"), "{}", resp.text());
+    // A certificate bought upstream before the gateway: its plan comes from the upstream
+    // list when the elid is first seen. Plan 102 (3040): 79.00 + 15% = 90.85.
+    let direct = resellgate::client::post_form(
+        env.sandbox.addr,
+        "/billmgr",
+        &format!(
+            "{}&remoteid=a2&pricelist=3040&authinfo={}:{}",
+            ORDER
+                .replace("CN=shop", "CN=*.wild")
+                .replace("%40shop", "%40wild"),
+            ACME_UP.0,
+            ACME_UP.1
+        ),
+    )
+    .unwrap();
+    let up = doc(&direct, Format::Xml)
+        .child_text("id")
+        .unwrap_or_else(|| panic!("{}", direct.text()))
+        .to_string();
+    let resp = env.acme(&format!("func=service.prolong&elid={up}"));
+    let text = resp.text();
+    assert!(text.contains("cost=\"90.85\""), "{text}");
+    assert!(!text.contains("79.0000"), "{text}");
 }
 
 #[test]
