@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use crate::billmgr::{BmError, Params};
 
@@ -141,6 +142,9 @@ pub struct Authenticator {
     sessions: DashMap<String, Session>,
     failures: DashMap<(String, IpAddr), Failures>,
     verified: DashMap<[u8; 32], Arc<str>>,
+    /// Verifications under way, by credential and stored hash: concurrent checks of one
+    /// credential share one argon2id run (a billing's burst after a restart costs one).
+    in_flight: DashMap<[u8; 32], Arc<OnceCell<bool>>>,
 }
 
 /// At most this many verified credentials are cached; past it the cache starts over.
@@ -156,6 +160,7 @@ impl Authenticator {
             sessions: DashMap::new(),
             failures: DashMap::new(),
             verified: DashMap::new(),
+            in_flight: DashMap::new(),
         }
     }
 
@@ -170,6 +175,30 @@ impl Authenticator {
         h.update([0u8]);
         h.update(password.as_bytes());
         h.finalize().into()
+    }
+
+    /// Verify (login, password) against `stored_hash` with `verify` (the full argon2id
+    /// check), sharing one run among concurrent checks of the same credential and hash.
+    /// If the caller running it goes away, a waiting one takes over.
+    pub async fn verify_shared<F, Fut>(
+        &self,
+        login: &str,
+        password: &str,
+        stored_hash: &str,
+        verify: F,
+    ) -> bool
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let mut h = Sha256::new();
+        h.update(self.cred_key(login, password));
+        h.update(stored_hash.as_bytes());
+        let key: [u8; 32] = h.finalize().into();
+        let cell = self.in_flight.entry(key).or_default().clone();
+        let ok = *cell.get_or_init(verify).await;
+        self.in_flight.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));
+        ok
     }
 
     /// Refuse a login that failed too often from this address within the window.
@@ -402,5 +431,42 @@ mod tests {
         assert!(a.is_verified("joe", "pw", "$argon2id$h1"));
         assert!(!a.is_verified("joe", "other", "$argon2id$h1"));
         assert!(!a.is_verified("joe", "pw", "$argon2id$h2"));
+    }
+
+    #[test]
+    fn concurrent_checks_of_one_credential_share_one_verification() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let a = Arc::new(Authenticator::new(AuthSettings::default()));
+            let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (open, gate) = tokio::sync::watch::channel(false);
+            let check = |pw: &'static str| {
+                let (a, runs, mut gate) = (a.clone(), runs.clone(), gate.clone());
+                tokio::spawn(async move {
+                    a.verify_shared("acme", pw, "$hash", || async move {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let _ = gate.wait_for(|open| *open).await;
+                        pw == "right"
+                    })
+                    .await
+                })
+            };
+            let right: Vec<_> = (0..16).map(|_| check("right")).collect();
+            let wrong = check("wrong");
+            // every task is now waiting: one verification per distinct credential
+            tokio::task::yield_now().await;
+            assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+            open.send(true).unwrap();
+            for h in right {
+                assert!(h.await.unwrap());
+            }
+            assert!(!wrong.await.unwrap());
+            assert!(a.in_flight.is_empty());
+            // later checks verify again (nothing is cached here)
+            assert!(check("right").await.unwrap());
+            assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+        });
     }
 }

@@ -318,8 +318,8 @@ impl Gateway {
     }
 
     /// Verify a password: from the verified-credential cache when possible, otherwise by a
-    /// full argon2id verification on the blocking pool. Failures are counted per (login,
-    /// address) and throttled.
+    /// full argon2id verification on the blocking pool, shared by concurrent checks of the
+    /// same credential. Failures are counted per (login, address) and throttled.
     async fn check_password(
         &self,
         login: &str,
@@ -340,10 +340,17 @@ impl Gateway {
             .as_ref()
             .map(|r| r.password_hash.clone())
             .unwrap_or_else(|| DUMMY_HASH.to_string());
-        let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || crate::secret::verify_password(&hash, &pw))
-            .await
-            .unwrap_or(false);
+        let ok = self
+            .auth
+            .verify_shared(login, password, &hash, || {
+                let (hash, pw) = (hash.clone(), password.to_string());
+                async move {
+                    tokio::task::spawn_blocking(move || crate::secret::verify_password(&hash, &pw))
+                        .await
+                        .unwrap_or(false)
+                }
+            })
+            .await;
         match reseller {
             Some(r) if ok => {
                 self.auth
