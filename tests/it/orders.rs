@@ -335,6 +335,86 @@ fn lifecycle_is_recorded_in_the_history() {
     );
 }
 
+/// Point 3: reissue with a new CSR and with a new domain list goes through, and every
+/// upstream refusal (a bad CSR, more domains than paid for, a bad approver, an unknown
+/// reissue type) reaches the reseller as the upstream said it — same type, object and
+/// message — in the format the reseller asked for.
+#[test]
+fn reissue_variants_and_upstream_refusals_pass_through() {
+    let env = TestEnv::start();
+    let cn = "re.example.com";
+    // one extra domain paid for (add-on 201 = upstream 3034)
+    let id = id_of(
+        &env.acme(&format!("{}&addon_201=1", order("re", cn))),
+        Format::Xml,
+    );
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(vec![cn.to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let reissue =
+        format!("func=certificate.reissue.step2&elid={id}&sok=ok&approver_email_1=admin%40{cn}");
+    for ok in [
+        format!("{reissue}&crt_type=manual&csr={}", enc(&csr)),
+        format!("{reissue}&crt_type=altname&altname=www.{cn}"),
+    ] {
+        assert!(
+            doc(&env.acme(&ok), Format::Xml).find("ok").is_some(),
+            "{ok}"
+        );
+    }
+    let cert = env
+        .sandbox
+        .sandbox
+        .certificates()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    assert_eq!(cert.csr.as_deref(), Some(csr.as_str()));
+    assert_eq!(cert.altnames, vec![format!("www.{cn}")]);
+
+    let refused = [
+        format!("{reissue}&crt_type=manual&csr=not-a-csr"),
+        format!("{reissue}&crt_type=altname&altname=a.{cn}%20b.{cn}"),
+        format!("{reissue}&crt_type=sideways"),
+        format!("func=certificate.reissue.step2&elid={id}&sok=ok&crt_type=oldrequest&approver_email_1=root%40{cn}"),
+        format!("func=certificate.edit&elid={id}&sok=ok&tech_email=not-an-email"),
+    ];
+    for call in &refused {
+        for format in [Format::Xml, Format::Json] {
+            let out = format!("{call}&out={}", format.as_str());
+            let via_gateway = error_of(&env.acme(&out), format);
+            let direct = client::post_form(
+                env.sandbox.addr,
+                "/billmgr",
+                &format!("{out}&authinfo={}:{}", ACME_UP.0, ACME_UP.1),
+            )
+            .unwrap();
+            let direct = error_of(&direct, format);
+            assert_eq!(
+                (via_gateway.kind, &via_gateway.object, &via_gateway.msg),
+                (direct.kind, &direct.object, &direct.msg),
+                "{out}"
+            );
+        }
+    }
+    // nothing refused changed the certificate
+    let after = env
+        .sandbox
+        .sandbox
+        .certificates()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    assert_eq!(after, cert);
+}
+
 /// Point 4: orders and renewals are in the ledger with the upstream cost and a price.
 #[test]
 fn ledger_records_orders_and_renewals() {
