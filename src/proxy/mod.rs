@@ -276,7 +276,8 @@ impl Gateway {
     }
 
     /// Send `params` upstream under the reseller's account and read the answer in the
-    /// caller's format. Calls without `sok` may be retried.
+    /// caller's format. Only calls that change nothing may be retried (not a submit, not
+    /// a toolbar action: [`orders::changes_state`]).
     pub(crate) async fn forward(
         &self,
         reseller: &Reseller,
@@ -289,7 +290,7 @@ impl Gateway {
         let up = rewrite::upstream_params(params, &up_login, up_password.expose());
         let answer = self
             .upstream
-            .call(Bytes::from(up.to_form()), !params.is_submit())
+            .call(Bytes::from(up.to_form()), !orders::changes_state(params))
             .await
             .inspect_err(|e| {
                 log.upstream_failure = Some(e.label());

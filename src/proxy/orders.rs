@@ -10,7 +10,9 @@
 //!   connect failure (nothing sent) releases the claim (`Failed`), so the billing can fix
 //!   and resend. Any other failure (timeout, reset, garbage) leaves the order `Pending`
 //!   until [`Gateway::reconcile_orders`] looks the remoteid up upstream.
-//! - Lifecycle calls on a service are appended to its history; renewals go to the ledger.
+//! - Lifecycle calls on a service are appended to its history ([`is_recorded`]): form
+//!   submits ([`LIFECYCLE_FUNCS`] with `sok`) and toolbar actions ([`TOOLBAR_ACTIONS`],
+//!   which act when called, `sok` or not); renewals go to the ledger.
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,7 +35,8 @@ use crate::telemetry::RequestLog;
 /// The function that places an order (with `sok`).
 pub const ORDER_FUNC: &str = "certificate.order.param";
 
-/// Functions whose calls on a service are recorded in its history.
+/// Forms whose submits (with `sok`) on a service are recorded in its history; without
+/// `sok` they only read the form.
 pub const LIFECYCLE_FUNCS: &[&str] = &[
     "certificate.order.csr",
     "certificate.order.param",
@@ -41,11 +44,28 @@ pub const LIFECYCLE_FUNCS: &[&str] = &[
     "certificate.reissue.step1",
     "certificate.reissue.step2",
     "certificate.edit",
-    "certificate.delete",
-    "certificate.retry",
-    "certificate.resume",
     "service.prolong",
 ];
+
+/// Toolbar actions: called with `elid` (one id or a list) and usually no `sok`, they
+/// change the services when called. Always recorded in the history, never retried.
+pub const TOOLBAR_ACTIONS: &[&str] = &[
+    "certificate.delete",
+    "certificate.retry",
+    "certificate.suspend",
+    "certificate.resume",
+];
+
+/// Does the call change something upstream (a form submit or a toolbar action)? Such a
+/// call is never sent twice by the gateway.
+pub fn changes_state(params: &Params) -> bool {
+    params.is_submit() || params.func().is_some_and(|f| TOOLBAR_ACTIONS.contains(&f))
+}
+
+/// Is a forwarded `func` call recorded in the history of the services of its `elid`?
+pub fn is_recorded(func: &str, params: &Params) -> bool {
+    TOOLBAR_ACTIONS.contains(&func) || (LIFECYCLE_FUNCS.contains(&func) && params.is_submit())
+}
 
 /// Parameters that do not make an order different.
 const IGNORED_IN_HASH: &[&str] = &["out", "lang", "authinfo", "auth"];
@@ -246,7 +266,7 @@ impl Gateway {
             return self.finish_order(reseller, claim, result).await;
         }
         let (body, doc) = result.map_err(BmError::from)?;
-        if LIFECYCLE_FUNCS.contains(&func) && (params.is_submit() || func == "certificate.delete") {
+        if is_recorded(func, params) {
             self.record_lifecycle(reseller, func, params, &doc).await;
         }
         Ok((body, doc))
@@ -473,7 +493,15 @@ impl Gateway {
         }
         if err.is_none() && func == "service.prolong" {
             for &id in &ids {
-                let svc = self.store().service(id).ok().flatten();
+                let store = self.store().clone();
+                let svc = match blocking(move || store.service(id)).await {
+                    Ok(svc) => svc,
+                    Err(e) => {
+                        // The renewal is still billed, without remoteid and plan.
+                        tracing::error!(reseller = %reseller.login, id, error = %e.msg, "cannot read a service for its renewal");
+                        None
+                    }
+                };
                 let period = params.get_nonempty("period").map(str::to_string);
                 let cost = match &period {
                     Some(p) => self.renewal_cost(reseller, id, p).await,
@@ -757,6 +785,41 @@ mod tests {
             ("CN", "a.example"),
         ]);
         assert_ne!(order_hash(&a), order_hash(&d));
+    }
+
+    /// Toolbar actions are recorded and never retried with or without `sok`; forms only
+    /// when submitted; reads and unknown functions never.
+    #[test]
+    fn recorded_calls() {
+        let call = |pairs: &[(&str, &str)]| Params::from_pairs(pairs.iter().copied());
+        for f in TOOLBAR_ACTIONS {
+            for p in [
+                call(&[("func", f), ("elid", "5001")]),
+                call(&[("func", f), ("elid", "5001, 5002"), ("sok", "ok")]),
+            ] {
+                assert!(is_recorded(f, &p), "{f}");
+                assert!(changes_state(&p), "{f}");
+            }
+        }
+        for f in [
+            "certificate.edit",
+            "certificate.reissue.step2",
+            "service.prolong",
+        ] {
+            let read = call(&[("func", f), ("elid", "5001")]);
+            assert!(!is_recorded(f, &read) && !changes_state(&read), "{f}");
+            let submit = call(&[("func", f), ("elid", "5001"), ("sok", "ok")]);
+            assert!(is_recorded(f, &submit) && changes_state(&submit), "{f}");
+        }
+        for f in [
+            "certificate",
+            "whoami",
+            "certificate.open",
+            "certificate.setfilter",
+        ] {
+            let read = call(&[("func", f), ("elid", "5001")]);
+            assert!(!is_recorded(f, &read) && !changes_state(&read), "{f}");
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Every call goes out as `POST <upstream path>` with a form body (so `authinfo` never
 //! lands in the upstream's access log). Connect, read and write timeouts come from
-//! config; only calls that change nothing (no `sok`) are retried. Failures are
-//! [`UpstreamError`]s, which the gateway turns into `upstream` error documents.
+//! config; only calls that change nothing (no `sok`, not a toolbar action such as
+//! `certificate.delete`) are retried. Failures are [`UpstreamError`]s, which the
+//! gateway turns into `upstream` error documents.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};

@@ -87,6 +87,9 @@ impl State {
             "certificate.reissue.step2" => self.reissue(&login, p),
             "certificate.edit" => self.edit(&login, p),
             "certificate.delete" => self.delete(&login, p),
+            "certificate.retry" => self.retry(&login, p),
+            "certificate.suspend" => self.set_suspended(&login, p, true),
+            "certificate.resume" => self.set_suspended(&login, p, false),
             "service.prolong" => self.prolong(&login, p),
             other => Err(
                 BmError::new(ErrorType::Missed, format!("Unknown function '{other}'"))
@@ -243,6 +246,7 @@ impl State {
                     .child(Element::leaf("expiredate", dates::ymd(c.expiredate)))
                     .child(Element::leaf("status_msg", status_msg(c.status)))
                     .child(Element::leaf("item_status", c.status.to_string()))
+                    .child(Element::leaf("suspended", on_off(c.suspended)))
                     .child(Element::leaf("cost", money4(c.cost))),
             );
         }
@@ -270,6 +274,24 @@ impl State {
             .get_nonempty("elid")
             .ok_or_else(|| BmError::missed("elid"))?;
         self.owned(login, elid)
+    }
+
+    /// The indexes of every id of a toolbar action's `elid` (`5001, 5002`), each the
+    /// account's live certificate, without repeats; `missed` when there is none.
+    fn owned_list(&self, login: &str, p: &Params) -> Result<Vec<usize>, BmError> {
+        let mut idx = Vec::new();
+        for value in p.get_all("elid") {
+            for id in value.split(',').filter(|s| !s.trim().is_empty()) {
+                let i = self.owned(login, id)?;
+                if !idx.contains(&i) {
+                    idx.push(i);
+                }
+            }
+        }
+        if idx.is_empty() {
+            return Err(BmError::missed("elid"));
+        }
+        Ok(idx)
     }
 
     // ---------- ordering ----------
@@ -347,6 +369,7 @@ impl State {
             cost,
             csr: csr.map(str::to_string),
             contacts,
+            suspended: false,
             deleted: false,
         });
         Ok(Element::doc()
@@ -434,7 +457,8 @@ impl State {
                 ))
                 .child(Element::leaf("createdate", dates::ymd(c.createdate)))
                 .child(Element::leaf("expiredate", dates::ymd(c.expiredate)))
-                .child(Element::leaf("status", c.status.to_string()));
+                .child(Element::leaf("status", c.status.to_string()))
+                .child(Element::leaf("suspended", on_off(c.suspended)));
             for (k, v) in &c.contacts {
                 doc.push(Element::leaf(k.as_str(), v.as_str()));
             }
@@ -465,16 +489,57 @@ impl State {
     }
 
     fn delete(&mut self, login: &str, p: &Params) -> Answer {
-        let elid = p
-            .get_nonempty("elid")
-            .ok_or_else(|| BmError::missed("elid"))?;
-        let idx = elid
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|id| self.owned(login, id))
-            .collect::<Result<Vec<_>, _>>()?;
-        for i in idx {
+        for i in self.owned_list(login, p)? {
             self.certs[i].deleted = true;
+        }
+        Ok(ok())
+    }
+
+    /// `certificate.retry`: restart the issuance of certificates that failed (status 6 →
+    /// 3). All or nothing: one that did not fail refuses the whole call.
+    fn retry(&mut self, login: &str, p: &Params) -> Answer {
+        let idx = self.owned_list(login, p)?;
+        if let Some(c) = idx.iter().map(|&i| &self.certs[i]).find(|c| c.status != 6) {
+            return Err(BmError::new(
+                ErrorType::Value,
+                format!(
+                    "The certificate {} cannot be retried: only a certificate whose issuance failed can be retried, its status is '{}'",
+                    c.id,
+                    status_msg(c.status)
+                ),
+            )
+            .object("elid")
+            .value(c.id.to_string()));
+        }
+        for i in idx {
+            self.certs[i].status = 3;
+        }
+        Ok(ok())
+    }
+
+    /// `certificate.suspend` (`suspend = true`) / `certificate.resume`. All or nothing:
+    /// one already in the asked state refuses the whole call.
+    fn set_suspended(&mut self, login: &str, p: &Params, suspend: bool) -> Answer {
+        let idx = self.owned_list(login, p)?;
+        if let Some(c) = idx
+            .iter()
+            .map(|&i| &self.certs[i])
+            .find(|c| c.suspended == suspend)
+        {
+            let msg = if suspend {
+                format!("The certificate {} is already suspended", c.id)
+            } else {
+                format!(
+                    "The certificate {} is not suspended: only a suspended certificate can be resumed",
+                    c.id
+                )
+            };
+            return Err(BmError::new(ErrorType::Value, msg)
+                .object("elid")
+                .value(c.id.to_string()));
+        }
+        for i in idx {
+            self.certs[i].suspended = suspend;
         }
         Ok(ok())
     }
@@ -523,6 +588,15 @@ impl State {
 
 fn ok() -> Element {
     Element::doc().child(Element::new("ok"))
+}
+
+/// A BILLmanager flag value.
+fn on_off(flag: bool) -> &'static str {
+    if flag {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 fn status_msg(status: u8) -> &'static str {

@@ -38,10 +38,19 @@
 //!   when given; when absent the stored approver is kept.
 //! - `certificate.edit` → the fields; with `sok` updates approver, contacts, `org_*`, `remoteid`.
 //! - `certificate.delete` (`elid=5001, 5002`; all must belong to the account).
+//! - Toolbar actions, `elid` one id or a list, no `sok` needed, all or nothing (every id
+//!   is checked before any changes; an id that does not qualify is `value`/`elid` with
+//!   that id as the value):
+//!   - `certificate.retry` restarts certificates whose issuance failed (status 6 →
+//!     3 "Requested"); any other status is refused.
+//!   - `certificate.suspend` / `certificate.resume` stop and restart certificates; the
+//!     list shows `<suspended>on</suspended>`. Suspending a suspended certificate or
+//!     resuming one that is not suspended is refused.
 //! - `service.prolong` → a form with costs; with `sok` charges and moves the expiry date by
 //!   `period` months from the old expiry: `<ok/><expiredate>YYYY-MM-DD</expiredate>`.
 //!
-//! Certificates are created with status 3 ("Requested") and ids from 5001 up.
+//! Certificates are created with status 3 ("Requested") and ids from 5001 up;
+//! [`Sandbox::fail_issuance`] puts one into status 6 ("Failed") for tests.
 //!
 //! # Knobs
 //! [`Knobs`] (shared by every clone): `latency_ms` delays every answer; [`Sandbox::inject`]
@@ -128,6 +137,8 @@ pub struct Certificate {
     pub csr: Option<String>,
     /// `adm_*`, `tech_*`, `org_*` fields.
     pub contacts: BTreeMap<String, String>,
+    /// Stopped by `certificate.suspend` until `certificate.resume`.
+    pub suspended: bool,
     pub deleted: bool,
 }
 
@@ -293,6 +304,20 @@ impl Sandbox {
     /// Every certificate of every account, deleted ones included, by id.
     pub fn certificates(&self) -> Vec<Certificate> {
         lock(&self.state).certs.clone()
+    }
+
+    /// Put certificate `id` into the failed state (status 6), as when the CA refused to
+    /// issue it, so `certificate.retry` applies. `false` when there is no such live
+    /// certificate.
+    pub fn fail_issuance(&self, id: u64) -> bool {
+        let mut st = lock(&self.state);
+        match st.certs.iter_mut().find(|c| c.id == id && !c.deleted) {
+            Some(c) => {
+                c.status = 6;
+                true
+            }
+            None => false,
+        }
     }
 
     /// How many orders were accepted.
