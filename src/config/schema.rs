@@ -76,7 +76,8 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout_ms: u64,
     pub read_timeout_ms: u64,
-    /// Retries of calls that change nothing (no `sok`); orders are never retried.
+    /// Retries of calls that change nothing (reads: no `sok`, not a toolbar action such as
+    /// `certificate.delete`); orders and other changes are never retried.
     pub retries: u32,
     /// How long a pooled idle upstream connection is kept.
     pub idle_timeout_ms: u64,

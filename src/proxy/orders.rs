@@ -265,7 +265,21 @@ impl Gateway {
         if let Some(claim) = claim {
             return self.finish_order(reseller, claim, result).await;
         }
-        let (body, doc) = result.map_err(BmError::from)?;
+        let (body, doc) = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                // Sent, but did it happen? The history says so rather than nothing.
+                if e.request_was_sent() && is_recorded(func, params) {
+                    if let Ok(ids) = elids(params) {
+                        tracing::warn!(reseller = %reseller.login, func, failure = e.label(), "outcome of a lifecycle call unknown: recorded as such in the service history");
+                        let outcome = format!("unknown:{}", e.label());
+                        self.record_events(reseller, func, &ids, &outcome, false)
+                            .await;
+                    }
+                }
+                return Err(BmError::from(e));
+            }
+        };
         if is_recorded(func, params) {
             self.record_lifecycle(reseller, func, params, &doc).await;
         }
@@ -479,18 +493,9 @@ impl Gateway {
             None => "ok".to_string(),
         };
         let now = now_ms();
-        for &id in &ids {
-            let event = ServiceEvent {
-                at: now / 1000,
-                func: func.to_string(),
-                outcome: outcome.clone(),
-            };
-            let deleted = err.is_none() && func == "certificate.delete";
-            let store = self.store().clone();
-            if let Err(e) = blocking(move || store.add_service_event(id, event, deleted)).await {
-                tracing::error!(reseller = %reseller.login, id, error = %e.msg, "cannot record a service event");
-            }
-        }
+        let deleted = err.is_none() && func == "certificate.delete";
+        self.record_events(reseller, func, &ids, &outcome, deleted)
+            .await;
         if err.is_none() && func == "service.prolong" {
             for &id in &ids {
                 let store = self.store().clone();
@@ -518,6 +523,29 @@ impl Gateway {
                     now,
                 );
                 self.record_ledger(entry).await;
+            }
+        }
+    }
+
+    /// Append one event to the history of each service in `ids`.
+    async fn record_events(
+        &self,
+        reseller: &Reseller,
+        func: &str,
+        ids: &[u64],
+        outcome: &str,
+        deleted: bool,
+    ) {
+        let at = now_ms() / 1000;
+        for &id in ids {
+            let event = ServiceEvent {
+                at,
+                func: func.to_string(),
+                outcome: outcome.to_string(),
+            };
+            let store = self.store().clone();
+            if let Err(e) = blocking(move || store.add_service_event(id, event, deleted)).await {
+                tracing::error!(reseller = %reseller.login, id, error = %e.msg, "cannot record a service event");
             }
         }
     }

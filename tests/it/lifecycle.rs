@@ -314,6 +314,11 @@ fn toolbar_actions_are_not_resent() {
     );
     assert_eq!(upstream_funcs(&env), ["certificate.suspend"]);
     assert!(upstream_cert(&env, id).suspended);
+    // the history says the outcome is unknown, rather than nothing
+    assert_eq!(
+        history(&env, id).last(),
+        Some(&event("certificate.suspend", "unknown:closed"))
+    );
     // a read is still retried after the same fault
     env.sandbox
         .sandbox

@@ -1,6 +1,6 @@
 //! An upstream that is down, slow, resets, or answers garbage gives the reseller a
 //! BILLmanager error document (type `upstream`, HTTP 200) in its format — never an
-//! HTML page, never a hang — and only calls without `sok` are retried.
+//! HTML page, never a hang — and only reads (no `sok`, not a toolbar action) are retried.
 
 use std::time::{Duration, Instant};
 
