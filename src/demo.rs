@@ -257,6 +257,16 @@ impl Script {
         );
 
         self.call(
+            "suspend the certificate (certificate.suspend, a toolbar action)",
+            &format!("func=certificate.suspend&elid={id}&{auth}"),
+        )?;
+        self.call(
+            "resume it (certificate.resume)",
+            &format!("func=certificate.resume&elid={id}&{auth}"),
+        )?;
+        println!("   <- suspended and resumed; both are in the service's history");
+
+        self.call(
             "a function resellers may not call is refused (func=user.edit)",
             &format!("func=user.edit&{auth}"),
         )?;
