@@ -358,10 +358,9 @@ fn orders(action: OrdersCommand) -> Result<(), Failure> {
     match action {
         OrdersCommand::Reconcile { config, settle_ms } => {
             let config = load_config(&config)?;
-            let settle =
-                std::time::Duration::from_millis(settle_ms.unwrap_or(
-                    config.upstream.connect_timeout_ms + config.upstream.read_timeout_ms,
-                ));
+            let settle = settle_ms
+                .map(std::time::Duration::from_millis)
+                .unwrap_or_else(|| crate::proxy::orders::default_settle(&config));
             with_gateway(&config, move |gw| {
                 Box::pin(async move {
                     let report = gw.reconcile_orders(settle).await.map_err(Failure::other)?;

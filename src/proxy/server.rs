@@ -127,8 +127,7 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         ),
     }
     server.add_service(background_service("session purge", Purge(gateway.clone())));
-    let settle =
-        Duration::from_millis(config.upstream.connect_timeout_ms + config.upstream.read_timeout_ms);
+    let settle = gateway.reconcile_settle();
     server.add_service(background_service(
         "order reconciliation",
         Reconcile { gateway, settle },
