@@ -8,6 +8,7 @@ mod bad_input;
 mod catalog;
 mod cli;
 mod gateway;
+mod hot_path;
 mod logs;
 mod orders;
 mod tls;
