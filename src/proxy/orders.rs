@@ -11,10 +11,9 @@
 //!   before the order is forwarded. Success → the service, the order's answer and a ledger
 //!   entry are flushed before the reseller is answered; the entry's upstream cost is read
 //!   from the upstream's list after the answer ([`super::background`]). An upstream error
-//!   document or a
-//!   connect failure (nothing sent) releases the claim (`Failed`), so the billing can fix
-//!   and resend. Any other failure (timeout, reset, garbage) leaves the order `Pending`
-//!   until [`Gateway::reconcile_orders`] looks the remoteid up upstream.
+//!   document or a connect failure (nothing sent) releases the claim (`Failed`), so the
+//!   billing can fix and resend. Any other failure (timeout, reset, garbage) leaves the
+//!   order `Pending` until [`Gateway::reconcile_orders`] looks the remoteid up upstream.
 //! - Lifecycle calls on a service are appended to its history; renewals go to the ledger.
 
 use std::str::FromStr;
