@@ -13,7 +13,8 @@
 //! - [`secret`]    — secrets that never print, argon2id password hashing, env/file resolution.
 //! - [`proxy`]     — the pingora service: authentication, function policy, request
 //!   rewriting, forwarding and the one place where failures become error documents.
-//! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export.
+//! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export, and
+//!   services, orders and reconciliation of the running gateway (JSON).
 //! - [`sandbox`]   — a built-in upstream BILLmanager simulator for the demo, tests and benches.
 //! - [`client`]    — a tiny HTTP/1.1 client used by the demo and the tests.
 //! - [`demo`]      — `resellgate demo`: sandbox + gateway + a scripted reseller session.

@@ -3,6 +3,8 @@
 //! - [`auth`]     — credentials, sessions, the verified-credential cache, throttling.
 //! - [`policy`]   — which functions pass.
 //! - [`orders`]   — ownership of `elid`s and exactly-once orders around the forward.
+//! - [`elid_cache`] — a short memory of refused unknown `elid`s, so they cost one lookup.
+//! - [`background`] — work done after the answer (a new order's cost), counted.
 //! - [`rewrite`]  — what the upstream receives and what the reseller gets back.
 //! - [`upstream`] — forwarding over pingora's pooled connector, timeouts, retries.
 //! - [`service`]  — the `ProxyHttp` phases; they only read the request and call [`Gateway::handle`].
@@ -12,7 +14,9 @@
 //! the caller's format with HTTP 200; there is no other path to the wire.
 
 pub mod auth;
+pub mod background;
 pub mod crashpoint;
+pub mod elid_cache;
 pub mod orders;
 pub mod policy;
 pub mod rewrite;
@@ -68,6 +72,14 @@ pub struct Gateway {
     /// Upstream account name → password, resolved from `password_env`/`password_file`.
     secrets: DashMap<String, Secret>,
     pub metrics: Metrics,
+    /// Unknown `elid`s refused recently, per reseller (see [`elid_cache`]).
+    refused_elids: elid_cache::RefusedElids,
+    /// Tasks still running after their reseller was answered.
+    after_answer: background::InFlight,
+    /// How old a pending order must be before reconciliation judges it.
+    reconcile_settle: Duration,
+    /// One reconciliation pass at a time (the background task, the admin API).
+    reconcile_lock: tokio::sync::Mutex<()>,
 }
 
 impl Gateway {
@@ -105,6 +117,10 @@ impl Gateway {
             limits: config.limits(),
             secrets: DashMap::new(),
             metrics: Metrics::default(),
+            refused_elids: elid_cache::RefusedElids::default(),
+            after_answer: background::InFlight::default(),
+            reconcile_settle: config.order_settle(),
+            reconcile_lock: tokio::sync::Mutex::new(()),
             store,
         };
         for account in gw.store.upstream_accounts() {
@@ -129,8 +145,20 @@ impl Gateway {
         &self.limits
     }
 
+    /// How old a pending order must be before reconciliation judges it: the upstream's
+    /// connect + read timeout, so an order still in flight is never declared failed.
+    pub fn reconcile_settle(&self) -> Duration {
+        self.reconcile_settle
+    }
+
+    /// Tasks still running after their reseller was answered (a new order's ledger cost).
+    /// Tests wait for it to be idle before reading the store or counting upstream calls.
+    pub fn after_answer(&self) -> &background::InFlight {
+        &self.after_answer
+    }
+
     /// Answer one call. Never fails: every refusal is an error document.
-    pub async fn handle(&self, req: Incoming<'_>, log: &mut RequestLog) -> Reply {
+    pub async fn handle(self: &Arc<Self>, req: Incoming<'_>, log: &mut RequestLog) -> Reply {
         let parsed = match req.body_error.clone() {
             Some(e) => Err(e),
             None => Params::parse(req.query, &req.body, &self.limits),
@@ -166,7 +194,7 @@ impl Gateway {
     }
 
     async fn dispatch(
-        &self,
+        self: &Arc<Self>,
         params: &Params,
         req: &Incoming<'_>,
         log: &mut RequestLog,

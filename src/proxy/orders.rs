@@ -3,19 +3,24 @@
 //!
 //! - Ownership: each id of `elid` (`5001, 5002`) must be a service of the reseller. An id
 //!   the gateway never saw is looked up once in the reseller's own upstream account
-//!   (`func=certificate`) and recorded when it is there; otherwise `access`/`elid`.
+//!   (`func=certificate`) and recorded when it is there; otherwise `access`/`elid`, and the
+//!   refusal is remembered for a short while ([`super::elid_cache`]) so repeating the id
+//!   does not cost another upstream call. The store is always read first, so a
+//!   certificate the gateway records is never refused because of that memory.
 //! - Orders: the (reseller, remoteid) key is claimed with a compare-and-swap and flushed
 //!   before the order is forwarded. Success → the service, the order's answer and a ledger
-//!   entry are flushed before the reseller is answered. An upstream error document or a
-//!   connect failure (nothing sent) releases the claim (`Failed`), so the billing can fix
-//!   and resend. Any other failure (timeout, reset, garbage) leaves the order `Pending`
-//!   until [`Gateway::reconcile_orders`] looks the remoteid up upstream.
+//!   entry are flushed before the reseller is answered; the entry's upstream cost is read
+//!   from the upstream's list after the answer ([`super::background`]). An upstream error
+//!   document or a connect failure (nothing sent) releases the claim (`Failed`), so the
+//!   billing can fix and resend. Any other failure (timeout, reset, garbage) leaves the
+//!   order `Pending` until [`Gateway::reconcile_orders`] looks the remoteid up upstream.
 //! - Lifecycle calls on a service are appended to its history ([`is_recorded`]): form
 //!   submits ([`LIFECYCLE_FUNCS`] with `sok`) and toolbar actions ([`TOOLBAR_ACTIONS`],
 //!   which act when called, `sok` or not); renewals go to the ledger.
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rust_decimal::Decimal;
@@ -255,7 +260,7 @@ impl Gateway {
     /// Record the outcome of a forwarded call (an order's answer, a new service) before
     /// the reseller is answered; turn an upstream failure into the reseller's error.
     pub(crate) async fn after_forward(
-        &self,
+        self: &Arc<Self>,
         reseller: &Reseller,
         func: &str,
         params: &Params,
@@ -287,7 +292,7 @@ impl Gateway {
     }
 
     async fn finish_order(
-        &self,
+        self: &Arc<Self>,
         reseller: &Reseller,
         claim: OrderClaim,
         result: Result<(Bytes, Element), UpstreamError>,
@@ -341,9 +346,65 @@ impl Gateway {
             period: claim.period.clone(),
             cost: None,
         };
-        self.record_done(&login, &claim.remoteid, claim.claimed_at_ms, cert, "order")
+        let entry = self
+            .record_done(&login, &claim.remoteid, claim.claimed_at_ms, cert, "order")
             .await?;
+        if let Some(entry) = entry.filter(|e| e.upstream_cost.is_none()) {
+            self.fill_order_cost_later(entry).await;
+        }
         Ok((body, doc))
+    }
+
+    /// Complete a new order's ledger entry with its upstream cost without holding up the
+    /// reseller's answer: on a task of its own, counted in [`Gateway::after_answer`] from
+    /// now until it ends. Outside a tokio runtime it is done before returning.
+    async fn fill_order_cost_later(self: &Arc<Self>, entry: LedgerEntry) {
+        let busy = self.after_answer.start();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let gw = Arc::clone(self);
+                rt.spawn(async move {
+                    gw.fill_order_cost(entry).await;
+                    drop(busy);
+                });
+            }
+            Err(_) => self.fill_order_cost(entry).await,
+        }
+    }
+
+    /// Read the cost of the certificate of a done order from the reseller's upstream list
+    /// (`func=certificate&remoteid=…`) and rewrite its ledger entry with the cost and the
+    /// reseller's price. When the lookup fails the entry keeps no cost (logged).
+    async fn fill_order_cost(&self, entry: LedgerEntry) {
+        let (login, id) = (entry.reseller.clone(), entry.upstream_id);
+        let Some(reseller) = self.store().reseller(&login) else {
+            return;
+        };
+        let found = match self
+            .list_certificates(&reseller, entry.remoteid.as_deref())
+            .await
+        {
+            Ok(list) => list.into_iter().find(|c| c.id == id),
+            Err(e) => {
+                tracing::warn!(reseller = %login, id, error = %e, "cannot read a new order's cost: its ledger entry has none");
+                return;
+            }
+        };
+        let Some(cert) = found.filter(|c| c.cost.is_some()) else {
+            tracing::warn!(reseller = %login, id, "the upstream lists no cost for a new order: its ledger entry has none");
+            return;
+        };
+        let entry = self.ledger_entry(
+            &login,
+            &entry.kind,
+            id,
+            entry.remoteid.as_deref(),
+            entry.plan.or(cert.plan),
+            entry.period.or(cert.period),
+            cert.cost,
+            entry.at_ms,
+        );
+        self.record_ledger(entry).await;
     }
 
     async fn release(&self, login: &str, claim: &OrderClaim, reason: &str) -> Result<(), BmError> {
@@ -360,16 +421,17 @@ impl Gateway {
         Ok(())
     }
 
-    /// Record a done order: its service and answer (flushed together), then its ledger
-    /// entry with the upstream cost, read from the upstream list when not known.
+    /// Record a done order: its service, answer and ledger entry, flushed together. Answers
+    /// the ledger entry written (its cost is `None` when `cert` has none), or `None` when
+    /// the order was no longer this pending claim (nothing written).
     async fn record_done(
         &self,
         login: &str,
         remoteid: &str,
         claimed_at_ms: u64,
-        mut cert: UpstreamCert,
+        cert: UpstreamCert,
         source: &str,
-    ) -> Result<bool, BmError> {
+    ) -> Result<Option<LedgerEntry>, BmError> {
         let now = now_ms();
         let svc = Service {
             upstream_id: cert.id,
@@ -394,7 +456,7 @@ impl Gateway {
             answer_xml,
         };
         // The ledger entry is written with the order's outcome (one flush), so a crash
-        // cannot leave a done order unbilled; the cost is filled in below when unknown.
+        // cannot leave a done order unbilled; an unknown cost is filled in later.
         let entry = self.ledger_entry(
             login,
             "order",
@@ -407,40 +469,16 @@ impl Gateway {
         );
         let store = self.store().clone();
         let (l, r) = (login.to_string(), remoteid.to_string());
+        let written = entry.clone();
         let resolved = blocking(move || {
-            store.resolve_order(&l, &r, claimed_at_ms, state, Some(svc), Some(&entry), now)
+            store.resolve_order(&l, &r, claimed_at_ms, state, Some(svc), Some(&written), now)
         })
         .await?;
         if !resolved {
-            return Ok(false);
+            return Ok(None);
         }
         tracing::info!(reseller = %login, remoteid = %remoteid, id = cert.id, "order done");
-        if cert.cost.is_some() {
-            return Ok(true);
-        }
-        {
-            if let Some(reseller) = self.store().reseller(login) {
-                if let Ok(list) = self.list_certificates(&reseller, Some(remoteid)).await {
-                    if let Some(c) = list.into_iter().find(|c| c.id == cert.id) {
-                        cert.cost = c.cost;
-                        cert.plan = cert.plan.or(c.plan);
-                        cert.period = cert.period.or(c.period);
-                    }
-                }
-            }
-        }
-        let entry = self.ledger_entry(
-            login,
-            "order",
-            cert.id,
-            Some(remoteid),
-            cert.plan,
-            cert.period,
-            cert.cost,
-            now,
-        );
-        self.record_ledger(entry).await;
-        Ok(true)
+        Ok(Some(entry))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -566,7 +604,9 @@ impl Gateway {
         val.get_attr("cost").map(str::to_string)
     }
 
-    /// Every `elid` must be the reseller's; unknown ids are looked up upstream once.
+    /// Every `elid` must be the reseller's; unknown ids are looked up upstream once, and a
+    /// refusal is remembered for [`super::elid_cache::REFUSAL_TTL`]. The store is read
+    /// first: an id the gateway recorded passes whatever was remembered about it.
     async fn check_elids(&self, reseller: &Reseller, params: &Params) -> Result<(), BmError> {
         let ids = elids(params)?;
         if ids.is_empty() {
@@ -593,20 +633,35 @@ impl Gateway {
         if unknown.is_empty() {
             return Ok(());
         }
+        let now = Instant::now();
+        if let Some(&id) = unknown
+            .iter()
+            .find(|&&id| self.refused_elids.is_refused(&reseller.login, id, now))
+        {
+            tracing::info!(reseller = %reseller.login, id, "unknown elid refused again without a lookup (refused recently)");
+            return Err(foreign_elid(&id.to_string()));
+        }
         let list = self
             .list_certificates(reseller, None)
             .await
             .map_err(BmError::from)?;
+        let mut refused = None;
         for id in unknown {
             let Some(cert) = list.iter().find(|c| c.id == id) else {
                 tracing::info!(reseller = %reseller.login, id, "unknown elid not on the reseller's upstream account: refused");
-                return Err(foreign_elid(&id.to_string()));
+                self.refused_elids
+                    .remember(&reseller.login, id, Instant::now());
+                refused = refused.or(Some(id));
+                continue;
             };
             if !self.record_found(&reseller.login, cert, "lookup").await? {
-                return Err(foreign_elid(&id.to_string()));
+                refused = refused.or(Some(id));
             }
         }
-        Ok(())
+        match refused {
+            Some(id) => Err(foreign_elid(&id.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Record a certificate found on the reseller's upstream account. `false` when the id
@@ -700,7 +755,9 @@ impl Gateway {
     /// Resolve pending orders claimed at least `settle` ago by looking their remoteid up
     /// on the reseller's upstream account: found → done (service, answer, ledger); not
     /// found → failed (a retry may order again). Never sends an order.
+    /// One pass runs at a time; a second caller waits for the first to finish.
     pub async fn reconcile_orders(&self, settle: Duration) -> anyhow::Result<ReconcileReport> {
+        let _one_pass = self.reconcile_lock.lock().await;
         let store = self.store().clone();
         let orders = blocking(move || store.orders())
             .await
@@ -733,6 +790,7 @@ impl Gateway {
                     cert.plan = cert.plan.or(rec.plan.clone());
                     cert.period = cert.period.or(rec.period.clone());
                     let id = cert.id;
+                    // The cost is what the list just said (none when it lists none).
                     if self
                         .record_done(
                             &rec.reseller,
@@ -743,6 +801,7 @@ impl Gateway {
                         )
                         .await
                         .map_err(|e| anyhow::anyhow!("{}", e.msg))?
+                        .is_some()
                     {
                         tracing::info!(reseller = %rec.reseller, remoteid = %rec.remoteid, id, "reconcile: order found upstream, recorded as done");
                         report.found.push((key.0, key.1, id));

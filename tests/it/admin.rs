@@ -1,10 +1,12 @@
-//! The admin listener: health and metrics, and mapping documents applied to a running
-//! gateway taking effect on the next request.
+//! The admin listener: health and metrics, mapping documents applied to a running
+//! gateway taking effect on the next request, and services, orders and reconciliation
+//! of a running gateway.
 
 use std::time::Duration;
 
 use resellgate::billmgr::Format;
 use resellgate::client;
+use resellgate::sandbox::{Fault, FaultPhase};
 
 use crate::harness::*;
 
@@ -108,4 +110,355 @@ fn mappings_applied_live_take_effect_on_the_next_request() {
     );
     assert_eq!(bad.status, 422, "{}", bad.text());
     assert_eq!(price_of_101(&env), "14.00");
+}
+
+const TOKEN: &str = "t0ken-for-tests";
+
+/// A valid order through the gateway (local plan 101 = upstream 3033).
+fn order(remoteid: &str, cn: &str) -> String {
+    format!(
+        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid={remoteid}&pricelist=101&period=12&CN={cn}&approver_email_1=admin%40{cn}&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on"
+    )
+}
+
+fn id_of(resp: &client::Response) -> u64 {
+    doc(resp, Format::Xml)
+        .child_text("id")
+        .unwrap_or_else(|| panic!("no id: {}", resp.text()))
+        .parse()
+        .unwrap()
+}
+
+/// An authorised JSON answer, asserting the status.
+fn json(addr: std::net::SocketAddr, method: &str, path: &str, status: u16) -> serde_json::Value {
+    let resp = admin(addr, method, path, Some(TOKEN), "");
+    assert_eq!(resp.status, status, "{method} {path}: {}", resp.text());
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json"),
+        "{method} {path}"
+    );
+    serde_json::from_slice(&resp.body).unwrap_or_else(|e| panic!("{e}: {}", resp.text()))
+}
+
+/// The `remoteid`s of an `orders` answer, in order.
+fn remoteids(v: &serde_json::Value) -> Vec<String> {
+    v["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["remoteid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Secrets that must never appear in an admin answer.
+fn assert_no_secrets(text: &str) {
+    for secret in [
+        ACME.1,
+        GLOBEX.1,
+        ACME_UP.1,
+        "globex-upstream-pw",
+        TOKEN,
+        "authinfo",
+        "argon2",
+        "params_hash",
+        "<doc>",
+    ] {
+        assert!(!text.contains(secret), "'{secret}' in {text}");
+    }
+}
+
+/// `GET /services` and `GET /orders` show the store while the gateway runs: a reseller's
+/// services with plan, period, source and history; orders by state and reseller, with
+/// the upstream id or the failure reason — and nothing secret.
+#[test]
+fn services_and_orders_while_running() {
+    let (env, addr) = admin_env("RG_TEST_ADMIN_TOKEN_3");
+    let a = id_of(&env.acme(&order("l1", "l1.example.com")));
+    let edit = env.acme(&format!(
+        "func=certificate.edit&elid={a}&adm_phone=2&sok=ok"
+    ));
+    assert!(
+        doc(&edit, Format::Xml).find("ok").is_some(),
+        "{}",
+        edit.text()
+    );
+    let refused =
+        order("bad", "bad.example.com").replace("admin%40bad.example.com", "x%40other.org");
+    assert_error(
+        &env.acme(&refused),
+        Format::Xml,
+        "value",
+        "approver_email_1",
+    );
+    let g = id_of(&env.post(&format!(
+        "{}&authinfo={}:{}",
+        order("g1", "g1.example.com"),
+        GLOBEX.0,
+        GLOBEX.1
+    )));
+
+    let v = json(addr, "GET", "/services?reseller=acme", 200);
+    assert_eq!(v["reseller"], "acme");
+    let services = v["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1, "{v:#}");
+    let s = &services[0];
+    assert_eq!(
+        (
+            s["upstream_id"].as_u64(),
+            s["remoteid"].as_str(),
+            s["plan"].as_str(),
+            s["period"].as_str(),
+            s["source"].as_str(),
+            s["deleted"].as_bool()
+        ),
+        (
+            Some(a),
+            Some("l1"),
+            Some("3033"),
+            Some("12"),
+            Some("order"),
+            Some(false)
+        ),
+        "{v:#}"
+    );
+    let history: Vec<(&str, &str)> = s["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["func"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("certificate.order.param", "ok"),
+            ("certificate.edit", "ok")
+        ]
+    );
+    assert!(s["recorded_at"].as_str().unwrap().ends_with('Z'), "{v:#}");
+    let v = json(addr, "GET", "/services?reseller=globex", 200);
+    assert_eq!(v["services"][0]["upstream_id"].as_u64(), Some(g), "{v:#}");
+    assert_eq!(v["services"].as_array().unwrap().len(), 1);
+
+    let all = json(addr, "GET", "/orders", 200);
+    assert_eq!(remoteids(&all), ["bad", "l1", "g1"], "{all:#}");
+    let done = json(addr, "GET", "/orders?state=done", 200);
+    assert_eq!(remoteids(&done), ["l1", "g1"]);
+    assert_eq!(done["orders"][0]["upstream_id"].as_u64(), Some(a));
+    assert_eq!(done["orders"][0]["state"], "done");
+    assert_eq!(done["orders"][0]["failure"], serde_json::Value::Null);
+    let failed = json(addr, "GET", "/orders?state=failed&reseller=acme", 200);
+    assert_eq!(remoteids(&failed), ["bad"]);
+    assert_eq!(failed["orders"][0]["upstream_id"], serde_json::Value::Null);
+    let reason = failed["orders"][0]["failure"].as_str().unwrap();
+    assert!(reason.starts_with("upstream refused"), "{reason}");
+    assert_eq!(
+        remoteids(&json(addr, "GET", "/orders?reseller=globex", 200)),
+        ["g1"]
+    );
+    assert!(remoteids(&json(addr, "GET", "/orders?state=pending", 200)).is_empty());
+
+    for path in [
+        "/services?reseller=acme",
+        "/services?reseller=globex",
+        "/orders",
+    ] {
+        assert_no_secrets(&admin(addr, "GET", path, Some(TOKEN), "").text());
+    }
+}
+
+/// Without the token (or with a wrong one) every record endpoint answers 401 and nothing
+/// else — no data, no hint whether a reseller exists — and reconciliation does not run.
+#[test]
+fn records_need_the_token() {
+    let (env, addr) = admin_env("RG_TEST_ADMIN_TOKEN_4");
+    id_of(&env.acme(&order("l1", "l1.example.com")));
+    env.sandbox
+        .sandbox
+        .inject(Fault::Reset, FaultPhase::AfterHandling);
+    assert_error(
+        &env.acme(&order("p1", "p1.example.com")),
+        Format::Xml,
+        "pending",
+        "remoteid",
+    );
+    env.sandbox.sandbox.clear_received();
+    for (method, path) in [
+        ("GET", "/services?reseller=acme"),
+        ("GET", "/services?reseller=nobody"),
+        ("GET", "/services"),
+        ("GET", "/orders"),
+        ("GET", "/orders?state=bogus"),
+        ("POST", "/orders/reconcile?settle_ms=0"),
+    ] {
+        for token in [None, Some("wrong"), Some("")] {
+            let resp = admin(addr, method, path, token, "");
+            assert_eq!(
+                resp.status,
+                401,
+                "{method} {path} {token:?}: {}",
+                resp.text()
+            );
+            assert_eq!(resp.text(), "a valid bearer token is required\n");
+        }
+    }
+    assert!(
+        env.sandbox.sandbox.received().is_empty(),
+        "reconciliation ran"
+    );
+    let rec = env.store.order("acme", "p1").unwrap().unwrap();
+    assert_eq!(rec.state_name(), "pending");
+}
+
+/// Bad query strings are 400 with a message naming the parameter; an unknown reseller is
+/// 404; another method is 405 with `Allow`.
+#[test]
+fn bad_queries_and_unknown_resellers() {
+    let (_env, addr) = admin_env("RG_TEST_ADMIN_TOKEN_5");
+    for (method, path, status, message) in [
+        (
+            "GET",
+            "/services",
+            400,
+            "query parameter 'reseller' is required: GET /services?reseller=LOGIN",
+        ),
+        (
+            "GET",
+            "/services?reseller=",
+            400,
+            "query parameter 'reseller' is empty",
+        ),
+        (
+            "GET",
+            "/services?reseller=acme&state=done",
+            400,
+            "unknown query parameter 'state' (this endpoint takes: reseller)",
+        ),
+        (
+            "GET",
+            "/services?reseller=nobody",
+            404,
+            "there is no reseller 'nobody'",
+        ),
+        (
+            "GET",
+            "/orders?state=lost",
+            400,
+            "query parameter 'state': 'lost' is not one of pending, done, failed",
+        ),
+        (
+            "GET",
+            "/orders?stat=done",
+            400,
+            "unknown query parameter 'stat' (this endpoint takes: state, reseller)",
+        ),
+        (
+            "GET",
+            "/orders?state=done&state=failed",
+            400,
+            "query parameter 'state' is given more than once",
+        ),
+        (
+            "GET",
+            "/orders?reseller=nobody&state=done",
+            404,
+            "there is no reseller 'nobody'",
+        ),
+        (
+            "GET",
+            "/orders?reseller=%FF",
+            400,
+            "the query string is not valid: the query string is not valid UTF-8 after decoding",
+        ),
+        (
+            "POST",
+            "/orders/reconcile?settle_ms=soon",
+            400,
+            "query parameter 'settle_ms': 'soon' is not a whole number of milliseconds",
+        ),
+        ("GET", "/orders/reconcile", 405, "use POST"),
+        ("POST", "/orders", 405, "use GET"),
+        ("GET", "/orders/pending", 404, "not found"),
+    ] {
+        let resp = admin(addr, method, path, Some(TOKEN), "");
+        assert_eq!(
+            (resp.status, resp.text()),
+            (status, format!("{message}\n")),
+            "{method} {path}"
+        );
+        if status == 405 {
+            assert!(resp.header("allow").is_some(), "{method} {path}");
+        }
+    }
+}
+
+/// `POST /orders/reconcile` runs one pass now: with the background task's settle time a
+/// fresh pending order is left alone; with `settle_ms=0` it is found upstream, recorded,
+/// and the billing's retry gets its id — no second order.
+#[test]
+fn reconcile_endpoint_resolves_a_pending_order() {
+    std::env::set_var("RG_TEST_ADMIN_TOKEN_6", TOKEN);
+    let port = free_port();
+    let env = TestEnv::builder()
+        .config(&format!(
+            "[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"RG_TEST_ADMIN_TOKEN_6\"\n[upstream]\nread_timeout_ms = 30000"
+        ))
+        .start();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    resellgate::proxy::server::wait_until_accepting(addr, Duration::from_secs(10)).unwrap();
+
+    let form = order("lost", "lost.example.com");
+    env.sandbox
+        .sandbox
+        .inject(Fault::Reset, FaultPhase::AfterHandling);
+    assert_error(&env.acme(&form), Format::Xml, "pending", "remoteid");
+    let pending = json(addr, "GET", "/orders?state=pending", 200);
+    assert_eq!(remoteids(&pending), ["lost"]);
+    assert_eq!(pending["orders"][0]["upstream_id"], serde_json::Value::Null);
+
+    // the default settle time: connect (1000 ms) + read (30000 ms) timeout
+    let v = json(addr, "POST", "/orders/reconcile", 200);
+    assert_eq!(
+        v,
+        serde_json::json!({"settle_ms": 31000, "done": [], "failed": [],
+            "pending": [{"reseller": "acme", "remoteid": "lost"}]})
+    );
+    assert_eq!(
+        env.store
+            .order("acme", "lost")
+            .unwrap()
+            .unwrap()
+            .state_name(),
+        "pending"
+    );
+
+    let v = json(addr, "POST", "/orders/reconcile?settle_ms=0", 200);
+    let upstream: Vec<u64> = env
+        .sandbox
+        .sandbox
+        .certificates()
+        .iter()
+        .filter(|c| c.remoteid.as_deref() == Some("lost"))
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(upstream.len(), 1);
+    assert_eq!(
+        v,
+        serde_json::json!({"settle_ms": 0, "failed": [], "pending": [],
+            "done": [{"reseller": "acme", "remoteid": "lost", "upstream_id": upstream[0]}]})
+    );
+    assert_eq!(id_of(&env.acme(&form)), upstream[0]);
+    assert_eq!(env.sandbox.sandbox.order_count(), 1);
+    let done = json(addr, "GET", "/orders?state=done", 200);
+    assert_eq!(done["orders"][0]["upstream_id"].as_u64(), Some(upstream[0]));
+    let services = json(addr, "GET", "/services?reseller=acme", 200);
+    assert_eq!(
+        services["services"][0]["source"], "reconcile",
+        "{services:#}"
+    );
+    // nothing left: a further pass finds nothing to do
+    assert_eq!(
+        json(addr, "POST", "/orders/reconcile?settle_ms=0", 200),
+        serde_json::json!({"settle_ms": 0, "done": [], "failed": [], "pending": []})
+    );
 }

@@ -158,12 +158,33 @@ impl TestEnv {
         self.gateway.addr
     }
 
+    /// GET through the gateway; returns once the gateway's work after the answer is done
+    /// (see [`TestEnv::settle`]).
     pub fn get(&self, path_and_query: &str) -> Response {
-        client::get(self.addr(), path_and_query).unwrap()
+        let r = client::get(self.addr(), path_and_query).unwrap();
+        self.settle();
+        r
     }
 
+    /// POST a form through the gateway; returns once the gateway's work after the answer
+    /// is done (see [`TestEnv::settle`]).
     pub fn post(&self, form: &str) -> Response {
-        client::post_form(self.addr(), "/billmgr", form).unwrap()
+        let r = client::post_form(self.addr(), "/billmgr", form).unwrap();
+        self.settle();
+        r
+    }
+
+    /// Wait until the gateway has finished what it does after answering (a new order's
+    /// ledger cost is read from the upstream then), so the store and the sandbox's record
+    /// of calls are settled. Work started before an answer is counted before it is sent.
+    pub fn settle(&self) {
+        assert!(
+            self.gateway
+                .gateway
+                .after_answer()
+                .wait_idle(std::time::Duration::from_secs(20)),
+            "the gateway's work after answering did not finish within 20 s"
+        );
     }
 
     /// POST `form` with acme's authinfo.

@@ -8,6 +8,7 @@ mod bad_input;
 mod catalog;
 mod cli;
 mod gateway;
+mod hot_path;
 mod lifecycle;
 mod logs;
 mod orders;
