@@ -350,58 +350,71 @@ impl Gateway {
             .record_done(&login, &claim.remoteid, claim.claimed_at_ms, cert, "order")
             .await?;
         if let Some(entry) = entry.filter(|e| e.upstream_cost.is_none()) {
-            self.fill_order_cost_later(entry).await;
+            self.fill_cost_later(entry).await;
         }
         Ok((body, doc))
     }
 
-    /// Complete a new order's ledger entry with its upstream cost without holding up the
-    /// reseller's answer: on a task of its own, counted in [`Gateway::after_answer`] from
-    /// now until it ends. Outside a tokio runtime it is done before returning.
-    async fn fill_order_cost_later(self: &Arc<Self>, entry: LedgerEntry) {
+    /// Complete a ledger entry (a new order's, a renewal's) with its upstream cost without
+    /// holding up the reseller's answer: on a task of its own, counted in
+    /// [`Gateway::after_answer`] from now until it ends. Outside a tokio runtime it is done
+    /// before returning.
+    async fn fill_cost_later(self: &Arc<Self>, entry: LedgerEntry) {
         let busy = self.after_answer.start();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let gw = Arc::clone(self);
                 rt.spawn(async move {
-                    gw.fill_order_cost(entry).await;
+                    gw.fill_cost(entry).await;
                     drop(busy);
                 });
             }
-            Err(_) => self.fill_order_cost(entry).await,
+            Err(_) => self.fill_cost(entry).await,
         }
     }
 
-    /// Read the cost of the certificate of a done order from the reseller's upstream list
-    /// (`func=certificate&remoteid=…`) and rewrite its ledger entry with the cost and the
-    /// reseller's price. When the lookup fails the entry keeps no cost (logged).
-    async fn fill_order_cost(&self, entry: LedgerEntry) {
+    /// Read the upstream cost of a ledger entry and rewrite the entry with the cost and the
+    /// reseller's price: a new order's from the reseller's upstream list
+    /// (`func=certificate&remoteid=…`), a renewal's from the prolong form for its period.
+    /// When the lookup fails the entry keeps no cost (logged).
+    async fn fill_cost(&self, entry: LedgerEntry) {
         let (login, id) = (entry.reseller.clone(), entry.upstream_id);
         let Some(reseller) = self.store().reseller(&login) else {
             return;
         };
-        let found = match self
-            .list_certificates(&reseller, entry.remoteid.as_deref())
-            .await
-        {
-            Ok(list) => list.into_iter().find(|c| c.id == id),
-            Err(e) => {
-                tracing::warn!(reseller = %login, id, error = %e, "cannot read a new order's cost: its ledger entry has none");
+        let (cost, plan, period) = if entry.kind == "renewal" {
+            let Some(period) = entry.period.clone() else {
                 return;
+            };
+            let cost = self.renewal_cost(&reseller, id, &period).await;
+            (cost, None, None)
+        } else {
+            match self
+                .list_certificates(&reseller, entry.remoteid.as_deref())
+                .await
+            {
+                Ok(list) => match list.into_iter().find(|c| c.id == id) {
+                    Some(c) => (c.cost, c.plan, c.period),
+                    None => (None, None, None),
+                },
+                Err(e) => {
+                    tracing::warn!(reseller = %login, id, kind = %entry.kind, error = %e, "cannot read the upstream cost: the ledger entry has none");
+                    return;
+                }
             }
         };
-        let Some(cert) = found.filter(|c| c.cost.is_some()) else {
-            tracing::warn!(reseller = %login, id, "the upstream lists no cost for a new order: its ledger entry has none");
+        if cost.is_none() {
+            tracing::warn!(reseller = %login, id, kind = %entry.kind, "the upstream shows no cost: the ledger entry has none");
             return;
-        };
+        }
         let entry = self.ledger_entry(
             &login,
             &entry.kind,
             id,
             entry.remoteid.as_deref(),
-            entry.plan.or(cert.plan),
-            entry.period.or(cert.period),
-            cert.cost,
+            entry.plan.or(plan),
+            entry.period.or(period),
+            cost,
             entry.at_ms,
         );
         self.record_ledger(entry).await;
@@ -518,7 +531,7 @@ impl Gateway {
     }
 
     async fn record_lifecycle(
-        &self,
+        self: &Arc<Self>,
         reseller: &Reseller,
         func: &str,
         params: &Params,
@@ -545,22 +558,19 @@ impl Gateway {
                         None
                     }
                 };
-                let period = params.get_nonempty("period").map(str::to_string);
-                let cost = match &period {
-                    Some(p) => self.renewal_cost(reseller, id, p).await,
-                    None => None,
-                };
+                // Billed now; the cost is read after the answer (the renewal is done).
                 let entry = self.ledger_entry(
                     &reseller.login,
                     "renewal",
                     id,
                     svc.as_ref().and_then(|s| s.remoteid.as_deref()),
                     svc.as_ref().and_then(|s| s.plan.clone()),
-                    period,
-                    cost,
+                    params.get_nonempty("period").map(str::to_string),
+                    None,
                     now,
                 );
-                self.record_ledger(entry).await;
+                self.record_ledger(entry.clone()).await;
+                self.fill_cost_later(entry).await;
             }
         }
     }

@@ -158,8 +158,8 @@ fn a_recorded_certificate_is_never_refused_from_memory() {
     assert_eq!(edit(&env, 5003).as_deref(), Ok("o3.example.com"));
 }
 
-/// An upstream in front of the sandbox that holds every certificate list
-/// (`func=certificate`) until opened. Other calls pass at once.
+/// An upstream in front of the sandbox that holds every call `hold` picks (e.g. the
+/// certificate list, `func=certificate`) until opened. Other calls pass at once.
 struct Gate {
     addr: SocketAddr,
     /// (open, lists held so far)
@@ -167,7 +167,7 @@ struct Gate {
 }
 
 impl Gate {
-    fn start(upstream: SocketAddr) -> Gate {
+    fn start(upstream: SocketAddr, hold: fn(&Params) -> bool) -> Gate {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new((Mutex::new((false, 0)), Condvar::new()));
@@ -176,7 +176,7 @@ impl Gate {
             for stream in listener.incoming().flatten() {
                 let s = s.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(stream, upstream, &s);
+                    let _ = serve(stream, upstream, hold, &s);
                 });
             }
         });
@@ -211,11 +211,12 @@ impl Drop for Gate {
     }
 }
 
-/// Serve one keep-alive connection: read each request, hold lists while the gate is
-/// closed, forward to `upstream`, answer with a `Content-Length`.
+/// Serve one keep-alive connection: read each request, hold what `hold` picks while the
+/// gate is closed, forward to `upstream`, answer with a `Content-Length`.
 fn serve(
     stream: TcpStream,
     upstream: SocketAddr,
+    hold: fn(&Params) -> bool,
     state: &(Mutex<(bool, usize)>, Condvar),
 ) -> std::io::Result<()> {
     let mut out = stream.try_clone()?;
@@ -246,9 +247,7 @@ fn serve(
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         let query = target.split_once('?').map(|(_, q)| q);
-        let is_list = Params::parse(query, &body, &Limits::default())
-            .is_ok_and(|p| p.func() == Some("certificate"));
-        if is_list {
+        if Params::parse(query, &body, &Limits::default()).is_ok_and(|p| hold(&p)) {
             let (m, cv) = state;
             let mut st = m.lock().unwrap();
             st.1 += 1;
@@ -287,7 +286,7 @@ fn serve(
 fn an_order_is_answered_before_its_ledger_cost_is_read() {
     let sandbox =
         resellgate::sandbox::spawn("127.0.0.1:0", resellgate::sandbox::Sandbox::demo()).unwrap();
-    let gate = Gate::start(sandbox.addr);
+    let gate = Gate::start(sandbox.addr, |p| p.func() == Some("certificate"));
     let env = TestEnv::builder()
         .upstream_url(&format!("http://{}/billmgr", gate.addr))
         .config("[upstream]\nread_timeout_ms = 30000")
@@ -347,4 +346,64 @@ fn an_order_is_answered_before_its_ledger_cost_is_read() {
     );
     // the answer recorded with the order is untouched
     assert!(env.store.order("acme", "c1").unwrap().unwrap().state_name() == "done");
+}
+
+/// A renewal is billed at once and answered without waiting for the prolong form that
+/// tells its upstream cost; the cost and price are filled in afterwards.
+#[test]
+fn a_renewal_is_answered_before_its_ledger_cost_is_read() {
+    let sandbox =
+        resellgate::sandbox::spawn("127.0.0.1:0", resellgate::sandbox::Sandbox::demo()).unwrap();
+    let gate = Gate::start(sandbox.addr, |p| {
+        p.func() == Some("service.prolong") && !p.is_submit()
+    });
+    let env = TestEnv::builder()
+        .upstream_url(&format!("http://{}/billmgr", gate.addr))
+        .config("[upstream]\nread_timeout_ms = 30000")
+        .start();
+    let id = id_of(&env.acme(&order("r1", "r1.example.com")));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = env.addr();
+    std::thread::spawn(move || {
+        let form = format!(
+            "func=service.prolong&elid={id}&period=24&sok=ok&authinfo={}:{}",
+            ACME.0, ACME.1
+        );
+        let _ = tx.send(client::post_form(addr, "/billmgr", &form));
+    });
+    let resp = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the renewal's answer waited for the ledger cost lookup")
+        .unwrap();
+    assert!(resp.text().contains("<ok"), "{}", resp.text());
+    assert!(gate.wait_held(1, Duration::from_secs(10)));
+    let renewal = |env: &TestEnv| {
+        env.store
+            .ledger(Some("acme"))
+            .unwrap()
+            .into_iter()
+            .find(|e| e.kind == "renewal")
+            .expect("the renewal is in the ledger")
+    };
+    let e = renewal(&env);
+    assert_eq!(
+        (
+            e.upstream_id,
+            e.period.as_deref(),
+            e.upstream_cost.as_deref()
+        ),
+        (id, Some("24"), None)
+    );
+    gate.open();
+    env.settle();
+    let e = renewal(&env);
+    assert_eq!(
+        (
+            e.plan.as_deref(),
+            e.upstream_cost.as_deref(),
+            e.price.as_deref()
+        ),
+        (Some("3033"), Some("16.0000"), Some("19.70"))
+    );
+    assert_eq!(env.store.ledger(Some("acme")).unwrap().len(), 2);
 }
