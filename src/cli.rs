@@ -379,6 +379,7 @@ fn orders(action: OrdersCommand) -> Result<(), Failure> {
                         report.failed.len(),
                         report.left.len()
                     );
+                    println!("{} ledger costs filled in", report.costs_filled);
                     Ok(())
                 })
             })

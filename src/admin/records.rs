@@ -82,6 +82,8 @@ pub struct ReconcileView {
     pub failed: Vec<OrderKeyView>,
     /// Too young to judge, or the lookup failed: still pending.
     pub pending: Vec<OrderKeyView>,
+    /// Ledger entries whose missing upstream cost was filled in.
+    pub costs_filled: usize,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -214,6 +216,7 @@ pub fn reconcile_view(report: &ReconcileReport, settle: Duration) -> ReconcileVi
             .collect(),
         failed: report.failed.iter().map(key).collect(),
         pending: report.left.iter().map(key).collect(),
+        costs_filled: report.costs_filled,
     }
 }
 
@@ -360,6 +363,7 @@ mod tests {
             found: vec![("acme".into(), "x".into(), 5003)],
             failed: vec![("acme".into(), "y".into())],
             left: vec![("globex".into(), "z".into())],
+            costs_filled: 2,
         };
         assert_eq!(
             serde_json::to_value(reconcile_view(&report, Duration::from_millis(250))).unwrap(),
@@ -367,7 +371,8 @@ mod tests {
                 "settle_ms": 250,
                 "done": [{"reseller": "acme", "remoteid": "x", "upstream_id": 5003}],
                 "failed": [{"reseller": "acme", "remoteid": "y"}],
-                "pending": [{"reseller": "globex", "remoteid": "z"}]
+                "pending": [{"reseller": "globex", "remoteid": "z"}],
+                "costs_filled": 2
             })
         );
     }

@@ -102,6 +102,8 @@ pub struct ReconcileReport {
     pub failed: Vec<(String, String)>,
     /// Too young to judge, or the lookup failed: still pending.
     pub left: Vec<(String, String)>,
+    /// Ledger entries whose missing upstream cost was read and filled in.
+    pub costs_filled: usize,
 }
 
 /// A certificate as the upstream lists it.
@@ -369,22 +371,25 @@ impl Gateway {
                     drop(busy);
                 });
             }
-            Err(_) => self.fill_cost(entry).await,
+            Err(_) => {
+                self.fill_cost(entry).await;
+            }
         }
     }
 
     /// Read the upstream cost of a ledger entry and rewrite the entry with the cost and the
     /// reseller's price: a new order's from the reseller's upstream list
     /// (`func=certificate&remoteid=…`), a renewal's from the prolong form for its period.
-    /// When the lookup fails the entry keeps no cost (logged).
-    async fn fill_cost(&self, entry: LedgerEntry) {
+    /// When the lookup fails the entry keeps no cost (logged; reconciliation tries again).
+    /// Answers whether the cost was filled in.
+    async fn fill_cost(&self, entry: LedgerEntry) -> bool {
         let (login, id) = (entry.reseller.clone(), entry.upstream_id);
         let Some(reseller) = self.store().reseller(&login) else {
-            return;
+            return false;
         };
         let (cost, plan, period) = if entry.kind == "renewal" {
             let Some(period) = entry.period.clone() else {
-                return;
+                return false;
             };
             let cost = self.renewal_cost(&reseller, id, &period).await;
             (cost, None, None)
@@ -398,14 +403,14 @@ impl Gateway {
                     None => (None, None, None),
                 },
                 Err(e) => {
-                    tracing::warn!(reseller = %login, id, kind = %entry.kind, error = %e, "cannot read the upstream cost: the ledger entry has none");
-                    return;
+                    tracing::warn!(reseller = %login, id, kind = %entry.kind, error = %e, "cannot read the upstream cost: the ledger entry has none yet");
+                    return false;
                 }
             }
         };
         if cost.is_none() {
-            tracing::warn!(reseller = %login, id, kind = %entry.kind, "the upstream shows no cost: the ledger entry has none");
-            return;
+            tracing::warn!(reseller = %login, id, kind = %entry.kind, "the upstream shows no cost: the ledger entry has none yet");
+            return false;
         }
         let entry = self.ledger_entry(
             &login,
@@ -417,7 +422,7 @@ impl Gateway {
             cost,
             entry.at_ms,
         );
-        self.record_ledger(entry).await;
+        self.record_ledger(entry).await
     }
 
     async fn release(&self, login: &str, claim: &OrderClaim, reason: &str) -> Result<(), BmError> {
@@ -522,11 +527,16 @@ impl Gateway {
     }
 
     /// Write one ledger entry (flushed); a failure is logged, the answer still goes out.
-    async fn record_ledger(&self, entry: LedgerEntry) {
+    /// Answers whether it was written.
+    async fn record_ledger(&self, entry: LedgerEntry) -> bool {
         let (login, id) = (entry.reseller.clone(), entry.upstream_id);
         let store = self.store().clone();
-        if let Err(e) = blocking(move || store.record_ledger(&entry)).await {
-            tracing::error!(reseller = %login, id, error = %e.msg, "cannot record a ledger entry");
+        match blocking(move || store.record_ledger(&entry)).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(reseller = %login, id, error = %e.msg, "cannot record a ledger entry");
+                false
+            }
         }
     }
 
@@ -843,7 +853,31 @@ impl Gateway {
                 }
             }
         }
+        report.costs_filled = self.fill_missing_costs(settle).await;
         Ok(report)
+    }
+
+    /// Read the upstream cost of every ledger entry still without one (its lookup after
+    /// the answer failed, or the gateway stopped first) written at least `settle` ago.
+    async fn fill_missing_costs(&self, settle: Duration) -> usize {
+        let store = self.store().clone();
+        let entries = match blocking(move || store.costless_ledger()).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(error = %e.msg, "cannot read the ledger entries without a cost");
+                return 0;
+            }
+        };
+        let now = now_ms();
+        let mut filled = 0;
+        for entry in entries {
+            if now.saturating_sub(entry.at_ms) >= settle.as_millis() as u64
+                && self.fill_cost(entry).await
+            {
+                filled += 1;
+            }
+        }
+        filled
     }
 }
 

@@ -58,9 +58,9 @@ impl BackgroundService for Reconcile {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => match self.gateway.reconcile_orders(self.settle).await {
-                    Ok(r) if !r.found.is_empty() || !r.failed.is_empty() => tracing::info!(
+                    Ok(r) if !r.found.is_empty() || !r.failed.is_empty() || r.costs_filled > 0 => tracing::info!(
                         found = r.found.len(), failed = r.failed.len(), pending = r.left.len(),
-                        "pending orders reconciled"),
+                        costs_filled = r.costs_filled, "pending orders reconciled"),
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "reconciling pending orders failed"),
                 },

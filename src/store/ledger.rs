@@ -7,6 +7,9 @@ use super::{decode, encode, Store, StoreError};
 
 /// The ledger's tree.
 pub const LEDGER: &str = "ledger";
+/// Keys of the ledger entries still without an upstream cost (values empty), so filling
+/// them in later does not scan the whole ledger.
+pub const LEDGER_COSTLESS: &str = "ledger_costless";
 
 /// One billable event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +83,29 @@ impl Store {
     /// [`Store::record_ledger`] without lock and flush (the caller holds and flushes).
     pub(crate) fn put_ledger_unflushed(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
         let v = encode(entry, || format!("ledger entry for {}", entry.upstream_id))?;
-        self.shared.backend.put(LEDGER, &entry_key(entry), &v)?;
+        let key = entry_key(entry);
+        self.shared.backend.put(LEDGER, &key, &v)?;
+        if entry.upstream_cost.is_none() {
+            self.shared.backend.put(LEDGER_COSTLESS, &key, &[])?;
+        } else {
+            self.shared.backend.delete(LEDGER_COSTLESS, &key)?;
+        }
         Ok(())
+    }
+
+    /// The ledger entries whose upstream cost is not known yet, oldest first.
+    pub fn costless_ledger(&self) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut out = Vec::new();
+        for (k, _) in self.shared.backend.scan(LEDGER_COSTLESS)? {
+            if let Some(v) = self.shared.backend.get(LEDGER, &k)? {
+                let e: LedgerEntry = decode("ledger", &k, &v)?;
+                if e.upstream_cost.is_none() {
+                    out.push(e);
+                }
+            }
+        }
+        out.sort_by_key(|e| e.at_ms);
+        Ok(out)
     }
 
     /// Every ledger entry of `reseller` (all when `None`), oldest first.
@@ -149,5 +173,47 @@ fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: &str, id: u64, at_ms: u64, cost: Option<&str>) -> LedgerEntry {
+        LedgerEntry {
+            at_ms,
+            reseller: "acme".into(),
+            kind: kind.into(),
+            upstream_id: id,
+            remoteid: None,
+            plan: Some("3033".into()),
+            period: Some("12".into()),
+            upstream_cost: cost.map(str::to_string),
+            price: cost.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn costless_entries_are_indexed_until_their_cost_is_known() {
+        let store = Store::open_temporary().unwrap();
+        store.record_ledger(&entry("order", 1, 10, None)).unwrap();
+        store.record_ledger(&entry("renewal", 1, 20, None)).unwrap();
+        store
+            .record_ledger(&entry("order", 2, 5, Some("9.00")))
+            .unwrap();
+        let ids = |v: Vec<LedgerEntry>| -> Vec<(String, u64)> {
+            v.into_iter().map(|e| (e.kind, e.upstream_id)).collect()
+        };
+        assert_eq!(
+            ids(store.costless_ledger().unwrap()),
+            [("order".into(), 1), ("renewal".into(), 1)]
+        );
+        // the same entry rewritten with its cost leaves the index
+        store
+            .record_ledger(&entry("renewal", 1, 20, Some("9.00")))
+            .unwrap();
+        assert_eq!(ids(store.costless_ledger().unwrap()), [("order".into(), 1)]);
+        assert_eq!(store.ledger(Some("acme")).unwrap().len(), 3);
     }
 }

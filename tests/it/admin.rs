@@ -421,7 +421,7 @@ fn reconcile_endpoint_resolves_a_pending_order() {
     assert_eq!(
         v,
         serde_json::json!({"settle_ms": 31000, "done": [], "failed": [],
-            "pending": [{"reseller": "acme", "remoteid": "lost"}]})
+            "pending": [{"reseller": "acme", "remoteid": "lost"}], "costs_filled": 0})
     );
     assert_eq!(
         env.store
@@ -444,7 +444,7 @@ fn reconcile_endpoint_resolves_a_pending_order() {
     assert_eq!(upstream.len(), 1);
     assert_eq!(
         v,
-        serde_json::json!({"settle_ms": 0, "failed": [], "pending": [],
+        serde_json::json!({"settle_ms": 0, "failed": [], "pending": [], "costs_filled": 0,
             "done": [{"reseller": "acme", "remoteid": "lost", "upstream_id": upstream[0]}]})
     );
     assert_eq!(id_of(&env.acme(&form)), upstream[0]);
@@ -459,6 +459,6 @@ fn reconcile_endpoint_resolves_a_pending_order() {
     // nothing left: a further pass finds nothing to do
     assert_eq!(
         json(addr, "POST", "/orders/reconcile?settle_ms=0", 200),
-        serde_json::json!({"settle_ms": 0, "done": [], "failed": [], "pending": []})
+        serde_json::json!({"settle_ms": 0, "done": [], "failed": [], "pending": [], "costs_filled": 0})
     );
 }

@@ -407,3 +407,39 @@ fn a_renewal_is_answered_before_its_ledger_cost_is_read() {
     );
     assert_eq!(env.store.ledger(Some("acme")).unwrap().len(), 2);
 }
+
+/// A new order's cost lookup that fails (here: the upstream holds the list past the read
+/// timeout) leaves the ledger entry without a cost; the next reconciliation pass reads
+/// it and fills it in.
+#[test]
+fn reconciliation_fills_in_a_cost_the_first_lookup_missed() {
+    let sandbox =
+        resellgate::sandbox::spawn("127.0.0.1:0", resellgate::sandbox::Sandbox::demo()).unwrap();
+    let gate = Gate::start(sandbox.addr, |p| p.func() == Some("certificate"));
+    let env = TestEnv::builder()
+        .upstream_url(&format!("http://{}/billmgr", gate.addr))
+        .config("[upstream]\nread_timeout_ms = 300\nretries = 0")
+        .start();
+    let id = id_of(&env.acme(&order("m1", "m1.example.com")));
+    env.settle(); // the lookup timed out
+    let entries = env.store.ledger(Some("acme")).unwrap();
+    assert_eq!(
+        (entries.len(), entries[0].upstream_cost.as_deref()),
+        (1, None)
+    );
+    assert_eq!(env.store.costless_ledger().unwrap().len(), 1);
+    gate.open();
+    let gw = env.gateway.gateway.clone();
+    let report = block_on(async move { gw.reconcile_orders(Duration::ZERO).await }).unwrap();
+    assert_eq!(report.costs_filled, 1);
+    let e = &env.store.ledger(Some("acme")).unwrap()[0];
+    assert_eq!(
+        (
+            e.upstream_id,
+            e.upstream_cost.as_deref(),
+            e.price.as_deref()
+        ),
+        (id, Some("9.0000"), Some("11.30"))
+    );
+    assert!(env.store.costless_ledger().unwrap().is_empty());
+}
