@@ -288,12 +288,28 @@ fn lifecycle_is_recorded_in_the_history() {
     let id = id_of(&env.acme(&order("life", "life.example.com")), Format::Xml);
     let calls = [
         format!("func=certificate.reissue.step2&elid={id}&crt_type=oldrequest&approver_email_1=admin%40life.example.com&sok=ok"),
-        format!("func=certificate.edit&elid={id}&adm_phone=2&sok=ok"),
+        format!("func=certificate.edit&elid={id}&adm_phone=2&org_name=Life%20Ltd&approver_email=hostmaster%40life.example.com&sok=ok"),
         format!("func=service.prolong&elid={id}&period=12&sok=ok"),
     ];
     for c in &calls {
         assert!(doc(&env.acme(c), Format::Xml).find("ok").is_some(), "{c}");
     }
+    // the edit reached the upstream: contacts, organisation, approver e-mail
+    let cert = env
+        .sandbox
+        .sandbox
+        .certificates()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    assert_eq!(
+        (
+            cert.contacts.get("adm_phone").map(String::as_str),
+            cert.contacts.get("org_name").map(String::as_str),
+            cert.approver_email.as_str()
+        ),
+        (Some("2"), Some("Life Ltd"), "hostmaster@life.example.com")
+    );
     // an upstream error passes through unchanged and is recorded as such
     let resp = env.acme(&format!(
         "func=certificate.edit&elid={id}&approver_email=bad%40other.org&sok=ok&out=json"
