@@ -235,18 +235,18 @@ impl Gateway {
                     period: rec.period,
                 })))
             }
-            Claim::Replay(done) => {
-                let OrderState::Done {
+            Claim::Replay(done) => match &done.state {
+                OrderState::Done {
                     answer_xml,
                     upstream_id,
-                } = &done.state
-                else {
-                    unreachable!("replay of an order that is not done")
-                };
-                let doc = billmgr::parse(answer_xml.as_bytes(), Format::Xml)
-                    .unwrap_or_else(|_| success_doc(*upstream_id));
-                Ok(Before::Replay(doc))
-            }
+                } => {
+                    let doc = billmgr::parse(answer_xml.as_bytes(), Format::Xml)
+                        .unwrap_or_else(|_| success_doc(*upstream_id));
+                    Ok(Before::Replay(doc))
+                }
+                // The store only replays done orders; anything else is not known to be done.
+                _ => Err(pending_error(&remoteid)),
+            },
             Claim::Pending(_) => Err(pending_error(&remoteid)),
             Claim::Conflict(_) => Err(BmError::new(
                 ErrorType::Exists,
