@@ -114,21 +114,6 @@ fn mappings_applied_live_take_effect_on_the_next_request() {
 
 const TOKEN: &str = "t0ken-for-tests";
 
-/// A valid order through the gateway (local plan 101 = upstream 3033).
-fn order(remoteid: &str, cn: &str) -> String {
-    format!(
-        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid={remoteid}&pricelist=101&period=12&CN={cn}&approver_email_1=admin%40{cn}&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on"
-    )
-}
-
-fn id_of(resp: &client::Response) -> u64 {
-    doc(resp, Format::Xml)
-        .child_text("id")
-        .unwrap_or_else(|| panic!("no id: {}", resp.text()))
-        .parse()
-        .unwrap()
-}
-
 /// An authorised JSON answer, asserting the status.
 fn json(addr: std::net::SocketAddr, method: &str, path: &str, status: u16) -> serde_json::Value {
     let resp = admin(addr, method, path, Some(TOKEN), "");
@@ -174,7 +159,7 @@ fn assert_no_secrets(text: &str) {
 #[test]
 fn services_and_orders_while_running() {
     let (env, addr) = admin_env("RG_TEST_ADMIN_TOKEN_3");
-    let a = id_of(&env.acme(&order("l1", "l1.example.com")));
+    let a = id_of(&env.acme(&order("l1", "l1.example.com")), Format::Xml);
     let edit = env.acme(&format!(
         "func=certificate.edit&elid={a}&adm_phone=2&sok=ok"
     ));
@@ -191,12 +176,7 @@ fn services_and_orders_while_running() {
         "value",
         "approver_email_1",
     );
-    let g = id_of(&env.post(&format!(
-        "{}&authinfo={}:{}",
-        order("g1", "g1.example.com"),
-        GLOBEX.0,
-        GLOBEX.1
-    )));
+    let g = id_of(&env.globex(&order("g1", "g1.example.com")), Format::Xml);
 
     let v = json(addr, "GET", "/services?reseller=acme", 200);
     assert_eq!(v["reseller"], "acme");
@@ -272,7 +252,7 @@ fn services_and_orders_while_running() {
 #[test]
 fn records_need_the_token() {
     let (env, addr) = admin_env("RG_TEST_ADMIN_TOKEN_4");
-    id_of(&env.acme(&order("l1", "l1.example.com")));
+    id_of(&env.acme(&order("l1", "l1.example.com")), Format::Xml);
     env.sandbox
         .sandbox
         .inject(Fault::Reset, FaultPhase::AfterHandling);
@@ -447,7 +427,7 @@ fn reconcile_endpoint_resolves_a_pending_order() {
         serde_json::json!({"settle_ms": 0, "failed": [], "pending": [], "costs_filled": 0,
             "done": [{"reseller": "acme", "remoteid": "lost", "upstream_id": upstream[0]}]})
     );
-    assert_eq!(id_of(&env.acme(&form)), upstream[0]);
+    assert_eq!(id_of(&env.acme(&form), Format::Xml), upstream[0]);
     assert_eq!(env.sandbox.sandbox.order_count(), 1);
     let done = json(addr, "GET", "/orders?state=done", 200);
     assert_eq!(done["orders"][0]["upstream_id"].as_u64(), Some(upstream[0]));

@@ -8,10 +8,6 @@ use rust_decimal::Decimal;
 
 use crate::harness::*;
 
-fn globex(env: &TestEnv, form: &str) -> resellgate::client::Response {
-    env.post(&format!("{form}&authinfo={}:{}", GLOBEX.0, GLOBEX.1))
-}
-
 /// (id, name, [(length, cost attribute, text)], [(addon id, [(length, cost, text)])]).
 type PlanView = (
     String,
@@ -125,7 +121,7 @@ fn acme_imports_its_plans_in_every_format() {
 fn globex_sees_only_its_plan_at_its_own_markup() {
     let env = TestEnv::start();
     for (out, f) in [("xml", Format::Xml), ("bjson", Format::Bjson)] {
-        let resp = globex(&env, &format!("func=pricelist.export&out={out}"));
+        let resp = env.globex(&format!("func=pricelist.export&out={out}"));
         let d = doc(&resp, f);
         assert_eq!(
             plans(&d),
@@ -155,7 +151,7 @@ fn export_filter_by_local_id() {
     assert_eq!(got.len(), 1, "{}", resp.text());
     assert_eq!(got[0].0, "102");
     let before = env.sandbox.sandbox.received().len();
-    let resp = globex(&env, "func=pricelist.export&pricelist=102");
+    let resp = env.globex("func=pricelist.export&pricelist=102");
     assert_error(&resp, Format::Xml, "value", "pricelist");
     assert_eq!(env.sandbox.sandbox.received().len(), before);
 }
@@ -204,13 +200,13 @@ fn order_by_local_id_reaches_the_upstream_with_upstream_ids() {
         assert!(!resp.text().contains("3033"), "{}", resp.text());
     }
     // globex's markup applies to its own certificates: 9.00 × 1.10 = 9.90.
-    let resp = globex(&env, &format!("{ORDER}&remoteid=g1&pricelist=101"));
+    let resp = env.globex(&format!("{ORDER}&remoteid=g1&pricelist=101"));
     assert!(
         doc(&resp, Format::Xml).child_text("id").is_some(),
         "{}",
         resp.text()
     );
-    let d = doc(&globex(&env, "func=certificate"), Format::Xml);
+    let d = doc(&env.globex("func=certificate"), Format::Xml);
     let e = d.find("elem").unwrap();
     assert_eq!(e.child_text("cost"), Some("9.90"));
 }
@@ -294,7 +290,7 @@ fn order_form_shows_local_ids_and_marked_up_prices() {
         ]
     );
     // globex's form lists only its plan.
-    let d = doc(&globex(&env, "func=certificate.order.param"), Format::Xml);
+    let d = doc(&env.globex("func=certificate.order.param"), Format::Xml);
     let keys: Vec<_> = d
         .find_all("slist")
         .flat_map(|s| s.find_all("val"))
@@ -308,11 +304,11 @@ fn order_form_shows_local_ids_and_marked_up_prices() {
 #[test]
 fn renew_form_never_shows_upstream_prices() {
     let env = TestEnv::start();
-    let resp = globex(&env, &format!("{ORDER}&remoteid=g1&pricelist=101"));
+    let resp = env.globex(&format!("{ORDER}&remoteid=g1&pricelist=101"));
     let d = doc(&resp, Format::Xml);
     let id = d.child_text("id").unwrap().to_string();
     // globex has its own markup, which applies whatever the plan: 9.00 → 9.90.
-    let resp = globex(&env, &format!("func=service.prolong&elid={id}"));
+    let resp = env.globex(&format!("func=service.prolong&elid={id}"));
     let text = resp.text();
     assert!(text.contains("cost=\"9.90\""), "{text}");
     assert!(!text.contains("9.0000"), "{text}");
@@ -397,7 +393,7 @@ fn mapping_changes_take_effect_on_the_next_request() {
         [101, 102],
         "{changed:?}"
     );
-    let d = doc(&globex(&env, "func=pricelist.export"), Format::Xml);
+    let d = doc(&env.globex("func=pricelist.export"), Format::Xml);
     let got = plans(&d);
     let ids: Vec<_> = got.iter().map(|p| p.0.as_str()).collect();
     assert_eq!(ids, ["101", "102"]);
@@ -405,7 +401,7 @@ fn mapping_changes_take_effect_on_the_next_request() {
     assert_eq!(got[0].2[0].1, "11.30");
     assert_eq!(got[1].2[0].1, "90.85");
     // Ordering plan 102 works for globex now.
-    let resp = globex(&env, "func=certificate.order.param&pricelist=102");
+    let resp = env.globex("func=certificate.order.param&pricelist=102");
     assert!(!resp.text().contains("<error"), "{}", resp.text());
     assert_eq!(env.last_upstream().get("pricelist"), Some("3040"));
 }

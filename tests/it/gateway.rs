@@ -36,7 +36,7 @@ fn authinfo_is_swapped_for_the_resellers_upstream_account() {
 #[test]
 fn two_resellers_use_their_own_accounts() {
     let env = TestEnv::start();
-    env.post(&format!("func=whoami&authinfo={}:{}", GLOBEX.0, GLOBEX.1));
+    env.globex("func=whoami");
     assert_eq!(
         env.last_upstream().get("authinfo"),
         Some("globex@sandbox:globex-upstream-pw")
@@ -209,7 +209,7 @@ fn failed_logins_are_throttled() {
     }
     let e = assert_error(&env.acme("func=whoami"), Format::Xml, "auth", "authinfo");
     assert!(e.msg.contains("Too many failed logins"), "{}", e.msg);
-    let resp = env.post(&format!("func=whoami&authinfo={}:{}", GLOBEX.0, GLOBEX.1));
+    let resp = env.globex("func=whoami");
     assert!(doc(&resp, Format::Xml).find("user").is_some());
 }
 

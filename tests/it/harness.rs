@@ -15,6 +15,23 @@ pub const ACME: (&str, &str) = ("acme", "acme-demo-pw");
 pub const GLOBEX: (&str, &str) = ("globex", "globex-demo-pw");
 pub const ACME_UP: (&str, &str) = ("acme@sandbox", "acme-upstream-pw");
 
+/// A valid order through the gateway (local plan 101 = upstream 3033; sent directly to
+/// the sandbox it needs `pricelist=3033`).
+pub fn order(remoteid: &str, cn: &str) -> String {
+    format!(
+        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid={remoteid}&pricelist=101&period=12&CN={cn}&approver_email_1=admin%40{cn}&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on"
+    )
+}
+
+/// The certificate id in an order's answer, asserting there is one.
+pub fn id_of(resp: &Response, format: Format) -> u64 {
+    doc(resp, format)
+        .child_text("id")
+        .unwrap_or_else(|| panic!("no id: {}", resp.text()))
+        .parse()
+        .unwrap()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -190,6 +207,11 @@ impl TestEnv {
     /// POST `form` with acme's authinfo.
     pub fn acme(&self, form: &str) -> Response {
         self.post(&format!("{form}&authinfo={}:{}", ACME.0, ACME.1))
+    }
+
+    /// POST `form` with globex's authinfo.
+    pub fn globex(&self, form: &str) -> Response {
+        self.post(&format!("{form}&authinfo={}:{}", GLOBEX.0, GLOBEX.1))
     }
 
     /// The parameters of the last call the sandbox received.

@@ -14,21 +14,6 @@ use resellgate::sandbox::{Fault, FaultPhase};
 
 use crate::harness::*;
 
-/// A valid order through the gateway (local plan 101 = upstream 3033).
-fn order(remoteid: &str, cn: &str) -> String {
-    format!(
-        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid={remoteid}&pricelist=101&period=12&CN={cn}&approver_email_1=admin%40{cn}&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on"
-    )
-}
-
-fn id_of(resp: &client::Response) -> u64 {
-    doc(resp, Format::Xml)
-        .child_text("id")
-        .unwrap_or_else(|| panic!("no id: {}", resp.text()))
-        .parse()
-        .unwrap()
-}
-
 /// How many certificate lists (`func=certificate`) the sandbox received.
 fn list_calls(env: &TestEnv) -> usize {
     env.sandbox
@@ -68,7 +53,7 @@ fn an_unknown_elid_costs_one_upstream_lookup() {
     }
     assert_eq!(list_calls(&env), 1, "every refusal looked the id up again");
     // in a list with an own id, and in a list of two unknown ids
-    let own = id_of(&env.acme(&order("own", "own.example.com")));
+    let own = id_of(&env.acme(&order("own", "own.example.com")), Format::Xml);
     env.sandbox.sandbox.clear_received();
     for elid in [format!("{own},999999"), "999998,999999".to_string()] {
         let resp = env.acme(&format!("func=certificate.edit&elid={elid}"));
@@ -77,10 +62,7 @@ fn an_unknown_elid_costs_one_upstream_lookup() {
     assert_eq!(list_calls(&env), 0, "{:?}", env.sandbox.sandbox.received());
     // the refusal is acme's: globex pays its own lookup, once
     for _ in 0..3 {
-        let resp = env.post(&format!(
-            "func=certificate.edit&elid=999999&authinfo={}:{}",
-            GLOBEX.0, GLOBEX.1
-        ));
+        let resp = env.globex("func=certificate.edit&elid=999999");
         assert_error(&resp, Format::Xml, "access", "elid");
     }
     assert_eq!(list_calls(&env), 1);
@@ -104,7 +86,7 @@ fn a_recorded_certificate_is_never_refused_from_memory() {
     // The sandbox numbers certificates from 5001.
     // 1. an order
     assert_refused(&env, 5001);
-    let id = id_of(&env.acme(&order("o1", "o1.example.com")));
+    let id = id_of(&env.acme(&order("o1", "o1.example.com")), Format::Xml);
     assert_eq!(id, 5001);
     assert_eq!(edit(&env, 5001).as_deref(), Ok("o1.example.com"));
 
@@ -149,7 +131,7 @@ fn a_recorded_certificate_is_never_refused_from_memory() {
         ),
     )
     .unwrap();
-    assert_eq!(id_of(&up), 5003);
+    assert_eq!(id_of(&up, Format::Xml), 5003);
     assert_refused(&env, 5003);
     let gw = env.gateway.gateway.clone();
     let reseller = env.store.reseller("acme").unwrap();
@@ -307,7 +289,7 @@ fn an_order_is_answered_before_its_ledger_cost_is_read() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the order's answer waited for the ledger cost lookup")
         .unwrap();
-    let id = id_of(&resp);
+    let id = id_of(&resp, Format::Xml);
     assert!(
         gate.wait_held(1, Duration::from_secs(10)),
         "the cost lookup never reached the upstream"
@@ -361,7 +343,7 @@ fn a_renewal_is_answered_before_its_ledger_cost_is_read() {
         .upstream_url(&format!("http://{}/billmgr", gate.addr))
         .config("[upstream]\nread_timeout_ms = 30000")
         .start();
-    let id = id_of(&env.acme(&order("r1", "r1.example.com")));
+    let id = id_of(&env.acme(&order("r1", "r1.example.com")), Format::Xml);
     let (tx, rx) = std::sync::mpsc::channel();
     let addr = env.addr();
     std::thread::spawn(move || {
@@ -420,7 +402,7 @@ fn reconciliation_fills_in_a_cost_the_first_lookup_missed() {
         .upstream_url(&format!("http://{}/billmgr", gate.addr))
         .config("[upstream]\nread_timeout_ms = 300\nretries = 0")
         .start();
-    let id = id_of(&env.acme(&order("m1", "m1.example.com")));
+    let id = id_of(&env.acme(&order("m1", "m1.example.com")), Format::Xml);
     env.settle(); // the lookup timed out
     let entries = env.store.ledger(Some("acme")).unwrap();
     assert_eq!(

@@ -15,13 +15,6 @@ const ACTIONS: [&str; 3] = [
     "certificate.resume",
 ];
 
-/// A valid order through the gateway (local plan 101).
-fn order(remoteid: &str, cn: &str) -> String {
-    format!(
-        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid={remoteid}&pricelist=101&period=12&CN={cn}&approver_email_1=admin%40{cn}&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on"
-    )
-}
-
 /// Order `remoteid` as `auth` ("login:password") and answer the new certificate's id.
 fn ordered(env: &TestEnv, auth: (&str, &str), remoteid: &str) -> u64 {
     let resp = env.post(&format!(
@@ -30,15 +23,7 @@ fn ordered(env: &TestEnv, auth: (&str, &str), remoteid: &str) -> u64 {
         auth.0,
         auth.1
     ));
-    doc(&resp, Format::Xml)
-        .child_text("id")
-        .unwrap_or_else(|| panic!("no id: {}", resp.text()))
-        .parse()
-        .unwrap()
-}
-
-fn globex(env: &TestEnv, form: &str) -> client::Response {
-    env.post(&format!("{form}&authinfo={}:{}", GLOBEX.0, GLOBEX.1))
+    id_of(&resp, Format::Xml)
 }
 
 fn assert_ok(resp: &client::Response, format: Format) {
@@ -204,7 +189,7 @@ fn foreign_elids_are_refused_before_the_upstream() {
             "elid",
         );
         assert_error(
-            &globex(&env, &format!("func={func}&elid={own}")),
+            &env.globex(&format!("func={func}&elid={own}")),
             Format::Xml,
             "access",
             "elid",

@@ -11,26 +11,6 @@ use resellgate::store::orders::OrderState;
 
 use crate::harness::*;
 
-/// A valid order through the gateway (local plan 101 = upstream 3033; sent directly to
-/// the sandbox it needs `pricelist=3033`).
-fn order(remoteid: &str, cn: &str) -> String {
-    format!(
-        "func=certificate.order.param&sok=ok&skipbasket=on&remoteid={remoteid}&pricelist=101&period=12&CN={cn}&approver_email_1=admin%40{cn}&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on"
-    )
-}
-
-fn id_of(resp: &client::Response, format: Format) -> u64 {
-    doc(resp, format)
-        .child_text("id")
-        .unwrap_or_else(|| panic!("no id: {}", resp.text()))
-        .parse()
-        .unwrap()
-}
-
-fn globex(env: &TestEnv, form: &str) -> client::Response {
-    env.post(&format!("{form}&authinfo={}:{}", GLOBEX.0, GLOBEX.1))
-}
-
 fn reconcile(env: &TestEnv) -> resellgate::proxy::orders::ReconcileReport {
     let gw = env.gateway.gateway.clone();
     tokio::runtime::Runtime::new()
@@ -87,7 +67,7 @@ fn orders_are_exactly_once_per_remoteid() {
     assert_error(&env.acme(&no_remoteid), Format::Xml, "missed", "remoteid");
     assert!(env.sandbox.sandbox.received().is_empty());
     // the same remoteid at another reseller is another key
-    let g = globex(&env, &order("l1", "shop.example.com"));
+    let g = env.globex(&order("l1", "shop.example.com"));
     assert_ne!(id_of(&g, Format::Xml), id);
     assert_eq!(env.sandbox.sandbox.order_count(), 2);
 }
@@ -206,7 +186,7 @@ fn elid_ownership() {
     let env = TestEnv::start();
     let a = id_of(&env.acme(&order("a1", "a1.example.com")), Format::Xml);
     let b = id_of(&env.acme(&order("a2", "a2.example.com")), Format::Xml);
-    let g = id_of(&globex(&env, &order("g1", "g1.example.com")), Format::Xml);
+    let g = id_of(&env.globex(&order("g1", "g1.example.com")), Format::Xml);
 
     env.sandbox.sandbox.clear_received();
     for elid in [
@@ -267,7 +247,7 @@ fn elid_ownership() {
     );
     // ...but not for another reseller, and an id nobody has is refused
     assert_error(
-        &globex(&env, &format!("func=certificate.edit&elid={direct}")),
+        &env.globex(&format!("func=certificate.edit&elid={direct}")),
         Format::Xml,
         "access",
         "elid",
@@ -341,10 +321,7 @@ fn lifecycle_is_recorded_in_the_history() {
     assert!(svc.deleted);
     // another reseller cannot touch it
     assert_error(
-        &globex(
-            &env,
-            &format!("func=service.prolong&elid={id}&period=12&sok=ok"),
-        ),
+        &env.globex(&format!("func=service.prolong&elid={id}&period=12&sok=ok")),
         Format::Xml,
         "access",
         "elid",
