@@ -249,8 +249,11 @@ impl Gateway {
         // Catalogue: local plan ids → upstream ids (issue 3).
         let up_params = crate::catalog::map_request(&self.store, &reseller, func, params)?;
         // Services and orders: ownership of every elid, exactly-once orders (issue 4).
-        let claim = match self.before_forward(&reseller, func, &up_params).await? {
-            orders::Before::Forward(claim) => claim,
+        let (claim, service_plan) = match self.before_forward(&reseller, func, &up_params).await? {
+            orders::Before::Forward {
+                claim,
+                service_plan,
+            } => (claim, service_plan),
             orders::Before::Replay(doc) => {
                 log.outcome = "replayed";
                 self.metrics.count_outcome(log.outcome);
@@ -265,7 +268,6 @@ impl Gateway {
         let (body, mut doc) = self
             .after_forward(&reseller, func, &up_params, claim, result)
             .await?;
-        let service_plan = self.service_plan(func, params).await;
         let rewritten = crate::catalog::map_response(
             &self.store,
             &reseller,
@@ -286,21 +288,6 @@ impl Gateway {
             format,
             set_cookie: None,
         })
-    }
-
-    /// The upstream plan of the one service a renewal form (`service.prolong` without
-    /// `sok`) is about, from the service map: the form itself does not name its plan.
-    async fn service_plan(&self, func: &str, params: &Params) -> Option<u64> {
-        if func != "service.prolong" || params.is_submit() {
-            return None;
-        }
-        let id: u64 = params.get_nonempty("elid")?.trim().parse().ok()?;
-        let store = self.store.clone();
-        let svc = tokio::task::spawn_blocking(move || store.service(id))
-            .await
-            .ok()?
-            .ok()??;
-        svc.plan?.trim().parse().ok()
     }
 
     /// Send `params` upstream under the reseller's account and read the answer in the

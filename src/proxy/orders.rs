@@ -78,7 +78,12 @@ const IGNORED_IN_HASH: &[&str] = &["out", "lang", "authinfo", "auth"];
 /// What to do with a call before it is forwarded.
 pub enum Before {
     /// Forward it; an order carries its claim to [`Gateway::after_forward`].
-    Forward(Option<OrderClaim>),
+    Forward {
+        claim: Option<OrderClaim>,
+        /// The upstream plan of the one service `elid` names, from the service map (it
+        /// prices a renewal form, which does not name its plan).
+        service_plan: Option<u64>,
+    },
     /// An identical order was answered before: answer the stored document again.
     Replay(Element),
 }
@@ -203,9 +208,16 @@ impl Gateway {
         func: &str,
         params: &Params,
     ) -> Result<Before, BmError> {
-        self.check_elids(reseller, params).await?;
+        let plans = self.check_elids(reseller, params).await?;
         if func != ORDER_FUNC || !params.is_submit() {
-            return Ok(Before::Forward(None));
+            let service_plan = match plans.as_slice() {
+                [Some(plan)] => plan.trim().parse().ok(),
+                _ => None,
+            };
+            return Ok(Before::Forward {
+                claim: None,
+                service_plan,
+            });
         }
         let remoteid = params
             .get_nonempty("remoteid")
@@ -228,12 +240,15 @@ impl Gateway {
             Claim::Claimed => {
                 tracing::info!(reseller = %reseller.login, remoteid = %remoteid, "order claimed");
                 crashpoint::reached(Point::OrderClaimed).await;
-                Ok(Before::Forward(Some(OrderClaim {
-                    remoteid,
-                    claimed_at_ms: now,
-                    plan: rec.plan,
-                    period: rec.period,
-                })))
+                Ok(Before::Forward {
+                    claim: Some(OrderClaim {
+                        remoteid,
+                        claimed_at_ms: now,
+                        plan: rec.plan,
+                        period: rec.period,
+                    }),
+                    service_plan: None,
+                })
             }
             Claim::Replay(done) => match &done.state {
                 OrderState::Done {
@@ -627,23 +642,28 @@ impl Gateway {
     /// Every `elid` must be the reseller's; unknown ids are looked up upstream once, and a
     /// refusal is remembered for [`super::elid_cache::REFUSAL_TTL`]. The store is read
     /// first: an id the gateway recorded passes whatever was remembered about it.
-    async fn check_elids(&self, reseller: &Reseller, params: &Params) -> Result<(), BmError> {
+    /// Answers the upstream plan of each id, as the service map has it.
+    async fn check_elids(
+        &self,
+        reseller: &Reseller,
+        params: &Params,
+    ) -> Result<Vec<Option<String>>, BmError> {
         let ids = elids(params)?;
         if ids.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let store = self.store().clone();
         let login = reseller.login.clone();
-        let unknown = blocking(move || {
-            let mut unknown = Vec::new();
+        let (mut plans, unknown) = blocking(move || {
+            let (mut plans, mut unknown) = (Vec::new(), Vec::new());
             for id in ids {
                 match store.service(id)? {
-                    Some(s) if s.reseller == login => {}
+                    Some(s) if s.reseller == login => plans.push(s.plan),
                     Some(_) => return Ok(Err(id)),
                     None => unknown.push(id),
                 }
             }
-            Ok(Ok(unknown))
+            Ok(Ok((plans, unknown)))
         })
         .await?
         .map_err(|id| {
@@ -651,7 +671,7 @@ impl Gateway {
             foreign_elid(&id.to_string())
         })?;
         if unknown.is_empty() {
-            return Ok(());
+            return Ok(plans);
         }
         let now = Instant::now();
         if let Some(&id) = unknown
@@ -674,13 +694,15 @@ impl Gateway {
                 refused = refused.or(Some(id));
                 continue;
             };
-            if !self.record_found(&reseller.login, cert, "lookup").await? {
+            if self.record_found(&reseller.login, cert, "lookup").await? {
+                plans.push(cert.plan.clone());
+            } else {
                 refused = refused.or(Some(id));
             }
         }
         match refused {
             Some(id) => Err(foreign_elid(&id.to_string())),
-            None => Ok(()),
+            None => Ok(plans),
         }
     }
 

@@ -49,6 +49,20 @@ fn client_ip(session: &Session) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
+/// A call refused before its body is read (wrong path or method), in the format its
+/// query asks for.
+fn refusal(ctx: &mut Ctx, query: Option<&str>, status: u16, e: &BmError) -> (u16, Reply) {
+    let format = rewrite::sniff_format(query, b"");
+    ctx.log.outcome = "refused";
+    ctx.log.error_type = Some(e.kind.as_str());
+    let reply = Reply {
+        body: rewrite::error_bytes(e, format, "en").into(),
+        format,
+        set_cookie: None,
+    };
+    (status, reply)
+}
+
 impl GatewayService {
     /// Read the body, bounded by size and time. Past the size limit nothing more is read
     /// (what was read still tells the format of the error), and the connection is closed
@@ -114,40 +128,20 @@ impl ProxyHttp for GatewayService {
         let method = session.req_header().method.clone();
         let query = session.req_header().uri.query().map(str::to_string);
         let (status, reply) = if !PATHS.contains(&path.as_str()) {
-            let f = rewrite::sniff_format(query.as_deref(), b"");
             let e = BmError::new(
                 crate::billmgr::ErrorType::Missed,
                 "No BILLmanager here: use /billmgr",
             )
             .object("path");
-            ctx.log.outcome = "refused";
-            ctx.log.error_type = Some("missed");
-            (
-                404,
-                Reply {
-                    body: rewrite::error_bytes(&e, f, "en").into(),
-                    format: f,
-                    set_cookie: None,
-                },
-            )
+            refusal(ctx, query.as_deref(), 404, &e)
         } else if method != http::Method::GET && method != http::Method::POST {
-            let f = rewrite::sniff_format(query.as_deref(), b"");
             let e = BmError::new(
                 crate::billmgr::ErrorType::Value,
                 "Only GET and POST are accepted",
             )
             .object("method");
             session.set_keepalive(None);
-            ctx.log.outcome = "refused";
-            ctx.log.error_type = Some("value");
-            (
-                405,
-                Reply {
-                    body: rewrite::error_bytes(&e, f, "en").into(),
-                    format: f,
-                    set_cookie: None,
-                },
-            )
+            refusal(ctx, query.as_deref(), 405, &e)
         } else {
             let (body, body_error) = self.read_body(session).await;
             let cookie = session
