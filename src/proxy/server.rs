@@ -40,12 +40,11 @@ impl BackgroundService for Purge {
     }
 }
 
-/// Resolves pending orders (claimed at least `settle` ago) against the upstream, every
-/// `interval` (`[orders]` in config.toml).
+/// Resolves pending orders (claimed at least [`Gateway::reconcile_settle`] ago) against
+/// the upstream, every `interval` (`[orders]` in config.toml).
 struct Reconcile {
     gateway: Arc<Gateway>,
     interval: Duration,
-    settle: Duration,
 }
 
 #[async_trait]
@@ -57,7 +56,7 @@ impl BackgroundService for Reconcile {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tick.tick() => match self.gateway.reconcile_orders(self.settle).await {
+                _ = tick.tick() => match self.gateway.reconcile_orders(self.gateway.reconcile_settle()).await {
                     Ok(r) if !r.found.is_empty() || !r.failed.is_empty() || r.costs_filled > 0 => tracing::info!(
                         found = r.found.len(), failed = r.failed.len(), pending = r.left.len(),
                         costs_filled = r.costs_filled, "pending orders reconciled"),
@@ -133,7 +132,6 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         Reconcile {
             gateway,
             interval: config.reconcile_interval(),
-            settle: config.order_settle(),
         },
     ));
     Ok(server)
