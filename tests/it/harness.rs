@@ -23,6 +23,18 @@ pub fn order(remoteid: &str, cn: &str) -> String {
     )
 }
 
+/// Order `remoteid` directly at the sandbox as acme's upstream account, bypassing the
+/// gateway (a certificate the gateway has never seen).
+pub fn order_upstream(sandbox: SocketAddr, remoteid: &str, cn: &str) -> Response {
+    let form = order(remoteid, cn).replace("pricelist=101", "pricelist=3033");
+    client::post_form(
+        sandbox,
+        "/billmgr",
+        &format!("{form}&authinfo={}:{}", ACME_UP.0, ACME_UP.1),
+    )
+    .unwrap()
+}
+
 /// The certificate id in an order's answer, asserting there is one.
 pub fn id_of(resp: &Response, format: Format) -> u64 {
     doc(resp, format)

@@ -120,17 +120,7 @@ fn a_recorded_certificate_is_never_refused_from_memory() {
 
     // 3. a certificate made directly upstream, recorded by services sync
     assert_refused(&env, 5003);
-    let up = client::post_form(
-        env.sandbox.addr,
-        "/billmgr",
-        &format!(
-            "{}&authinfo={}:{}",
-            order("o3", "o3.example.com").replace("pricelist=101", "pricelist=3033"),
-            ACME_UP.0,
-            ACME_UP.1
-        ),
-    )
-    .unwrap();
+    let up = order_upstream(env.sandbox.addr, "o3", "o3.example.com");
     assert_eq!(id_of(&up, Format::Xml), 5003);
     assert_refused(&env, 5003);
     let gw = env.gateway.gateway.clone();

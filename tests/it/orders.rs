@@ -222,17 +222,7 @@ fn elid_ownership() {
     assert!(d.find("ok").is_some());
 
     // a certificate made directly upstream (not through the gateway) is found and recorded
-    let up = client::post_form(
-        env.sandbox.addr,
-        "/billmgr",
-        &format!(
-            "{}&authinfo={}:{}",
-            order("direct", "direct.example.com").replace("pricelist=101", "pricelist=3033"),
-            ACME_UP.0,
-            ACME_UP.1
-        ),
-    )
-    .unwrap();
+    let up = order_upstream(env.sandbox.addr, "direct", "direct.example.com");
     let direct = id_of(&up, Format::Xml);
     assert!(env.store.service(direct).unwrap().is_none());
     let d = doc(
@@ -726,17 +716,7 @@ fn crashes_lose_no_acknowledged_order_and_duplicate_none() {
         "{csv}\n{}",
         bin.cli(&["orders", "list"], &[])
     );
-    let up = client::post_form(
-        sandbox.addr,
-        "/billmgr",
-        &format!(
-            "{}&authinfo={}:{}",
-            order("direct", "direct.example.com").replace("pricelist=101", "pricelist=3033"),
-            ACME_UP.0,
-            ACME_UP.1
-        ),
-    )
-    .unwrap();
+    let up = order_upstream(sandbox.addr, "direct", "direct.example.com");
     assert!(up.text().contains("<id>"));
     let out = bin.cli(&["services", "sync"], &["--reseller", "acme"]);
     assert!(
