@@ -5,10 +5,6 @@ use std::process::{Command, Output, Stdio};
 
 use crate::harness::*;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_resellgate"))
-}
-
 fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -19,11 +15,7 @@ fn text(o: &Output) -> (String, String) {
 /// The shipped config.toml and mappings/ validate.
 #[test]
 fn check_config_accepts_the_shipped_files() {
-    let o = bin()
-        .args(["check-config", "--config"])
-        .arg(repo_path("config.toml"))
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"check-config", &"--config", &repo_path("config.toml")]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("ok"), "{out}");
@@ -35,11 +27,7 @@ fn check_config_names_file_key_and_value() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[upstream]\nurl = \"ftp://billing.example.com\"\n").unwrap();
-    let o = bin()
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"check-config", &"--config", &cfg]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(64), "{err}");
     assert!(
@@ -54,11 +42,7 @@ fn check_config_names_file_key_and_value() {
         "[upstream]\nurl = \"http://x/billmgr\"\nbogus_key = 1\n",
     )
     .unwrap();
-    let o = bin()
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"check-config", &"--config", &cfg]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(64), "{err}");
     assert!(
@@ -70,7 +54,7 @@ fn check_config_names_file_key_and_value() {
 /// hash-password prints exactly one line, an argon2id hash of the line read.
 #[test]
 fn hash_password() {
-    let mut child = bin()
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resellgate"))
         .arg("hash-password")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -103,42 +87,23 @@ fn mappings_apply_is_idempotent_and_export_round_trips() {
     )
     .unwrap();
     let maps = write_mappings(dir.path());
-    let o = bin()
-        .args(["mappings", "apply", "--config"])
-        .arg(&cfg)
-        .arg(&maps)
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"mappings", &"apply", &"--config", &cfg, &maps]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains("reseller acme"), "{out}");
     assert!(!out.contains("$argon2"), "a hash was printed: {out}");
-    let o = bin()
-        .args(["mappings", "apply", "--config"])
-        .arg(&cfg)
-        .arg(&maps)
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"mappings", &"apply", &"--config", &cfg, &maps]);
     let (out, _) = text(&o);
     assert!(o.status.success());
     assert_eq!(out.trim(), "no changes");
 
-    let o = bin()
-        .args(["mappings", "export", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"mappings", &"export", &"--config", &cfg]);
     let (exported, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(!exported.contains("upstream-pw"), "a password was exported");
     let again = dir.path().join("exported.toml");
     std::fs::write(&again, &exported).unwrap();
-    let o = bin()
-        .args(["mappings", "apply", "--config"])
-        .arg(&cfg)
-        .arg(&again)
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"mappings", &"apply", &"--config", &cfg, &again]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert_eq!(out.trim(), "no changes");
@@ -157,12 +122,7 @@ fn mappings_apply_refuses_unknown_references() {
     let bad = dir.path().join("bad.toml");
     let hash = resellgate::secret::hash_password("x").unwrap();
     std::fs::write(&bad, format!("[[reseller]]\nlogin = \"r1\"\npassword_hash = \"{hash}\"\nupstream_account = \"missing-up\"\nplans = []\n")).unwrap();
-    let o = bin()
-        .args(["mappings", "apply", "--config"])
-        .arg(&cfg)
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"mappings", &"apply", &"--config", &cfg, &bad]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(64), "{err}");
     assert!(
@@ -175,10 +135,7 @@ fn mappings_apply_refuses_unknown_references() {
 #[test]
 fn demo_once() {
     let port = free_port();
-    let o = bin()
-        .args(["demo", "--once", "--port", &port.to_string()])
-        .output()
-        .unwrap();
+    let o = run_cli(&[&"demo", &"--once", &"--port", &port.to_string()]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     for step in [

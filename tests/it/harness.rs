@@ -44,6 +44,14 @@ pub fn id_of(resp: &Response, format: Format) -> u64 {
         .unwrap()
 }
 
+/// Run the real binary with `args` to completion.
+pub fn run_cli(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
