@@ -177,7 +177,7 @@ fn render_xml(doc: &Element) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn write_xml(e: &Element, out: &mut String) {
+pub(super) fn write_xml(e: &Element, out: &mut String) {
     out.push('<');
     push_xml_name(&e.name, out);
     for (k, v) in &e.attrs {
@@ -253,18 +253,26 @@ fn to_json(e: &Element) -> Value {
 }
 
 /// Children grouped by name in order of first appearance; repeated names become arrays.
+/// Linear in the number of children.
 fn group_children(e: &Element, m: &mut Map<String, Value>, conv: fn(&Element) -> Value) {
-    for (i, c) in e.children.iter().enumerate() {
-        if m.contains_key(&c.name) && e.children[..i].iter().any(|p| p.name == c.name) {
-            continue;
+    let mut groups: Vec<(&str, Vec<&Element>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for c in &e.children {
+        match index.get(c.name.as_str()) {
+            Some(&i) => groups[i].1.push(c),
+            None => {
+                index.insert(&c.name, groups.len());
+                groups.push((&c.name, vec![c]));
+            }
         }
-        let same: Vec<&Element> = e.children.iter().filter(|x| x.name == c.name).collect();
+    }
+    for (name, same) in groups {
         let v = if same.len() == 1 {
-            conv(c)
+            conv(same[0])
         } else {
             Value::Array(same.into_iter().map(conv).collect())
         };
-        m.insert(c.name.clone(), v);
+        m.insert(name.to_string(), v);
     }
 }
 
@@ -359,6 +367,10 @@ pub enum DocError {
     TooDeep(usize),
     #[error("documents in the {0} format cannot be read")]
     Unsupported(&'static str),
+    #[error("the document is not valid UTF-8")]
+    Utf8,
+    #[error("the document is not a BILLmanager document (its root is not 'doc')")]
+    NotDoc,
 }
 
 /// How deep a parsed document may nest; deeper input is refused rather than recursed into.
@@ -369,8 +381,7 @@ pub fn parse(body: &[u8], format: Format) -> Result<Element, DocError> {
     match format {
         Format::Xml => parse_xml(body),
         Format::Json | Format::Sjson => {
-            let v: Value =
-                serde_json::from_slice(body).map_err(|e| DocError::Json(e.to_string()))?;
+            let v = super::edit::read_json(body)?;
             let Value::Object(m) = v else {
                 return Err(DocError::Json("the root is not an object".into()));
             };
@@ -378,8 +389,7 @@ pub fn parse(body: &[u8], format: Format) -> Result<Element, DocError> {
             from_json(name, &inner, 0)
         }
         Format::Bjson => {
-            let v: Value =
-                serde_json::from_slice(body).map_err(|e| DocError::Json(e.to_string()))?;
+            let v = super::edit::read_json(body)?;
             if !v.is_object() {
                 return Err(DocError::Json("the root is not an object".into()));
             }
@@ -390,85 +400,43 @@ pub fn parse(body: &[u8], format: Format) -> Result<Element, DocError> {
 }
 
 fn parse_xml(body: &[u8]) -> Result<Element, DocError> {
+    std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     let mut reader = quick_xml::Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    let mut buf = Vec::new();
     let xml_err = |e: &dyn std::fmt::Display| DocError::Xml(e.to_string());
+    let mut root: Option<Element> = None;
     loop {
-        let ev = reader.read_event_into(&mut buf).map_err(|e| xml_err(&e))?;
+        let ev = reader.read_event().map_err(|e| xml_err(&e))?;
         match ev {
-            Event::Start(s) | Event::Empty(s) if root.is_some() => {
-                let _ = s;
+            Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(DocError::Xml("content after the root element".into()));
             }
-            Event::Start(ref s) | Event::Empty(ref s) => {
-                let mut el = Element::new(String::from_utf8_lossy(s.name().as_ref()).into_owned());
-                for a in s.attributes() {
-                    let a = a.map_err(|e| xml_err(&e))?;
-                    let v = a.unescape_value().map_err(|e| xml_err(&e))?.into_owned();
-                    el.attrs
-                        .push((String::from_utf8_lossy(a.key.as_ref()).into_owned(), v));
-                }
-                if matches!(ev, Event::Empty(_)) {
-                    close(el, &mut stack, &mut root);
-                } else {
-                    if stack.len() >= MAX_DEPTH {
-                        return Err(DocError::TooDeep(MAX_DEPTH));
-                    }
-                    stack.push(el);
-                }
+            Event::Start(ref s) => {
+                let el = super::edit::xml_start(s)?;
+                root = Some(super::edit::xml_subtree(&mut reader, el, 1)?);
             }
-            Event::End(_) => {
-                let el = stack
-                    .pop()
-                    .ok_or_else(|| DocError::Xml("unexpected closing tag".into()))?;
-                close(el, &mut stack, &mut root);
-            }
+            Event::Empty(ref s) => root = Some(super::edit::xml_start(s)?),
             Event::Text(t) => {
-                let t = t.unescape().map_err(|e| xml_err(&e))?;
-                append_text(&mut stack, &root, &t)?;
+                if !t.iter().all(u8::is_ascii_whitespace) {
+                    return Err(DocError::Xml(if root.is_some() {
+                        "text after the root element".into()
+                    } else {
+                        "text before the root element".into()
+                    }));
+                }
             }
-            Event::CData(c) => {
-                let t = String::from_utf8_lossy(&c.into_inner()).into_owned();
-                append_text(&mut stack, &root, &t)?;
-            }
+            Event::CData(_) => return Err(DocError::Xml("text outside the root element".into())),
+            Event::End(_) => return Err(DocError::Xml("unexpected closing tag".into())),
             Event::DocType(_) => return Err(DocError::Xml("DOCTYPE is not accepted".into())),
             Event::Eof => break,
             _ => {}
         }
-        buf.clear();
     }
-    if !stack.is_empty() {
-        return Err(DocError::Xml("the document ends inside an element".into()));
-    }
-    let mut root = root.ok_or(DocError::Empty)?;
-    trim_texts(&mut root);
-    Ok(root)
-}
-
-fn append_text(stack: &mut [Element], root: &Option<Element>, t: &str) -> Result<(), DocError> {
-    match stack.last_mut() {
-        Some(top) => {
-            top.text.get_or_insert_with(String::new).push_str(t);
-            Ok(())
-        }
-        None if t.trim().is_empty() => Ok(()),
-        None if root.is_some() => Err(DocError::Xml("text after the root element".into())),
-        None => Err(DocError::Xml("text before the root element".into())),
-    }
-}
-
-fn close(el: Element, stack: &mut [Element], root: &mut Option<Element>) {
-    match stack.last_mut() {
-        Some(parent) => parent.children.push(el),
-        None => *root = Some(el),
-    }
+    root.ok_or(DocError::Empty)
 }
 
 /// Whitespace between child elements is layout, not content.
-fn trim_texts(e: &mut Element) {
+pub(super) fn trim_texts(e: &mut Element) {
     if !e.children.is_empty() {
         if e.text.as_deref().is_some_and(|t| t.trim().is_empty()) {
             e.text = None;
@@ -489,7 +457,7 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-fn from_json(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
+pub(super) fn from_json(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
     if depth >= MAX_DEPTH {
         return Err(DocError::TooDeep(MAX_DEPTH));
     }
@@ -521,7 +489,7 @@ fn from_json(name: String, v: &Value, depth: usize) -> Result<Element, DocError>
     Ok(el)
 }
 
-fn from_bjson(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
+pub(super) fn from_bjson(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
     if depth >= MAX_DEPTH {
         return Err(DocError::TooDeep(MAX_DEPTH));
     }

@@ -2,10 +2,12 @@
 //! parameters, documents in every output format, and error documents.
 
 mod doc;
+pub mod edit;
 mod error;
 mod params;
 
 pub use doc::{parse, render, DocError, Element, Format, MAX_DEPTH};
+pub use edit::Node;
 pub use error::{BmError, ErrorType};
 pub use params::{Limits, ParamError, Params};
 

@@ -110,6 +110,49 @@ pub fn mark_up_str(markup: &Markup, s: &str) -> Option<String> {
     apply(markup, parse_price(s)?).map(|d| d.to_string())
 }
 
+/// Amounts written inside a free text (`1 year — 913.93 EUR`, `1 234,50 руб.`): runs of
+/// digits with `.`/`,` separators (and spaces between thousands groups) that have a
+/// decimal part. A label without one (`1 year`, `12 месяцев`) has none. Each amount is
+/// given to `f` with its text; `Some` replaces it, `None` makes the whole call `None`.
+pub fn replace_amounts(
+    text: &str,
+    mut f: impl FnMut(Decimal, &str) -> Option<String>,
+) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_alphanumeric());
+        if !starts {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < chars.len() {
+            let c = chars[j];
+            let group_space = matches!(c, ' ' | '\u{00A0}' | '\u{202F}' | '\u{2009}')
+                && chars.get(j + 1..j + 4).is_some_and(|g| g.iter().all(char::is_ascii_digit))
+                && !chars.get(j + 4).is_some_and(char::is_ascii_digit);
+            if c.is_ascii_digit() || group_space || ((c == '.' || c == ',') && chars.get(j + 1).is_some_and(char::is_ascii_digit)) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let run: String = chars[i..j].iter().collect();
+        let decimal = run
+            .rfind(['.', ','])
+            .is_some_and(|p| (1..=4).contains(&(run.len() - p - 1)));
+        match parse_price(&run).filter(|_| decimal) {
+            Some(amount) => out.push_str(&f(amount, &run)?),
+            None => out.push_str(&run),
+        }
+        i = j;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +172,25 @@ mod tests {
 
     fn up(markup: &Markup, price: &str) -> Option<String> {
         mark_up_str(markup, price)
+    }
+
+    #[test]
+    fn amounts_inside_texts() {
+        let mk = m("20", "0", "0.01");
+        let mark = |t: &str| replace_amounts(t, |a, _| apply(&mk, a).map(|d| d.to_string()));
+        for (t, want) in [
+            ("1 year", "1 year"),
+            ("1 год", "1 год"),
+            ("12 месяцев", "12 месяцев"),
+            ("10.00", "12.00"),
+            ("1 year - 10.00 EUR", "1 year - 12.00 EUR"),
+            ("1 234,50 руб.", "1481.40 руб."),
+            ("PositiveSSL (10,5 EUR), 2 years: 20.00", "PositiveSSL (12.60 EUR), 2 years: 24.00"),
+            ("SSL3 v2", "SSL3 v2"),
+        ] {
+            assert_eq!(mark(t).as_deref(), Some(want), "{t:?}");
+        }
+        assert_eq!(replace_amounts("a 1.50", |_, _| None), None);
     }
 
     #[test]

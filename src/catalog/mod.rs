@@ -13,7 +13,7 @@ pub mod markup;
 pub mod request;
 pub mod response;
 
-use crate::billmgr::{BmError, Element, Params};
+use crate::billmgr::{BmError, Params};
 use crate::store::model::Reseller;
 use crate::store::Store;
 
@@ -29,17 +29,21 @@ pub fn map_request(
     request::map(store, reseller, params)
 }
 
-/// Rewrite an upstream answer for the reseller (plans under local ids, marked-up prices).
-/// `params` is the reseller's original call; `service_plan` the upstream plan of the
-/// service its `elid` names, from the service map (it prices a renewal form, which does
-/// not name its plan). Answers whether the document changed.
-pub fn map_response(
-    store: &Store,
+pub use response::{Catalog, UpstreamNames};
+
+/// Rewrite an upstream answer (`body`, in the upstream's `format`) for the reseller:
+/// plans under local ids, marked-up prices, everything else as the upstream wrote it
+/// (see [`response`]). `params` is the reseller's original call; `service_plan` the
+/// upstream plan of the service its `elid` names, from the service map (it prices a
+/// renewal form, which does not name its plan). `None` when nothing had to change.
+pub fn rewrite_response(
+    cat: Catalog,
     reseller: &Reseller,
     func: &str,
     params: &Params,
     service_plan: Option<u64>,
-    doc: &mut Element,
-) -> bool {
-    response::map(store, reseller, func, params, service_plan, doc)
+    body: &[u8],
+    format: crate::billmgr::Format,
+) -> Result<Option<Vec<u8>>, crate::billmgr::DocError> {
+    response::rewrite(cat, reseller, func, params, service_plan, body, format)
 }

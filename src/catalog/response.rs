@@ -1,28 +1,68 @@
 //! Responses: upstream plan ids, names and prices → what the reseller sees.
 //!
-//! The document was parsed from the caller's format, so every field is read as
-//! attribute-or-child (bjson folds attributes into children) and written back where it was.
+//! Documents are rewritten in their own format ([`crate::billmgr::edit`]): only the values
+//! below change; shape, order and unknown fields stay the upstream's. Every field is read
+//! as attribute-or-child (bjson folds attributes into children) and written back where it
+//! was.
 //!
-//! - `pricelist.export`: only the reseller's plans, under local ids (an upstream plan
-//!   mapped to several local plans of the reseller appears once per local plan), display
-//!   names, every period cost (attribute and text) and add-on price marked up; add-ons
-//!   under local ids, unmapped add-ons dropped. A plan with a price that cannot be read
-//!   is withheld (and logged), never shown at the upstream price.
-//! - `certificate` (list): `pricelist_id` and a numeric `pricelist` → local id, a plan
-//!   name in `pricelist` → the display name, `cost` marked up (blank when it cannot be).
+//! - `pricelist.export` (one plan at a time): only the reseller's plans (and, with
+//!   `pricelist=`/`elid=`, only those asked for), under local ids (an upstream plan mapped
+//!   to several local plans of the reseller appears once per local plan), display names,
+//!   every period's `cost` and add-on price marked up; add-ons under local ids, unmapped
+//!   add-ons dropped. The price is the `cost`; a period's text is a label (`1 year`,
+//!   `1 год`, kept) or an amount (rewritten: the cost again, or any other amount marked
+//!   up). A plan whose cost cannot be read is withheld (and logged), never shown at the
+//!   upstream price.
+//! - `certificate` (list, one row at a time): `pricelist_id` and a numeric `pricelist` →
+//!   local id, a plan name in `pricelist` → the display name, `cost` marked up with the
+//!   row's plan — found by id, else by the service the gateway recorded for the row's
+//!   certificate, else by the plan's name — or blank when no markup can be known.
 //! - Any other answer (order, renew and edit forms): a `pricelist` value → local id,
 //!   `addon_<upstream id>` → `addon_<local id>`, `slist` entries keyed by plan filtered to
-//!   the reseller's plans under local ids, every `cost` in an `slist` entry marked up
-//!   (and the same amount inside the entry's text).
+//!   the reseller's plans under local ids, every `cost` in an `slist` entry and every
+//!   amount in its text marked up.
+//! - An upstream error about `pricelist` shows the local id it was sent as.
 
 use std::sync::Arc;
 
-use crate::billmgr::{Element, Params};
+use dashmap::DashMap;
+use rust_decimal::Decimal;
+
+use crate::billmgr::edit::{rewrite_items, rewrite_whole};
+use crate::billmgr::{DocError, Format, Node, Params};
 use crate::store::model::{Markup, Plan, Reseller};
 use crate::store::Store;
 
 use super::markup;
 use super::request::addon_key;
+
+/// Upstream plan names seen in price lists, so that a list row or a form that names its
+/// plan only by name can still be priced with that plan's markup. Bounded: an upstream
+/// has far fewer plans than [`UpstreamNames::MAX`].
+#[derive(Debug, Default)]
+pub struct UpstreamNames(DashMap<String, u64>);
+
+impl UpstreamNames {
+    const MAX: usize = 100_000;
+
+    fn learn(&self, name: &str, up: u64) {
+        let name = name.trim();
+        if !name.is_empty() && (self.0.len() < Self::MAX || self.0.contains_key(name)) {
+            self.0.insert(name.to_string(), up);
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<u64> {
+        self.0.get(name.trim()).map(|v| *v)
+    }
+}
+
+/// What a response rewrite reads: the catalogue, and upstream plan names seen so far.
+#[derive(Clone, Copy)]
+pub struct Catalog<'a> {
+    pub store: &'a Store,
+    pub names: &'a UpstreamNames,
+}
 
 /// The markup the reseller pays on `plan`: its own replaces the plan's as a whole.
 pub fn effective_markup(reseller: &Reseller, plan: &Plan) -> Option<Markup> {
@@ -37,25 +77,7 @@ fn price(markup: Option<&Markup>, s: &str) -> Option<String> {
     }
 }
 
-/// Set a field where it is (a child's text, or an attribute). False when absent.
-fn set_field(e: &mut Element, name: &str, value: &str) -> bool {
-    if let Some(c) = e.find_mut(name) {
-        c.text = Some(value.to_string());
-        return true;
-    }
-    if e.get_attr(name).is_some() {
-        e.set_attr(name, value);
-        return true;
-    }
-    false
-}
-
-fn remove_field(e: &mut Element, name: &str) {
-    e.children.retain(|c| c.name != name);
-    e.attrs.retain(|(k, _)| k != name);
-}
-
-fn parse_id(s: Option<&str>) -> Option<u64> {
+fn parse_id(s: Option<String>) -> Option<u64> {
     s.and_then(|s| s.trim().parse().ok())
 }
 
@@ -78,229 +100,17 @@ fn any_plan_for(store: &Store, reseller: &Reseller, up: u64) -> Option<Arc<Plan>
         .or_else(|| store.plans().into_iter().find(|p| p.upstream_id == up))
 }
 
-pub fn map(
-    store: &Store,
-    reseller: &Reseller,
-    func: &str,
-    params: &Params,
-    service_plan: Option<u64>,
-    doc: &mut Element,
-) -> bool {
-    if let Some(err) = doc.find_mut("error") {
-        return error_value(store, reseller, err);
+/// The plan a name stands for: an upstream name seen in a price list, else one of the
+/// reseller's plans shown under that display name.
+fn plan_by_name(cat: Catalog, reseller: &Reseller, name: &str) -> Option<Arc<Plan>> {
+    if let Some(up) = cat.names.get(name) {
+        return any_plan_for(cat.store, reseller, up);
     }
-    match func {
-        "pricelist.export" => export(store, reseller, params, doc),
-        "certificate" => list(store, reseller, doc),
-        _ => form(store, reseller, params, service_plan, doc),
-    }
-}
-
-/// An upstream error about `pricelist` names the upstream id it was sent: show the
-/// local one instead.
-fn error_value(store: &Store, reseller: &Reseller, err: &mut Element) -> bool {
-    if err.child_text("object") != Some("pricelist") {
-        return false;
-    }
-    let mut changed = false;
-    for p in err.children.iter_mut().filter(|c| c.name == "param") {
-        if p.child_text("name") != Some("value") {
-            continue;
-        }
-        if let Some(up) = parse_id(p.text.as_deref()) {
-            let local = any_plan_for(store, reseller, up).map(|pl| pl.id.to_string());
-            p.text = Some(local.unwrap_or_default());
-            changed = true;
-        }
-    }
-    changed
-}
-
-// ---------- pricelist.export ----------
-
-fn export(store: &Store, reseller: &Reseller, params: &Params, doc: &mut Element) -> bool {
-    // Local ids the reseller filtered on (already checked by the request mapping).
-    let wanted: Vec<u64> = params
-        .get_all("pricelist")
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let mut changed = false;
-    for child in std::mem::take(&mut doc.children) {
-        if child.name != "pricelist" {
-            doc.children.push(child);
-            continue;
-        }
-        changed = true;
-        let Some(up) = parse_id(child.child_text("id")) else {
-            continue;
-        };
-        for plan in set_plans_for(store, reseller, up) {
-            if !wanted.is_empty() && !wanted.contains(&plan.id) {
-                continue;
-            }
-            let mut c = child.clone();
-            match rewrite_plan(reseller, &plan, &mut c) {
-                Ok(()) => doc.children.push(c),
-                Err(field) => tracing::warn!(
-                    reseller = %reseller.login,
-                    plan = plan.id,
-                    upstream_plan = up,
-                    field,
-                    "withholding a plan whose upstream price cannot be read or marked up"
-                ),
-            }
-        }
-    }
-    changed
-}
-
-/// Rewrite one `<pricelist>`; `Err(field)` names what could not be priced.
-fn rewrite_plan(reseller: &Reseller, plan: &Plan, pl: &mut Element) -> Result<(), &'static str> {
-    let m = effective_markup(reseller, plan);
-    set_field(pl, "id", &plan.id.to_string());
-    if let Some(name) = &plan.name {
-        set_field(pl, "name", name);
-    }
-    for price_el in pl.children.iter_mut().filter(|c| c.name == "price") {
-        rewrite_prices(m.as_ref(), price_el).map_err(|_| "price")?;
-    }
-    let mut addons_ok = true;
-    pl.children.retain_mut(|c| {
-        if c.name != "addon" {
-            return true;
-        }
-        let Some(local) = parse_id(c.child_text("id")).and_then(|up| plan.addon_local_id(up))
-        else {
-            return false; // not mapped: the reseller cannot order it
-        };
-        set_field(c, "id", &local.to_string());
-        for price_el in c.children.iter_mut().filter(|p| p.name == "price") {
-            if rewrite_prices(m.as_ref(), price_el).is_err() {
-                addons_ok = false;
-            }
-        }
-        true
-    });
-    if addons_ok {
-        Ok(())
-    } else {
-        Err("addon price")
-    }
-}
-
-/// Mark up a `<price>`: each period's `cost` and text, and the price's own text.
-fn rewrite_prices(m: Option<&Markup>, price_el: &mut Element) -> Result<(), ()> {
-    mark_text(m, price_el)?;
-    mark_field(m, price_el, "cost")?;
-    for period in price_el.children.iter_mut().filter(|c| c.name == "period") {
-        mark_field(m, period, "cost")?;
-        mark_text(m, period)?;
-    }
-    Ok(())
-}
-
-fn mark_field(m: Option<&Markup>, e: &mut Element, name: &str) -> Result<(), ()> {
-    let Some(v) = e.child_text(name) else {
-        return Ok(());
-    };
-    let new = price(m, v).ok_or(())?;
-    set_field(e, name, &new);
-    Ok(())
-}
-
-fn mark_text(m: Option<&Markup>, e: &mut Element) -> Result<(), ()> {
-    let Some(t) = e.text.as_deref().filter(|t| !t.trim().is_empty()) else {
-        return Ok(());
-    };
-    e.text = Some(price(m, t).ok_or(())?);
-    Ok(())
-}
-
-// ---------- certificate (list) ----------
-
-fn list(store: &Store, reseller: &Reseller, doc: &mut Element) -> bool {
-    let mut changed = false;
-    for elem in doc.children.iter_mut().filter(|c| c.name == "elem") {
-        let by_id = parse_id(elem.child_text("pricelist_id"));
-        let pl_text = elem.child_text("pricelist").map(str::to_string);
-        let by_pl = parse_id(pl_text.as_deref());
-        let Some(up) = by_id.or(by_pl) else { continue };
-        changed = true;
-        let plan = any_plan_for(store, reseller, up);
-        let local = plan.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
-        if by_id.is_some() {
-            set_field(elem, "pricelist_id", &local);
-        }
-        match (&pl_text, by_pl) {
-            (_, Some(_)) => {
-                set_field(elem, "pricelist", &local);
-            }
-            (Some(_), None) => {
-                if let Some(name) = plan.as_ref().and_then(|p| p.name.as_deref()) {
-                    set_field(elem, "pricelist", name);
-                }
-            }
-            _ => {}
-        }
-        let cost = elem.child_text("cost").map(str::to_string);
-        if let Some(cost) = cost {
-            let new = plan
-                .as_ref()
-                .and_then(|p| price(effective_markup(reseller, p).as_ref(), &cost));
-            if new.is_none() {
-                tracing::warn!(
-                    reseller = %reseller.login,
-                    upstream_plan = up,
-                    mapped = plan.is_some(),
-                    "withholding a certificate's cost that cannot be read or marked up"
-                );
-            }
-            set_field(elem, "cost", &new.unwrap_or_default());
-        }
-    }
-    changed
-}
-
-// ---------- forms ----------
-
-fn form(
-    store: &Store,
-    reseller: &Reseller,
-    params: &Params,
-    service_plan: Option<u64>,
-    doc: &mut Element,
-) -> bool {
-    // The plan the call is about: the local id the reseller sent, else the plan of the
-    // service it names (a renewal form does not say its plan).
-    let mut asked: Vec<Arc<Plan>> = params
-        .get_all("pricelist")
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .filter_map(|id| store.plan(id))
-        .collect();
-    if asked.is_empty() {
-        asked.extend(service_plan.and_then(|up| any_plan_for(store, reseller, up)));
-    }
-    let mut changed = form_values(store, reseller, &asked, doc);
-    if let Some(model) = doc.find_mut("model") {
-        changed |= form_values(store, reseller, &asked, model);
-    }
-    changed
-}
-
-/// The local plan for upstream plan `up` in a form: the one asked for, else the reseller's.
-fn form_plan(
-    store: &Store,
-    reseller: &Reseller,
-    asked: &[Arc<Plan>],
-    up: u64,
-) -> Option<Arc<Plan>> {
-    asked
+    reseller
+        .plans
         .iter()
-        .find(|p| p.upstream_id == up)
-        .cloned()
-        .or_else(|| any_plan_for(store, reseller, up))
+        .filter_map(|id| cat.store.plan(*id))
+        .find(|p| p.name.as_deref().map(str::trim) == Some(name.trim()))
 }
 
 /// The one markup that applies whatever the plan, if there is one: the reseller's own,
@@ -318,22 +128,325 @@ fn plan_independent_markup(store: &Store, reseller: &Reseller) -> Option<Option<
     all.all(|m| m == first).then_some(first)
 }
 
-fn form_values(store: &Store, reseller: &Reseller, asked: &[Arc<Plan>], e: &mut Element) -> bool {
+/// The top-level items of a list function's answer, rewritten one at a time.
+pub fn list_items(func: &str) -> Option<&'static [&'static str]> {
+    match func {
+        "pricelist.export" => Some(&["pricelist"]),
+        "certificate" => Some(&["elem"]),
+        _ => None,
+    }
+}
+
+/// Rewrite an upstream answer (`body`, in the upstream's `format`) for the reseller.
+/// `params` is the reseller's original call; `service_plan` the upstream plan of the
+/// service its `elid` names (it prices a renewal form, which does not name its plan).
+/// `None` when nothing had to change (the upstream's bytes can go as they are).
+pub fn rewrite(
+    cat: Catalog,
+    reseller: &Reseller,
+    func: &str,
+    params: &Params,
+    service_plan: Option<u64>,
+    body: &[u8],
+    format: Format,
+) -> Result<Option<Vec<u8>>, DocError> {
+    match func {
+        "pricelist.export" => {
+            let wanted = asked_plans(params, &["pricelist", "elid"]);
+            rewrite_items(body, format, &["pricelist", "error"], &mut |name, node| {
+                if name == "error" {
+                    vec![error_value(cat, reseller, node).1]
+                } else {
+                    export_plan(cat, reseller, &wanted, node)
+                }
+            })
+            .map(Some)
+        }
+        "certificate" => rewrite_items(body, format, &["elem", "error"], &mut |name, node| {
+            if name == "error" {
+                vec![error_value(cat, reseller, node).1]
+            } else {
+                vec![list_row(cat, reseller, node)]
+            }
+        })
+        .map(Some),
+        _ => rewrite_whole(body, format, &mut |doc| {
+            if doc.field_names().iter().any(|n| n == "error") {
+                let mut changed = false;
+                doc.flat_map_children("error", &mut |e| {
+                    let (c, e) = error_value(cat, reseller, e);
+                    changed |= c;
+                    vec![e]
+                });
+                return changed;
+            }
+            form(cat, reseller, params, service_plan, doc)
+        }),
+    }
+}
+
+/// Local plan ids named by `keys` (comma lists allowed; already checked by the request
+/// mapping).
+fn asked_plans(params: &Params, keys: &[&str]) -> Vec<u64> {
+    keys.iter()
+        .flat_map(|k| params.get_all(k))
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// An upstream error about `pricelist` names the upstream id it was sent: show the
+/// local one instead.
+fn error_value(cat: Catalog, reseller: &Reseller, mut err: Node) -> (bool, Node) {
+    if err.field("object").as_deref() != Some("pricelist") {
+        return (false, err);
+    }
+    let mut changed = false;
+    err.for_children("param", &mut |p| {
+        if p.field("name").as_deref() != Some("value") {
+            return;
+        }
+        if let Some(up) = parse_id(p.text()) {
+            let local = any_plan_for(cat.store, reseller, up).map(|pl| pl.id.to_string());
+            p.set_text(&local.unwrap_or_default());
+            changed = true;
+        }
+    });
+    (changed, err)
+}
+
+// ---------- pricelist.export ----------
+
+fn export_plan(cat: Catalog, reseller: &Reseller, wanted: &[u64], node: Node) -> Vec<Node> {
+    let Some(up) = parse_id(node.field("id")) else {
+        return Vec::new();
+    };
+    if let Some(name) = node.field("name") {
+        cat.names.learn(&name, up);
+    }
+    let mut out = Vec::new();
+    for plan in set_plans_for(cat.store, reseller, up) {
+        if !wanted.is_empty() && !wanted.contains(&plan.id) {
+            continue;
+        }
+        let mut c = node.clone();
+        match rewrite_plan(reseller, &plan, &mut c) {
+            Ok(()) => out.push(c),
+            Err(field) => tracing::warn!(
+                reseller = %reseller.login,
+                plan = plan.id,
+                upstream_plan = up,
+                field,
+                "withholding a plan whose upstream price cannot be read or marked up"
+            ),
+        }
+    }
+    out
+}
+
+/// Rewrite one plan; `Err(field)` names what could not be priced.
+fn rewrite_plan(reseller: &Reseller, plan: &Plan, pl: &mut Node) -> Result<(), &'static str> {
+    let m = effective_markup(reseller, plan);
+    pl.set_field("id", &plan.id.to_string());
+    if let Some(name) = &plan.name {
+        pl.set_field("name", name);
+    }
+    let mut ok = true;
+    pl.for_children("price", &mut |p| ok &= rewrite_prices(m.as_ref(), p).is_ok());
+    if !ok {
+        return Err("price");
+    }
+    pl.flat_map_children("addon", &mut |mut a| {
+        let Some(local) = parse_id(a.field("id")).and_then(|up| plan.addon_local_id(up)) else {
+            return Vec::new(); // not mapped: the reseller cannot order it
+        };
+        a.set_field("id", &local.to_string());
+        a.for_children("price", &mut |p| ok &= rewrite_prices(m.as_ref(), p).is_ok());
+        if a.field("cost").is_some() {
+            ok &= mark_period(m.as_ref(), &mut a).is_ok();
+        }
+        vec![a]
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("addon price")
+    }
+}
+
+/// Mark up a `price`: its own cost and text, and each period's.
+fn rewrite_prices(m: Option<&Markup>, price_el: &mut Node) -> Result<(), ()> {
+    mark_period(m, price_el)?;
+    let mut ok = true;
+    price_el.for_children("period", &mut |p| ok &= mark_period(m, p).is_ok());
+    ok.then_some(()).ok_or(())
+}
+
+/// Mark up one priced node: its `cost` is the price; its text is a label (kept) or holds
+/// amounts (the cost again → the new cost, any other amount marked up). Without a cost
+/// the text's amounts are the price.
+fn mark_period(m: Option<&Markup>, e: &mut Node) -> Result<(), ()> {
+    let cost = e.field("cost");
+    let new_cost = match &cost {
+        Some(c) => {
+            let new = price(m, c).ok_or(())?;
+            e.set_field("cost", &new);
+            Some((markup::parse_price(c).ok_or(())?, new))
+        }
+        None => None,
+    };
+    let Some(text) = e.text().filter(|t| !t.trim().is_empty()) else {
+        return Ok(());
+    };
+    if m.is_none() {
+        return Ok(()); // nothing to mark up: the text stays as written
+    }
+    let new_text = mark_amounts(m, &text, new_cost.as_ref()).ok_or(())?;
+    if new_text != text {
+        e.set_text(&new_text);
+    }
+    Ok(())
+}
+
+/// Every amount in `text` marked up; an amount that is `cost` (as written, or rounded to
+/// the text's decimals) becomes the marked-up cost exactly.
+fn mark_amounts(
+    m: Option<&Markup>,
+    text: &str,
+    cost: Option<&(Decimal, String)>,
+) -> Option<String> {
+    markup::replace_amounts(text, |amount, written| {
+        if let Some((c, new)) = cost {
+            let scale = written
+                .rfind(['.', ','])
+                .map_or(0, |p| (written.len() - p - 1) as u32);
+            if *c == amount || c.round_dp(scale) == amount {
+                return Some(new.clone());
+            }
+        }
+        match m {
+            Some(m) => markup::apply(m, amount).map(|d| d.to_string()),
+            None => Some(written.to_string()),
+        }
+    })
+}
+
+/// Remove every amount from a text whose price cannot be known (`Basic - 10.00 EUR` →
+/// `Basic`).
+fn strip_amounts(text: &str) -> String {
+    let cut = markup::replace_amounts(text, |_, _| Some("\u{0}".into())).unwrap_or_default();
+    let head = cut.split('\u{0}').next().unwrap_or_default();
+    head.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '-' | '–' | ':' | '('))
+        .to_string()
+}
+
+// ---------- certificate (list) ----------
+
+fn list_row(cat: Catalog, reseller: &Reseller, mut row: Node) -> Node {
+    let by_id = parse_id(row.field("pricelist_id"));
+    let pl_text = row.field("pricelist");
+    let by_pl = parse_id(pl_text.clone());
+    let plan = match by_id.or(by_pl) {
+        Some(up) => any_plan_for(cat.store, reseller, up),
+        None => parse_id(row.field("id"))
+            .and_then(|id| cat.store.service(id).ok().flatten())
+            .filter(|s| s.reseller == reseller.login)
+            .and_then(|s| s.plan.and_then(|p| p.trim().parse().ok()))
+            .and_then(|up| any_plan_for(cat.store, reseller, up))
+            .or_else(|| {
+                pl_text
+                    .as_deref()
+                    .and_then(|name| plan_by_name(cat, reseller, name))
+            }),
+    };
+    let local = plan.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
+    if by_id.is_some() {
+        row.set_field("pricelist_id", &local);
+    }
+    match (by_pl, &plan) {
+        (Some(_), _) => {
+            row.set_field("pricelist", &local);
+        }
+        (None, Some(p)) => {
+            if let Some(name) = &p.name {
+                row.set_field("pricelist", name);
+            }
+        }
+        (None, None) => {}
+    }
+    if let Some(cost) = row.field("cost") {
+        let m = match &plan {
+            Some(p) => Some(effective_markup(reseller, p)),
+            None => plan_independent_markup(cat.store, reseller),
+        };
+        let new = m.and_then(|m| price(m.as_ref(), &cost));
+        if new.is_none() && !cost.trim().is_empty() {
+            tracing::warn!(
+                reseller = %reseller.login,
+                mapped = plan.is_some(),
+                "withholding a certificate's cost that cannot be read or marked up"
+            );
+        }
+        row.set_field("cost", &new.unwrap_or_default());
+    }
+    row
+}
+
+// ---------- forms ----------
+
+fn form(
+    cat: Catalog,
+    reseller: &Reseller,
+    params: &Params,
+    service_plan: Option<u64>,
+    doc: &mut Node,
+) -> bool {
+    // The plan the call is about: the local id the reseller sent, else the plan of the
+    // service it names (a renewal form does not say its plan).
+    let mut asked: Vec<Arc<Plan>> = asked_plans(params, &["pricelist"])
+        .into_iter()
+        .filter_map(|id| cat.store.plan(id))
+        .collect();
+    if asked.is_empty() {
+        asked.extend(service_plan.and_then(|up| any_plan_for(cat.store, reseller, up)));
+    }
+    let mut changed = form_values(cat, reseller, &asked, doc);
+    doc.for_children("model", &mut |model| {
+        changed |= form_values(cat, reseller, &asked, model);
+    });
+    changed
+}
+
+/// The local plan for upstream plan `up` in a form: the one asked for, else the reseller's.
+fn form_plan(
+    store: &Store,
+    reseller: &Reseller,
+    asked: &[Arc<Plan>],
+    up: u64,
+) -> Option<Arc<Plan>> {
+    asked
+        .iter()
+        .find(|p| p.upstream_id == up)
+        .cloned()
+        .or_else(|| any_plan_for(store, reseller, up))
+}
+
+fn form_values(cat: Catalog, reseller: &Reseller, asked: &[Arc<Plan>], e: &mut Node) -> bool {
+    let store = cat.store;
     let mut changed = false;
     // The form's current plan.
     let mut current: Option<Arc<Plan>> = asked.first().cloned();
-    if let Some(up) = parse_id(e.child_text("pricelist")) {
+    if let Some(up) = parse_id(e.field("pricelist")) {
         let plan = form_plan(store, reseller, asked, up);
         let local = plan.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
-        set_field(e, "pricelist", &local);
+        e.set_field("pricelist", &local);
         current = plan.or(current);
         changed = true;
     }
-    // addon_<upstream id> values → addon_<local id>.
-    let mut renamed = Vec::new();
-    e.children.retain_mut(|c| {
-        let Some(up) = addon_key(&c.name).map(|s| s.parse::<u64>()) else {
-            return true;
+    // addon_<upstream id> fields → addon_<local id>; unmapped ones go.
+    for name in e.field_names() {
+        let Some(up) = addon_key(&name).map(|s| s.parse::<u64>()) else {
+            continue;
         };
         changed = true;
         let local = up.ok().and_then(|up| {
@@ -343,64 +456,33 @@ fn form_values(store: &Store, reseller: &Reseller, asked: &[Arc<Plan>], e: &mut 
                 .find_map(|p| p.addon_local_id(up))
         });
         match local {
-            Some(id) => {
-                c.name = format!("addon_{id}");
-                true
-            }
-            None => false,
+            Some(id) => e.rename_field(&name, &format!("addon_{id}")),
+            None => e.remove_field(&name),
         }
-    });
-    for (k, v) in e.attrs.iter_mut() {
-        if let Some(Ok(up)) = addon_key(k).map(|s| s.parse::<u64>()) {
-            if let Some(id) = current.as_ref().and_then(|p| p.addon_local_id(up)) {
-                renamed.push((k.clone(), format!("addon_{id}"), v.clone()));
-            }
-        }
-    }
-    let before = e.attrs.len();
-    e.attrs.retain(|(k, _)| addon_key(k).is_none());
-    changed |= e.attrs.len() != before;
-    for (_, k, v) in renamed {
-        e.attrs.push((k, v));
     }
     // Select lists.
     let fallback = plan_independent_markup(store, reseller);
-    for slist in e.children.iter_mut().filter(|c| c.name == "slist") {
-        let is_plan_list = slist.child_text("name") == Some("pricelist");
-        let vals = std::mem::take(&mut slist.children);
-        for val in vals {
-            if val.name != "val" {
-                slist.children.push(val);
-                continue;
-            }
+    e.for_children("slist", &mut |slist| {
+        let is_plan_list = slist.field("name").as_deref() == Some("pricelist");
+        slist.flat_map_children("val", &mut |val| {
             if is_plan_list {
                 changed = true;
-                let Some(up) = parse_id(val.child_text("key")) else {
-                    continue;
-                };
-                for plan in set_plans_for(store, reseller, up) {
-                    let mut v = val.clone();
-                    set_field(&mut v, "key", &plan.id.to_string());
-                    if let Some(name) = &plan.name {
-                        v.text = Some(name.clone());
-                    }
-                    slist.children.push(v);
-                }
-                continue;
+                return plan_choice(cat, reseller, &fallback, val);
             }
-            if let Some(up) = parse_id(val.child_text("pricelist")) {
+            if let Some(up) = parse_id(val.field("pricelist")) {
                 changed = true;
+                let mut out = Vec::new();
                 for plan in set_plans_for(store, reseller, up) {
                     let mut v = val.clone();
-                    set_field(&mut v, "pricelist", &plan.id.to_string());
+                    v.set_field("pricelist", &plan.id.to_string());
                     let m = effective_markup(reseller, &plan);
                     if mark_val(reseller, Some(m.as_ref()), &mut v) {
-                        slist.children.push(v);
+                        out.push(v);
                     }
                 }
-                continue;
+                return out;
             }
-            if val.child_text("cost").is_some() {
+            if val.field("cost").is_some() {
                 changed = true;
                 let mut v = val;
                 let m = match (&current, &fallback) {
@@ -408,47 +490,84 @@ fn form_values(store: &Store, reseller: &Reseller, asked: &[Arc<Plan>], e: &mut 
                     (None, Some(m)) => Some(*m),
                     (None, None) => None,
                 };
-                if mark_val(reseller, m.as_ref().map(Option::as_ref), &mut v) {
-                    slist.children.push(v);
-                }
-                continue;
+                return if mark_val(reseller, m.as_ref().map(Option::as_ref), &mut v) {
+                    vec![v]
+                } else {
+                    Vec::new()
+                };
             }
-            slist.children.push(val);
-        }
-    }
+            vec![val]
+        });
+    });
     changed
 }
 
-/// Mark up an `slist` entry's `cost` (and that amount in its text). `markup` is `None`
-/// when the plan is unknown: the price is then withheld (cost removed, text cut before
-/// it). False when the entry must be dropped (its price cannot be read).
-fn mark_val(reseller: &Reseller, markup: Option<Option<&Markup>>, v: &mut Element) -> bool {
-    let Some(cost) = v.child_text("cost").map(str::to_string) else {
-        return true;
+/// One entry of the form's plan list: keyed by the upstream plan id (→ one entry per
+/// local plan of the reseller over it), or by name only. Its cost and the amounts in its
+/// text are marked up with that plan's markup; shown under the display name when set.
+fn plan_choice(
+    cat: Catalog,
+    reseller: &Reseller,
+    fallback: &Option<Option<Markup>>,
+    val: Node,
+) -> Vec<Node> {
+    let key = val.field("key").unwrap_or_default();
+    if let Ok(up) = key.trim().parse::<u64>() {
+        let mut out = Vec::new();
+        for plan in set_plans_for(cat.store, reseller, up) {
+            let mut v = val.clone();
+            v.set_field("key", &plan.id.to_string());
+            let m = effective_markup(reseller, &plan);
+            if !mark_val(reseller, Some(m.as_ref()), &mut v) {
+                continue;
+            }
+            if let Some(name) = &plan.name {
+                v.set_text(name);
+            }
+            out.push(v);
+        }
+        return out;
+    }
+    // Named only: priced by the plan of that name, else the reseller's one markup.
+    let name = val.text().unwrap_or_default();
+    let by_name = plan_by_name(cat, reseller, &key).or_else(|| {
+        let label = strip_amounts(&name);
+        plan_by_name(cat, reseller, &label)
+    });
+    let m = match &by_name {
+        Some(p) => Some(effective_markup(reseller, p)),
+        None => *fallback,
     };
+    let mut v = val;
+    if mark_val(reseller, m.as_ref().map(Option::as_ref), &mut v) {
+        vec![v]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Mark up an `slist` entry's `cost` and the amounts in its text. `markup` is `None` when
+/// the plan is unknown: the price is then withheld (cost removed, amounts cut from the
+/// text). False when the entry must be dropped (its price cannot be read).
+fn mark_val(reseller: &Reseller, markup: Option<Option<&Markup>>, v: &mut Node) -> bool {
     let Some(m) = markup else {
-        tracing::warn!(reseller = %reseller.login, "withholding a form price: the plan it belongs to is not known");
-        remove_field(v, "cost");
-        if let Some(t) = v.text.as_mut() {
-            if let Some(pos) = t.find(cost.trim()) {
-                *t = t[..pos]
-                    .trim_end_matches(|c: char| {
-                        c.is_whitespace() || c == '-' || c == '–' || c == ':'
-                    })
-                    .to_string();
+        let had_cost = v.field("cost").is_some();
+        let text = v.text();
+        let stripped = text.as_deref().map(strip_amounts);
+        if had_cost || stripped != text {
+            tracing::warn!(reseller = %reseller.login, "withholding a form price: the plan it belongs to is not known");
+        }
+        v.remove_field("cost");
+        if let (Some(t), Some(s)) = (text, stripped) {
+            if s != t {
+                v.set_text(&s);
             }
         }
         return true;
     };
-    let Some(new) = price(m, &cost) else {
+    if mark_period(m, v).is_err() {
         tracing::warn!(reseller = %reseller.login, "withholding a form entry whose upstream price cannot be read or marked up");
         return false;
-    };
-    set_field(v, "cost", &new);
-    if let Some(t) = v.text.as_mut() {
-        if !cost.trim().is_empty() && t.contains(cost.trim()) {
-            *t = t.replace(cost.trim(), &new);
-        }
     }
     true
 }
@@ -460,8 +579,43 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
-    use crate::billmgr::{parse, render, Format};
+    use crate::billmgr::{parse, render, Element, Format};
     use crate::store::model::Addon;
+
+    /// Rewrite `d` as the gateway would, in format `f`; answers whether it changed.
+    fn map_in(
+        store: &Store,
+        r: &Reseller,
+        func: &str,
+        params: &Params,
+        sp: Option<u64>,
+        d: &mut Element,
+        f: Format,
+    ) -> bool {
+        let names = UpstreamNames::default();
+        let cat = Catalog { store, names: &names };
+        let body = render(d, f);
+        match rewrite(cat, r, func, params, sp, &body, f).unwrap() {
+            Some(out) => {
+                let new = parse(&out, f).unwrap();
+                let changed = new != *d;
+                *d = new;
+                changed
+            }
+            None => false,
+        }
+    }
+
+    fn map(
+        store: &Store,
+        r: &Reseller,
+        func: &str,
+        params: &Params,
+        sp: Option<u64>,
+        d: &mut Element,
+    ) -> bool {
+        map_in(store, r, func, params, sp, d, Format::Xml)
+    }
 
     fn store() -> Store {
         let s = Store::open_temporary().unwrap();
@@ -514,13 +668,14 @@ mod tests {
         // Through the caller's format, as the gateway would have parsed it.
         d = parse(&render(&d, f), f).unwrap();
         let params = Params::parse(Some(q), b"", &Default::default()).unwrap();
-        assert!(map(
+        assert!(map_in(
             &store(),
             &reseller(plans),
             "pricelist.export",
             &params,
             None,
-            &mut d
+            &mut d,
+            f
         ));
         // Back to xml to compare one shape.
         d
@@ -671,25 +826,27 @@ mod tests {
             let e = crate::billmgr::BmError::invalid("period", "7").to_doc("en");
             let mut d = parse(&render(&e, f), f).unwrap();
             let before = d.clone();
-            assert!(!map(
+            assert!(!map_in(
                 &st,
                 &reseller(&[101]),
                 "certificate.order.param",
                 &Params::new(),
                 None,
-                &mut d
+                &mut d,
+                f
             ));
             assert_eq!(d, before);
             let e = crate::billmgr::BmError::invalid("pricelist", "3033").to_doc("en");
             let mut d = parse(&render(&e, f), f).unwrap();
             assert!(
-                map(
+                map_in(
                     &st,
                     &reseller(&[101]),
                     "certificate.order.param",
                     &Params::new(),
                     None,
-                    &mut d
+                    &mut d,
+                    f
                 ),
                 "{f:?}"
             );

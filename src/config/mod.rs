@@ -189,11 +189,13 @@ impl Config {
                 self.orders.reconcile_interval_s,
             ),
         ];
-        let limits: [(&str, usize); 4] = [
+        let limits: [(&str, usize); 6] = [
             ("limits.max_body_bytes", self.limits.max_body_bytes),
             ("limits.max_params", self.limits.max_params),
             ("limits.max_value_bytes", self.limits.max_value_bytes),
             ("limits.max_response_bytes", self.limits.max_response_bytes),
+            ("limits.large_response_bytes", self.limits.large_response_bytes),
+            ("limits.max_large_responses", self.limits.max_large_responses),
         ];
         for (key, v) in positive
             .into_iter()
@@ -364,7 +366,7 @@ mod tests {
         assert_eq!(c.store.path, Path::new("/etc/rg/data/resellgate"));
         assert_eq!(c.upstream_url().path, "/billmgr");
         assert_eq!(c.auth.max_failures, 10);
-        assert_eq!(c.limits.max_response_bytes, 8_388_608);
+        assert_eq!(c.limits.max_response_bytes, 83_886_080);
         assert_eq!(c.reconcile_interval(), std::time::Duration::from_secs(60));
         assert_eq!(c.order_settle(), std::time::Duration::from_millis(33_000));
     }

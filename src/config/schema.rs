@@ -153,6 +153,11 @@ pub struct LimitsConfig {
     pub max_value_bytes: usize,
     /// Largest upstream response body the gateway reads (to rewrite it).
     pub max_response_bytes: usize,
+    /// An upstream answer larger than this is a large answer: only
+    /// `max_large_responses` of them are read and rewritten at a time.
+    pub large_response_bytes: usize,
+    /// How many large answers are held in memory at once; further ones wait.
+    pub max_large_responses: usize,
 }
 
 impl Default for LimitsConfig {
@@ -162,7 +167,9 @@ impl Default for LimitsConfig {
             max_body_bytes: l.max_body_bytes,
             max_params: l.max_params,
             max_value_bytes: l.max_value_bytes,
-            max_response_bytes: 8 * 1024 * 1024,
+            max_response_bytes: 80 * 1024 * 1024,
+            large_response_bytes: 1024 * 1024,
+            max_large_responses: 2,
         }
     }
 }

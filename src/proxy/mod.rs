@@ -72,6 +72,8 @@ pub struct Gateway {
     /// Upstream account name → password, resolved from `password_env`/`password_file`.
     secrets: DashMap<String, Secret>,
     pub metrics: Metrics,
+    /// Upstream plan names seen in price lists (prices rows that name a plan by name).
+    plan_names: crate::catalog::UpstreamNames,
     /// Unknown `elid`s refused recently, per reseller (see [`elid_cache`]).
     refused_elids: elid_cache::RefusedElids,
     /// Tasks still running after their reseller was answered.
@@ -105,6 +107,8 @@ impl Gateway {
             idle_timeout: Duration::from_millis(config.upstream.idle_timeout_ms),
             retries: config.upstream.retries,
             max_response_bytes: config.limits.max_response_bytes,
+            large_response_bytes: config.limits.large_response_bytes,
+            max_large_responses: config.limits.max_large_responses,
         };
         let gw = Gateway {
             auth: Authenticator::new(AuthSettings {
@@ -117,6 +121,7 @@ impl Gateway {
             limits: config.limits(),
             secrets: DashMap::new(),
             metrics: Metrics::default(),
+            plan_names: crate::catalog::UpstreamNames::default(),
             refused_elids: elid_cache::RefusedElids::default(),
             after_answer: background::InFlight::default(),
             reconcile_settle: config.order_settle(),
@@ -265,29 +270,76 @@ impl Gateway {
             }
         };
         let result = self.forward(&reseller, &up_params, log).await;
-        let (body, mut doc) = self
+        let (body, doc) = self
             .after_forward(&reseller, func, &up_params, claim, result)
             .await?;
-        let rewritten = crate::catalog::map_response(
-            &self.store,
-            &reseller,
-            func,
-            params,
-            service_plan,
-            &mut doc,
-        );
         if let Some(err) = BmError::from_doc(&doc) {
             log.outcome = "upstream_refused";
             log.error_type = Some(err.kind.as_str());
         } else {
             log.outcome = "ok";
         }
+        let body = self
+            .reseller_answer(&reseller, func, params, service_plan, body, format)
+            .await
+            .inspect_err(|e| log.upstream_failure = Some(e.label()))?;
         self.metrics.count_outcome(log.outcome);
         Ok(Reply {
-            body: rewrite::answer_bytes(body, &doc, format, rewritten),
+            body,
             format,
             set_cookie: None,
         })
+    }
+
+    /// The upstream's answer as the reseller sees it (see [`rewrite::reseller_answer`]).
+    /// A large answer is rewritten on the blocking pool, so it never stalls other calls.
+    async fn reseller_answer(
+        self: &Arc<Self>,
+        reseller: &Arc<Reseller>,
+        func: &str,
+        params: &Params,
+        service_plan: Option<u64>,
+        body: Bytes,
+        format: Format,
+    ) -> Result<Bytes, upstream::UpstreamError> {
+        if body.len() <= self.upstream.settings().large_response_bytes {
+            return rewrite::reseller_answer(
+                self.catalog(),
+                reseller,
+                func,
+                params,
+                service_plan,
+                body,
+                format,
+            );
+        }
+        let (gw, reseller, func, params) = (
+            self.clone(),
+            reseller.clone(),
+            func.to_string(),
+            params.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            rewrite::reseller_answer(
+                gw.catalog(),
+                &reseller,
+                &func,
+                &params,
+                service_plan,
+                body,
+                format,
+            )
+        })
+        .await
+        .unwrap_or(Err(upstream::UpstreamError::Garbage))
+    }
+
+    /// What response rewrites read.
+    fn catalog(&self) -> crate::catalog::Catalog<'_> {
+        crate::catalog::Catalog {
+            store: &self.store,
+            names: &self.plan_names,
+        }
     }
 
     /// Send `params` upstream under the reseller's account and read the answer in the
@@ -312,7 +364,7 @@ impl Gateway {
             })?;
         log.upstream_status = Some(answer.status);
         log.upstream_latency = Some(answer.latency);
-        let doc = rewrite::read_answer(&answer.body, params.format()).inspect_err(|e| {
+        let doc = rewrite::read_answer(&answer.body, params.format(), params.func()).inspect_err(|e| {
             log.upstream_failure = Some(e.label());
         })?;
         Ok((answer.body, doc))

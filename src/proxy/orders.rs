@@ -741,7 +741,7 @@ impl Gateway {
         if let Some(r) = remoteid {
             params.push("remoteid", r);
         }
-        let (_, doc) = self
+        let (body, doc) = self
             .forward(reseller, &params, &mut RequestLog::default())
             .await?;
         if let Some(e) = BmError::from_doc(&doc) {
@@ -754,17 +754,24 @@ impl Gateway {
                 .filter(|t| !t.is_empty())
                 .map(str::to_string)
         };
-        let certs = doc
-            .find_all("elem")
-            .filter_map(|e| {
+        // One row at a time: a list of a large account never becomes one tree.
+        let mut rows = Vec::new();
+        billmgr::edit::rewrite_items(&body, params.format(), &["elem"], &mut |name, node| {
+            let e = node.to_element(name);
+            rows.extend((|| {
                 Some(UpstreamCert {
-                    id: text(e, "id")?.parse().ok()?,
-                    remoteid: text(e, "remoteid"),
-                    plan: text(e, "pricelist_id"),
-                    period: text(e, "period"),
-                    cost: text(e, "cost"),
+                    id: text(&e, "id")?.parse().ok()?,
+                    remoteid: text(&e, "remoteid"),
+                    plan: text(&e, "pricelist_id"),
+                    period: text(&e, "period"),
+                    cost: text(&e, "cost"),
                 })
-            })
+            })());
+            Vec::new()
+        })
+        .map_err(|_| UpstreamError::Garbage)?;
+        let certs = rows
+            .into_iter()
             // An upstream that ignores the filter must not match other remoteids.
             .filter(|c| remoteid.is_none_or(|r| c.remoteid.as_deref() == Some(r)))
             .collect();

@@ -34,31 +34,57 @@ pub fn upstream_format(f: Format) -> Format {
     }
 }
 
-/// Read the upstream's answer as a document in the format asked of it; anything else
-/// (HTML, garbage, an empty body) is [`UpstreamError::Garbage`].
-pub fn read_answer(body: &[u8], caller: Format) -> Result<Element, UpstreamError> {
+/// Read the upstream's answer to `func` as a document in the format asked of it: a
+/// well-formed document whose root is `doc` (or a bjson object), without duplicate keys
+/// or attributes. Anything else (HTML, a maintenance page, an arbitrary JSON object,
+/// garbage, an empty body) is [`UpstreamError::Garbage`]. The answer to a list function
+/// is checked whole but read without its items (they are rewritten one at a time later),
+/// so its tree stays small however long the list.
+pub fn read_answer(body: &[u8], caller: Format, func: Option<&str>) -> Result<Element, UpstreamError> {
     let f = upstream_format(caller);
-    billmgr::parse(body, f).map_err(|e| {
+    let parsed = match func.and_then(crate::catalog::response::list_items) {
+        Some(items) => billmgr::edit::rewrite_items(body, f, items, &mut |_, _| Vec::new())
+            .and_then(|light| billmgr::parse(&light, f)),
+        None => billmgr::parse(body, f),
+    };
+    let parsed = parsed.and_then(|doc| {
+        if doc.name == "doc" {
+            Ok(doc)
+        } else {
+            Err(billmgr::DocError::NotDoc)
+        }
+    });
+    parsed.map_err(|e| {
         tracing::warn!(error = %e, format = f.as_str(), bytes = body.len(), "upstream answered an unreadable document");
         UpstreamError::Garbage
     })
 }
 
-/// The bytes to send the reseller for an upstream document.
-///
-/// When nothing was rewritten and the caller's format is the one the upstream answered
-/// in, the upstream's own bytes are sent unchanged.
-pub fn answer_bytes(
-    upstream_body: bytes::Bytes,
-    doc: &Element,
+/// The bytes to send the reseller for the upstream's answer to `func`: rewritten in the
+/// upstream's own format (only the catalogue's values change), or the upstream's own
+/// bytes when nothing had to change; `text` is rendered from the (rewritten) xml.
+pub fn reseller_answer(
+    cat: crate::catalog::Catalog,
+    reseller: &crate::store::model::Reseller,
+    func: &str,
+    params: &Params,
+    service_plan: Option<u64>,
+    body: bytes::Bytes,
     caller: Format,
-    rewritten: bool,
-) -> bytes::Bytes {
-    if !rewritten && upstream_format(caller) == caller {
-        upstream_body
-    } else {
-        billmgr::render(doc, caller).into()
+) -> Result<bytes::Bytes, UpstreamError> {
+    let f = upstream_format(caller);
+    let garbage = |e: billmgr::DocError| {
+        tracing::warn!(error = %e, format = f.as_str(), bytes = body.len(), "upstream answered an unreadable document");
+        UpstreamError::Garbage
+    };
+    let rewritten = crate::catalog::rewrite_response(cat, reseller, func, params, service_plan, &body, f)
+        .map_err(garbage)?;
+    if caller == Format::Text {
+        let xml = rewritten.as_deref().unwrap_or(&body);
+        let doc = billmgr::parse(xml, Format::Xml).map_err(garbage)?;
+        return Ok(billmgr::render(&doc, Format::Text).into());
     }
+    Ok(rewritten.map(bytes::Bytes::from).unwrap_or(body))
 }
 
 /// Error document bytes for `err` in the caller's format.
@@ -125,16 +151,23 @@ mod tests {
 
     #[test]
     fn garbage_and_html_are_refused() {
-        assert_eq!(
-            read_answer(b"<html><body>Bad gateway</body>", Format::Xml),
-            Err(UpstreamError::Garbage)
-        );
-        assert_eq!(
-            read_answer(b"\x89PNG\r\n\x1a\n", Format::Json),
-            Err(UpstreamError::Garbage)
-        );
-        assert_eq!(read_answer(b"", Format::Bjson), Err(UpstreamError::Garbage));
-        assert!(read_answer(b"<doc><ok/></doc>", Format::Text).is_ok());
+        for (body, f) in [
+            (&b"<html><body>Bad gateway</body>"[..], Format::Xml),
+            (b"<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\"><body>Maintenance</body></html>", Format::Xml),
+            (b"\x89PNG\r\n\x1a\n", Format::Json),
+            (b"{\"status\":\"maintenance\"}", Format::Json),
+            (b"{\"doc\":{\"ok\":{},\"ok\":{}}}", Format::Json),
+            (b"{\"doc\":{\"elem\":[{\"id\":{\"$\":\"1\"},\"id\":{\"$\":\"2\"}}]}}", Format::Sjson),
+            (b"<doc><v a=\"1\" a=\"2\"/></doc>", Format::Xml),
+            (b"<doc>\xff\xfe</doc>", Format::Xml),
+            (b"", Format::Bjson),
+            (b"[1]", Format::Bjson),
+        ] {
+            for func in [None, Some("certificate"), Some("pricelist.export")] {
+                assert_eq!(read_answer(body, f, func), Err(UpstreamError::Garbage), "{:?} {func:?}", String::from_utf8_lossy(body));
+            }
+        }
+        assert!(read_answer(b"<doc><ok/></doc>", Format::Text, None).is_ok());
     }
 
     #[test]
@@ -146,9 +179,19 @@ mod tests {
 
     #[test]
     fn unchanged_answers_pass_through_byte_for_byte() {
+        let store = crate::store::Store::open_temporary().unwrap();
+        let names = crate::catalog::UpstreamNames::default();
+        let cat = crate::catalog::Catalog { store: &store, names: &names };
+        let r = crate::store::model::Reseller {
+            login: "r".into(),
+            password_hash: String::new(),
+            upstream_account: "up".into(),
+            plans: vec![],
+            markup: None,
+        };
         let raw = bytes::Bytes::from_static(b"<?xml version=\"1.0\"?>\n<doc>  <ok/></doc>");
-        let doc = read_answer(&raw, Format::Xml).unwrap();
-        assert_eq!(answer_bytes(raw.clone(), &doc, Format::Xml, false), raw);
-        assert_eq!(&answer_bytes(raw, &doc, Format::Text, false)[..], b"ok\n");
+        let answer = |f| reseller_answer(cat, &r, "whoami", &p("func=whoami"), None, raw.clone(), f).unwrap();
+        assert_eq!(answer(Format::Xml), raw);
+        assert_eq!(&answer(Format::Text)[..], b"ok\n");
     }
 }

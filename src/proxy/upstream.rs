@@ -30,6 +30,23 @@ pub struct UpstreamSettings {
     pub idle_timeout: Duration,
     pub retries: u32,
     pub max_response_bytes: usize,
+    /// Answers larger than this hold one of `max_large_responses` permits while they
+    /// are read, rewritten and sent.
+    pub large_response_bytes: usize,
+    pub max_large_responses: usize,
+}
+
+/// A large answer's bytes and the permit that let it be read: the permit goes back when
+/// the last copy of the bytes is dropped (after the reseller got them).
+struct LargeBody {
+    bytes: Vec<u8>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for LargeBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// What the upstream answered.
@@ -97,6 +114,8 @@ impl From<UpstreamError> for BmError {
 /// The upstream and a pool of connections to it.
 pub struct Upstream {
     settings: UpstreamSettings,
+    /// Permits for large answers (see [`UpstreamSettings::large_response_bytes`]).
+    large: std::sync::Arc<tokio::sync::Semaphore>,
     connector: Connector,
     peer: HttpPeer,
     host_header: String,
@@ -131,6 +150,9 @@ impl Upstream {
             format!("{}:{}", settings.host, settings.port)
         };
         Ok(Upstream {
+            large: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                settings.max_large_responses.max(1),
+            )),
             connector: Connector::new(Some(opts)),
             peer,
             host_header,
@@ -230,10 +252,22 @@ impl Upstream {
             .response_header()
             .map(|h| h.status.as_u16())
             .unwrap_or(0);
-        let mut body = bytes::BytesMut::new();
+        let mut body = Vec::new();
+        let mut permit = None;
         while let Some(chunk) = session.read_response_body().await.map_err(io)? {
             if body.len() + chunk.len() > self.settings.max_response_bytes {
                 return Err(UpstreamError::TooLarge(self.settings.max_response_bytes));
+            }
+            if permit.is_none() && body.len() + chunk.len() > self.settings.large_response_bytes {
+                // Wait for a large-answer permit before holding more; the call's deadline
+                // still runs.
+                permit = Some(
+                    self.large
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| UpstreamError::Closed)?,
+                );
             }
             body.extend_from_slice(&chunk);
         }
@@ -245,6 +279,13 @@ impl Upstream {
         if status != 200 {
             return Err(UpstreamError::Status(status));
         }
-        Ok((status, body.freeze()))
+        let body = match permit {
+            Some(p) => Bytes::from_owner(LargeBody {
+                bytes: body,
+                _permit: p,
+            }),
+            None => Bytes::from(body),
+        };
+        Ok((status, body))
     }
 }
