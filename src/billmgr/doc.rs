@@ -416,14 +416,12 @@ fn parse_xml(body: &[u8]) -> Result<Element, DocError> {
                 root = Some(super::edit::xml_subtree(&mut reader, el, 1)?);
             }
             Event::Empty(ref s) => root = Some(super::edit::xml_start(s)?),
-            Event::Text(t) => {
-                if !t.iter().all(u8::is_ascii_whitespace) {
-                    return Err(DocError::Xml(if root.is_some() {
-                        "text after the root element".into()
-                    } else {
-                        "text before the root element".into()
-                    }));
-                }
+            Event::Text(t) if !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err(DocError::Xml(if root.is_some() {
+                    "text after the root element".into()
+                } else {
+                    "text before the root element".into()
+                }));
             }
             Event::CData(_) => return Err(DocError::Xml("text outside the root element".into())),
             Event::End(_) => return Err(DocError::Xml("unexpected closing tag".into())),

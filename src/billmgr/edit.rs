@@ -205,7 +205,10 @@ impl Node {
             Node::Bjson(Value::Object(m)) => m.keys().filter(|k| *k != "$").cloned().collect(),
             _ => Vec::new(),
         };
-        names.into_iter().filter(|n| seen.insert(n.clone())).collect()
+        names
+            .into_iter()
+            .filter(|n| seen.insert(n.clone()))
+            .collect()
     }
 
     /// Rename field `from` to `to` where it is, keeping its position.
@@ -325,8 +328,10 @@ impl Node {
                         *slot = Value::Array(out);
                     }
                     one => {
-                        let mut out: Vec<Value> =
-                            f(proto.wrap(one)).into_iter().map(Node::into_value).collect();
+                        let mut out: Vec<Value> = f(proto.wrap(one))
+                            .into_iter()
+                            .map(Node::into_value)
+                            .collect();
                         match out.len() {
                             0 => {
                                 m.shift_remove(name);
@@ -547,7 +552,8 @@ fn json_object_items(
                 Some(buf)
             } else {
                 let item = checked_json(raw.as_bytes(), depth + 1)?;
-                let mut new: Vec<Value> = f(k, wrap(item)).into_iter().map(Node::into_value).collect();
+                let mut new: Vec<Value> =
+                    f(k, wrap(item)).into_iter().map(Node::into_value).collect();
                 match new.len() {
                     0 => None,
                     1 => serde_json::to_vec(&new.pop().unwrap_or_default()).ok(),
@@ -618,7 +624,9 @@ pub(super) fn xml_subtree(
                 }
             }
             Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| xml_err("unexpected closing tag"))?;
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| xml_err("unexpected closing tag"))?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => {
@@ -635,7 +643,9 @@ pub(super) fn xml_subtree(
                 }
             }
             Event::CData(c) => {
-                let t = std::str::from_utf8(&c).map_err(|_| DocError::Utf8)?.to_string();
+                let t = std::str::from_utf8(&c)
+                    .map_err(|_| DocError::Utf8)?
+                    .to_string();
                 if let Some(top) = stack.last_mut() {
                     top.text.get_or_insert_with(String::new).push_str(&t);
                 }

@@ -132,9 +132,14 @@ pub fn replace_amounts(
         while j < chars.len() {
             let c = chars[j];
             let group_space = matches!(c, ' ' | '\u{00A0}' | '\u{202F}' | '\u{2009}')
-                && chars.get(j + 1..j + 4).is_some_and(|g| g.iter().all(char::is_ascii_digit))
+                && chars
+                    .get(j + 1..j + 4)
+                    .is_some_and(|g| g.iter().all(char::is_ascii_digit))
                 && !chars.get(j + 4).is_some_and(char::is_ascii_digit);
-            if c.is_ascii_digit() || group_space || ((c == '.' || c == ',') && chars.get(j + 1).is_some_and(char::is_ascii_digit)) {
+            if c.is_ascii_digit()
+                || group_space
+                || ((c == '.' || c == ',') && chars.get(j + 1).is_some_and(char::is_ascii_digit))
+            {
                 j += 1;
             } else {
                 break;
@@ -185,7 +190,10 @@ mod tests {
             ("10.00", "12.00"),
             ("1 year - 10.00 EUR", "1 year - 12.00 EUR"),
             ("1 234,50 руб.", "1481.40 руб."),
-            ("PositiveSSL (10,5 EUR), 2 years: 20.00", "PositiveSSL (12.60 EUR), 2 years: 24.00"),
+            (
+                "PositiveSSL (10,5 EUR), 2 years: 20.00",
+                "PositiveSSL (12.60 EUR), 2 years: 24.00",
+            ),
             ("SSL3 v2", "SSL3 v2"),
         ] {
             assert_eq!(mark(t).as_deref(), Some(want), "{t:?}");

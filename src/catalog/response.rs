@@ -252,7 +252,9 @@ fn rewrite_plan(reseller: &Reseller, plan: &Plan, pl: &mut Node) -> Result<(), &
         pl.set_field("name", name);
     }
     let mut ok = true;
-    pl.for_children("price", &mut |p| ok &= rewrite_prices(m.as_ref(), p).is_ok());
+    pl.for_children("price", &mut |p| {
+        ok &= rewrite_prices(m.as_ref(), p).is_ok()
+    });
     if !ok {
         return Err("price");
     }
@@ -261,7 +263,9 @@ fn rewrite_plan(reseller: &Reseller, plan: &Plan, pl: &mut Node) -> Result<(), &
             return Vec::new(); // not mapped: the reseller cannot order it
         };
         a.set_field("id", &local.to_string());
-        a.for_children("price", &mut |p| ok &= rewrite_prices(m.as_ref(), p).is_ok());
+        a.for_children("price", &mut |p| {
+            ok &= rewrite_prices(m.as_ref(), p).is_ok()
+        });
         if a.field("cost").is_some() {
             ok &= mark_period(m.as_ref(), &mut a).is_ok();
         }
@@ -522,7 +526,16 @@ fn plan_choice(
                 continue;
             }
             if let Some(name) = &plan.name {
-                v.set_text(name);
+                // The upstream's label gives way to the display name; its (marked-up)
+                // amounts stay.
+                let t = v.text().unwrap_or_default();
+                let label = strip_amounts(&t);
+                let new = if label.trim().is_empty() || label == t {
+                    name.clone()
+                } else {
+                    t.replacen(&label, name, 1)
+                };
+                v.set_text(&new);
             }
             out.push(v);
         }
@@ -593,7 +606,10 @@ mod tests {
         f: Format,
     ) -> bool {
         let names = UpstreamNames::default();
-        let cat = Catalog { store, names: &names };
+        let cat = Catalog {
+            store,
+            names: &names,
+        };
         let body = render(d, f);
         match rewrite(cat, r, func, params, sp, &body, f).unwrap() {
             Some(out) => {

@@ -194,8 +194,14 @@ impl Config {
             ("limits.max_params", self.limits.max_params),
             ("limits.max_value_bytes", self.limits.max_value_bytes),
             ("limits.max_response_bytes", self.limits.max_response_bytes),
-            ("limits.large_response_bytes", self.limits.large_response_bytes),
-            ("limits.max_large_responses", self.limits.max_large_responses),
+            (
+                "limits.large_response_bytes",
+                self.limits.large_response_bytes,
+            ),
+            (
+                "limits.max_large_responses",
+                self.limits.max_large_responses,
+            ),
         ];
         for (key, v) in positive
             .into_iter()

@@ -364,9 +364,11 @@ impl Gateway {
             })?;
         log.upstream_status = Some(answer.status);
         log.upstream_latency = Some(answer.latency);
-        let doc = rewrite::read_answer(&answer.body, params.format(), params.func()).inspect_err(|e| {
-            log.upstream_failure = Some(e.label());
-        })?;
+        let doc = rewrite::read_answer(&answer.body, params.format(), params.func()).inspect_err(
+            |e| {
+                log.upstream_failure = Some(e.label());
+            },
+        )?;
         Ok((answer.body, doc))
     }
 

@@ -40,7 +40,11 @@ pub fn upstream_format(f: Format) -> Format {
 /// garbage, an empty body) is [`UpstreamError::Garbage`]. The answer to a list function
 /// is checked whole but read without its items (they are rewritten one at a time later),
 /// so its tree stays small however long the list.
-pub fn read_answer(body: &[u8], caller: Format, func: Option<&str>) -> Result<Element, UpstreamError> {
+pub fn read_answer(
+    body: &[u8],
+    caller: Format,
+    func: Option<&str>,
+) -> Result<Element, UpstreamError> {
     let f = upstream_format(caller);
     let parsed = match func.and_then(crate::catalog::response::list_items) {
         Some(items) => billmgr::edit::rewrite_items(body, f, items, &mut |_, _| Vec::new())
@@ -77,8 +81,9 @@ pub fn reseller_answer(
         tracing::warn!(error = %e, format = f.as_str(), bytes = body.len(), "upstream answered an unreadable document");
         UpstreamError::Garbage
     };
-    let rewritten = crate::catalog::rewrite_response(cat, reseller, func, params, service_plan, &body, f)
-        .map_err(garbage)?;
+    let rewritten =
+        crate::catalog::rewrite_response(cat, reseller, func, params, service_plan, &body, f)
+            .map_err(garbage)?;
     if caller == Format::Text {
         let xml = rewritten.as_deref().unwrap_or(&body);
         let doc = billmgr::parse(xml, Format::Xml).map_err(garbage)?;
@@ -181,7 +186,10 @@ mod tests {
     fn unchanged_answers_pass_through_byte_for_byte() {
         let store = crate::store::Store::open_temporary().unwrap();
         let names = crate::catalog::UpstreamNames::default();
-        let cat = crate::catalog::Catalog { store: &store, names: &names };
+        let cat = crate::catalog::Catalog {
+            store: &store,
+            names: &names,
+        };
         let r = crate::store::model::Reseller {
             login: "r".into(),
             password_hash: String::new(),
@@ -190,7 +198,9 @@ mod tests {
             markup: None,
         };
         let raw = bytes::Bytes::from_static(b"<?xml version=\"1.0\"?>\n<doc>  <ok/></doc>");
-        let answer = |f| reseller_answer(cat, &r, "whoami", &p("func=whoami"), None, raw.clone(), f).unwrap();
+        let answer = |f| {
+            reseller_answer(cat, &r, "whoami", &p("func=whoami"), None, raw.clone(), f).unwrap()
+        };
         assert_eq!(answer(Format::Xml), raw);
         assert_eq!(&answer(Format::Text)[..], b"ok\n");
     }

@@ -7,6 +7,7 @@ mod admin;
 mod bad_input;
 mod catalog;
 mod cli;
+mod corpus;
 mod gateway;
 mod hot_path;
 mod lifecycle;
