@@ -279,8 +279,23 @@ impl Gateway {
         } else {
             log.outcome = "ok";
         }
+        // An upstream may echo the request: its account's password never reaches the
+        // reseller, nor its login in an error.
+        let (up_login, up_password) = self.upstream_credentials(&reseller)?;
+        let mut secrets = vec![up_password.expose().to_string()];
+        if log.outcome == "upstream_refused" {
+            secrets.push(up_login);
+        }
+        let call = Owned {
+            reseller: reseller.clone(),
+            func: func.to_string(),
+            params: params.clone(),
+            service_plan,
+            caller: format,
+            secrets,
+        };
         let body = self
-            .reseller_answer(&reseller, func, params, service_plan, body, format)
+            .reseller_answer(call, body)
             .await
             .inspect_err(|e| log.upstream_failure = Some(e.label()))?;
         self.metrics.count_outcome(log.outcome);
@@ -295,43 +310,16 @@ impl Gateway {
     /// A large answer is rewritten on the blocking pool, so it never stalls other calls.
     async fn reseller_answer(
         self: &Arc<Self>,
-        reseller: &Arc<Reseller>,
-        func: &str,
-        params: &Params,
-        service_plan: Option<u64>,
+        call: Owned,
         body: Bytes,
-        format: Format,
     ) -> Result<Bytes, upstream::UpstreamError> {
         if body.len() <= self.upstream.settings().large_response_bytes {
-            return rewrite::reseller_answer(
-                self.catalog(),
-                reseller,
-                func,
-                params,
-                service_plan,
-                body,
-                format,
-            );
+            return call.answer(self, body);
         }
-        let (gw, reseller, func, params) = (
-            self.clone(),
-            reseller.clone(),
-            func.to_string(),
-            params.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            rewrite::reseller_answer(
-                gw.catalog(),
-                &reseller,
-                &func,
-                &params,
-                service_plan,
-                body,
-                format,
-            )
-        })
-        .await
-        .unwrap_or(Err(upstream::UpstreamError::Garbage))
+        let gw = self.clone();
+        tokio::task::spawn_blocking(move || call.answer(&gw, body))
+            .await
+            .unwrap_or(Err(upstream::UpstreamError::Garbage))
     }
 
     /// What response rewrites read.
@@ -459,6 +447,32 @@ impl Gateway {
         })?;
         self.secrets.insert(account.name.clone(), secret.clone());
         Ok((account.login.clone(), secret))
+    }
+}
+
+/// [`rewrite::Call`] with owned parts, so a large answer can be rewritten on the blocking
+/// pool.
+struct Owned {
+    reseller: Arc<Reseller>,
+    func: String,
+    params: Params,
+    service_plan: Option<u64>,
+    caller: Format,
+    secrets: Vec<String>,
+}
+
+impl Owned {
+    fn answer(&self, gw: &Gateway, body: Bytes) -> Result<Bytes, upstream::UpstreamError> {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        let call = rewrite::Call {
+            reseller: &self.reseller,
+            func: &self.func,
+            params: &self.params,
+            service_plan: self.service_plan,
+            caller: self.caller,
+            secrets: &secrets,
+        };
+        rewrite::reseller_answer(gw.catalog(), &call, body)
     }
 }
 

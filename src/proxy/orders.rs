@@ -353,8 +353,10 @@ impl Gateway {
             .child_text("id")
             .and_then(|t| t.trim().parse::<u64>().ok());
         let Some(id) = id else {
+            // Not an acknowledgement the billing could read (`/doc/id`): never pass it on
+            // as one.
             tracing::warn!(reseller = %login, remoteid = %remoteid, "order answer without an id: left pending for reconciliation");
-            return Ok((body, doc));
+            return Err(pending_error(&remoteid));
         };
         let cert = UpstreamCert {
             id,

@@ -66,30 +66,125 @@ pub fn read_answer(
 
 /// The bytes to send the reseller for the upstream's answer to `func`: rewritten in the
 /// upstream's own format (only the catalogue's values change), or the upstream's own
-/// bytes when nothing had to change; `text` is rendered from the (rewritten) xml.
+/// bytes when nothing had to change; `text` is rendered from the (rewritten) xml. Any of
+/// `secrets` the upstream echoed (its account's password, its login in an error) is
+/// replaced by `***` ([`redact`]).
 pub fn reseller_answer(
     cat: crate::catalog::Catalog,
-    reseller: &crate::store::model::Reseller,
-    func: &str,
-    params: &Params,
-    service_plan: Option<u64>,
+    call: &Call,
     body: bytes::Bytes,
-    caller: Format,
 ) -> Result<bytes::Bytes, UpstreamError> {
+    let out = reseller_document(cat, call, body)?;
+    match redact(&out, call.secrets) {
+        Some(clean) => {
+            tracing::warn!(reseller = %call.reseller.login, func = call.func, "the upstream's answer carried the upstream account's credentials: redacted");
+            Ok(clean.into())
+        }
+        None => Ok(out),
+    }
+}
+
+/// The reseller's call, as answering it needs it.
+pub struct Call<'a> {
+    pub reseller: &'a crate::store::model::Reseller,
+    pub func: &'a str,
+    /// The reseller's own parameters (local plan ids).
+    pub params: &'a Params,
+    /// The upstream plan of the service `elid` names (prices a renewal form).
+    pub service_plan: Option<u64>,
+    pub caller: Format,
+    /// What must never reach the reseller (see [`redact`]).
+    pub secrets: &'a [&'a str],
+}
+
+fn reseller_document(
+    cat: crate::catalog::Catalog,
+    call: &Call,
+    body: bytes::Bytes,
+) -> Result<bytes::Bytes, UpstreamError> {
+    let caller = call.caller;
     let f = upstream_format(caller);
     let garbage = |e: billmgr::DocError| {
         tracing::warn!(error = %e, format = f.as_str(), bytes = body.len(), "upstream answered an unreadable document");
         UpstreamError::Garbage
     };
-    let rewritten =
-        crate::catalog::rewrite_response(cat, reseller, func, params, service_plan, &body, f)
-            .map_err(garbage)?;
+    let rewritten = crate::catalog::rewrite_response(
+        cat,
+        call.reseller,
+        call.func,
+        call.params,
+        call.service_plan,
+        &body,
+        f,
+    )
+    .map_err(garbage)?;
     if caller == Format::Text {
         let xml = rewritten.as_deref().unwrap_or(&body);
         let doc = billmgr::parse(xml, Format::Xml).map_err(garbage)?;
         return Ok(billmgr::render(&doc, Format::Text).into());
     }
     Ok(rewritten.map(bytes::Bytes::from).unwrap_or(body))
+}
+
+/// Secrets shorter than this are not searched for (they would match ordinary text).
+pub const MIN_REDACTED_LEN: usize = 4;
+
+/// `body` with every appearance of each secret replaced by `***`: as written, and as xml,
+/// json or a form would escape it (an upstream error page may echo the request). `None`
+/// when no secret appears.
+pub fn redact(body: &[u8], secrets: &[&str]) -> Option<Vec<u8>> {
+    let mut forms: Vec<Vec<u8>> = Vec::new();
+    for s in secrets.iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
+        let json = serde_json::to_string(s).unwrap_or_default();
+        let mut xml = String::new();
+        for c in s.chars() {
+            match c {
+                '&' => xml.push_str("&amp;"),
+                '<' => xml.push_str("&lt;"),
+                '>' => xml.push_str("&gt;"),
+                '"' => xml.push_str("&quot;"),
+                '\'' => xml.push_str("&apos;"),
+                c => xml.push(c),
+            }
+        }
+        let form: String = serde_urlencoded::to_string([("", s)])
+            .unwrap_or_default()
+            .trim_start_matches('=')
+            .to_string();
+        for f in [
+            s.to_string(),
+            json.trim_matches('"').to_string(),
+            xml,
+            form,
+            s.replace('&', "&#38;"),
+        ] {
+            if !f.is_empty() && !forms.iter().any(|x| x == f.as_bytes()) {
+                forms.push(f.into_bytes());
+            }
+        }
+    }
+    // Longest first, so that a form containing another is replaced whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    let mut out: Option<Vec<u8>> = None;
+    for f in &forms {
+        let cur = out.as_deref().unwrap_or(body);
+        if memchr::memmem::find(cur, f).is_none() {
+            continue;
+        }
+        let mut next = Vec::with_capacity(cur.len());
+        let mut last = 0;
+        for pos in memchr::memmem::find_iter(cur, f) {
+            if pos < last {
+                continue;
+            }
+            next.extend_from_slice(&cur[last..pos]);
+            next.extend_from_slice(b"***");
+            last = pos + f.len();
+        }
+        next.extend_from_slice(&cur[last..]);
+        out = Some(next);
+    }
+    out
 }
 
 /// Error document bytes for `err` in the caller's format.
@@ -176,6 +271,30 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_redacted_in_every_escaping() {
+        let pw = "s3:cr<e>t&\"x y";
+        let bodies = [
+            format!("<doc><error><msg>bad authinfo login:{pw}</msg></error></doc>"),
+            "<doc><error><msg>bad login:s3:cr&lt;e&gt;t&amp;&quot;x y</msg></error></doc>"
+                .to_string(),
+            r#"{"doc":{"error":{"msg":{"$":"bad s3:cr<e>t&\"x y"}}}}"#.to_string(),
+            "<doc><error><msg>authinfo=login%3As3%3Acr%3Ce%3Et%26%22x+y</msg></error></doc>"
+                .to_string(),
+        ];
+        for b in bodies {
+            let out = redact(b.as_bytes(), &[pw, "login"]).unwrap_or_else(|| panic!("{b}"));
+            let out = String::from_utf8(out).unwrap();
+            assert!(out.contains("***"), "{out}");
+            for leak in ["s3", "cr<e>", "cr&lt;e", "cr%3C", "login"] {
+                assert!(!out.contains(leak), "{leak} in {out}");
+            }
+        }
+        assert_eq!(redact(b"<doc><ok/></doc>", &[pw, "login"]), None);
+        // Too short to search for: left alone.
+        assert_eq!(redact(b"<doc><ok/></doc>", &["ok"]), None);
+    }
+
+    #[test]
     fn sniffs_out_from_broken_requests() {
         assert_eq!(sniff_format(Some("a=%zz&out=json"), b""), Format::Json);
         assert_eq!(sniff_format(None, b"x=%&out=bjson"), Format::Bjson);
@@ -198,8 +317,17 @@ mod tests {
             markup: None,
         };
         let raw = bytes::Bytes::from_static(b"<?xml version=\"1.0\"?>\n<doc>  <ok/></doc>");
-        let answer = |f| {
-            reseller_answer(cat, &r, "whoami", &p("func=whoami"), None, raw.clone(), f).unwrap()
+        let params = p("func=whoami");
+        let answer = |caller| {
+            let call = Call {
+                reseller: &r,
+                func: "whoami",
+                params: &params,
+                service_plan: None,
+                caller,
+                secrets: &[],
+            };
+            reseller_answer(cat, &call, raw.clone()).unwrap()
         };
         assert_eq!(answer(Format::Xml), raw);
         assert_eq!(&answer(Format::Text)[..], b"ok\n");

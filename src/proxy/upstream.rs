@@ -49,6 +49,9 @@ impl AsRef<[u8]> for LargeBody {
     }
 }
 
+/// How many informational (1xx) answers may precede the upstream's real answer.
+const MAX_INFORMATIONAL: usize = 8;
+
 /// What the upstream answered.
 #[derive(Debug)]
 pub struct UpstreamAnswer {
@@ -247,11 +250,22 @@ impl Upstream {
             .map_err(io)?;
         session.write_request_body(form, true).await.map_err(io)?;
         session.finish_request_body().await.map_err(io)?;
-        session.read_response_header().await.map_err(io)?;
-        let status = session
-            .response_header()
-            .map(|h| h.status.as_u16())
-            .unwrap_or(0);
+        // Informational answers (`100 Continue`, `103 Early Hints`) come before the real
+        // one: skip them, a bounded number of times.
+        let mut status = 0;
+        for _ in 0..MAX_INFORMATIONAL + 1 {
+            session.read_response_header().await.map_err(io)?;
+            status = session
+                .response_header()
+                .map(|h| h.status.as_u16())
+                .unwrap_or(0);
+            if !(100..200).contains(&status) {
+                break;
+            }
+        }
+        if (100..200).contains(&status) {
+            return Err(UpstreamError::Status(status));
+        }
         let mut body = Vec::new();
         let mut permit = None;
         while let Some(chunk) = session.read_response_body().await.map_err(io)? {

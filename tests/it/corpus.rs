@@ -4,13 +4,9 @@
 //! fields and attributes survive — in xml, json, sjson and bjson. Price lists whose
 //! periods carry labels are imported whole, at marked-up prices.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use resellgate::billmgr::{self, Element, Format, Limits, Params};
+use resellgate::billmgr::{self, Element, Format, Params};
 use resellgate::catalog::{self, Catalog, UpstreamNames};
 use resellgate::store::model::{Addon, Plan, Reseller};
 use resellgate::store::Store;
@@ -319,94 +315,6 @@ fn identity_catalogue_keeps_generated_documents() {
 }
 
 // ---------- through the gateway, against a recording upstream ----------
-
-/// An upstream that answers each call with `answer(params)` and records what it got.
-pub struct RecordingUpstream {
-    pub addr: SocketAddr,
-    pub received: Arc<Mutex<Vec<Params>>>,
-}
-
-impl RecordingUpstream {
-    pub fn start(answer: impl Fn(&Params) -> Vec<u8> + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let answer = Arc::new(answer);
-        let rec = received.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { return };
-                let (answer, rec) = (answer.clone(), rec.clone());
-                std::thread::spawn(move || serve_conn(conn, &*answer, &rec));
-            }
-        });
-        RecordingUpstream { addr, received }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}/billmgr", self.addr)
-    }
-
-    pub fn last(&self) -> Params {
-        self.received
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("nothing received")
-    }
-}
-
-fn serve_conn(
-    conn: std::net::TcpStream,
-    answer: &(dyn Fn(&Params) -> Vec<u8> + Send + Sync),
-    rec: &Mutex<Vec<Params>>,
-) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let mut len = 0;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let query = target.split_once('?').map(|(_, q)| q.to_string());
-        let limits = Limits {
-            max_body_bytes: usize::MAX,
-            max_params: usize::MAX,
-            max_value_bytes: usize::MAX,
-        };
-        let params = Params::parse(query.as_deref(), &body, &limits).unwrap();
-        let out = answer(&params);
-        rec.lock().unwrap().push(params);
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
-            out.len()
-        );
-        if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&out).is_err() {
-            return;
-        }
-    }
-}
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(repo_path(&format!("tests/corpus/{name}"))).unwrap()

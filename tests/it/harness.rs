@@ -1,10 +1,12 @@
 //! `TestEnv`: the sandbox and the real gateway on ephemeral ports with a temporary
 //! store, stopped on drop.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use resellgate::billmgr::{self, BmError, Element, Format};
+use resellgate::billmgr::{self, BmError, Element, Format, Limits, Params};
 use resellgate::client::{self, Response};
 use resellgate::config::{self, Config};
 use resellgate::proxy::server::RunningGateway;
@@ -265,4 +267,98 @@ pub fn assert_error(resp: &Response, format: Format, kind: &str, object: &str) -
         resp.text()
     );
     e
+}
+
+/// An upstream that answers each call with `answer(params)` (a body, or a whole HTTP
+/// response when it starts with `HTTP/1.`) and records what it got.
+pub struct RecordingUpstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Params>>>,
+}
+
+impl RecordingUpstream {
+    pub fn start(answer: impl Fn(&Params) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let answer = Arc::new(answer);
+        let rec = received.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (answer, rec) = (answer.clone(), rec.clone());
+                std::thread::spawn(move || serve_conn(conn, &*answer, &rec));
+            }
+        });
+        RecordingUpstream { addr, received }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/billmgr", self.addr)
+    }
+
+    pub fn last(&self) -> Params {
+        self.received
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("nothing received")
+    }
+}
+
+fn serve_conn(
+    conn: std::net::TcpStream,
+    answer: &(dyn Fn(&Params) -> Vec<u8> + Send + Sync),
+    rec: &Mutex<Vec<Params>>,
+) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let query = target.split_once('?').map(|(_, q)| q.to_string());
+        let limits = Limits {
+            max_body_bytes: usize::MAX,
+            max_params: usize::MAX,
+            max_value_bytes: usize::MAX,
+        };
+        let params = Params::parse(query.as_deref(), &body, &limits).unwrap();
+        let out = answer(&params);
+        rec.lock().unwrap().push(params);
+        // An answer that is a whole HTTP response is sent as it is.
+        let head = if out.starts_with(b"HTTP/1.") {
+            String::new()
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+                out.len()
+            )
+        };
+        if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&out).is_err() {
+            return;
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod corpus;
 mod gateway;
+mod hostile_upstream;
 mod hot_path;
 mod lifecycle;
 mod logs;
