@@ -11,6 +11,7 @@ mod corpus;
 mod gateway;
 mod hostile_upstream;
 mod hot_path;
+mod large_answers;
 mod lifecycle;
 mod logs;
 mod orders;
