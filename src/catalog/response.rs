@@ -23,7 +23,8 @@
 //!   amount in its text marked up.
 //! - An upstream error about `pricelist` shows the local id it was sent as.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use rust_decimal::Decimal;
@@ -81,30 +82,72 @@ fn parse_id(s: Option<String>) -> Option<u64> {
     s.and_then(|s| s.trim().parse().ok())
 }
 
-/// The reseller's local plans over upstream plan `up`, in the reseller's order.
-fn set_plans_for(store: &Store, reseller: &Reseller, up: u64) -> Vec<Arc<Plan>> {
-    reseller
-        .plans
-        .iter()
-        .filter_map(|id| store.plan(*id))
-        .filter(|p| p.upstream_id == up)
-        .collect()
+/// The reseller's plans indexed by upstream id, built once per answer: a price list of n
+/// plans then costs n look-ups, not n × the reseller's plans.
+struct Plans {
+    /// The reseller's local plans over each upstream plan, in the reseller's order.
+    mine: HashMap<u64, Vec<Arc<Plan>>>,
+    /// Any local plan over each upstream plan (read once, when first needed).
+    all: OnceLock<HashMap<u64, Arc<Plan>>>,
 }
 
-/// The local plan to show for upstream plan `up`: one of the reseller's, else any local
-/// plan over it (a certificate bought before the reseller's set changed).
-fn any_plan_for(store: &Store, reseller: &Reseller, up: u64) -> Option<Arc<Plan>> {
-    set_plans_for(store, reseller, up)
-        .into_iter()
-        .next()
-        .or_else(|| store.plans().into_iter().find(|p| p.upstream_id == up))
+impl Plans {
+    fn new(store: &Store, reseller: &Reseller) -> Plans {
+        let mut mine: HashMap<u64, Vec<Arc<Plan>>> = HashMap::new();
+        for plan in reseller.plans.iter().filter_map(|id| store.plan(*id)) {
+            mine.entry(plan.upstream_id).or_default().push(plan);
+        }
+        Plans {
+            mine,
+            all: OnceLock::new(),
+        }
+    }
+
+    /// The reseller's local plans over upstream plan `up`, in the reseller's order.
+    fn mine(&self, up: u64) -> Vec<Arc<Plan>> {
+        self.mine.get(&up).cloned().unwrap_or_default()
+    }
+
+    /// The local plan to show for upstream plan `up`: one of the reseller's, else any
+    /// local plan over it (a certificate bought before the reseller's set changed).
+    fn any(&self, store: &Store, up: u64) -> Option<Arc<Plan>> {
+        if let Some(p) = self.mine.get(&up).and_then(|v| v.first()) {
+            return Some(p.clone());
+        }
+        self.all
+            .get_or_init(|| {
+                let mut all = HashMap::new();
+                for p in store.plans() {
+                    all.entry(p.upstream_id).or_insert(p);
+                }
+                all
+            })
+            .get(&up)
+            .cloned()
+    }
+}
+
+/// One answer being rewritten for one reseller.
+struct Ctx<'a> {
+    cat: Catalog<'a>,
+    reseller: &'a Reseller,
+    plans: Plans,
+}
+
+fn set_plans_for(cx: &Ctx, up: u64) -> Vec<Arc<Plan>> {
+    cx.plans.mine(up)
+}
+
+fn any_plan_for(cx: &Ctx, up: u64) -> Option<Arc<Plan>> {
+    cx.plans.any(cx.cat.store, up)
 }
 
 /// The plan a name stands for: an upstream name seen in a price list, else one of the
 /// reseller's plans shown under that display name.
-fn plan_by_name(cat: Catalog, reseller: &Reseller, name: &str) -> Option<Arc<Plan>> {
+fn plan_by_name(cx: &Ctx, name: &str) -> Option<Arc<Plan>> {
+    let (cat, reseller) = (cx.cat, cx.reseller);
     if let Some(up) = cat.names.get(name) {
-        return any_plan_for(cat.store, reseller, up);
+        return any_plan_for(cx, up);
     }
     reseller
         .plans
@@ -150,23 +193,29 @@ pub fn rewrite(
     body: &[u8],
     format: Format,
 ) -> Result<Option<Vec<u8>>, DocError> {
+    let cx = Ctx {
+        cat,
+        reseller,
+        plans: Plans::new(cat.store, reseller),
+    };
+    let cx = &cx;
     match func {
         "pricelist.export" => {
             let wanted = asked_plans(params, &["pricelist", "elid"]);
             rewrite_items(body, format, &["pricelist", "error"], &mut |name, node| {
                 if name == "error" {
-                    vec![error_value(cat, reseller, node).1]
+                    vec![error_value(cx, node).1]
                 } else {
-                    export_plan(cat, reseller, &wanted, node)
+                    export_plan(cx, &wanted, node)
                 }
             })
             .map(Some)
         }
         "certificate" => rewrite_items(body, format, &["elem", "error"], &mut |name, node| {
             if name == "error" {
-                vec![error_value(cat, reseller, node).1]
+                vec![error_value(cx, node).1]
             } else {
-                vec![list_row(cat, reseller, node)]
+                vec![list_row(cx, node)]
             }
         })
         .map(Some),
@@ -174,13 +223,13 @@ pub fn rewrite(
             if doc.field_names().iter().any(|n| n == "error") {
                 let mut changed = false;
                 doc.flat_map_children("error", &mut |e| {
-                    let (c, e) = error_value(cat, reseller, e);
+                    let (c, e) = error_value(cx, e);
                     changed |= c;
                     vec![e]
                 });
                 return changed;
             }
-            form(cat, reseller, params, service_plan, doc)
+            form(cx, params, service_plan, doc)
         }),
     }
 }
@@ -197,7 +246,7 @@ fn asked_plans(params: &Params, keys: &[&str]) -> Vec<u64> {
 
 /// An upstream error about `pricelist` names the upstream id it was sent: show the
 /// local one instead.
-fn error_value(cat: Catalog, reseller: &Reseller, mut err: Node) -> (bool, Node) {
+fn error_value(cx: &Ctx, mut err: Node) -> (bool, Node) {
     if err.field("object").as_deref() != Some("pricelist") {
         return (false, err);
     }
@@ -207,7 +256,7 @@ fn error_value(cat: Catalog, reseller: &Reseller, mut err: Node) -> (bool, Node)
             return;
         }
         if let Some(up) = parse_id(p.text()) {
-            let local = any_plan_for(cat.store, reseller, up).map(|pl| pl.id.to_string());
+            let local = any_plan_for(cx, up).map(|pl| pl.id.to_string());
             p.set_text(&local.unwrap_or_default());
             changed = true;
         }
@@ -217,7 +266,8 @@ fn error_value(cat: Catalog, reseller: &Reseller, mut err: Node) -> (bool, Node)
 
 // ---------- pricelist.export ----------
 
-fn export_plan(cat: Catalog, reseller: &Reseller, wanted: &[u64], node: Node) -> Vec<Node> {
+fn export_plan(cx: &Ctx, wanted: &[u64], node: Node) -> Vec<Node> {
+    let (cat, reseller) = (cx.cat, cx.reseller);
     let Some(up) = parse_id(node.field("id")) else {
         return Vec::new();
     };
@@ -225,7 +275,7 @@ fn export_plan(cat: Catalog, reseller: &Reseller, wanted: &[u64], node: Node) ->
         cat.names.learn(&name, up);
     }
     let mut out = Vec::new();
-    for plan in set_plans_for(cat.store, reseller, up) {
+    for plan in set_plans_for(cx, up) {
         if !wanted.is_empty() && !wanted.contains(&plan.id) {
             continue;
         }
@@ -346,21 +396,22 @@ fn strip_amounts(text: &str) -> String {
 
 // ---------- certificate (list) ----------
 
-fn list_row(cat: Catalog, reseller: &Reseller, mut row: Node) -> Node {
+fn list_row(cx: &Ctx, mut row: Node) -> Node {
+    let (cat, reseller) = (cx.cat, cx.reseller);
     let by_id = parse_id(row.field("pricelist_id"));
     let pl_text = row.field("pricelist");
     let by_pl = parse_id(pl_text.clone());
     let plan = match by_id.or(by_pl) {
-        Some(up) => any_plan_for(cat.store, reseller, up),
+        Some(up) => any_plan_for(cx, up),
         None => parse_id(row.field("id"))
             .and_then(|id| cat.store.service(id).ok().flatten())
             .filter(|s| s.reseller == reseller.login)
             .and_then(|s| s.plan.and_then(|p| p.trim().parse().ok()))
-            .and_then(|up| any_plan_for(cat.store, reseller, up))
+            .and_then(|up| any_plan_for(cx, up))
             .or_else(|| {
                 pl_text
                     .as_deref()
-                    .and_then(|name| plan_by_name(cat, reseller, name))
+                    .and_then(|name| plan_by_name(cx, name))
             }),
     };
     let local = plan.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
@@ -398,13 +449,8 @@ fn list_row(cat: Catalog, reseller: &Reseller, mut row: Node) -> Node {
 
 // ---------- forms ----------
 
-fn form(
-    cat: Catalog,
-    reseller: &Reseller,
-    params: &Params,
-    service_plan: Option<u64>,
-    doc: &mut Node,
-) -> bool {
+fn form(cx: &Ctx, params: &Params, service_plan: Option<u64>, doc: &mut Node) -> bool {
+    let cat = cx.cat;
     // The plan the call is about: the local id the reseller sent, else the plan of the
     // service it names (a renewal form does not say its plan).
     let mut asked: Vec<Arc<Plan>> = asked_plans(params, &["pricelist"])
@@ -412,36 +458,31 @@ fn form(
         .filter_map(|id| cat.store.plan(id))
         .collect();
     if asked.is_empty() {
-        asked.extend(service_plan.and_then(|up| any_plan_for(cat.store, reseller, up)));
+        asked.extend(service_plan.and_then(|up| any_plan_for(cx, up)));
     }
-    let mut changed = form_values(cat, reseller, &asked, doc);
+    let mut changed = form_values(cx, &asked, doc);
     doc.for_children("model", &mut |model| {
-        changed |= form_values(cat, reseller, &asked, model);
+        changed |= form_values(cx, &asked, model);
     });
     changed
 }
 
 /// The local plan for upstream plan `up` in a form: the one asked for, else the reseller's.
-fn form_plan(
-    store: &Store,
-    reseller: &Reseller,
-    asked: &[Arc<Plan>],
-    up: u64,
-) -> Option<Arc<Plan>> {
+fn form_plan(cx: &Ctx, asked: &[Arc<Plan>], up: u64) -> Option<Arc<Plan>> {
     asked
         .iter()
         .find(|p| p.upstream_id == up)
         .cloned()
-        .or_else(|| any_plan_for(store, reseller, up))
+        .or_else(|| any_plan_for(cx, up))
 }
 
-fn form_values(cat: Catalog, reseller: &Reseller, asked: &[Arc<Plan>], e: &mut Node) -> bool {
-    let store = cat.store;
+fn form_values(cx: &Ctx, asked: &[Arc<Plan>], e: &mut Node) -> bool {
+    let (store, reseller) = (cx.cat.store, cx.reseller);
     let mut changed = false;
     // The form's current plan.
     let mut current: Option<Arc<Plan>> = asked.first().cloned();
     if let Some(up) = parse_id(e.field("pricelist")) {
-        let plan = form_plan(store, reseller, asked, up);
+        let plan = form_plan(cx, asked, up);
         let local = plan.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
         e.set_field("pricelist", &local);
         current = plan.or(current);
@@ -471,12 +512,12 @@ fn form_values(cat: Catalog, reseller: &Reseller, asked: &[Arc<Plan>], e: &mut N
         slist.flat_map_children("val", &mut |val| {
             if is_plan_list {
                 changed = true;
-                return plan_choice(cat, reseller, &fallback, val);
+                return plan_choice(cx, &fallback, val);
             }
             if let Some(up) = parse_id(val.field("pricelist")) {
                 changed = true;
                 let mut out = Vec::new();
-                for plan in set_plans_for(store, reseller, up) {
+                for plan in set_plans_for(cx, up) {
                     let mut v = val.clone();
                     v.set_field("pricelist", &plan.id.to_string());
                     let m = effective_markup(reseller, &plan);
@@ -509,16 +550,12 @@ fn form_values(cat: Catalog, reseller: &Reseller, asked: &[Arc<Plan>], e: &mut N
 /// One entry of the form's plan list: keyed by the upstream plan id (→ one entry per
 /// local plan of the reseller over it), or by name only. Its cost and the amounts in its
 /// text are marked up with that plan's markup; shown under the display name when set.
-fn plan_choice(
-    cat: Catalog,
-    reseller: &Reseller,
-    fallback: &Option<Option<Markup>>,
-    val: Node,
-) -> Vec<Node> {
+fn plan_choice(cx: &Ctx, fallback: &Option<Option<Markup>>, val: Node) -> Vec<Node> {
+    let reseller = cx.reseller;
     let key = val.field("key").unwrap_or_default();
     if let Ok(up) = key.trim().parse::<u64>() {
         let mut out = Vec::new();
-        for plan in set_plans_for(cat.store, reseller, up) {
+        for plan in set_plans_for(cx, up) {
             let mut v = val.clone();
             v.set_field("key", &plan.id.to_string());
             let m = effective_markup(reseller, &plan);
@@ -543,9 +580,9 @@ fn plan_choice(
     }
     // Named only: priced by the plan of that name, else the reseller's one markup.
     let name = val.text().unwrap_or_default();
-    let by_name = plan_by_name(cat, reseller, &key).or_else(|| {
+    let by_name = plan_by_name(cx, &key).or_else(|| {
         let label = strip_amounts(&name);
-        plan_by_name(cat, reseller, &label)
+        plan_by_name(cx, &label)
     });
     let m = match &by_name {
         Some(p) => Some(effective_markup(reseller, p)),
