@@ -408,11 +408,7 @@ fn list_row(cx: &Ctx, mut row: Node) -> Node {
             .filter(|s| s.reseller == reseller.login)
             .and_then(|s| s.plan.and_then(|p| p.trim().parse().ok()))
             .and_then(|up| any_plan_for(cx, up))
-            .or_else(|| {
-                pl_text
-                    .as_deref()
-                    .and_then(|name| plan_by_name(cx, name))
-            }),
+            .or_else(|| pl_text.as_deref().and_then(|name| plan_by_name(cx, name))),
     };
     let local = plan.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
     if by_id.is_some() {

@@ -80,7 +80,10 @@ impl Plan {
         Some(base + addon)
     }
 
-    /// The `<pricelist>` element of `pricelist.export`.
+    /// The `<pricelist>` element of `pricelist.export`, shaped like a real BILLmanager 6
+    /// export: the price is each period's `cost`; the period's text is a label
+    /// (`1 year`); `itemtype` is a numeric id; `name_ru`, `description`, `datacenter` and,
+    /// on the add-on, `intname`, `addonlimit` and `measure` come along.
     pub fn export(&self, currency: &str) -> Element {
         let mut price = Element::new("price").attr("currency", currency);
         for (months, cents) in self.periods {
@@ -89,7 +92,13 @@ impl Plan {
         let mut pl = Element::new("pricelist")
             .child(Element::leaf("id", self.id.to_string()))
             .child(Element::leaf("name", self.name))
-            .child(Element::leaf("itemtype", "certificate"))
+            .child(Element::leaf("name_ru", self.name))
+            .child(Element::leaf(
+                "description",
+                format!("{} SSL certificate", self.name),
+            ))
+            .child(Element::leaf("itemtype", ITEMTYPE_CERTIFICATE))
+            .child(Element::leaf("datacenter", "1"))
             .child(price);
         if let Some(a) = self.addon {
             let mut aprice = Element::new("price").attr("currency", currency);
@@ -99,14 +108,21 @@ impl Plan {
             pl.push(
                 Element::new("addon")
                     .child(Element::leaf("id", a.id.to_string()))
-                    .child(Element::leaf("name", a.name))
-                    .child(Element::leaf("itemtype", "certificate_domainlimit"))
+                    .child(Element::leaf("name", "Additional domains"))
+                    .child(Element::leaf("intname", a.name))
+                    .child(Element::leaf("itemtype", ITEMTYPE_ADDON))
+                    .child(Element::leaf("addonlimit", "250"))
+                    .child(Element::leaf("measure", "pcs."))
                     .child(aprice),
             );
         }
         pl
     }
 }
+
+/// Item type ids as an upstream numbers them (the answer carries the id, not the name).
+const ITEMTYPE_CERTIFICATE: &str = "27";
+const ITEMTYPE_ADDON: &str = "28";
 
 impl Addon {
     /// Price of one extra domain for `months` (the yearly price scaled by months/12).
@@ -116,11 +132,16 @@ impl Addon {
 }
 
 fn period(months: u32, cost: Decimal) -> Element {
+    let label = match months {
+        12 => "1 year".to_string(),
+        m if m % 12 == 0 => format!("{} years", m / 12),
+        m => format!("{m} months"),
+    };
     Element::new("period")
         .attr("cost", money4(cost))
         .attr("type", "month")
         .attr("length", months.to_string())
-        .text(money4(cost))
+        .text(label)
 }
 
 /// Money with 4 decimals, like BILLmanager renders costs (`9.0000`).

@@ -24,8 +24,11 @@
 //!
 //! - `auth` → `<auth id="SID" level="16">SID</auth>`.
 //! - `whoami` → `<user><name>login</name><balance>1000.00</balance><currency>EUR</currency></user>`.
-//! - `pricelist.export` (`itemtype`, `pricelist`, `onlyavailable`) → `<pricelist>` elements;
-//!   add-on prices are listed for every period of the plan (scaled by months/12).
+//! - `pricelist.export` (`itemtype`, `pricelist`, `onlyavailable`) → `<pricelist>` elements
+//!   as a real BILLmanager 6 writes them: the price is each period's `cost`, the period's
+//!   text a label (`1 year`), `itemtype` numeric, with `name_ru`, `description`,
+//!   `datacenter`, and add-ons with `intname`, `addonlimit`, `measure`; add-on prices are
+//!   listed for every period of the plan (scaled by months/12).
 //! - `certificate` (`remoteid` filter) → the account's non-deleted certificates as `<elem>`
 //!   rows (`pricelist` is the plan name, `pricelist_id` its id) and `p_num`/`p_cnt`/`p_elems`.
 //! - `certificate.order.csr` + `sok` → `<model><csr/><key/></model><ok/>` (fake, PEM-shaped;

@@ -776,10 +776,10 @@ fn pricelist_export_shape() {
     );
     assert_eq!(
         xml(&doc),
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><pricelist><id>3033</id><name>PositiveSSL</name><itemtype>certificate</itemtype>\
-<price currency=\"EUR\"><period cost=\"9.0000\" type=\"month\" length=\"12\">9.0000</period><period cost=\"16.0000\" type=\"month\" length=\"24\">16.0000</period><period cost=\"22.5000\" type=\"month\" length=\"36\">22.5000</period></price>\
-<addon><id>3034</id><name>domainlimit</name><itemtype>certificate_domainlimit</itemtype>\
-<price currency=\"EUR\"><period cost=\"5.0000\" type=\"month\" length=\"12\">5.0000</period><period cost=\"10.0000\" type=\"month\" length=\"24\">10.0000</period><period cost=\"15.0000\" type=\"month\" length=\"36\">15.0000</period></price></addon></pricelist></doc>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><pricelist><id>3033</id><name>PositiveSSL</name><name_ru>PositiveSSL</name_ru><description>PositiveSSL SSL certificate</description><itemtype>27</itemtype><datacenter>1</datacenter>\
+<price currency=\"EUR\"><period cost=\"9.0000\" type=\"month\" length=\"12\">1 year</period><period cost=\"16.0000\" type=\"month\" length=\"24\">2 years</period><period cost=\"22.5000\" type=\"month\" length=\"36\">3 years</period></price>\
+<addon><id>3034</id><name>Additional domains</name><intname>domainlimit</intname><itemtype>28</itemtype><addonlimit>250</addonlimit><measure>pcs.</measure>\
+<price currency=\"EUR\"><period cost=\"5.0000\" type=\"month\" length=\"12\">1 year</period><period cost=\"10.0000\" type=\"month\" length=\"24\">2 years</period><period cost=\"15.0000\" type=\"month\" length=\"36\">3 years</period></price></addon></pricelist></doc>\n"
     );
     let all = q(&sb, "func=pricelist.export&itemtype=certificate");
     let ids: Vec<_> = all

@@ -48,10 +48,18 @@ fn plans(d: &Element) -> Vec<PlanView> {
         .collect()
 }
 
+/// (length, marked-up cost, text): the sandbox labels its periods (`1 year`, `2 years`)
+/// as real billings do, and labels are kept as written.
 fn per(items: &[(&str, &str)]) -> Vec<(String, String, String)> {
     items
         .iter()
-        .map(|(l, c)| (l.to_string(), c.to_string(), c.to_string()))
+        .map(|(l, c)| {
+            let label = match *l {
+                "12" => "1 year".to_string(),
+                m => format!("{} years", m.parse::<u32>().unwrap() / 12),
+            };
+            (l.to_string(), c.to_string(), label)
+        })
         .collect()
 }
 
