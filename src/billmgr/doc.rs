@@ -400,6 +400,7 @@ pub fn parse(body: &[u8], format: Format) -> Result<Element, DocError> {
 }
 
 fn parse_xml(body: &[u8]) -> Result<Element, DocError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     let mut reader = quick_xml::Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
