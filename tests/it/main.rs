@@ -14,3 +14,4 @@ mod logs;
 mod orders;
 mod tls;
 mod upstream_failures;
+mod wire;
