@@ -115,8 +115,11 @@ impl State {
             "sslkey.delete" => self.key_delete(&login, p),
             "service.prolong" => self.prolong(&login, p),
             // Admin-level on BILLmanager 6: a customer account may not call them.
-            "certificate.open" | "certificate.retry" | "certificate.resume"
-            | "certificate.setfilter" | "certificate.su" => Err(BmError::access(
+            "certificate.open"
+            | "certificate.retry"
+            | "certificate.resume"
+            | "certificate.setfilter"
+            | "certificate.su" => Err(BmError::access(
                 "func",
                 format!("Insufficient privileges to call '{func}'"),
             )
@@ -622,9 +625,8 @@ impl State {
         let c = &mut self.certs[i];
         c.expiredate = dates::add_months(expiredate, period);
         // As ISPsystem's own client reads it: `/doc/doc/newexpiredate`.
-        Ok(ok().child(
-            Element::doc().child(Element::leaf("newexpiredate", dates::ymd(c.expiredate))),
-        ))
+        Ok(ok()
+            .child(Element::doc().child(Element::leaf("newexpiredate", dates::ymd(c.expiredate)))))
     }
 }
 

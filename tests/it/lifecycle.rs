@@ -86,7 +86,11 @@ fn retry_and_resume_are_refused_by_the_gateway() {
             assert!(e.msg.contains("administrator"), "{}", e.msg);
         }
     }
-    assert!(upstream_funcs(&env).is_empty(), "{:?}", upstream_funcs(&env));
+    assert!(
+        upstream_funcs(&env).is_empty(),
+        "{:?}",
+        upstream_funcs(&env)
+    );
     assert_eq!(upstream_cert(&env, id).status, 6);
     assert_eq!(history(&env, id), [event("certificate.order.param", "ok")]);
 }

@@ -76,7 +76,11 @@ fn refused_functions_never_reach_the_upstream() {
             assert_eq!(e.value.as_deref(), Some(func));
         }
     }
-    assert!(upstream_funcs(&env).is_empty(), "{:?}", upstream_funcs(&env));
+    assert!(
+        upstream_funcs(&env).is_empty(),
+        "{:?}",
+        upstream_funcs(&env)
+    );
     let m = client::blocking(admin, "GET", "/metrics", &[], b"", Duration::from_secs(10))
         .unwrap()
         .text();
@@ -95,7 +99,12 @@ fn refused_functions_never_reach_the_upstream() {
     env.acme("func=certificate.xyz");
     assert_eq!(upstream_funcs(&env), ["certificate.xyz"]);
     // a passthrough entry does not re-open a refused row
-    assert_error(&env.acme("func=certificate.retry"), Format::Xml, "access", "func");
+    assert_error(
+        &env.acme("func=certificate.retry"),
+        Format::Xml,
+        "access",
+        "func",
+    );
     assert_eq!(upstream_funcs(&env), ["certificate.xyz"]);
 }
 
@@ -148,7 +157,11 @@ fn new_functions_on_owned_and_foreign_ids() {
             "elid",
         );
     }
-    assert!(upstream_funcs(&env).is_empty(), "{:?}", upstream_funcs(&env));
+    assert!(
+        upstream_funcs(&env).is_empty(),
+        "{:?}",
+        upstream_funcs(&env)
+    );
     let c = env
         .sandbox
         .sandbox
@@ -207,7 +220,11 @@ fn v2_orders_are_exactly_once_with_skipbasket() {
     assert_eq!(sent[0].get("pricelist"), Some("3033"));
     assert_eq!(id_of(&env.acme(&v2_order("v1")), Format::Xml), id);
     assert_eq!(env.sandbox.sandbox.order_count(), 1);
-    let record = env.store.order("acme", "v1").unwrap().expect("order record");
+    let record = env
+        .store
+        .order("acme", "v1")
+        .unwrap()
+        .expect("order record");
     assert_eq!(record.period.as_deref(), Some("12"));
 
     let without = v2_order("v2").replace("remoteid=v2&", "");
@@ -277,7 +294,11 @@ fn sessions_as_clients_use_them() {
     env.sandbox.sandbox.clear_received();
     for out in ["xml", "json"] {
         let resp = env.post(&format!("func=keepalive&auth={sid}&out={out}"));
-        let format = if out == "xml" { Format::Xml } else { Format::Json };
+        let format = if out == "xml" {
+            Format::Xml
+        } else {
+            Format::Json
+        };
         assert!(doc(&resp, format).find("ok").is_some(), "{}", resp.text());
     }
     assert!(upstream_funcs(&env).is_empty());
@@ -370,7 +391,11 @@ fn configured_extra_path() {
         .start();
     let form = format!("func=whoami&authinfo={}:{}", ACME.0, ACME.1);
     let resp = post_with(env.addr(), "/api/billmgr", &[], &form);
-    assert!(doc(&resp, Format::Xml).find("user").is_some(), "{}", resp.text());
+    assert!(
+        doc(&resp, Format::Xml).find("user").is_some(),
+        "{}",
+        resp.text()
+    );
     let resp = post_with(env.addr(), "/manager/billmgr", &[], &form);
     assert_eq!(resp.status, 404);
     // the default still has the three
