@@ -52,7 +52,10 @@ impl Default for ServerConfig {
             keepalive_timeout_s: 60,
             client_timeout_ms: 30_000,
             trusted_proxies: Vec::new(),
-            paths: vec!["/billmgr".into(), "/manager/billmgr".into(), "/".into()],
+            paths: crate::proxy::service::PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         }
     }
 }

@@ -150,7 +150,7 @@ impl ProxyHttp for GatewayService {
         let query = session.req_header().uri.query().map(str::to_string);
         let client = client_ip(session, &self.trusted_proxies);
         ctx.log.client = Some(client);
-        let (status, reply) = if !self.paths.iter().any(|p| *p == path) {
+        let (status, reply) = if !self.paths.contains(&path) {
             let e = BmError::new(
                 crate::billmgr::ErrorType::Missed,
                 format!(
