@@ -210,8 +210,15 @@ impl Gateway {
                 "Acting as another user (su) is not allowed through this gateway",
             ));
         }
+        // Key login, with or without credentials: the gateway issues no keys.
         if func == "auth" && params.contains("key") {
             return Err(functions::key_login_refused());
+        }
+        if let Err(refused @ functions::Refused::Row(f)) = self.policy.check(func) {
+            if f.access == functions::Access::RefuseKey {
+                self.metrics.count_refused_func(func);
+                return Err(refused.error(func));
+            }
         }
         let creds = auth::credentials(params, req.cookie_sid)?;
         let format = params.format();

@@ -238,7 +238,8 @@ impl State {
         let itemtype_ok = p
             .get_nonempty("itemtype")
             .is_none_or(|t| t == "certificate");
-        let only = p.get_nonempty("pricelist");
+        // One plan by `pricelist` or, as public price calculators call it, by `elid`.
+        let only = p.get_nonempty("pricelist").or(p.get_nonempty("elid"));
         let mut doc = Element::doc();
         for plan in catalog::PLANS {
             if itemtype_ok && only.is_none_or(|id| id.trim() == plan.id.to_string()) {

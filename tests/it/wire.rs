@@ -179,8 +179,14 @@ fn pricelist_export_elid_is_a_plan_id() {
     let env = TestEnv::start();
     env.sandbox.sandbox.clear_received();
     let resp = env.acme("func=pricelist.export&itemtype=certificate&elid=101");
-    doc(&resp, Format::Xml);
+    let d = doc(&resp, Format::Xml);
     assert_eq!(env.last_upstream().get("elid"), Some("3033"));
+    // the upstream answered plan 3033 only, shown as local 101
+    let ids: Vec<_> = d
+        .find_all("pricelist")
+        .filter_map(|p| p.child_text("id"))
+        .collect();
+    assert_eq!(ids, ["101"], "{}", resp.text());
     env.sandbox.sandbox.clear_received();
     for (who, elid) in [("globex", "102"), ("acme", "3033"), ("acme", "999")] {
         let q = format!("func=pricelist.export&elid={elid}");
@@ -315,6 +321,13 @@ fn sessions_as_clients_use_them() {
         "func",
     );
     assert!(e.msg.contains("Key login"), "{}", e.msg);
+    // without credentials too
+    assert_error(
+        &env.post("func=session.newkey&username=acme"),
+        Format::Xml,
+        "access",
+        "func",
+    );
     let e = assert_error(
         &env.post("func=auth&key=abcdef&out=json"),
         Format::Json,
