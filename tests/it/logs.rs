@@ -91,6 +91,8 @@ fn no_secret_in_any_log_line() {
         log.contains("reseller=\"acme\"") || log.contains("reseller=acme"),
         "{log}"
     );
+    // the client's address is in the access lines
+    assert!(log.contains("client=127.0.0.1"), "{log}");
     // an unknown function is logged with its parameter names, never their values
     let unknown = log
         .lines()
