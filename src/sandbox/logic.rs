@@ -38,6 +38,8 @@ pub(super) struct State {
     pub certs: Vec<Certificate>,
     next_id: u64,
     pub orders: usize,
+    /// Orders sent without `skipbasket=on`, left in the cart.
+    pub basket: usize,
     pub today: Option<Date>,
     pub received: Vec<Params>,
 }
@@ -53,6 +55,7 @@ impl State {
             certs: Vec::new(),
             next_id: FIRST_ID,
             orders: 0,
+            basket: 0,
             today: None,
             received: Vec::new(),
         }
@@ -380,6 +383,12 @@ impl State {
         let cost = plan
             .cost(period, domainlimit)
             .ok_or_else(|| BmError::invalid("period", period.to_string()))?;
+        if p.get("skipbasket") != Some("on") {
+            // Like a real billing: the order waits unpaid in the account's cart; nothing
+            // is charged or created, and there is no id to answer.
+            self.basket += 1;
+            return Ok(ok());
+        }
         self.charge(login, cost)?;
 
         let id = self.next_id;

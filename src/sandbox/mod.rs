@@ -31,6 +31,8 @@
 //! - `certificate.order.csr` + `sok` → `<model><csr/><key/></model><ok/>` (fake, PEM-shaped;
 //!   the CN is readable back from the CSR).
 //! - `certificate.order.param` → a form; with `sok` validates and orders (`<ok/><id>5001</id>`).
+//!   Without `skipbasket=on` the order goes to the cart, as on a real billing: `<ok/>`, no id,
+//!   nothing charged or created ([`Sandbox::basket_count`]).
 //!   The add-on `addon_<id>` is the number of extra domains bought and is charged whether or
 //!   not all are used in `altname`.
 //! - `certificate.reissue` → a form; `certificate.reissue.step2` + `sok` with `crt_type`
@@ -329,6 +331,12 @@ impl Sandbox {
     /// How many orders were accepted.
     pub fn order_count(&self) -> usize {
         lock(&self.state).orders
+    }
+
+    /// How many orders came without `skipbasket=on` and were left in the cart (unpaid, no
+    /// certificate, no id in the answer).
+    pub fn basket_count(&self) -> usize {
+        lock(&self.state).basket
     }
 
     pub fn balance(&self, login: &str) -> Option<Decimal> {

@@ -613,6 +613,23 @@ fn files_keys_sync_filter_and_v2_orders() {
     let id = order_id(&q(&sb, &form));
     let c = sb.certificates().into_iter().find(|c| c.id == id).unwrap();
     assert_eq!((c.period, c.remoteid.as_deref()), (24, Some("v2")));
+
+    // without skipbasket=on the order waits in the cart: no id, nothing charged
+    let balance = sb.balance("acme@sandbox");
+    let doc = q(
+        &sb,
+        &form
+            .replace("&skipbasket=on", "")
+            .replace("remoteid=v2", "remoteid=v3"),
+    );
+    assert!(
+        is_ok(&doc) && doc.child_text("id").is_none(),
+        "{}",
+        xml(&doc)
+    );
+    assert_eq!(sb.basket_count(), 1);
+    assert_eq!(sb.balance("acme@sandbox"), balance);
+    assert_eq!(sb.certificates().len(), 3);
 }
 
 /// Another account's certificate is refused with access/elid by every function.

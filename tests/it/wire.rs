@@ -248,6 +248,7 @@ fn v2_orders_are_exactly_once_with_skipbasket() {
         .unwrap();
     assert_eq!(v1.get("skipbasket"), Some("on"));
     assert_eq!(env.sandbox.sandbox.order_count(), 2);
+    assert_eq!(env.sandbox.sandbox.basket_count(), 0);
 
     // a form read is not an order
     env.sandbox.sandbox.clear_received();
