@@ -284,6 +284,21 @@ mod tests {
         }
     }
 
+    /// docs/protocol.md prints the table: every row is there.
+    #[test]
+    fn every_row_is_documented() {
+        let doc = include_str!("../../docs/protocol.md");
+        let table = &doc[doc.find("## The function table").unwrap()..];
+        for f in TABLE {
+            assert!(
+                table.contains(&format!("| `{}`", f.name))
+                    || table.contains(&format!(", `{}`", f.name)),
+                "{} is missing from docs/protocol.md",
+                f.name
+            );
+        }
+    }
+
     #[test]
     fn allowed_functions() {
         for f in [
