@@ -253,18 +253,28 @@ impl Script {
         )?;
         println!(
             "   <- new expiry date {}",
-            doc.child_text("expiredate").unwrap_or("?")
+            doc.find("doc")
+                .and_then(|d| d.child_text("newexpiredate"))
+                .unwrap_or("?")
         );
 
-        self.call(
-            "suspend the certificate (certificate.suspend, a toolbar action)",
-            &format!("func=certificate.suspend&elid={id}&{auth}"),
+        let doc = self.call(
+            "the certificate's files (certificate.file)",
+            &format!("func=certificate.file&elid={id}&{auth}"),
         )?;
+        for e in doc.find_all("elem") {
+            println!("   <- file {}", e.child_text("name").unwrap_or("?"));
+        }
         self.call(
-            "resume it (certificate.resume)",
-            &format!("func=certificate.resume&elid={id}&{auth}"),
+            "refresh its status from the CA (certificate.sync, a toolbar action)",
+            &format!("func=certificate.sync&elid={id}&{auth}"),
         )?;
-        println!("   <- suspended and resumed; both are in the service's history");
+        println!("   <- synced; the call is in the service's history");
+
+        self.call(
+            "an admin-level function is refused by the gateway (certificate.retry)",
+            &format!("func=certificate.retry&elid={id}&{auth}"),
+        )?;
 
         self.call(
             "a function resellers may not call is refused (func=user.edit)",

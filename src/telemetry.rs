@@ -40,6 +40,8 @@ pub fn init() {
 #[derive(Debug, Default, Clone)]
 pub struct RequestLog {
     pub reseller: Option<String>,
+    /// The client's address (from `X-Forwarded-For` behind a trusted proxy).
+    pub client: Option<std::net::IpAddr>,
     /// The function, made printable ([`crate::proxy::policy::printable`]).
     pub func: Option<String>,
     /// `ok`, `local`, `refused`, `upstream_error`, or `upstream_refused` (the upstream
@@ -58,6 +60,7 @@ impl RequestLog {
         tracing::info!(
             target: "access",
             reseller = self.reseller.as_deref().unwrap_or("-"),
+            client = %self.client.map_or_else(|| "-".to_string(), |c| c.to_string()),
             func = self.func.as_deref().unwrap_or("-"),
             outcome = self.outcome,
             error = self.error_type.unwrap_or("-"),

@@ -1,10 +1,12 @@
 //! Documents: one tree ([`Element`]) for every output format, rendered by [`render`] and
-//! read back by [`parse`].
+//! read back by [`parse`]. The gateway's own documents (errors, sessions) are built and
+//! rendered here; upstream answers are read here for decisions but never re-rendered from
+//! this tree when rewritten (see [`super::edit`]).
 //!
 //! - `xml`: `<?xml …?><doc>…</doc>`.
 //! - `json` / `sjson`: `{"doc":{…}}`; text under `"$"`, attributes as `"$name"`, a repeated
 //!   element becomes an array, a single one an object. (sjson is rendered like json: the
-//!   difference on real installs is not documented; see PROTOCOL.md §3.)
+//!   difference on real installs is not documented; see docs/protocol.md.)
 //! - `bjson`: no `doc` root, plain keys; an element with only text is a string, an empty
 //!   `ok` is `true`, attributes become plain keys, text next to them is `"$"`.
 //! - `text`: `key=value` lines; an element with children (a list row) is one line of

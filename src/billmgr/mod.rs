@@ -1,4 +1,4 @@
-//! The BILLmanager wire protocol as the gateway sees it (see PROTOCOL.md): request
+//! The BILLmanager wire protocol as the gateway sees it (see docs/protocol.md): request
 //! parameters, documents in every output format, and error documents.
 
 mod doc;

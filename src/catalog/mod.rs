@@ -23,10 +23,12 @@ use crate::store::Store;
 pub fn map_request(
     store: &Store,
     reseller: &Reseller,
-    _func: &str,
+    func: &str,
     params: &Params,
 ) -> Result<Params, BmError> {
-    request::map(store, reseller, params)
+    let elid_is_plan = crate::proxy::functions::lookup(func)
+        .is_some_and(|f| f.elid == crate::proxy::functions::Elid::Plan);
+    request::map(store, reseller, params, elid_is_plan)
 }
 
 pub use response::{Catalog, UpstreamNames};

@@ -1,7 +1,8 @@
 //! Requests: local plan ids → upstream plan ids.
 //!
 //! `pricelist` (every occurrence; a comma-separated list is mapped item by item) and every
-//! `addon_<local id>` key are rewritten on every function that carries them. An id that
+//! `addon_<local id>` key are rewritten on every function that carries them, and so is
+//! `elid` where the function table says it is a plan id (`pricelist.export&elid=N`). An id that
 //! is not a local plan (an upstream id sent directly included), a plan outside the
 //! reseller's set, or an add-on that is not one of the plan's mapped add-ons is refused
 //! with `value`, naming the field; nothing is forwarded then.
@@ -45,10 +46,17 @@ pub fn addon_key(key: &str) -> Option<&str> {
     key.strip_prefix("addon_")
 }
 
-pub fn map(store: &Store, reseller: &Reseller, params: &Params) -> Result<Params, BmError> {
+/// Map the call's plan fields; `elid_is_plan` when the function's `elid` is a plan id.
+pub fn map(
+    store: &Store,
+    reseller: &Reseller,
+    params: &Params,
+    elid_is_plan: bool,
+) -> Result<Params, BmError> {
+    let is_plan_field = |k: &str| k == "pricelist" || (elid_is_plan && k == "elid");
     let carries = params
         .iter()
-        .any(|(k, _)| k == "pricelist" || addon_key(k).is_some());
+        .any(|(k, _)| is_plan_field(k) || addon_key(k).is_some());
     if !carries {
         return Ok(params.clone());
     }
@@ -56,7 +64,7 @@ pub fn map(store: &Store, reseller: &Reseller, params: &Params) -> Result<Params
     // Plans named by the call, for its add-on keys.
     let mut named: Vec<Arc<Plan>> = Vec::new();
     for (k, v) in out.pairs_mut().iter_mut() {
-        if k != "pricelist" || v.trim().is_empty() {
+        if !is_plan_field(k) || v.trim().is_empty() {
             continue;
         }
         let mut mapped = Vec::new();
@@ -64,7 +72,7 @@ pub fn map(store: &Store, reseller: &Reseller, params: &Params) -> Result<Params
             if item.trim().is_empty() {
                 continue;
             }
-            let plan = local_plan(store, reseller, "pricelist", item)?;
+            let plan = local_plan(store, reseller, k, item)?;
             mapped.push(plan.upstream_id.to_string());
             named.push(plan);
         }
@@ -147,7 +155,9 @@ mod tests {
     }
 
     fn mapped(q: &str, plans: &[u64]) -> Result<Vec<(String, String)>, (String, String)> {
-        map(&store(), &reseller(plans), &p(q))
+        let q = p(q);
+        let plan_elid = q.func() == Some("pricelist.export");
+        map(&store(), &reseller(plans), &q, plan_elid)
             .map(|p| {
                 p.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -186,6 +196,32 @@ mod tests {
                 ("func", "pricelist.export"),
                 ("pricelist", "3033,3050")
             ]))
+        );
+    }
+
+    /// `pricelist.export&elid=N` names a plan: mapped like `pricelist`, refused with
+    /// `value`/`elid` when unmapped or outside the reseller's set; elsewhere `elid` is a
+    /// certificate id and is left alone.
+    #[test]
+    fn export_elid_is_a_plan() {
+        assert_eq!(
+            mapped("func=pricelist.export&elid=101&out=json", &[101]),
+            Ok(kv(&[
+                ("func", "pricelist.export"),
+                ("elid", "3033"),
+                ("out", "json")
+            ]))
+        );
+        for (q, v) in [
+            ("func=pricelist.export&elid=102", "102"),
+            ("func=pricelist.export&elid=3033", "3033"),
+            ("func=pricelist.export&elid=x", "x"),
+        ] {
+            assert_eq!(mapped(q, &[101]), Err(("elid".into(), v.into())), "{q}");
+        }
+        assert_eq!(
+            mapped("func=certificate.edit&elid=101", &[101]),
+            Ok(kv(&[("func", "certificate.edit"), ("elid", "101")]))
         );
     }
 

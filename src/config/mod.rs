@@ -166,6 +166,23 @@ impl Config {
                 }
             }
         }
+        if let Err((entry, why)) =
+            crate::proxy::client_addr::parse_all(&self.server.trusted_proxies)
+        {
+            return Err(err("server.trusted_proxies", &entry, &why));
+        }
+        if self.server.paths.is_empty() {
+            return Err(err("server.paths", &"", "must list at least one path").without_value());
+        }
+        if let Some(p) = self.server.paths.iter().find(|p| {
+            !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace)
+        }) {
+            return Err(err(
+                "server.paths",
+                p,
+                "a path starts with '/' and has no query, fragment or spaces",
+            ));
+        }
         if self.server.threads == 0 {
             return Err(err("server.threads", &0, "must be at least 1"));
         }
@@ -391,6 +408,30 @@ mod tests {
             e.contains("key 'orders.reconcile_interval_s': value '0': must be greater than 0"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_and_paths_checked() {
+        let c = Config::parse(MIN, Path::new("/etc/rg/config.toml")).unwrap();
+        assert!(c.server.trusted_proxies.is_empty());
+        assert_eq!(c.server.paths, ["/billmgr", "/manager/billmgr", "/"]);
+        let c = Config::parse(
+            &format!("{MIN}[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\npaths = [\"/api/billmgr\"]\n"),
+            Path::new("/etc/rg/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.server.paths, ["/api/billmgr"]);
+        let e = parse_err(&format!(
+            "{MIN}[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"
+        ));
+        assert!(
+            e.contains("key 'server.trusted_proxies': value '10.0.0.0/33'"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{MIN}[server]\npaths = [\"api\"]\n"));
+        assert!(e.contains("key 'server.paths': value 'api'"), "{e}");
+        let e = parse_err(&format!("{MIN}[server]\npaths = []\n"));
+        assert!(e.contains("key 'server.paths'"), "{e}");
     }
 
     #[test]

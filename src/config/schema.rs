@@ -35,6 +35,11 @@ pub struct ServerConfig {
     pub keepalive_timeout_s: u64,
     /// How long a client may take to send its request body, in milliseconds.
     pub client_timeout_ms: u64,
+    /// Reverse proxies (CIDRs, `10.0.0.0/8`, or addresses) whose `X-Forwarded-For` names
+    /// the client for session binding, throttling and logs. Empty: the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// The paths the API answers on.
+    pub paths: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +51,11 @@ impl Default for ServerConfig {
             threads: 1,
             keepalive_timeout_s: 60,
             client_timeout_ms: 30_000,
+            trusted_proxies: Vec::new(),
+            paths: crate::proxy::service::PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         }
     }
 }

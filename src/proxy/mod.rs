@@ -1,12 +1,14 @@
 //! The gateway: what happens to one reseller call, and the pingora service around it.
 //!
 //! - [`auth`]     — credentials, sessions, the verified-credential cache, throttling.
-//! - [`policy`]   — which functions pass.
+//! - [`functions`] — the function table: kind, `elid`, state, access of every known `func`.
+//! - [`policy`]   — which functions pass (the table plus the operator's passthrough).
 //! - [`orders`]   — ownership of `elid`s and exactly-once orders around the forward.
 //! - [`elid_cache`] — a short memory of refused unknown `elid`s, so they cost one lookup.
 //! - [`background`] — work done after the answer (a new order's cost), counted.
 //! - [`rewrite`]  — what the upstream receives and what the reseller gets back.
 //! - [`upstream`] — forwarding over pingora's pooled connector, timeouts, retries.
+//! - [`client_addr`] — the client's address (`X-Forwarded-For` from trusted proxies).
 //! - [`service`]  — the `ProxyHttp` phases; they only read the request and call [`Gateway::handle`].
 //! - [`server`]   — building and running the pingora server (CLI, tests, demo).
 //!
@@ -15,8 +17,10 @@
 
 pub mod auth;
 pub mod background;
+pub mod client_addr;
 pub mod crashpoint;
 pub mod elid_cache;
+pub mod functions;
 pub mod orders;
 pub mod policy;
 pub mod rewrite;
@@ -211,6 +215,16 @@ impl Gateway {
                 "Acting as another user (su) is not allowed through this gateway",
             ));
         }
+        // Key login, with or without credentials: the gateway issues no keys.
+        if func == "auth" && params.contains("key") {
+            return Err(functions::key_login_refused());
+        }
+        if let Err(refused @ functions::Refused::Row(f)) = self.policy.check(func) {
+            if f.access == functions::Access::RefuseKey {
+                self.metrics.count_refused_func(func);
+                return Err(refused.error(func));
+            }
+        }
         let creds = auth::credentials(params, req.cookie_sid)?;
         let format = params.format();
         if func == "auth" {
@@ -244,15 +258,42 @@ impl Gateway {
         }
         let reseller = self.authenticate(creds, req.client_ip).await?;
         log.reseller = Some(reseller.login.clone());
-        if let Err(e) = self.policy.check(func) {
-            self.metrics.count_refused_func(&policy::printable(func));
-            tracing::info!(reseller = %reseller.login, func = %policy::printable(func), "function refused by policy");
-            return Err(e);
+        let decision = match self.policy.check(func) {
+            Ok(d) => d,
+            Err(refused) => {
+                let name = policy::printable(func);
+                self.metrics.count_refused_func(&name);
+                if refused.is_unknown() {
+                    // Names only: a value may be a password or a session id.
+                    tracing::info!(reseller = %reseller.login, func = %name, params = %functions::param_names(params), "unknown function refused: allow it with [policy] passthrough if it is needed");
+                } else {
+                    tracing::info!(reseller = %reseller.login, func = %name, "function refused by the function table");
+                }
+                return Err(refused.error(func));
+            }
+        };
+        if let functions::Decision::Known(f) = decision {
+            if f.kind == functions::Kind::Local {
+                // `keepalive`: authenticating the session above already slid its expiry.
+                log.outcome = "local";
+                self.metrics.count_outcome("local");
+                let doc = Element::doc().child(Element::new("ok"));
+                return Ok(Reply {
+                    body: crate::billmgr::render(&doc, format).into(),
+                    format,
+                    set_cookie: None,
+                });
+            }
         }
         // Refuse early (nothing forwarded) when the reseller's upstream account is unusable.
         self.upstream_credentials(&reseller)?;
         // Catalogue: local plan ids → upstream ids (issue 3).
-        let up_params = crate::catalog::map_request(&self.store, &reseller, func, params)?;
+        let mut up_params = crate::catalog::map_request(&self.store, &reseller, func, params)?;
+        if functions::is_order(func) && up_params.is_submit() {
+            // Pay from the balance at once: an order left in the upstream's cart is one no
+            // reseller can reach through the gateway.
+            up_params = orders::with_skipbasket(&up_params);
+        }
         // Services and orders: ownership of every elid, exactly-once orders (issue 4).
         let (claim, service_plan) = match self.before_forward(&reseller, func, &up_params).await? {
             orders::Before::Forward {
@@ -332,7 +373,7 @@ impl Gateway {
 
     /// Send `params` upstream under the reseller's account and read the answer in the
     /// caller's format. Only calls that change nothing may be retried (not a submit, not
-    /// a toolbar action: [`orders::changes_state`]).
+    /// a toolbar action: [`functions::changes_state`]).
     pub(crate) async fn forward(
         &self,
         reseller: &Reseller,
@@ -345,7 +386,7 @@ impl Gateway {
         let up = rewrite::upstream_params(params, &up_login, up_password.expose());
         let answer = self
             .upstream
-            .call(Bytes::from(up.to_form()), !orders::changes_state(params))
+            .call(Bytes::from(up.to_form()), !functions::changes_state(params))
             .await
             .inspect_err(|e| {
                 log.upstream_failure = Some(e.label());

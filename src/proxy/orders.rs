@@ -7,16 +7,17 @@
 //!   refusal is remembered for a short while ([`super::elid_cache`]) so repeating the id
 //!   does not cost another upstream call. The store is always read first, so a
 //!   certificate the gateway records is never refused because of that memory.
-//! - Orders: the (reseller, remoteid) key is claimed with a compare-and-swap and flushed
+//! - Orders (`certificate.order.param` and `v2.certificate.order.param` with `sok`,
+//!   [`functions::is_order`]): the (reseller, remoteid) key is claimed with a compare-and-swap and flushed
 //!   before the order is forwarded. Success → the service, the order's answer and a ledger
 //!   entry are flushed before the reseller is answered; the entry's upstream cost is read
 //!   from the upstream's list after the answer ([`super::background`]). An upstream error
 //!   document or a connect failure (nothing sent) releases the claim (`Failed`), so the
 //!   billing can fix and resend. Any other failure (timeout, reset, garbage) leaves the
 //!   order `Pending` until [`Gateway::reconcile_orders`] looks the remoteid up upstream.
-//! - Lifecycle calls on a service are appended to its history ([`is_recorded`]): form
-//!   submits ([`LIFECYCLE_FUNCS`] with `sok`) and toolbar actions ([`TOOLBAR_ACTIONS`],
-//!   which act when called, `sok` or not); renewals go to the ledger.
+//! - Lifecycle calls on a service are appended to its history ([`is_recorded`], from the
+//!   function table): form submits and toolbar actions on certificates; renewals go to
+//!   the ledger.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::crashpoint::{self, Point};
+use super::functions::{self, is_recorded};
 use super::upstream::UpstreamError;
 use super::Gateway;
 use crate::billmgr::{self, BmError, Element, ErrorType, Format, Params};
@@ -37,39 +39,17 @@ use crate::store::services::{Service, ServiceEvent};
 use crate::store::StoreError;
 use crate::telemetry::RequestLog;
 
-/// The function that places an order (with `sok`).
+/// The function that places an order (with `sok`); BILLmanager 6's
+/// `v2.certificate.order.param` is one too ([`functions::is_order`]). A service's history
+/// names its order by this.
 pub const ORDER_FUNC: &str = "certificate.order.param";
 
-/// Forms whose submits (with `sok`) on a service are recorded in its history; without
-/// `sok` they only read the form.
-pub const LIFECYCLE_FUNCS: &[&str] = &[
-    "certificate.order.csr",
-    "certificate.order.param",
-    "certificate.reissue",
-    "certificate.reissue.step1",
-    "certificate.reissue.step2",
-    "certificate.edit",
-    "service.prolong",
-];
-
-/// Toolbar actions: called with `elid` (one id or a list) and usually no `sok`, they
-/// change the services when called. Always recorded in the history, never retried.
-pub const TOOLBAR_ACTIONS: &[&str] = &[
-    "certificate.delete",
-    "certificate.retry",
-    "certificate.suspend",
-    "certificate.resume",
-];
-
-/// Does the call change something upstream (a form submit or a toolbar action)? Such a
-/// call is never sent twice by the gateway.
-pub fn changes_state(params: &Params) -> bool {
-    params.is_submit() || params.func().is_some_and(|f| TOOLBAR_ACTIONS.contains(&f))
-}
-
-/// Is a forwarded `func` call recorded in the history of the services of its `elid`?
-pub fn is_recorded(func: &str, params: &Params) -> bool {
-    TOOLBAR_ACTIONS.contains(&func) || (LIFECYCLE_FUNCS.contains(&func) && params.is_submit())
+/// The call with `skipbasket=on` (every other value of it replaced): an order pays from the
+/// balance at once instead of waiting in the upstream's cart.
+pub fn with_skipbasket(params: &Params) -> Params {
+    let mut out = params.clone();
+    out.set("skipbasket", "on");
+    out
 }
 
 /// Parameters that do not make an order different.
@@ -208,8 +188,12 @@ impl Gateway {
         func: &str,
         params: &Params,
     ) -> Result<Before, BmError> {
-        let plans = self.check_elids(reseller, params).await?;
-        if func != ORDER_FUNC || !params.is_submit() {
+        let plans = if functions::elid_is_certificate(func) {
+            self.check_elids(reseller, params).await?
+        } else {
+            Vec::new()
+        };
+        if !functions::is_order(func) || !params.is_submit() {
             let service_plan = match plans.as_slice() {
                 [Some(plan)] => plan.trim().parse().ok(),
                 _ => None,
@@ -229,7 +213,11 @@ impl Gateway {
             remoteid: remoteid.clone(),
             params_hash: order_hash(params),
             plan: params.get_nonempty("pricelist").map(str::to_string),
-            period: params.get_nonempty("period").map(str::to_string),
+            // `v2.*.order.param` names the period `order_period`.
+            period: params
+                .get_nonempty("period")
+                .or(params.get_nonempty("order_period"))
+                .map(str::to_string),
             claimed_at_ms: now,
             updated_at_ms: now,
             state: OrderState::Pending,
@@ -949,38 +937,16 @@ mod tests {
         assert_ne!(order_hash(&a), order_hash(&d));
     }
 
-    /// Toolbar actions are recorded and never retried with or without `sok`; forms only
-    /// when submitted; reads and unknown functions never.
     #[test]
-    fn recorded_calls() {
-        let call = |pairs: &[(&str, &str)]| Params::from_pairs(pairs.iter().copied());
-        for f in TOOLBAR_ACTIONS {
-            for p in [
-                call(&[("func", f), ("elid", "5001")]),
-                call(&[("func", f), ("elid", "5001, 5002"), ("sok", "ok")]),
-            ] {
-                assert!(is_recorded(f, &p), "{f}");
-                assert!(changes_state(&p), "{f}");
-            }
-        }
-        for f in [
-            "certificate.edit",
-            "certificate.reissue.step2",
-            "service.prolong",
+    fn skipbasket_is_set_once() {
+        for q in [
+            "func=certificate.order.param&sok=ok",
+            "func=certificate.order.param&skipbasket=&sok=ok&skipbasket=off",
+            "func=certificate.order.param&skipbasket=on&sok=ok",
         ] {
-            let read = call(&[("func", f), ("elid", "5001")]);
-            assert!(!is_recorded(f, &read) && !changes_state(&read), "{f}");
-            let submit = call(&[("func", f), ("elid", "5001"), ("sok", "ok")]);
-            assert!(is_recorded(f, &submit) && changes_state(&submit), "{f}");
-        }
-        for f in [
-            "certificate",
-            "whoami",
-            "certificate.open",
-            "certificate.setfilter",
-        ] {
-            let read = call(&[("func", f), ("elid", "5001")]);
-            assert!(!is_recorded(f, &read) && !changes_state(&read), "{f}");
+            let p = Params::parse(Some(q), b"", &Default::default()).unwrap();
+            let out = with_skipbasket(&p);
+            assert_eq!(out.get_all("skipbasket").collect::<Vec<_>>(), ["on"], "{q}");
         }
     }
 

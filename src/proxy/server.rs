@@ -87,6 +87,10 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         gateway: gateway.clone(),
         keepalive_timeout_s: config.server.keepalive_timeout_s,
         client_timeout: config.server.client_timeout(),
+        paths: config.server.paths.clone(),
+        // Validated at load; a bad entry cannot get here.
+        trusted_proxies: super::client_addr::parse_all(&config.server.trusted_proxies)
+            .unwrap_or_default(),
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,

@@ -19,12 +19,13 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
+use super::client_addr::{self, Cidr};
 use super::crashpoint::{self, Point};
 use super::{auth, rewrite, Gateway, Incoming, Reply};
 use crate::billmgr::{BmError, Format, ParamError};
 use crate::telemetry::RequestLog;
 
-/// The paths a BILLmanager is reached on.
+/// The paths a BILLmanager is reached on by default (`[server] paths`).
 pub const PATHS: &[&str] = &["/billmgr", "/manager/billmgr", "/"];
 
 /// The pingora service around a [`Gateway`].
@@ -33,6 +34,10 @@ pub struct GatewayService {
     pub keepalive_timeout_s: u64,
     /// How long a client may take to send its body.
     pub client_timeout: Duration,
+    /// The paths the API answers on (`[server] paths`).
+    pub paths: Vec<String>,
+    /// Peers whose `X-Forwarded-For` names the client (`[server] trusted_proxies`).
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// Per-request context: the access-log record.
@@ -41,12 +46,28 @@ pub struct Ctx {
     log: RequestLog,
 }
 
-fn client_ip(session: &Session) -> IpAddr {
-    session
+/// The client's address: the peer's, or the one `X-Forwarded-For` names when the peer is
+/// a trusted proxy ([`client_addr::client_ip`]).
+fn client_ip(session: &Session, trusted: &[Cidr]) -> IpAddr {
+    let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if trusted.is_empty() {
+        return peer;
+    }
+    let headers = &session.req_header().headers;
+    let values: Option<Vec<&str>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().ok())
+        .collect();
+    match values {
+        Some(v) => client_addr::client_ip(peer, &v, trusted),
+        // Not text: malformed, the peer it is.
+        None => peer,
+    }
 }
 
 /// A call refused before its body is read (wrong path or method), in the format its
@@ -127,10 +148,15 @@ impl ProxyHttp for GatewayService {
         let path = session.req_header().uri.path().to_string();
         let method = session.req_header().method.clone();
         let query = session.req_header().uri.query().map(str::to_string);
-        let (status, reply) = if !PATHS.contains(&path.as_str()) {
+        let client = client_ip(session, &self.trusted_proxies);
+        ctx.log.client = Some(client);
+        let (status, reply) = if !self.paths.contains(&path) {
             let e = BmError::new(
                 crate::billmgr::ErrorType::Missed,
-                "No BILLmanager here: use /billmgr",
+                format!(
+                    "No BILLmanager here: use {}",
+                    self.paths.first().map_or("/billmgr", String::as_str)
+                ),
             )
             .object("path");
             refusal(ctx, query.as_deref(), 404, &e)
@@ -157,13 +183,18 @@ impl ProxyHttp for GatewayService {
                 body,
                 body_error,
                 cookie_sid: cookie.as_deref(),
-                client_ip: client_ip(session),
+                client_ip: client,
             };
             (200, self.gateway.handle(incoming, &mut ctx.log).await)
         };
         ctx.log.status = status;
         Self::write_reply(session, status, &reply).await?;
-        if ctx.log.func.as_deref() == Some(super::orders::ORDER_FUNC) {
+        if ctx
+            .log
+            .func
+            .as_deref()
+            .is_some_and(super::functions::is_order)
+        {
             crashpoint::reached(Point::ResellerAnswered).await;
         }
         Ok(true)

@@ -38,6 +38,8 @@ pub(super) struct State {
     pub certs: Vec<Certificate>,
     next_id: u64,
     pub orders: usize,
+    /// Orders sent without `skipbasket=on`, left in the cart.
+    pub basket: usize,
     pub today: Option<Date>,
     pub received: Vec<Params>,
 }
@@ -53,6 +55,7 @@ impl State {
             certs: Vec::new(),
             next_id: FIRST_ID,
             orders: 0,
+            basket: 0,
             today: None,
             received: Vec::new(),
         }
@@ -81,16 +84,49 @@ impl State {
             "whoami" => self.whoami(&login),
             "certificate" => Ok(self.list(&login, p)),
             "certificate.order.csr" => order_csr(p),
-            "certificate.order" | "certificate.order.param" if !p.is_submit() => Ok(order_form(p)),
+            "certificate.order" | "certificate.order.param" | "v2.certificate.order.param"
+                if !p.is_submit() =>
+            {
+                Ok(order_form(p))
+            }
             "certificate.order.param" => self.order(&login, p),
+            "v2.certificate.order.param" => {
+                // BILLmanager 6's order API names the period `order_period`.
+                let mut p = p.clone();
+                if let Some(period) = p.get("order_period").map(str::to_string) {
+                    p.remove("order_period");
+                    p.set("period", period);
+                }
+                self.order(&login, &p)
+            }
             "certificate.reissue" | "certificate.reissue.step1" => self.reissue_form(&login, p),
             "certificate.reissue.step2" => self.reissue(&login, p),
             "certificate.edit" => self.edit(&login, p),
             "certificate.delete" => self.delete(&login, p),
-            "certificate.retry" => self.retry(&login, p),
-            "certificate.suspend" => self.set_suspended(&login, p, true),
-            "certificate.resume" => self.set_suspended(&login, p, false),
+            "certificate.sync" => self.sync(&login, p),
+            "certificate.filter" => Ok(if p.is_submit() {
+                ok()
+            } else {
+                Element::doc()
+                    .child(Element::leaf("CN", p.get("CN").unwrap_or("")))
+                    .child(Element::leaf("status", p.get("status").unwrap_or("")))
+            }),
+            "certificate.file" => self.files(&login, p),
+            "certificate.file.edit" => self.file_edit(&login, p),
+            "sslkey.download" => self.key_download(&login, p),
+            "sslkey.edit" => self.key_edit(&login, p),
+            "sslkey.delete" => self.key_delete(&login, p),
             "service.prolong" => self.prolong(&login, p),
+            // Admin-level on BILLmanager 6: a customer account may not call them.
+            "certificate.open"
+            | "certificate.retry"
+            | "certificate.resume"
+            | "certificate.setfilter"
+            | "certificate.su" => Err(BmError::access(
+                "func",
+                format!("Insufficient privileges to call '{func}'"),
+            )
+            .value(func)),
             other => Err(
                 BmError::new(ErrorType::Missed, format!("Unknown function '{other}'"))
                     .object("func")
@@ -205,7 +241,8 @@ impl State {
         let itemtype_ok = p
             .get_nonempty("itemtype")
             .is_none_or(|t| t == "certificate");
-        let only = p.get_nonempty("pricelist");
+        // One plan by `pricelist` or, as public price calculators call it, by `elid`.
+        let only = p.get_nonempty("pricelist").or(p.get_nonempty("elid"));
         let mut doc = Element::doc();
         for plan in catalog::PLANS {
             if itemtype_ok && only.is_none_or(|id| id.trim() == plan.id.to_string()) {
@@ -246,7 +283,6 @@ impl State {
                     .child(Element::leaf("expiredate", dates::ymd(c.expiredate)))
                     .child(Element::leaf("status_msg", status_msg(c.status)))
                     .child(Element::leaf("item_status", c.status.to_string()))
-                    .child(Element::leaf("suspended", on_off(c.suspended)))
                     .child(Element::leaf("cost", money4(c.cost))),
             );
         }
@@ -347,6 +383,12 @@ impl State {
         let cost = plan
             .cost(period, domainlimit)
             .ok_or_else(|| BmError::invalid("period", period.to_string()))?;
+        if p.get("skipbasket") != Some("on") {
+            // Like a real billing: the order waits unpaid in the account's cart; nothing
+            // is charged or created, and there is no id to answer.
+            self.basket += 1;
+            return Ok(ok());
+        }
         self.charge(login, cost)?;
 
         let id = self.next_id;
@@ -369,7 +411,7 @@ impl State {
             cost,
             csr: csr.map(str::to_string),
             contacts,
-            suspended: false,
+            key_deleted: false,
             deleted: false,
         });
         Ok(Element::doc()
@@ -457,8 +499,7 @@ impl State {
                 ))
                 .child(Element::leaf("createdate", dates::ymd(c.createdate)))
                 .child(Element::leaf("expiredate", dates::ymd(c.expiredate)))
-                .child(Element::leaf("status", c.status.to_string()))
-                .child(Element::leaf("suspended", on_off(c.suspended)));
+                .child(Element::leaf("status", c.status.to_string()));
             for (k, v) in &c.contacts {
                 doc.push(Element::leaf(k.as_str(), v.as_str()));
             }
@@ -495,51 +536,64 @@ impl State {
         Ok(ok())
     }
 
-    /// `certificate.retry`: restart the issuance of certificates that failed (status 6 →
-    /// 3). All or nothing: one that did not fail refuses the whole call.
-    fn retry(&mut self, login: &str, p: &Params) -> Answer {
-        let idx = self.owned_list(login, p)?;
-        if let Some(c) = idx.iter().map(|&i| &self.certs[i]).find(|c| c.status != 6) {
-            return Err(BmError::new(
-                ErrorType::Value,
-                format!(
-                    "The certificate {} cannot be retried: only a certificate whose issuance failed can be retried, its status is '{}'",
-                    c.id,
-                    status_msg(c.status)
-                ),
-            )
-            .object("elid")
-            .value(c.id.to_string()));
-        }
-        for i in idx {
-            self.certs[i].status = 3;
-        }
+    /// `certificate.sync` (toolbar): refresh the status from the CA. The sandbox's CA has
+    /// nothing new to say; every id must be the account's.
+    fn sync(&mut self, login: &str, p: &Params) -> Answer {
+        self.owned_list(login, p)?;
         Ok(ok())
     }
 
-    /// `certificate.suspend` (`suspend = true`) / `certificate.resume`. All or nothing:
-    /// one already in the asked state refuses the whole call.
-    fn set_suspended(&mut self, login: &str, p: &Params, suspend: bool) -> Answer {
-        let idx = self.owned_list(login, p)?;
-        if let Some(c) = idx
-            .iter()
-            .map(|&i| &self.certs[i])
-            .find(|c| c.suspended == suspend)
-        {
-            let msg = if suspend {
-                format!("The certificate {} is already suspended", c.id)
-            } else {
-                format!(
-                    "The certificate {} is not suspended: only a suspended certificate can be resumed",
-                    c.id
-                )
-            };
-            return Err(BmError::new(ErrorType::Value, msg)
-                .object("elid")
-                .value(c.id.to_string()));
+    /// `certificate.file&elid=ID`: the files of a certificate, as a list.
+    fn files(&self, login: &str, p: &Params) -> Answer {
+        let c = &self.certs[self.owned_param(login, p)?];
+        let mut doc = Element::doc();
+        for (id, name) in [("crt", "certificate.crt"), ("ca", "ca-bundle.crt")] {
+            doc.push(
+                Element::new("elem")
+                    .child(Element::leaf("id", id))
+                    .child(Element::leaf("name", format!("{}-{name}", c.cn))),
+            );
         }
-        for i in idx {
-            self.certs[i].suspended = suspend;
+        Ok(doc)
+    }
+
+    /// `certificate.file.edit&elid=ID[&file=crt|ca]`: a file's content; with `sok`, ok.
+    fn file_edit(&self, login: &str, p: &Params) -> Answer {
+        let c = &self.certs[self.owned_param(login, p)?];
+        if p.is_submit() {
+            return Ok(ok());
+        }
+        let file = p.get_nonempty("file").unwrap_or("crt");
+        Ok(Element::doc()
+            .child(Element::leaf("elid", c.id.to_string()))
+            .child(Element::leaf("file", file))
+            .child(Element::leaf("content", fake_pem("CERTIFICATE", c.id))))
+    }
+
+    /// `sslkey.download&elid=ID`: the certificate's private key.
+    fn key_download(&self, login: &str, p: &Params) -> Answer {
+        let c = &self.certs[self.owned_param(login, p)?];
+        if c.key_deleted {
+            return Err(BmError::missed("sslkey").value(c.id.to_string()));
+        }
+        Ok(Element::doc().child(Element::leaf("sslkey", fake_pem("PRIVATE KEY", c.id))))
+    }
+
+    /// `sslkey.edit&elid=ID`: the key's form; with `sok`, ok.
+    fn key_edit(&self, login: &str, p: &Params) -> Answer {
+        let c = &self.certs[self.owned_param(login, p)?];
+        if p.is_submit() {
+            return Ok(ok());
+        }
+        Ok(Element::doc()
+            .child(Element::leaf("elid", c.id.to_string()))
+            .child(Element::leaf("key_stored", on_off(!c.key_deleted))))
+    }
+
+    /// `sslkey.delete&elid=ID[, ID]` (toolbar): forget the stored keys.
+    fn key_delete(&mut self, login: &str, p: &Params) -> Answer {
+        for i in self.owned_list(login, p)? {
+            self.certs[i].key_deleted = true;
         }
         Ok(ok())
     }
@@ -580,11 +634,18 @@ impl State {
         self.charge(login, cost)?;
         let c = &mut self.certs[i];
         c.expiredate = dates::add_months(expiredate, period);
-        Ok(ok().child(Element::leaf("expiredate", dates::ymd(c.expiredate))))
+        // As ISPsystem's own client reads it: `/doc/doc/newexpiredate`.
+        Ok(ok()
+            .child(Element::doc().child(Element::leaf("newexpiredate", dates::ymd(c.expiredate)))))
     }
 }
 
 // ---------- stateless helpers ----------
+
+/// A PEM-shaped stand-in for a certificate's `label` object.
+fn fake_pem(label: &str, id: u64) -> String {
+    format!("-----BEGIN {label}-----\nc2FuZGJveC0{id}\n-----END {label}-----\n")
+}
 
 fn ok() -> Element {
     Element::doc().child(Element::new("ok"))

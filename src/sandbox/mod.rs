@@ -34,6 +34,8 @@
 //! - `certificate.order.csr` + `sok` → `<model><csr/><key/></model><ok/>` (fake, PEM-shaped;
 //!   the CN is readable back from the CSR).
 //! - `certificate.order.param` → a form; with `sok` validates and orders (`<ok/><id>5001</id>`).
+//!   Without `skipbasket=on` the order goes to the cart, as on a real billing: `<ok/>`, no id,
+//!   nothing charged or created ([`Sandbox::basket_count`]).
 //!   The add-on `addon_<id>` is the number of extra domains bought and is charged whether or
 //!   not all are used in `altname`.
 //! - `certificate.reissue` → a form; `certificate.reissue.step2` + `sok` with `crt_type`
@@ -42,15 +44,21 @@
 //! - `certificate.edit` → the fields; with `sok` updates approver, contacts, `org_*`, `remoteid`.
 //! - `certificate.delete` (`elid=5001, 5002`; all must belong to the account).
 //! - Toolbar actions, `elid` one id or a list, no `sok` needed, all or nothing (every id
-//!   is checked before any changes; an id that does not qualify is `value`/`elid` with
-//!   that id as the value):
-//!   - `certificate.retry` restarts certificates whose issuance failed (status 6 →
-//!     3 "Requested"); any other status is refused.
-//!   - `certificate.suspend` / `certificate.resume` stop and restart certificates; the
-//!     list shows `<suspended>on</suspended>`. Suspending a suspended certificate or
-//!     resuming one that is not suspended is refused.
+//!   is checked before any changes): `certificate.sync` (nothing new from the CA: `<ok/>`)
+//!   and `sslkey.delete` (forgets the stored key).
+//! - `certificate.file&elid=…` → the certificate's files as `<elem>` rows;
+//!   `certificate.file.edit&elid=…[&file=crt|ca]` → `<content>` (PEM-shaped).
+//! - `sslkey.download&elid=…` → `<sslkey>` (PEM-shaped); `sslkey.edit` → a form.
+//! - `certificate.filter` → a form; with `sok`, `<ok/>`.
+//! - `v2.certificate.order.param` (BILLmanager 6's order API) → like
+//!   `certificate.order.param`, the period as `order_period`.
+//! - The admin-level `certificate.open`, `certificate.retry`, `certificate.resume`,
+//!   `certificate.setfilter` and `certificate.su` are refused with `access`/`func`: the
+//!   sandbox's accounts are customer accounts. There is no `certificate.suspend`
+//!   (BILLmanager 6 has none): it is an unknown function (`missed`/`func`).
 //! - `service.prolong` → a form with costs; with `sok` charges and moves the expiry date by
-//!   `period` months from the old expiry: `<ok/><expiredate>YYYY-MM-DD</expiredate>`.
+//!   `period` months from the old expiry: `<ok/><doc><newexpiredate>YYYY-MM-DD</newexpiredate></doc>`
+//!   (a nested `doc`, read at `/doc/doc/newexpiredate` by ISPsystem's own client).
 //!
 //! Certificates are created with status 3 ("Requested") and ids from 5001 up;
 //! [`Sandbox::fail_issuance`] puts one into status 6 ("Failed") for tests.
@@ -140,8 +148,8 @@ pub struct Certificate {
     pub csr: Option<String>,
     /// `adm_*`, `tech_*`, `org_*` fields.
     pub contacts: BTreeMap<String, String>,
-    /// Stopped by `certificate.suspend` until `certificate.resume`.
-    pub suspended: bool,
+    /// The private key was removed by `sslkey.delete`.
+    pub key_deleted: bool,
     pub deleted: bool,
 }
 
@@ -310,7 +318,7 @@ impl Sandbox {
     }
 
     /// Put certificate `id` into the failed state (status 6), as when the CA refused to
-    /// issue it, so `certificate.retry` applies. `false` when there is no such live
+    /// issue it (the list shows "Failed"). `false` when there is no such live
     /// certificate.
     pub fn fail_issuance(&self, id: u64) -> bool {
         let mut st = lock(&self.state);
@@ -326,6 +334,12 @@ impl Sandbox {
     /// How many orders were accepted.
     pub fn order_count(&self) -> usize {
         lock(&self.state).orders
+    }
+
+    /// How many orders came without `skipbasket=on` and were left in the cart (unpaid, no
+    /// certificate, no id in the answer).
+    pub fn basket_count(&self) -> usize {
+        lock(&self.state).basket
     }
 
     pub fn balance(&self, login: &str) -> Option<Decimal> {

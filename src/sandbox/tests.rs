@@ -450,7 +450,7 @@ fn prolong_extends_from_old_expiry() {
     );
     assert_eq!(
         xml(&doc),
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok/><expiredate>2028-01-15</expiredate></doc>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok/><doc><newexpiredate>2028-01-15</newexpiredate></doc></doc>\n"
     );
     assert_eq!(sb.certificates()[0].expiredate, date(2028, 1, 15));
     assert_eq!(sb.balance("acme@sandbox"), Some(dec("975.00")));
@@ -518,32 +518,21 @@ fn status_of(sb: &Sandbox, id: u64) -> u8 {
         .status
 }
 
-fn suspended_of(sb: &Sandbox, id: u64) -> bool {
-    sb.certificates()
-        .iter()
-        .find(|c| c.id == id)
-        .unwrap()
-        .suspended
-}
-
 /// The message of an error document.
 fn msg_of(doc: &Element) -> String {
     BmError::from_doc(doc).unwrap().msg
 }
 
-/// `certificate.retry` (no `sok`) restarts failed certificates (6 → 3); one that did not
-/// fail is `value`/`elid` naming it, and a list with one such id changes nothing.
+/// A failed issuance shows in the list. The admin-level functions (`certificate.retry`,
+/// `resume`, `open`, `setfilter`, `su`) are refused to a customer account with
+/// `access`/`func` naming the function and change nothing; `certificate.suspend` does not
+/// exist (BILLmanager 6 has none).
 #[test]
-fn retry_restarts_only_failed_certificates() {
+fn admin_functions_refused_and_no_suspend() {
     let sb = Sandbox::demo();
     assert_eq!(order_id(&order(&sb, ACME, &[])), 5001);
-    assert_eq!(
-        order_id(&order(&sb, ACME, &[("remoteid", Some("l2"))])),
-        5002
-    );
     assert!(sb.fail_issuance(5001));
     assert!(!sb.fail_issuance(9999));
-    assert_eq!(status_of(&sb, 5001), 6);
     let list = q(&sb, &format!("func=certificate&authinfo={ACME}"));
     let first = list.find("elem").unwrap();
     assert_eq!(
@@ -553,132 +542,94 @@ fn retry_restarts_only_failed_certificates() {
         ),
         (Some("Failed"), Some("6"))
     );
-
-    // 5002 did not fail: refused, naming it and its status; the list changes nothing
-    for elid in ["5002", "5001,+5002"] {
-        let doc = q(
-            &sb,
-            &format!("func=certificate.retry&elid={elid}&authinfo={ACME}"),
-        );
-        assert_eq!(err_of(&doc), (ErrorType::Value, "elid".into()), "{elid}");
-        assert_eq!(
-            BmError::from_doc(&doc).unwrap().value.as_deref(),
-            Some("5002")
-        );
-        assert!(msg_of(&doc).contains("'Requested'"), "{}", xml(&doc));
-        assert_eq!(status_of(&sb, 5001), 6, "{elid}");
+    for f in [
+        "certificate.retry",
+        "certificate.resume",
+        "certificate.open",
+        "certificate.setfilter",
+        "certificate.su",
+    ] {
+        let doc = q(&sb, &format!("func={f}&elid=5001&authinfo={ACME}"));
+        assert_eq!(err_of(&doc), (ErrorType::Access, "func".into()), "{f}");
+        assert!(msg_of(&doc).contains(f), "{}", xml(&doc));
     }
-
+    assert_eq!(status_of(&sb, 5001), 6);
     let doc = q(
         &sb,
-        &format!("func=certificate.retry&elid=5001&authinfo={ACME}"),
+        &format!("func=certificate.suspend&elid=5001&authinfo={ACME}"),
     );
-    assert_eq!(
-        xml(&doc),
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><ok/></doc>\n"
-    );
-    assert_eq!(status_of(&sb, 5001), 3);
-    // retried once: a second retry is refused
-    let doc = q(
-        &sb,
-        &format!("func=certificate.retry&elid=5001&authinfo={ACME}"),
-    );
-    assert_eq!(err_of(&doc), (ErrorType::Value, "elid".into()));
-    // a list of failed certificates is retried as a whole
-    assert!(sb.fail_issuance(5001) && sb.fail_issuance(5002));
-    assert!(is_ok(&q(
-        &sb,
-        &format!("func=certificate.retry&elid=5001,+5002&authinfo={ACME}")
-    )));
-    assert_eq!((status_of(&sb, 5001), status_of(&sb, 5002)), (3, 3));
-    assert_eq!(
-        err_of(&q(&sb, &format!("func=certificate.retry&authinfo={ACME}"))),
-        (ErrorType::Missed, "elid".into())
-    );
-    assert_eq!(
-        err_of(&q(
-            &sb,
-            &format!("func=certificate.retry&elid=+,+&authinfo={ACME}")
-        )),
-        (ErrorType::Missed, "elid".into())
-    );
-    // a deleted certificate cannot fail or be retried
-    assert!(is_ok(&q(
-        &sb,
-        &format!("func=certificate.delete&elid=5002&authinfo={ACME}")
-    )));
-    assert!(!sb.fail_issuance(5002));
-    assert_eq!(
-        err_of(&q(
-            &sb,
-            &format!("func=certificate.retry&elid=5002&authinfo={ACME}")
-        )),
-        (ErrorType::Access, "elid".into())
-    );
-    // nothing was charged for any of it
-    assert_eq!(sb.balance("acme@sandbox"), Some(dec("982.00")));
+    assert_eq!(err_of(&doc), (ErrorType::Missed, "func".into()));
 }
 
-/// `certificate.suspend` / `certificate.resume` toggle the flag the list and the edit
-/// form show; resuming one that is not suspended (or suspending twice) is `value`/`elid`.
+/// The certificate's files and key, `certificate.sync`, `certificate.filter`, and the v2
+/// order API with `order_period`.
 #[test]
-fn suspend_and_resume_toggle_the_flag() {
+fn files_keys_sync_filter_and_v2_orders() {
     let sb = Sandbox::demo();
     order_id(&order(&sb, ACME, &[]));
     order_id(&order(&sb, ACME, &[("remoteid", Some("l2"))]));
-    let doc = q(
-        &sb,
-        &format!("func=certificate.resume&elid=5001&authinfo={ACME}"),
-    );
-    assert_eq!(err_of(&doc), (ErrorType::Value, "elid".into()));
-    assert!(msg_of(&doc).contains("not suspended"), "{}", xml(&doc));
-
     assert!(is_ok(&q(
         &sb,
-        &format!("func=certificate.suspend&elid=5001,+5002&authinfo={ACME}")
+        &format!("func=certificate.sync&elid=5001,+5002&authinfo={ACME}")
     )));
-    assert!(suspended_of(&sb, 5001) && suspended_of(&sb, 5002));
-    let list = q(&sb, &format!("func=certificate&authinfo={ACME}"));
-    let flags: Vec<_> = list
-        .find_all("elem")
-        .map(|e| e.child_text("suspended").unwrap().to_string())
-        .collect();
-    assert_eq!(flags, ["on", "on"]);
-    let form = q(
+    let files = q(
         &sb,
-        &format!("func=certificate.edit&elid=5001&authinfo={ACME}"),
+        &format!("func=certificate.file&elid=5001&authinfo={ACME}"),
     );
-    assert_eq!(form.child_text("suspended"), Some("on"));
-    // the SSL status is unchanged by a suspension
-    assert_eq!(status_of(&sb, 5001), 3);
-
-    let doc = q(
+    assert_eq!(files.find_all("elem").count(), 2);
+    let file = q(
         &sb,
-        &format!("func=certificate.suspend&elid=5002&authinfo={ACME}"),
+        &format!("func=certificate.file.edit&elid=5001&file=crt&authinfo={ACME}"),
     );
-    assert_eq!(err_of(&doc), (ErrorType::Value, "elid".into()));
-    assert!(msg_of(&doc).contains("already suspended"), "{}", xml(&doc));
-
+    assert!(file
+        .child_text("content")
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    let key = q(
+        &sb,
+        &format!("func=sslkey.download&elid=5001&authinfo={ACME}"),
+    );
+    assert!(key
+        .child_text("sslkey")
+        .unwrap()
+        .starts_with("-----BEGIN PRIVATE KEY-----"));
     assert!(is_ok(&q(
         &sb,
-        &format!("func=certificate.resume&elid=5001&authinfo={ACME}")
+        &format!("func=sslkey.delete&elid=5001&authinfo={ACME}")
     )));
-    assert!(!suspended_of(&sb, 5001) && suspended_of(&sb, 5002));
-    // all or nothing: 5001 is no longer suspended, so 5002 stays suspended
     let doc = q(
         &sb,
-        &format!("func=certificate.resume&elid=5002,+5001&authinfo={ACME}"),
+        &format!("func=sslkey.download&elid=5001&authinfo={ACME}"),
     );
-    assert_eq!(
-        BmError::from_doc(&doc).unwrap().value.as_deref(),
-        Some("5001")
+    assert_eq!(err_of(&doc), (ErrorType::Missed, "sslkey".into()));
+    assert!(is_ok(&q(
+        &sb,
+        &format!("func=certificate.filter&CN=x&sok=ok&authinfo={ACME}")
+    )));
+
+    let form = format!(
+        "func=v2.certificate.order.param&sok=ok&skipbasket=on&remoteid=v2&pricelist=3033&order_period=24&CN=v.example.com&approver_email_1=admin%40v.example.com&adm_fname=A&adm_lname=B&adm_email=a%40example.com&adm_phone=1&like_admin=on&authinfo={ACME}"
     );
-    assert!(suspended_of(&sb, 5002));
-    let list = q(&sb, &format!("func=certificate&authinfo={ACME}"));
-    assert_eq!(
-        list.find("elem").unwrap().child_text("suspended"),
-        Some("off")
+    let id = order_id(&q(&sb, &form));
+    let c = sb.certificates().into_iter().find(|c| c.id == id).unwrap();
+    assert_eq!((c.period, c.remoteid.as_deref()), (24, Some("v2")));
+
+    // without skipbasket=on the order waits in the cart: no id, nothing charged
+    let balance = sb.balance("acme@sandbox");
+    let doc = q(
+        &sb,
+        &form
+            .replace("&skipbasket=on", "")
+            .replace("remoteid=v2", "remoteid=v3"),
     );
+    assert!(
+        is_ok(&doc) && doc.child_text("id").is_none(),
+        "{}",
+        xml(&doc)
+    );
+    assert_eq!(sb.basket_count(), 1);
+    assert_eq!(sb.balance("acme@sandbox"), balance);
+    assert_eq!(sb.certificates().len(), 3);
 }
 
 /// Another account's certificate is refused with access/elid by every function.
@@ -693,9 +644,12 @@ fn foreign_elid_refused_everywhere() {
         "func=certificate.reissue.step2&elid=5001&crt_type=oldrequest&sok=ok",
         "func=certificate.reissue&elid=5001",
         "func=certificate.delete&elid=5001",
-        "func=certificate.retry&elid=5001",
-        "func=certificate.suspend&elid=5001",
-        "func=certificate.resume&elid=5001",
+        "func=certificate.sync&elid=5001",
+        "func=certificate.file&elid=5001",
+        "func=certificate.file.edit&elid=5001",
+        "func=sslkey.download&elid=5001",
+        "func=sslkey.edit&elid=5001",
+        "func=sslkey.delete&elid=5001",
         "func=certificate.edit&elid=9999",
         "func=certificate.edit&elid=abc",
     ] {
@@ -729,7 +683,7 @@ fn list_and_edit() {
     );
     assert_eq!(
         xml(&list),
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><elem><id>5002</id><CN>two.example.com</CN><altname/><account>acme@sandbox</account><pricelist>PositiveSSL</pricelist><pricelist_id>3033</pricelist_id><period>12</period><remoteid>l2</remoteid><createdate>2025-03-01</createdate><expiredate>2026-03-01</expiredate><status_msg>Requested</status_msg><item_status>3</item_status><suspended>off</suspended><cost>9.0000</cost></elem><p_num>1</p_num><p_cnt>1</p_cnt><p_elems>1</p_elems></doc>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc><elem><id>5002</id><CN>two.example.com</CN><altname/><account>acme@sandbox</account><pricelist>PositiveSSL</pricelist><pricelist_id>3033</pricelist_id><period>12</period><remoteid>l2</remoteid><createdate>2025-03-01</createdate><expiredate>2026-03-01</expiredate><status_msg>Requested</status_msg><item_status>3</item_status><cost>9.0000</cost></elem><p_num>1</p_num><p_cnt>1</p_cnt><p_elems>1</p_elems></doc>\n"
     );
     let all = q(&sb, &format!("func=certificate&authinfo={ACME}"));
     assert_eq!(all.find_all("elem").count(), 2);

@@ -142,7 +142,10 @@ fn demo_once() {
         "ordered: certificate",
         "same certificate 5001 (one order upstream)",
         "reissue requested",
-        "new expiry date",
+        "new expiry date 20",
+        "file shop.example.com-certificate.crt",
+        "synced",
+        "'certificate.retry' needs administrator rights",
         "error type=access object=func",
         "deleted",
     ] {

@@ -276,7 +276,11 @@ fn certificate_lifecycle() {
         &env.acme(&format!("func=service.prolong&elid={id}&period=12&sok=ok")),
         Format::Xml,
     );
-    assert!(d.child_text("expiredate").is_some());
+    // the nested doc ISPsystem's own client reads (/doc/doc/newexpiredate)
+    assert!(d
+        .find("doc")
+        .and_then(|n| n.child_text("newexpiredate"))
+        .is_some());
     let d = doc(
         &env.acme(&format!("func=certificate.delete&elid={id}&sok=ok")),
         Format::Xml,

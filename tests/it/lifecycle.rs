@@ -1,7 +1,9 @@
-//! The certificate lifecycle through the gateway: the toolbar actions `certificate.retry`,
-//! `certificate.suspend` and `certificate.resume` (called with `elid`, no `sok`) reach
-//! the sandbox only for the caller's own certificates, land in the service's history,
-//! pass the upstream's refusals on unchanged, and are never sent twice.
+//! The certificate lifecycle through the gateway: the toolbar actions `certificate.sync`,
+//! `sslkey.delete` and `certificate.delete` (called with `elid`, no `sok`) reach the
+//! sandbox only for the caller's own certificates, land in the service's history, pass
+//! the upstream's refusals on unchanged, and are never sent twice. The admin-level
+//! `certificate.retry` and `certificate.resume` (and `certificate.suspend`, which
+//! BILLmanager 6 does not have) are refused by the gateway without reaching the upstream.
 
 use resellgate::billmgr::{self, BmError, Format};
 use resellgate::client;
@@ -9,11 +11,7 @@ use resellgate::sandbox::{Fault, FaultPhase};
 
 use crate::harness::*;
 
-const ACTIONS: [&str; 3] = [
-    "certificate.retry",
-    "certificate.suspend",
-    "certificate.resume",
-];
+const ACTIONS: [&str; 3] = ["certificate.sync", "sslkey.delete", "certificate.delete"];
 
 /// Order `remoteid` as `auth` ("login:password") and answer the new certificate's id.
 fn ordered(env: &TestEnv, auth: (&str, &str), remoteid: &str) -> u64 {
@@ -70,70 +68,59 @@ fn upstream_funcs(env: &TestEnv) -> Vec<String> {
         .collect()
 }
 
-/// (a) Retrying a certificate whose issuance failed: the reseller gets `<ok/>`, the
-/// upstream shows it Requested again, and the service's history records the retry.
+/// (a) Retrying a certificate whose issuance failed used to reach the upstream; on
+/// BILLmanager 6 `certificate.retry` (and `certificate.resume`) is admin-level, so the
+/// gateway refuses it itself: `access`/`func` naming the function, in the format asked,
+/// nothing sent upstream, nothing in the history, the certificate still Failed.
 #[test]
-fn retry_of_a_failed_certificate_restarts_it() {
+fn retry_and_resume_are_refused_by_the_gateway() {
     let env = TestEnv::start();
     let id = ordered(&env, ACME, "r1");
     assert!(env.sandbox.sandbox.fail_issuance(id));
-    // what the reseller's billing sees before: Failed
-    let list = doc(&env.acme("func=certificate"), Format::Xml);
-    let row = list.find("elem").unwrap();
-    assert_eq!(row.child_text("status_msg"), Some("Failed"));
-
     env.sandbox.sandbox.clear_received();
-    assert_ok(
-        &env.acme(&format!("func=certificate.retry&elid={id}")),
-        Format::Xml,
+    for func in ["certificate.retry", "certificate.resume"] {
+        for (out, format) in [("xml", Format::Xml), ("json", Format::Json)] {
+            let resp = env.acme(&format!("func={func}&elid={id}&out={out}"));
+            let e = assert_error(&resp, format, "access", "func");
+            assert!(e.msg.contains(func), "{}", e.msg);
+            assert!(e.msg.contains("administrator"), "{}", e.msg);
+        }
+    }
+    assert!(
+        upstream_funcs(&env).is_empty(),
+        "{:?}",
+        upstream_funcs(&env)
     );
-    assert_eq!(upstream_funcs(&env), ["certificate.retry"]);
-    assert_eq!(upstream_cert(&env, id).status, 3);
-    let list = doc(&env.acme("func=certificate&out=json"), Format::Json);
-    let row = list.find("elem").unwrap();
-    assert_eq!(
-        (row.child_text("status_msg"), row.child_text("item_status")),
-        (Some("Requested"), Some("3"))
-    );
-    assert_eq!(
-        history(&env, id),
-        [
-            event("certificate.order.param", "ok"),
-            event("certificate.retry", "ok"),
-        ]
-    );
+    assert_eq!(upstream_cert(&env, id).status, 6);
+    assert_eq!(history(&env, id), [event("certificate.order.param", "ok")]);
 }
 
-/// (b) Retrying a certificate that did not fail: the upstream's refusal reaches the
-/// reseller with the same type, object, value and message as the upstream gave it, in
-/// the format asked (xml and json), and is recorded as a refused retry.
+/// (b) An upstream refusal of a toolbar action reaches the reseller unchanged, in the
+/// format asked (xml and json), and is recorded as a refused call.
 #[test]
-fn retry_refusal_reaches_the_reseller_unchanged() {
+fn toolbar_refusal_reaches_the_reseller_unchanged() {
     let env = TestEnv::start();
     let id = ordered(&env, ACME, "r2");
+    assert_ok(
+        &env.acme(&format!("func=sslkey.delete&elid={id}")),
+        Format::Xml,
+    );
     // the upstream's own answer, asked directly with the upstream account
     let direct = client::post_form(
         env.sandbox.addr,
         "/billmgr",
         &format!(
-            "func=certificate.retry&elid={id}&out=json&authinfo={}:{}",
+            "func=sslkey.download&elid={id}&out=json&authinfo={}:{}",
             ACME_UP.0, ACME_UP.1
         ),
     )
     .unwrap();
     let upstream = error_of(&direct, Format::Json);
-    assert_eq!(
-        (upstream.kind.as_str(), upstream.object.as_deref()),
-        ("value", Some("elid"))
-    );
-    assert!(upstream.msg.contains("Requested"), "{}", upstream.msg);
-
+    assert_eq!(upstream.kind.as_str(), "missed");
     for (out, format) in [("xml", Format::Xml), ("json", Format::Json)] {
-        let resp = env.acme(&format!("func=certificate.retry&elid={id}&out={out}"));
-        let e = assert_error(&resp, format, "value", "elid");
-        assert_eq!(e.value.as_deref(), Some(id.to_string().as_str()), "{out}");
+        let resp = env.acme(&format!("func=sslkey.download&elid={id}&out={out}"));
+        let e = assert_error(&resp, format, "missed", "sslkey");
         assert_eq!(e.msg, upstream.msg, "{out}");
-        // the document is in the format asked, not the other one
         let other = if format == Format::Xml {
             Format::Json
         } else {
@@ -145,18 +132,17 @@ fn retry_refusal_reaches_the_reseller_unchanged() {
             resp.text()
         );
     }
-    assert_eq!(upstream_cert(&env, id).status, 3);
+    // a download changes nothing: not in the history
     assert_eq!(
         history(&env, id),
         [
             event("certificate.order.param", "ok"),
-            event("certificate.retry", "error:value"),
-            event("certificate.retry", "error:value"),
+            event("sslkey.delete", "ok"),
         ]
     );
 }
 
-/// (c) retry/suspend/resume with another reseller's `elid`, alone or in a list with the
+/// (c) sync/sslkey.delete/delete with another reseller's `elid`, alone or in a list with the
 /// caller's own ids, or with an id nobody has: `access`/`elid`, and none of these calls
 /// reaches the upstream; nothing changes there and nothing is recorded.
 #[test]
@@ -202,7 +188,11 @@ fn foreign_elids_are_refused_before_the_upstream() {
     assert!(reached.is_empty(), "forwarded: {reached:?}");
     for (id, status) in [(foreign, 6), (own, 6), (own2, 3)] {
         let c = upstream_cert(&env, id);
-        assert_eq!((c.status, c.suspended), (status, false), "{id}");
+        assert_eq!(
+            (c.status, c.key_deleted, c.deleted),
+            (status, false, false),
+            "{id}"
+        );
     }
     for id in [own, own2, foreign] {
         assert_eq!(
@@ -214,75 +204,61 @@ fn foreign_elids_are_refused_before_the_upstream() {
     assert!(env.store.service(999999).unwrap().is_none());
     // the caller's own ids still pass
     assert_ok(
-        &env.acme(&format!("func=certificate.retry&elid={own}")),
+        &env.acme(&format!("func=certificate.sync&elid={own}")),
         Format::Xml,
     );
 }
 
-/// (d) Suspend then resume: the reseller's certificate list shows the flag, a second
-/// resume is the upstream's refusal, and the history has all three.
+/// (d) `certificate.suspend` does not exist on BILLmanager 6: refused as an unknown
+/// function (`access`/`func`), counted, never forwarded. `certificate.sync` and
+/// `sslkey.delete` on a list of own ids: one call upstream, an event on each service.
 #[test]
-fn suspend_then_resume_round_trip() {
+fn suspend_is_unknown_and_toolbar_lists_reach_every_service() {
     let env = TestEnv::start();
     let id = ordered(&env, ACME, "s1");
     let id2 = ordered(&env, ACME, "s2");
-    let suspended = |env: &TestEnv| -> Vec<String> {
-        doc(&env.acme("func=certificate"), Format::Xml)
-            .find_all("elem")
-            .map(|e| e.child_text("suspended").unwrap_or("").to_string())
-            .collect()
-    };
-    assert_eq!(suspended(&env), ["off", "off"]);
-
-    assert_ok(
+    env.sandbox.sandbox.clear_received();
+    let e = assert_error(
         &env.acme(&format!("func=certificate.suspend&elid={id}")),
         Format::Xml,
+        "access",
+        "func",
     );
-    assert!(upstream_cert(&env, id).suspended);
-    assert_eq!(suspended(&env), ["on", "off"]);
+    assert!(e.msg.contains("certificate.suspend"), "{}", e.msg);
+    assert_eq!(
+        env.gateway
+            .gateway
+            .metrics
+            .refused_func_count("certificate.suspend"),
+        1
+    );
+    assert!(upstream_funcs(&env).is_empty());
 
     assert_ok(
-        &env.acme(&format!("func=certificate.resume&elid={id}&out=json")),
+        &env.acme(&format!("func=certificate.sync&elid={id},%20{id2}")),
+        Format::Xml,
+    );
+    assert_ok(
+        &env.acme(&format!("func=sslkey.delete&elid={id},%20{id2}&out=json")),
         Format::Json,
     );
-    assert!(!upstream_cert(&env, id).suspended);
-    assert_eq!(suspended(&env), ["off", "off"]);
-
-    let e = assert_error(
-        &env.acme(&format!("func=certificate.resume&elid={id}")),
-        Format::Xml,
-        "value",
-        "elid",
-    );
-    assert!(e.msg.contains("not suspended"), "{}", e.msg);
-    assert_eq!(
-        history(&env, id),
-        [
-            event("certificate.order.param", "ok"),
-            event("certificate.suspend", "ok"),
-            event("certificate.resume", "ok"),
-            event("certificate.resume", "error:value"),
-        ]
-    );
-
-    // a list of own ids: one call upstream, an event on each service
-    assert_ok(
-        &env.acme(&format!("func=certificate.suspend&elid={id},%20{id2}")),
-        Format::Xml,
-    );
-    assert_eq!(suspended(&env), ["on", "on"]);
-    assert_eq!(
-        history(&env, id2),
-        [
-            event("certificate.order.param", "ok"),
-            event("certificate.suspend", "ok"),
-        ]
-    );
+    assert_eq!(upstream_funcs(&env), ["certificate.sync", "sslkey.delete"]);
+    assert!(upstream_cert(&env, id).key_deleted && upstream_cert(&env, id2).key_deleted);
+    for i in [id, id2] {
+        assert_eq!(
+            history(&env, i),
+            [
+                event("certificate.order.param", "ok"),
+                event("certificate.sync", "ok"),
+                event("sslkey.delete", "ok"),
+            ]
+        );
+    }
 }
 
 /// A toolbar action changes something although it carries no `sok`: when its answer is
-/// lost the gateway reports `upstream` and does not send it again (a second suspend
-/// would answer "already suspended" for a suspension that worked).
+/// lost the gateway reports `upstream` and does not send it again (the key is gone
+/// upstream; a second call would be a second deletion).
 #[test]
 fn toolbar_actions_are_not_resent() {
     let env = TestEnv::builder().config("[upstream]\nretries = 1").start();
@@ -292,17 +268,17 @@ fn toolbar_actions_are_not_resent() {
         .sandbox
         .inject(Fault::Reset, FaultPhase::AfterHandling);
     assert_error(
-        &env.acme(&format!("func=certificate.suspend&elid={id}")),
+        &env.acme(&format!("func=sslkey.delete&elid={id}")),
         Format::Xml,
         "upstream",
         "upstream",
     );
-    assert_eq!(upstream_funcs(&env), ["certificate.suspend"]);
-    assert!(upstream_cert(&env, id).suspended);
+    assert_eq!(upstream_funcs(&env), ["sslkey.delete"]);
+    assert!(upstream_cert(&env, id).key_deleted);
     // the history says the outcome is unknown, rather than nothing
     assert_eq!(
         history(&env, id).last(),
-        Some(&event("certificate.suspend", "unknown:closed"))
+        Some(&event("sslkey.delete", "unknown:closed"))
     );
     // a read is still retried after the same fault
     env.sandbox
@@ -311,7 +287,7 @@ fn toolbar_actions_are_not_resent() {
     assert_eq!(
         doc(&env.acme("func=certificate"), Format::Xml)
             .find("elem")
-            .and_then(|e| e.child_text("suspended")),
-        Some("on")
+            .and_then(|e| e.child_text("id")),
+        Some(id.to_string().as_str())
     );
 }

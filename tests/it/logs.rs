@@ -60,6 +60,9 @@ fn no_secret_in_any_log_line() {
     let sid = d.find("auth").unwrap().get_attr("id").unwrap().to_string();
     post(&format!("func=certificate&auth={sid}"));
     post(&format!("func=user.edit&auth={sid}"));
+    post(&format!(
+        "func=certificate.xyz&elid=5001&probe=value-never-logged-77&{ai}"
+    ));
     post(&format!("func=certificate&su=root&{ai}"));
     post(&format!("func=whoami&{ai}&{ai}"));
     post(&format!("func=whoami&{ai}&x=%zz"));
@@ -88,6 +91,18 @@ fn no_secret_in_any_log_line() {
         log.contains("reseller=\"acme\"") || log.contains("reseller=acme"),
         "{log}"
     );
+    // the client's address is in the access lines
+    assert!(log.contains("client=127.0.0.1"), "{log}");
+    // an unknown function is logged with its parameter names, never their values
+    let unknown = log
+        .lines()
+        .find(|l| l.contains("unknown function refused") && l.contains("certificate.xyz"))
+        .unwrap_or_else(|| panic!("no line for the unknown function:\n{log}"));
+    assert!(
+        unknown.contains("certificate.xyz") && unknown.contains("func,elid,probe,authinfo"),
+        "{unknown}"
+    );
+    assert!(!log.contains("value-never-logged-77"), "{log}");
     let mapping_text = std::fs::read_to_string(&mappings).unwrap();
     let hashes: Vec<&str> = mapping_text
         .lines()

@@ -17,3 +17,4 @@ mod logs;
 mod orders;
 mod tls;
 mod upstream_failures;
+mod wire;
