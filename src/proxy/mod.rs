@@ -163,6 +163,9 @@ impl Gateway {
             Some(e) => Err(e),
             None => Params::parse(req.query, &req.body, &self.limits),
         };
+        // One meaning per request: no repeated or ambiguous control parameter, no control
+        // characters (issue 9).
+        let parsed = parsed.and_then(|p| p.check_unambiguous().map(|()| p));
         let params = match parsed {
             Ok(p) => p,
             Err(e) => {
