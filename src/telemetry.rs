@@ -104,9 +104,16 @@ pub fn redact_pingora(msg: &str) -> String {
         from = i + WITHHELD.len();
     }
     let lower = out.to_ascii_lowercase();
-    if ["authorization", "cookie", "authinfo", "password", "\n", "\r"]
-        .iter()
-        .any(|w| lower.contains(w))
+    if [
+        "authorization",
+        "cookie",
+        "authinfo",
+        "password",
+        "\n",
+        "\r",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
     {
         return "<a message quoting the request was withheld>".to_string();
     }
@@ -130,7 +137,8 @@ impl<W: std::io::Write> std::io::Write for EscapingWriter<W> {
             Some(b) => (b, &b"\n"[..]),
             None => (buf, &b""[..]),
         };
-        self.0.write_all(escape_controls(&String::from_utf8_lossy(body)).as_bytes())?;
+        self.0
+            .write_all(escape_controls(&String::from_utf8_lossy(body)).as_bytes())?;
         self.0.write_all(end)?;
         Ok(buf.len())
     }
@@ -297,7 +305,10 @@ mod tests {
         let r = redact_pingora(raw);
         assert_eq!(r, "HTTP server fails to read from downstream: InvalidHTTPHeader context: buf: <request bytes withheld>");
         let r = redact_pingora("fails to write: closed, GET /billmgr?authinfo=a:b&x=1, Host: h");
-        assert_eq!(r, "fails to write: closed, GET /billmgr?<query withheld>, Host: h");
+        assert_eq!(
+            r,
+            "fails to write: closed, GET /billmgr?<query withheld>, Host: h"
+        );
         assert_eq!(
             redact_pingora("Fail to proxy: Authorization: Bearer x"),
             "<a message quoting the request was withheld>"
@@ -309,7 +320,8 @@ mod tests {
     fn log_lines_escape_control_characters() {
         use std::io::Write;
         let mut w = EscapingWriter(Vec::new());
-        w.write_all(b"a remoteid=l1\nINFO forged\x1b[31m\n").unwrap();
+        w.write_all(b"a remoteid=l1\nINFO forged\x1b[31m\n")
+            .unwrap();
         assert_eq!(
             String::from_utf8(w.0).unwrap(),
             "a remoteid=l1\\nINFO forged\\u{1b}[31m\n"

@@ -59,7 +59,15 @@ pub enum ParamError {
 /// Parameters that decide what a call does or who makes it. Each may appear at most once
 /// in a request, with a value that cannot be read two ways.
 pub const CONTROL_KEYS: &[&str] = &[
-    "func", "sok", "elid", "remoteid", "pricelist", "out", "su", "authinfo", "auth",
+    "func",
+    "sok",
+    "elid",
+    "remoteid",
+    "pricelist",
+    "out",
+    "su",
+    "authinfo",
+    "auth",
 ];
 
 impl From<ParamError> for BmError {
@@ -624,12 +632,16 @@ mod tests {
             key: "su\\u{0}".into(),
         }
         .into();
-        assert_eq!((e.kind, e.object.as_deref()), (ErrorType::Value, Some("su\\u{0}")));
+        assert_eq!(
+            (e.kind, e.object.as_deref()),
+            (ErrorType::Value, Some("su\\u{0}"))
+        );
     }
 
     #[test]
     fn multi_line_values_of_ordinary_fields_pass() {
-        let csr = "-----BEGIN CERTIFICATE REQUEST-----\r\nMIIB\tx\r\n-----END CERTIFICATE REQUEST-----\n";
+        let csr =
+            "-----BEGIN CERTIFICATE REQUEST-----\r\nMIIB\tx\r\n-----END CERTIFICATE REQUEST-----\n";
         let mut body = String::from("func=certificate.order.param&csr=");
         encode_component(csr, &mut body);
         let p = parse(None, body.as_bytes()).unwrap();

@@ -189,7 +189,16 @@ impl Config {
                 self.orders.reconcile_interval_s,
             ),
         ];
-        let limits: [(&str, usize); 4] = [
+        let limits: [(&str, usize); 7] = [
+            (
+                "auth.max_concurrent_verifications",
+                self.auth.verifications(),
+            ),
+            (
+                "auth.max_sessions_per_reseller",
+                self.auth.max_sessions_per_reseller,
+            ),
+            ("auth.max_sessions", self.auth.max_sessions),
             ("limits.max_body_bytes", self.limits.max_body_bytes),
             ("limits.max_params", self.limits.max_params),
             ("limits.max_value_bytes", self.limits.max_value_bytes),

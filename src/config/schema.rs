@@ -176,6 +176,14 @@ pub struct AuthConfig {
     /// Failed logins (per login and address) tolerated within `failure_window_s`.
     pub max_failures: u32,
     pub failure_window_s: u64,
+    /// argon2id password verifications running at once. Unset: the number of cores.
+    pub max_concurrent_verifications: Option<usize>,
+    /// Verifications waiting for a slot; a login beyond them is refused at once (`auth`).
+    pub max_queued_verifications: usize,
+    /// Live `func=auth` sessions per reseller; a new one evicts the least recently used.
+    pub max_sessions_per_reseller: usize,
+    /// Live sessions in total; a new one evicts the least recently used.
+    pub max_sessions: usize,
 }
 
 impl Default for AuthConfig {
@@ -184,7 +192,19 @@ impl Default for AuthConfig {
             session_ttl_s: 3600,
             max_failures: 10,
             failure_window_s: 60,
+            max_concurrent_verifications: None,
+            max_queued_verifications: 32,
+            max_sessions_per_reseller: 1000,
+            max_sessions: 100_000,
         }
+    }
+}
+
+impl AuthConfig {
+    /// `max_concurrent_verifications`, or the number of cores when unset.
+    pub fn verifications(&self) -> usize {
+        self.max_concurrent_verifications
+            .unwrap_or_else(crate::proxy::auth::default_verifications)
     }
 }
 

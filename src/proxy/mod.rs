@@ -111,6 +111,10 @@ impl Gateway {
                 session_ttl: Duration::from_secs(config.auth.session_ttl_s),
                 max_failures: config.auth.max_failures,
                 failure_window: Duration::from_secs(config.auth.failure_window_s),
+                max_concurrent_verifications: config.auth.verifications(),
+                max_queued_verifications: config.auth.max_queued_verifications,
+                max_sessions_per_reseller: config.auth.max_sessions_per_reseller,
+                max_sessions: config.auth.max_sessions,
             }),
             policy: Policy::new(&config.policy.passthrough),
             upstream: Upstream::new(settings)?,
@@ -338,7 +342,9 @@ impl Gateway {
 
     /// Verify a password: from the verified-credential cache when possible, otherwise by a
     /// full argon2id verification on the blocking pool, shared by concurrent checks of the
-    /// same credential. Failures are counted per (login, address) and throttled.
+    /// same credential. A full verification is admitted into a bounded queue (refused
+    /// fast beyond it), counted as a failure before it runs and throttled per
+    /// (login, address); a success clears the count.
     async fn check_password(
         &self,
         login: &str,
@@ -359,17 +365,28 @@ impl Gateway {
             .as_ref()
             .map(|r| r.password_hash.clone())
             .unwrap_or_else(|| DUMMY_HASH.to_string());
+        let ran = std::sync::atomic::AtomicBool::new(false);
         let ok = self
             .auth
             .verify_shared(login, password, &hash, || {
                 let (hash, pw) = (hash.clone(), password.to_string());
+                let ran = &ran;
                 async move {
-                    tokio::task::spawn_blocking(move || crate::secret::verify_password(&hash, &pw))
-                        .await
-                        .unwrap_or(false)
+                    ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let slot = self.auth.admit()?;
+                    self.auth.begin_attempt(login, ip, Instant::now())?;
+                    Ok(slot
+                        .run(|| async move {
+                            tokio::task::spawn_blocking(move || {
+                                crate::secret::verify_password(&hash, &pw)
+                            })
+                            .await
+                            .unwrap_or(false)
+                        })
+                        .await)
                 }
             })
-            .await;
+            .await?;
         match reseller {
             Some(r) if ok => {
                 self.auth
@@ -378,7 +395,10 @@ impl Gateway {
                 Ok(r)
             }
             _ => {
-                self.auth.record_failure(login, ip, Instant::now());
+                // The run was counted before it started; a caller that shared it counts now.
+                if !ran.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.auth.record_failure(login, ip, Instant::now());
+                }
                 Err(bad())
             }
         }

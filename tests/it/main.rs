@@ -4,12 +4,14 @@
 mod harness;
 
 mod admin;
+mod ambiguity;
 mod bad_input;
 mod catalog;
 mod cli;
 mod gateway;
 mod hot_path;
 mod lifecycle;
+mod login_bounds;
 mod logs;
 mod orders;
 mod tls;
