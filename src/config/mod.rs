@@ -169,7 +169,12 @@ impl Config {
         if self.server.threads == 0 {
             return Err(err("server.threads", &0, "must be at least 1"));
         }
-        let positive: [(&str, u64); 9] = [
+        let positive: [(&str, u64); 11] = [
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            (
+                "server.max_connections_per_ip",
+                self.server.max_connections_per_ip as u64,
+            ),
             (
                 "server.keepalive_timeout_s",
                 self.server.keepalive_timeout_s,

@@ -35,6 +35,13 @@ pub struct ServerConfig {
     pub keepalive_timeout_s: u64,
     /// How long a client may take to send its request body, in milliseconds.
     pub client_timeout_ms: u64,
+    /// How long a client may take to send a request's header (all of it), in
+    /// milliseconds: from the connection's start, then from the first byte of each
+    /// following request on a kept-alive connection.
+    pub header_timeout_ms: u64,
+    /// Concurrent connections from one client address; more are answered with an error
+    /// document and closed.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +53,8 @@ impl Default for ServerConfig {
             threads: 1,
             keepalive_timeout_s: 60,
             client_timeout_ms: 30_000,
+            header_timeout_ms: 10_000,
+            max_connections_per_ip: 64,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`orders`]   — ownership of `elid`s and exactly-once orders around the forward.
 //! - [`elid_cache`] — a short memory of refused unknown `elid`s, so they cost one lookup.
 //! - [`background`] — work done after the answer (a new order's cost), counted.
+//! - [`connection`] — per-address connection cap and the request-header deadline.
 //! - [`rewrite`]  — what the upstream receives and what the reseller gets back.
 //! - [`upstream`] — forwarding over pingora's pooled connector, timeouts, retries.
 //! - [`service`]  — the `ProxyHttp` phases; they only read the request and call [`Gateway::handle`].
@@ -15,6 +16,7 @@
 
 pub mod auth;
 pub mod background;
+pub mod connection;
 pub mod crashpoint;
 pub mod elid_cache;
 pub mod orders;

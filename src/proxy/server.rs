@@ -88,11 +88,17 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         keepalive_timeout_s: config.server.keepalive_timeout_s,
         client_timeout: config.server.client_timeout(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        svc,
-        "resellgate proxy",
-    );
+    // The proxy application behind the connection bounds (issue 9): a cap per client
+    // address and a total deadline for each request header.
+    let app = super::connection::Guarded {
+        inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, svc)),
+        limits: super::connection::ConnLimits {
+            max_per_ip: config.server.max_connections_per_ip,
+            header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+        },
+        counts: Arc::default(),
+    };
+    let mut proxy = pingora::services::listening::Service::new("resellgate proxy".to_string(), app);
     match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => {
             proxy

@@ -14,5 +14,6 @@ mod lifecycle;
 mod login_bounds;
 mod logs;
 mod orders;
+mod slow_clients;
 mod tls;
 mod upstream_failures;
