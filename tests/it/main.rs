@@ -14,6 +14,7 @@ mod lifecycle;
 mod login_bounds;
 mod logs;
 mod orders;
+mod pingora_logs;
 mod slow_clients;
 mod tls;
 mod upstream_failures;
