@@ -169,7 +169,9 @@ impl Config {
         if self.server.threads == 0 {
             return Err(err("server.threads", &0, "must be at least 1"));
         }
-        let positive: [(&str, u64); 11] = [
+        let positive: [(&str, u64); 13] = [
+            ("store.cache_mb", self.store.cache_mb),
+            ("orders.failed_retention_s", self.orders.failed_retention_s),
             ("server.header_timeout_ms", self.server.header_timeout_ms),
             (
                 "server.max_connections_per_ip",

@@ -111,12 +111,15 @@ impl Default for UpstreamConfig {
 pub struct StoreConfig {
     /// Directory of the sled database (relative to the config file).
     pub path: PathBuf,
+    /// sled's page cache, in MiB (sled's own default would be 1 GiB).
+    pub cache_mb: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("data/resellgate"),
+            cache_mb: crate::store::backend::DEFAULT_CACHE_MB,
         }
     }
 }
@@ -227,6 +230,9 @@ pub struct OrdersConfig {
     /// longest an upstream call can take (`upstream.connect_timeout_ms + read_timeout_ms`),
     /// so an order still in flight is never judged "not found".
     pub settle_ms: Option<u64>,
+    /// How long a failed (refused, not sent, not found) order record is kept, in
+    /// seconds; older ones are deleted.
+    pub failed_retention_s: u64,
 }
 
 impl Default for OrdersConfig {
@@ -234,6 +240,7 @@ impl Default for OrdersConfig {
         OrdersConfig {
             reconcile_interval_s: 60,
             settle_ms: None,
+            failed_retention_s: 86_400,
         }
     }
 }

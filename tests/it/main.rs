@@ -16,5 +16,6 @@ mod logs;
 mod orders;
 mod pingora_logs;
 mod slow_clients;
+mod store_growth;
 mod tls;
 mod upstream_failures;
