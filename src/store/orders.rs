@@ -97,15 +97,16 @@ impl Store {
         let mut pruned = 0;
         for (k, v) in self.shared.backend.scan(trees::ORDERS)? {
             let rec: OrderRecord = decode(trees::ORDERS, &k, &v)?;
-            if matches!(rec.state, OrderState::Failed { .. }) && rec.updated_at_ms < cutoff_ms {
-                if self
+            let expired =
+                matches!(rec.state, OrderState::Failed { .. }) && rec.updated_at_ms < cutoff_ms;
+            if expired
+                && self
                     .shared
                     .backend
                     .compare_and_swap(trees::ORDERS, &k, Some(&v), None)?
                     .is_ok()
-                {
-                    pruned += 1;
-                }
+            {
+                pruned += 1;
             }
         }
         if pruned > 0 {
