@@ -16,6 +16,7 @@ DURATION=${DURATION:-1800}
 CONNS=${CONNS:-8}
 WARMUP=${WARMUP:-$(( DURATION / 4 < 60 ? DURATION / 4 : 60 ))}
 SAMPLE_S=${SAMPLE_S:-10}
+RETENTION_S=${RETENTION_S:-60}
 BIN=target/release/resellgate
 [ -x "$BIN" ] || cargo build --release --locked
 if ! command -v wrk >/dev/null 2>&1; then
@@ -37,7 +38,7 @@ url = "http://$SB/billmgr"
 [store]
 path = "store"
 [orders]
-failed_retention_s = 60
+failed_retention_s = $RETENTION_S
 TOML
 export ACME_UP_PASSWORD=acme-upstream-pw GLOBEX_UP_PASSWORD=globex-upstream-pw
 "$BIN" mappings apply --config "$DIR/config.toml" mappings/demo.toml >/dev/null
