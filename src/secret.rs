@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2};
 use serde::{Deserialize, Serialize};
 
@@ -299,7 +299,6 @@ mod tests {
 
     #[test]
     fn hashes_with_other_parameters_verify_with_reused_memory() {
-        use argon2::password_hash::PasswordHasher;
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         let small = Argon2::new(
             Algorithm::Argon2id,
