@@ -244,7 +244,8 @@ impl Params {
     /// - a control parameter ([`CONTROL_KEYS`]) given more than once ([`ParamError::Repeated`]);
     /// - a control parameter's value with leading or trailing white space, or white space
     ///   only (`sok=%20`, `sok=%09ok`), or a `func` that is not made of `A-Z a-z 0-9 . _ -`
-    ///   ([`ParamError::Ambiguous`]); an empty value is fine (`sok=` reads the form);
+    ///   ([`ParamError::Ambiguous`]); an empty `sok` too (BILLmanager documents only an
+    ///   absent `sok`, a read, and a non-empty one, a submit); other empty values are fine;
     /// - a control character in any key or value ([`ParamError::ControlChar`]): "control"
     ///   means a Unicode `Cc` character (U+0000–U+001F, U+007F, U+0080–U+009F), NUL
     ///   included. Only CR, LF and TAB are allowed, and only in the values of
@@ -270,7 +271,10 @@ impl Params {
             if values.next().is_some() {
                 return Err(ParamError::Repeated { key: key.into() });
             }
-            let why = if v != v.trim() {
+            let why = if key == "sok" && v.is_empty() {
+                // BILLmanager documents only "absent" (read) and "non-empty" (submit).
+                Some("it is empty (leave sok out to read a form, send sok=ok to submit)")
+            } else if v != v.trim() {
                 Some(if v.trim().is_empty() {
                     "it is only white space"
                 } else {
@@ -605,8 +609,17 @@ mod tests {
                 "{q}"
             );
         }
-        // empty values and lists with inner spaces are fine
-        ambiguity("func=certificate&sok=&elid=1,%202&remoteid=l%201", b"").unwrap();
+        // an empty sok is neither documented reading
+        assert!(matches!(
+            ambiguity("func=certificate&sok=", b""),
+            Err(ParamError::Ambiguous { .. })
+        ));
+        // other empty values and lists with inner spaces are fine
+        ambiguity(
+            "func=certificate&pricelist=&elid=1,%202&remoteid=l%201",
+            b"",
+        )
+        .unwrap();
     }
 
     #[test]

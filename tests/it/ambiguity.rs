@@ -16,7 +16,7 @@ fn upstream_calls(env: &TestEnv, func: &str) -> usize {
         .count()
 }
 
-/// A padded or blank `sok`, or two of them (query and body together), is refused: the
+/// An empty, padded or blank `sok`, or two of them (query and body together), is refused: the
 /// gateway would have taken it for a form read (no claim, retried) while BILLmanager
 /// orders.
 #[test]
@@ -24,6 +24,7 @@ fn ambiguous_sok_is_refused_and_nothing_is_ordered() {
     let env = TestEnv::start();
     let base = order("amb1", "amb1.example.com").replace("sok=ok&", "");
     for sok in [
+        "sok=",
         "sok=%20",
         "sok=%09ok",
         "sok=ok%20",
