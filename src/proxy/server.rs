@@ -105,12 +105,13 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
     };
     // The proxy application behind the connection bounds (issue 9): a cap per client
     // address and a total deadline for each request header.
+    let limits = super::connection::ConnLimits {
+        max_per_ip: config.server.max_connections_per_ip,
+        header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+    };
     let app = super::connection::Guarded {
         inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, svc)),
-        limits: super::connection::ConnLimits {
-            max_per_ip: config.server.max_connections_per_ip,
-            header_timeout: Duration::from_millis(config.server.header_timeout_ms),
-        },
+        limits,
         counts: Arc::default(),
     };
     let mut proxy = pingora::services::listening::Service::new("resellgate proxy".to_string(), app);
@@ -134,9 +135,14 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         Some(token) => {
             let app =
                 crate::admin::AdminApp::new(gateway.clone(), &crate::secret::Secret::new(token));
+            // The same connection bounds as the proxy listener (its own counts).
             let mut admin = pingora::services::listening::Service::new(
                 "resellgate admin".to_string(),
-                pingora::apps::http_app::HttpServer::new_app(app),
+                super::connection::Guarded {
+                    inner: Arc::new(pingora::apps::http_app::HttpServer::new_app(app)),
+                    limits,
+                    counts: Arc::default(),
+                },
             );
             admin.add_tcp(&config.admin.listen);
             admin.threads = Some(1);

@@ -70,6 +70,47 @@ fn a_trickled_header_is_cut_off_at_the_deadline() {
     );
 }
 
+/// The admin listener has the same deadline.
+#[test]
+fn a_trickled_header_is_cut_off_on_the_admin_listener_too() {
+    std::env::set_var("RG_TEST_SLOW_ADMIN_TOKEN", "t0ken");
+    let port = free_port();
+    let env = TestEnv::builder()
+        .config(&format!("[server]\nheader_timeout_ms = 1000\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"RG_TEST_SLOW_ADMIN_TOKEN\""))
+        .start();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    resellgate::proxy::server::wait_until_accepting(admin, Duration::from_secs(10)).unwrap();
+    let mut s = TcpStream::connect(admin).unwrap();
+    let start = Instant::now();
+    let header =
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut closed_at = None;
+    for b in header {
+        if s.write_all(std::slice::from_ref(b)).is_err() {
+            closed_at = Some(start.elapsed());
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed_at = Some(start.elapsed());
+                break;
+            }
+            Ok(n) => panic!("answered a partial header: {:?}", &buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                closed_at = Some(start.elapsed());
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let at = closed_at.expect("the admin connection stayed open for the whole trickled header");
+    assert!(at < Duration::from_millis(2500), "closed after {at:?}");
+    drop(env);
+}
+
 /// A header that arrives in pieces but within the deadline is answered.
 #[test]
 fn a_slow_header_within_the_deadline_is_answered() {
