@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.local/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build demo test lint bench clean
+.PHONY: deps build demo test lint bench soak clean
 
 deps:
 	@bash .ci/deps.sh
@@ -29,6 +29,10 @@ lint:
 ## Benchmarks (run on purpose; see bench/README.md).
 bench: build
 	bash bench/run.sh
+
+## Soak: 30 minutes (DURATION seconds) of mixed load, RSS watched (see bench/README.md).
+soak: build
+	bash bench/soak.sh
 
 clean:
 	$(CARGO) clean

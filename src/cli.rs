@@ -185,7 +185,7 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
 }
 
 fn open_store(config: &Config) -> Result<Store, Failure> {
-    Store::open(&config.store.path).map_err(Failure::other)
+    Store::open_with_cache(&config.store.path, config.store.cache_mb).map_err(Failure::other)
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {

@@ -51,7 +51,7 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     let config_path = dir.join("config.toml");
     std::fs::write(&config_path, &config_text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = Store::open(&config.store.path)?;
+    let store = Store::open_with_cache(&config.store.path, config.store.cache_mb)?;
     let set = config::load_mappings(&[mappings]).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("== mappings apply mappings/demo.toml");
     for change in store.apply(&set)? {

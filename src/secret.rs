@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2};
 use serde::{Deserialize, Serialize};
 
@@ -85,9 +85,55 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
     if parsed.algorithm != Algorithm::Argon2id.ident() {
         return false;
     }
-    Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&parsed) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon = Argon2::new(Algorithm::Argon2id, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    let hashed = with_blocks(params.block_count(), |blocks| {
+        argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks)
+    });
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
+}
+
+/// argon2id's working memory (~19 MiB per check with the default parameters), kept for
+/// the next check instead of being allocated and freed each time: freed blocks of that
+/// size stay in the allocator's per-thread arenas, so RSS grew with every new blocking
+/// thread that verified. At most as many buffers as checks ran at once are kept (the
+/// gateway bounds that: `[auth] max_concurrent_verifications`), none over 64 MiB.
+fn with_blocks<R>(count: usize, f: impl FnOnce(&mut [argon2::Block]) -> R) -> R {
+    use std::sync::Mutex;
+    static POOL: Mutex<Vec<Vec<argon2::Block>>> = Mutex::new(Vec::new());
+    const MAX_POOLED: usize = 64;
+    const MAX_POOLED_BLOCKS: usize = 64 * 1024; // 64 MiB
+    let lock = || POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = {
+        let mut pool = lock();
+        pool.iter()
+            .position(|b| b.len() == count)
+            .map(|i| pool.swap_remove(i))
+    };
+    let mut blocks = taken.unwrap_or_else(|| vec![argon2::Block::default(); count]);
+    let r = f(&mut blocks);
+    if count <= MAX_POOLED_BLOCKS {
+        let mut pool = lock();
+        if pool.len() < MAX_POOLED {
+            pool.push(blocks);
+        }
+    }
+    r
 }
 
 /// Checks that `phc` parses as a PHC string, is argon2id, and carries a salt and a hash.
@@ -249,5 +295,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("RESELLGATE_TEST_SURELY_UNSET_VAR"), "{e}");
+    }
+
+    #[test]
+    fn hashes_with_other_parameters_verify_with_reused_memory() {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(8192, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &salt)
+        .unwrap()
+        .to_string();
+        let default = hash_password("pw").unwrap();
+        for _ in 0..3 {
+            assert!(verify_password(&small, "pw"));
+            assert!(!verify_password(&small, "pw2"));
+            assert!(verify_password(&default, "pw"));
+            assert!(!verify_password(&default, "px"));
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! Logging and counters.
 //!
 //! - `tracing` with an env filter (`RESELLGATE_LOG`, then `RUST_LOG`, default `info`);
-//!   pingora's `log` records are bridged in so its errors are not lost.
+//!   pingora's `log` records are bridged in so its errors are not lost, with anything
+//!   that could quote a request (headers, query, raw bytes) removed ([`redact_pingora`]).
+//! - Every line is written through [`EscapingWriter`]: control characters a client sent
+//!   (a `%0a` in a value) are escaped, so no log line can be forged.
 //! - One access line per request (target `access`): reseller, func, outcome, HTTP status,
 //!   upstream status and latency. Never a password, hash, authinfo or session id: the
 //!   line is built from [`RequestLog`], which has no field that could hold one.
@@ -20,20 +23,145 @@ pub fn init() {
         let filter = std::env::var("RESELLGATE_LOG")
             .or_else(|_| std::env::var("RUST_LOG"))
             .unwrap_or_else(|_| "info".to_string());
-        // pingora's debug/trace output prints request lines, which may carry a query
-        // string with credentials; it is capped at `info` whatever the filter says.
+        // pingora's debug/trace output prints request lines and headers, which may carry
+        // credentials; it is capped at `info` whatever the filter says (and the bridge
+        // drops it anyway, see [`PingoraSafeLog`]).
         let filter = tracing_subscriber::EnvFilter::try_new(format!(
             "{filter},pingora=info,pingora_core=info,pingora_proxy=info"
         ))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_log::LogTracer::init();
-        let _ = tracing_subscriber::fmt()
+        let subscriber = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(EscapingWriter::stderr)
+            // Colours are escape sequences; every control character is escaped instead.
+            .with_ansi(false)
             .with_target(true)
-            .try_init();
+            .finish();
+        if tracing::subscriber::set_global_default(subscriber).is_ok() {
+            use tracing_log::AsLog;
+            if log::set_boxed_logger(Box::new(PingoraSafeLog)).is_ok() {
+                log::set_max_level(tracing::level_filters::LevelFilter::current().as_log());
+            }
+        }
     });
+}
+
+/// Crates whose `log` records are pingora's.
+fn is_pingora(target: &str) -> bool {
+    target.starts_with("pingora")
+}
+
+/// The `log` → `tracing` bridge. pingora's records are made safe first: below `info`
+/// they are dropped (they dump request headers), and the rest pass [`redact_pingora`],
+/// so nothing pingora logs carries a request's headers or query string.
+struct PingoraSafeLog;
+
+impl log::Log for PingoraSafeLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        !(is_pingora(m.target()) && m.level() > log::Level::Info)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !is_pingora(record.target()) {
+            let _ = tracing_log::format_trace(record);
+            return;
+        }
+        if record.level() > log::Level::Info {
+            return;
+        }
+        let msg = redact_pingora(&record.args().to_string());
+        let _ = tracing_log::format_trace(
+            &log::Record::builder()
+                .args(format_args!("{msg}"))
+                .level(record.level())
+                .target(record.target())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
+    }
+
+    fn flush(&self) {}
+}
+
+/// A pingora log message with everything that may quote a request removed: the raw
+/// request bytes of a malformed request (`buf: …`, to the end), query strings
+/// (`?…` up to white space or a comma), and any message that still mentions a header
+/// that carries credentials or spans several lines.
+pub fn redact_pingora(msg: &str) -> String {
+    let mut out = match msg.find("buf:") {
+        Some(i) => format!("{}buf: <request bytes withheld>", &msg[..i]),
+        None => msg.to_string(),
+    };
+    const WITHHELD: &str = "?<query withheld>";
+    let mut from = 0;
+    while let Some(i) = out[from..].find('?').map(|n| from + n) {
+        let end = out[i..]
+            .find(|c: char| c.is_whitespace() || c == ',')
+            .map_or(out.len(), |n| i + n);
+        out.replace_range(i..end, WITHHELD);
+        from = i + WITHHELD.len();
+    }
+    let lower = out.to_ascii_lowercase();
+    if [
+        "authorization",
+        "cookie",
+        "authinfo",
+        "password",
+        "\n",
+        "\r",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        return "<a message quoting the request was withheld>".to_string();
+    }
+    out
+}
+
+/// Every log line is one write; control characters in it (a newline or an escape
+/// sequence a client smuggled into a value) are written escaped, so a client can never
+/// forge or split a log line. Only the line's final newline is kept.
+pub struct EscapingWriter<W>(W);
+
+impl EscapingWriter<std::io::Stderr> {
+    pub fn stderr() -> Self {
+        EscapingWriter(std::io::stderr())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for EscapingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (body, end) = match buf.strip_suffix(b"\n") {
+            Some(b) => (b, &b"\n"[..]),
+            None => (buf, &b""[..]),
+        };
+        self.0
+            .write_all(escape_controls(&String::from_utf8_lossy(body)).as_bytes())?;
+        self.0.write_all(end)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `s` with every control character escaped (`\n`, `\r`, `\t`, `\u{1b}`, …).
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// What one request did, filled in as it goes and logged once at the end.
@@ -172,6 +300,36 @@ mod tests {
             text.contains("resellgate_requests_total{outcome=\"refused\"} 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn pingora_messages_lose_request_bytes_and_queries() {
+        let raw = "HTTP server fails to read from downstream: InvalidHTTPHeader context: buf: GET /x HTTP/1.1\\r\\nAuthorization: Bearer tok cause: invalid";
+        let r = redact_pingora(raw);
+        assert_eq!(r, "HTTP server fails to read from downstream: InvalidHTTPHeader context: buf: <request bytes withheld>");
+        let r = redact_pingora("fails to write: closed, GET /billmgr?authinfo=a:b&x=1, Host: h");
+        assert_eq!(
+            r,
+            "fails to write: closed, GET /billmgr?<query withheld>, Host: h"
+        );
+        assert_eq!(
+            redact_pingora("Fail to proxy: Authorization: Bearer x"),
+            "<a message quoting the request was withheld>"
+        );
+        assert_eq!(redact_pingora("Accept() failed"), "Accept() failed");
+    }
+
+    #[test]
+    fn log_lines_escape_control_characters() {
+        use std::io::Write;
+        let mut w = EscapingWriter(Vec::new());
+        w.write_all(b"a remoteid=l1\nINFO forged\x1b[31m\n")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(w.0).unwrap(),
+            "a remoteid=l1\\nINFO forged\\u{1b}[31m\n"
+        );
+        assert_eq!(escape_controls("plain"), "plain");
     }
 
     #[test]

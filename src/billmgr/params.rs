@@ -42,12 +42,41 @@ pub enum ParamError {
     NotUtf8 { part: &'static str },
     #[error("the request body was cut off or did not arrive in time")]
     Incomplete,
+    /// A control parameter ([`CONTROL_KEYS`]) given more than once (query and body count
+    /// together): the gateway and the upstream could act on different values.
+    #[error("the '{key}' field is given more than once")]
+    Repeated { key: String },
+    /// A control parameter whose value the gateway and a plain BILLmanager could read
+    /// differently (leading or trailing white space, white space only, a `func` that is
+    /// not a function name).
+    #[error("the value of the '{key}' field is ambiguous: {why}")]
+    Ambiguous { key: String, why: &'static str },
+    /// A control character in a key or a value (see [`Params::check_unambiguous`]).
+    #[error("the '{key}' field contains a control character")]
+    ControlChar { key: String },
 }
+
+/// Parameters that decide what a call does or who makes it. Each may appear at most once
+/// in a request, with a value that cannot be read two ways.
+pub const CONTROL_KEYS: &[&str] = &[
+    "func",
+    "sok",
+    "elid",
+    "remoteid",
+    "pricelist",
+    "out",
+    "su",
+    "authinfo",
+    "auth",
+];
 
 impl From<ParamError> for BmError {
     fn from(e: ParamError) -> Self {
         let object = match &e {
-            ParamError::ValueTooLong { key, .. } => key.clone(),
+            ParamError::ValueTooLong { key, .. }
+            | ParamError::Repeated { key }
+            | ParamError::Ambiguous { key, .. }
+            | ParamError::ControlChar { key } => key.clone(),
             _ => "request".to_string(),
         };
         let mut msg = e.to_string();
@@ -202,9 +231,72 @@ impl Params {
         }
     }
 
-    /// `sok` present and non-empty: the call submits a form (changes something).
+    /// `sok` present and non-empty (`ok`, `yes`, anything): the call submits a form
+    /// (changes something), as a plain BILLmanager reads it. A white-space-only `sok` is
+    /// non-empty too; [`Params::check_unambiguous`] refuses it before this is asked.
     pub fn is_submit(&self) -> bool {
-        self.get_nonempty("sok").is_some()
+        self.get("sok").is_some_and(|v| !v.is_empty())
+    }
+
+    /// Refuse what the gateway and a plain BILLmanager could read differently, so that
+    /// what the gateway decides on is exactly what it forwards:
+    ///
+    /// - a control parameter ([`CONTROL_KEYS`]) given more than once ([`ParamError::Repeated`]);
+    /// - a control parameter's value with leading or trailing white space, or white space
+    ///   only (`sok=%20`, `sok=%09ok`), or a `func` that is not made of `A-Z a-z 0-9 . _ -`
+    ///   ([`ParamError::Ambiguous`]); an empty `sok` too (BILLmanager documents only an
+    ///   absent `sok`, a read, and a non-empty one, a submit); other empty values are fine;
+    /// - a control character in any key or value ([`ParamError::ControlChar`]): "control"
+    ///   means a Unicode `Cc` character (U+0000–U+001F, U+007F, U+0080–U+009F), NUL
+    ///   included. Only CR, LF and TAB are allowed, and only in the values of
+    ///   parameters that are not control parameters (a multi-line `csr` or `key`).
+    ///
+    /// The key named in an error is made printable ([`printable_key`]).
+    pub fn check_unambiguous(&self) -> Result<(), ParamError> {
+        for (k, v) in &self.pairs {
+            if k.chars().any(char::is_control) {
+                return Err(ParamError::ControlChar {
+                    key: printable_key(k),
+                });
+            }
+            let control = CONTROL_KEYS.contains(&k.as_str());
+            let allowed = |c: char| !control && matches!(c, '\r' | '\n' | '\t');
+            if v.chars().any(|c| c.is_control() && !allowed(c)) {
+                return Err(ParamError::ControlChar { key: k.clone() });
+            }
+        }
+        for &key in CONTROL_KEYS {
+            let mut values = self.get_all(key);
+            let Some(v) = values.next() else { continue };
+            if values.next().is_some() {
+                return Err(ParamError::Repeated { key: key.into() });
+            }
+            let why = if key == "sok" && v.is_empty() {
+                // BILLmanager documents only "absent" (read) and "non-empty" (submit).
+                Some("it is empty (leave sok out to read a form, send sok=ok to submit)")
+            } else if v != v.trim() {
+                Some(if v.trim().is_empty() {
+                    "it is only white space"
+                } else {
+                    "it has leading or trailing white space"
+                })
+            } else if key == "func"
+                && !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                Some("not a function name")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ParamError::Ambiguous {
+                    key: key.into(),
+                    why,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Encode as `application/x-www-form-urlencoded`.
@@ -221,6 +313,21 @@ impl Params {
         }
         out
     }
+}
+
+/// A key as it may appear in an error document or a log line: control characters
+/// escaped (a NUL becomes `\u{0}`), at most 64 characters.
+pub fn printable_key(key: &str) -> String {
+    key.chars()
+        .take(64)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 fn encode_component(s: &str, out: &mut String) {
@@ -434,5 +541,124 @@ mod tests {
     fn debug_never_shows_values() {
         let p = parse(Some("authinfo=joe:hunter2"), b"").unwrap();
         assert!(!format!("{p:?}").contains("hunter2"));
+    }
+
+    fn ambiguity(q: &str, body: &[u8]) -> Result<(), ParamError> {
+        parse(Some(q), body).unwrap().check_unambiguous()
+    }
+
+    #[test]
+    fn any_non_empty_sok_is_a_submit() {
+        for sok in ["ok", "yes", "1", "x"] {
+            assert!(parse(Some(&format!("sok={sok}")), b"").unwrap().is_submit());
+        }
+        assert!(!parse(Some("sok="), b"").unwrap().is_submit());
+        assert!(!parse(Some("func=x"), b"").unwrap().is_submit());
+    }
+
+    #[test]
+    fn repeated_control_parameters_are_refused() {
+        for q in [
+            "func=whoami&func=user.edit",
+            "sok=&sok=ok",
+            "remoteid=A&remoteid=B",
+            "elid=1&elid=2",
+            "pricelist=101&pricelist=102",
+            "out=json&out=xml",
+            "su=a&su=b",
+            "auth=S&auth=T",
+        ] {
+            let key = q.split('=').next().unwrap();
+            assert_eq!(
+                ambiguity(q, b""),
+                Err(ParamError::Repeated { key: key.into() }),
+                "{q}"
+            );
+        }
+        // query and body together
+        assert_eq!(
+            ambiguity("func=certificate.order.param&sok=", b"sok=ok"),
+            Err(ParamError::Repeated { key: "sok".into() })
+        );
+        // other keys may repeat
+        ambiguity("func=x&altname=a&altname=b&addon_1=1", b"lang=en").unwrap();
+    }
+
+    #[test]
+    fn padded_or_blank_control_values_are_refused() {
+        for (q, key) in [
+            ("sok=%20", "sok"),
+            ("sok=ok%20", "sok"),
+            ("func=%20whoami", "func"),
+            ("remoteid=l1%20", "remoteid"),
+            ("elid=%201", "elid"),
+            ("pricelist=101%C2%A0", "pricelist"),
+            ("func=certificate%2Fdelete", "func"),
+            ("func=who%3Bami", "func"),
+        ] {
+            match ambiguity(q, b"") {
+                Err(ParamError::Ambiguous { key: k, .. }) => assert_eq!(k, key, "{q}"),
+                other => panic!("{q}: {other:?}"),
+            }
+        }
+        // a tab is a control character in a control parameter
+        for q in ["sok=%09", "sok=o%09k", "sok=ok%0D%0A"] {
+            assert_eq!(
+                ambiguity(q, b""),
+                Err(ParamError::ControlChar { key: "sok".into() }),
+                "{q}"
+            );
+        }
+        // an empty sok is neither documented reading
+        assert!(matches!(
+            ambiguity("func=certificate&sok=", b""),
+            Err(ParamError::Ambiguous { .. })
+        ));
+        // other empty values and lists with inner spaces are fine
+        ambiguity(
+            "func=certificate&pricelist=&elid=1,%202&remoteid=l%201",
+            b"",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_keys_and_values() {
+        for (q, key) in [
+            ("su%00=1", "su\\u{0}"),
+            ("elid%00=1", "elid\\u{0}"),
+            ("func=certificate.delete%00", "func"),
+            ("CN=a%00.evil", "CN"),
+            ("x=%1b%5B31m", "x"),
+            ("x=%7F", "x"),
+            ("x=%C2%85", "x"),
+            ("a%0Ab=1", "a\\nb"),
+            ("remoteid=l1%0Aforged", "remoteid"),
+        ] {
+            assert_eq!(
+                ambiguity(q, b""),
+                Err(ParamError::ControlChar { key: key.into() }),
+                "{q}"
+            );
+        }
+        let e: BmError = ParamError::ControlChar {
+            key: "su\\u{0}".into(),
+        }
+        .into();
+        assert_eq!(
+            (e.kind, e.object.as_deref()),
+            (ErrorType::Value, Some("su\\u{0}"))
+        );
+    }
+
+    #[test]
+    fn multi_line_values_of_ordinary_fields_pass() {
+        let csr =
+            "-----BEGIN CERTIFICATE REQUEST-----\r\nMIIB\tx\r\n-----END CERTIFICATE REQUEST-----\n";
+        let mut body = String::from("func=certificate.order.param&csr=");
+        encode_component(csr, &mut body);
+        let p = parse(None, body.as_bytes()).unwrap();
+        p.check_unambiguous().unwrap();
+        assert_eq!(p.get("csr"), Some(csr));
     }
 }

@@ -186,7 +186,14 @@ impl Config {
         if self.server.threads == 0 {
             return Err(err("server.threads", &0, "must be at least 1"));
         }
-        let positive: [(&str, u64); 9] = [
+        let positive: [(&str, u64); 13] = [
+            ("store.cache_mb", self.store.cache_mb),
+            ("orders.failed_retention_s", self.orders.failed_retention_s),
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            (
+                "server.max_connections_per_ip",
+                self.server.max_connections_per_ip as u64,
+            ),
             (
                 "server.keepalive_timeout_s",
                 self.server.keepalive_timeout_s,
@@ -206,7 +213,16 @@ impl Config {
                 self.orders.reconcile_interval_s,
             ),
         ];
-        let limits: [(&str, usize); 6] = [
+        let limits: [(&str, usize); 9] = [
+            (
+                "auth.max_concurrent_verifications",
+                self.auth.verifications(),
+            ),
+            (
+                "auth.max_sessions_per_reseller",
+                self.auth.max_sessions_per_reseller,
+            ),
+            ("auth.max_sessions", self.auth.max_sessions),
             ("limits.max_body_bytes", self.limits.max_body_bytes),
             ("limits.max_params", self.limits.max_params),
             ("limits.max_value_bytes", self.limits.max_value_bytes),

@@ -40,6 +40,13 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// The paths the API answers on.
     pub paths: Vec<String>,
+    /// How long a client may take to send a request's header (all of it), in
+    /// milliseconds: from the connection's start, then from the first byte of each
+    /// following request on a kept-alive connection.
+    pub header_timeout_ms: u64,
+    /// Concurrent connections from one client address; more are answered with an error
+    /// document and closed.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +63,8 @@ impl Default for ServerConfig {
                 .iter()
                 .map(|p| p.to_string())
                 .collect(),
+            header_timeout_ms: 10_000,
+            max_connections_per_ip: 64,
         }
     }
 }
@@ -112,12 +121,15 @@ impl Default for UpstreamConfig {
 pub struct StoreConfig {
     /// Directory of the sled database (relative to the config file).
     pub path: PathBuf,
+    /// sled's page cache, in MiB (sled's own default would be 1 GiB).
+    pub cache_mb: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("data/resellgate"),
+            cache_mb: crate::store::backend::DEFAULT_CACHE_MB,
         }
     }
 }
@@ -193,6 +205,14 @@ pub struct AuthConfig {
     /// Failed logins (per login and address) tolerated within `failure_window_s`.
     pub max_failures: u32,
     pub failure_window_s: u64,
+    /// argon2id password verifications running at once. Unset: the number of cores.
+    pub max_concurrent_verifications: Option<usize>,
+    /// Verifications waiting for a slot; a login beyond them is refused at once (`auth`).
+    pub max_queued_verifications: usize,
+    /// Live `func=auth` sessions per reseller; a new one evicts the least recently used.
+    pub max_sessions_per_reseller: usize,
+    /// Live sessions in total; a new one evicts the least recently used.
+    pub max_sessions: usize,
 }
 
 impl Default for AuthConfig {
@@ -201,7 +221,19 @@ impl Default for AuthConfig {
             session_ttl_s: 3600,
             max_failures: 10,
             failure_window_s: 60,
+            max_concurrent_verifications: None,
+            max_queued_verifications: 32,
+            max_sessions_per_reseller: 1000,
+            max_sessions: 100_000,
         }
+    }
+}
+
+impl AuthConfig {
+    /// `max_concurrent_verifications`, or the number of cores when unset.
+    pub fn verifications(&self) -> usize {
+        self.max_concurrent_verifications
+            .unwrap_or_else(crate::proxy::auth::default_verifications)
     }
 }
 
@@ -215,6 +247,9 @@ pub struct OrdersConfig {
     /// longest an upstream call can take (`upstream.connect_timeout_ms + read_timeout_ms`),
     /// so an order still in flight is never judged "not found".
     pub settle_ms: Option<u64>,
+    /// How long a failed (refused, not sent, not found) order record is kept, in
+    /// seconds; older ones are deleted.
+    pub failed_retention_s: u64,
 }
 
 impl Default for OrdersConfig {
@@ -222,6 +257,7 @@ impl Default for OrdersConfig {
         OrdersConfig {
             reconcile_interval_s: 60,
             settle_ms: None,
+            failed_retention_s: 86_400,
         }
     }
 }

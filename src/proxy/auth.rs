@@ -4,9 +4,17 @@
 //!
 //! Everything here is plain data in, decision out; time is passed in (`now`) so the
 //! expiry and throttling rules are tested without sleeping.
+//!
+//! Work before a login is bounded: at most `max_concurrent_verifications` argon2id runs
+//! at once (each takes ~19 MiB), at most `max_queued_verifications` more waiting, and a
+//! login beyond that is refused at once with `auth`; a verification counts as a failure
+//! before it runs (so concurrent guesses are throttled like guesses in a row); sessions
+//! are capped per reseller and in total, the least recently used evicted first.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -25,6 +33,14 @@ pub struct AuthSettings {
     pub session_ttl: Duration,
     pub max_failures: u32,
     pub failure_window: Duration,
+    /// argon2id verifications running at once.
+    pub max_concurrent_verifications: usize,
+    /// Verifications waiting for a slot; a login beyond them is refused at once.
+    pub max_queued_verifications: usize,
+    /// Live sessions per reseller; a new one evicts that reseller's least recently used.
+    pub max_sessions_per_reseller: usize,
+    /// Live sessions in total; a new one evicts the least recently used.
+    pub max_sessions: usize,
 }
 
 impl Default for AuthSettings {
@@ -33,8 +49,17 @@ impl Default for AuthSettings {
             session_ttl: Duration::from_secs(3600),
             max_failures: 10,
             failure_window: Duration::from_secs(60),
+            max_concurrent_verifications: default_verifications(),
+            max_queued_verifications: 32,
+            max_sessions_per_reseller: 1000,
+            max_sessions: 100_000,
         }
     }
+}
+
+/// One verification per core: argon2id is CPU- and memory-bound.
+pub fn default_verifications() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// How the caller presented itself.
@@ -122,6 +147,97 @@ struct Session {
     login: String,
     ip: IpAddr,
     last_seen: Instant,
+    /// Position in the use order (higher = used more recently).
+    seq: u64,
+}
+
+/// Live sessions, with their use order overall and per reseller, so that the least
+/// recently used can be found and evicted without a scan.
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<String, Session>,
+    /// seq → session id, least recently used first.
+    order: BTreeMap<u64, String>,
+    /// login → seqs of its sessions.
+    per_login: HashMap<String, BTreeSet<u64>>,
+    next_seq: u64,
+}
+
+impl Sessions {
+    fn remove(&mut self, sid: &str) -> Option<Session> {
+        let s = self.by_id.remove(sid)?;
+        self.order.remove(&s.seq);
+        if let Some(set) = self.per_login.get_mut(&s.login) {
+            set.remove(&s.seq);
+            if set.is_empty() {
+                self.per_login.remove(&s.login);
+            }
+        }
+        Some(s)
+    }
+
+    fn touch(&mut self, sid: &str, now: Instant) {
+        let seq = self.next_seq;
+        let Some(s) = self.by_id.get_mut(sid) else {
+            return;
+        };
+        self.next_seq += 1;
+        let old = std::mem::replace(&mut s.seq, seq);
+        s.last_seen = now;
+        self.order.remove(&old);
+        self.order.insert(seq, sid.to_string());
+        if let Some(set) = self.per_login.get_mut(&s.login) {
+            set.remove(&old);
+            set.insert(seq);
+        }
+    }
+
+    fn insert(&mut self, sid: String, login: &str, ip: IpAddr, now: Instant) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, sid.clone());
+        self.per_login
+            .entry(login.to_string())
+            .or_default()
+            .insert(seq);
+        self.by_id.insert(
+            sid,
+            Session {
+                login: login.to_string(),
+                ip,
+                last_seen: now,
+                seq,
+            },
+        );
+    }
+
+    /// Evict least recently used sessions until `login` has at most `per_login` and the
+    /// table at most `total`; answers how many went.
+    fn enforce(&mut self, login: &str, per_login: usize, total: usize) -> usize {
+        let mut evicted = 0;
+        while self
+            .per_login
+            .get(login)
+            .is_some_and(|s| s.len() > per_login)
+        {
+            let Some(&seq) = self.per_login.get(login).and_then(|s| s.first()) else {
+                break;
+            };
+            let Some(sid) = self.order.get(&seq).cloned() else {
+                break;
+            };
+            self.remove(&sid);
+            evicted += 1;
+        }
+        while self.by_id.len() > total {
+            let Some((_, sid)) = self.order.first_key_value().map(|(k, v)| (*k, v.clone())) else {
+                break;
+            };
+            self.remove(&sid);
+            evicted += 1;
+        }
+        evicted
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -139,12 +255,42 @@ struct Failures {
 pub struct Authenticator {
     settings: AuthSettings,
     salt: [u8; 32],
-    sessions: DashMap<String, Session>,
+    sessions: Mutex<Sessions>,
     failures: DashMap<(String, IpAddr), Failures>,
     verified: DashMap<[u8; 32], Arc<str>>,
     /// Verifications under way, by credential and stored hash: concurrent checks of one
     /// credential share one argon2id run (a billing's burst after a restart costs one).
-    in_flight: DashMap<[u8; 32], Arc<OnceCell<bool>>>,
+    in_flight: DashMap<[u8; 32], Arc<OnceCell<Result<bool, BmError>>>>,
+    /// Slots for running verifications.
+    verify_permits: tokio::sync::Semaphore,
+    /// Verifications running or waiting for a slot.
+    admitted: AtomicUsize,
+}
+
+/// A verification admitted to run or wait (see [`Authenticator::admit`]); dropping it
+/// frees its place in the queue.
+pub struct Admitted<'a> {
+    auth: &'a Authenticator,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.auth.admitted.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Admitted<'_> {
+    /// Wait for a verification slot, then run `verify` holding it.
+    pub async fn run<F, Fut>(self, verify: F) -> bool
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        match self.auth.verify_permits.acquire().await {
+            Ok(_permit) => verify().await,
+            Err(_) => false,
+        }
+    }
 }
 
 /// At most this many verified credentials are cached; past it the cache starts over.
@@ -157,11 +303,39 @@ impl Authenticator {
         Authenticator {
             settings,
             salt,
-            sessions: DashMap::new(),
+            sessions: Mutex::new(Sessions::default()),
             failures: DashMap::new(),
             verified: DashMap::new(),
             in_flight: DashMap::new(),
+            verify_permits: tokio::sync::Semaphore::new(
+                settings.max_concurrent_verifications.max(1),
+            ),
+            admitted: AtomicUsize::new(0),
         }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admit one full verification, or refuse at once (`auth`) when
+    /// `max_concurrent_verifications + max_queued_verifications` are running or waiting.
+    pub fn admit(&self) -> Result<Admitted<'_>, BmError> {
+        let cap = self.settings.max_concurrent_verifications.max(1)
+            + self.settings.max_queued_verifications;
+        if self.admitted.fetch_add(1, Ordering::SeqCst) >= cap {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err(BmError::auth(
+                "Too many logins are being checked right now; try again in a moment",
+            )
+            .object("authinfo"));
+        }
+        Ok(Admitted { auth: self })
+    }
+
+    /// Verifications running or waiting now.
+    pub fn verifications_admitted(&self) -> usize {
+        self.admitted.load(Ordering::SeqCst)
     }
 
     pub fn settings(&self) -> &AuthSettings {
@@ -178,25 +352,26 @@ impl Authenticator {
     }
 
     /// Verify (login, password) against `stored_hash` with `verify` (the full argon2id
-    /// check), sharing one run among concurrent checks of the same credential and hash.
-    /// If the caller running it goes away, a waiting one takes over.
+    /// check, or a refusal before it runs), sharing one run among concurrent checks of the
+    /// same credential and hash. If the caller running it goes away, a waiting one takes
+    /// over.
     pub async fn verify_shared<F, Fut>(
         &self,
         login: &str,
         password: &str,
         stored_hash: &str,
         verify: F,
-    ) -> bool
+    ) -> Result<bool, BmError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = bool>,
+        Fut: std::future::Future<Output = Result<bool, BmError>>,
     {
         let mut h = Sha256::new();
         h.update(self.cred_key(login, password));
         h.update(stored_hash.as_bytes());
         let key: [u8; 32] = h.finalize().into();
         let cell = self.in_flight.entry(key).or_default().clone();
-        let ok = *cell.get_or_init(verify).await;
+        let ok = cell.get_or_init(verify).await.clone();
         self.in_flight.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));
         ok
     }
@@ -213,6 +388,34 @@ impl Authenticator {
                 .object("authinfo"));
             }
         }
+        Ok(())
+    }
+
+    /// Count an attempt as a failure before verifying it: refused (`auth`) when the
+    /// budget of (login, address) is spent, so attempts sent at once are throttled like
+    /// attempts in a row. A success then clears the count ([`Self::clear_failures`]).
+    pub fn begin_attempt(&self, login: &str, ip: IpAddr, now: Instant) -> Result<(), BmError> {
+        let mut e = self
+            .failures
+            .entry((login.to_string(), ip))
+            .or_insert(Failures {
+                count: 0,
+                window_start: now,
+            });
+        let elapsed = now.saturating_duration_since(e.window_start);
+        if elapsed >= self.settings.failure_window {
+            *e = Failures {
+                count: 0,
+                window_start: now,
+            };
+        } else if e.count >= self.settings.max_failures {
+            let wait = (self.settings.failure_window - elapsed).as_secs().max(1);
+            return Err(
+                BmError::auth(format!("Too many failed logins; try again in {wait} s"))
+                    .object("authinfo"),
+            );
+        }
+        e.count += 1;
         Ok(())
     }
 
@@ -253,18 +456,19 @@ impl Authenticator {
             .insert(self.cred_key(login, password), Arc::from(stored_hash));
     }
 
-    /// Start a session for `login` bound to `ip`; answers the new id.
+    /// Start a session for `login` bound to `ip`; answers the new id. Past
+    /// `max_sessions_per_reseller` (for this login) or `max_sessions` (in total) the least
+    /// recently used sessions are evicted.
     pub fn create_session(&self, login: &str, ip: IpAddr, now: Instant) -> String {
         let mut raw = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let sid: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        self.sessions.insert(
-            sid.clone(),
-            Session {
-                login: login.to_string(),
-                ip,
-                last_seen: now,
-            },
+        let mut sessions = self.sessions();
+        sessions.insert(sid.clone(), login, ip, now);
+        sessions.enforce(
+            login,
+            self.settings.max_sessions_per_reseller.max(1),
+            self.settings.max_sessions.max(1),
         );
         sid
     }
@@ -273,10 +477,10 @@ impl Authenticator {
     pub fn resolve_session(&self, sid: &str, ip: IpAddr, now: Instant) -> Result<String, BmError> {
         let expired =
             || BmError::auth("The session has expired or is unknown; log in again").object("auth");
-        let mut s = self.sessions.get_mut(sid).ok_or_else(expired)?;
+        let mut sessions = self.sessions();
+        let s = sessions.by_id.get(sid).ok_or_else(expired)?;
         if now.saturating_duration_since(s.last_seen) >= self.settings.session_ttl {
-            drop(s);
-            self.sessions.remove(sid);
+            sessions.remove(sid);
             return Err(expired());
         }
         if s.ip != ip {
@@ -285,22 +489,32 @@ impl Authenticator {
                     .object("auth"),
             );
         }
-        s.last_seen = now;
-        Ok(s.login.clone())
+        let login = s.login.clone();
+        sessions.touch(sid, now);
+        Ok(login)
     }
 
     /// Drop expired sessions and stale failure counters (run periodically).
     pub fn purge(&self, now: Instant) {
         let ttl = self.settings.session_ttl;
-        self.sessions
-            .retain(|_, s| now.saturating_duration_since(s.last_seen) < ttl);
+        let mut sessions = self.sessions();
+        let expired: Vec<String> = sessions
+            .by_id
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.last_seen) >= ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for sid in expired {
+            sessions.remove(&sid);
+        }
+        drop(sessions);
         let window = self.settings.failure_window;
         self.failures
             .retain(|_, f| now.saturating_duration_since(f.window_start) < window);
     }
 
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.sessions().by_id.len()
     }
 }
 
@@ -448,9 +662,10 @@ mod tests {
                     a.verify_shared("acme", pw, "$hash", || async move {
                         runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let _ = gate.wait_for(|open| *open).await;
-                        pw == "right"
+                        Ok(pw == "right")
                     })
                     .await
+                    .unwrap()
                 })
             };
             let right: Vec<_> = (0..16).map(|_| check("right")).collect();
@@ -468,5 +683,120 @@ mod tests {
             assert!(check("right").await.unwrap());
             assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
         });
+    }
+
+    #[test]
+    fn attempts_are_counted_before_verifying() {
+        let a = Authenticator::new(AuthSettings::default());
+        let t0 = Instant::now();
+        // ten attempts under way at once, none finished: the eleventh is refused
+        for _ in 0..10 {
+            a.begin_attempt("joe", ip(1), t0).unwrap();
+        }
+        let e = a.begin_attempt("joe", ip(1), t0).unwrap_err();
+        assert!(e.msg.contains("Too many failed logins"), "{}", e.msg);
+        assert!(a.check_throttle("joe", ip(1), t0).is_err());
+        a.begin_attempt("joe", ip(2), t0).unwrap();
+        // a success clears the count; the window passing resets it
+        a.clear_failures("joe", ip(1));
+        a.begin_attempt("joe", ip(1), t0).unwrap();
+        for _ in 0..9 {
+            a.begin_attempt("ann", ip(1), t0).unwrap();
+        }
+        a.begin_attempt("ann", ip(1), t0 + Duration::from_secs(60))
+            .unwrap();
+    }
+
+    #[test]
+    fn verifications_beyond_slots_and_queue_are_refused_at_once() {
+        let a = Authenticator::new(AuthSettings {
+            max_concurrent_verifications: 2,
+            max_queued_verifications: 3,
+            ..AuthSettings::default()
+        });
+        let held: Vec<_> = (0..5).map(|_| a.admit().unwrap()).collect();
+        assert_eq!(a.verifications_admitted(), 5);
+        let e = a.admit().err().unwrap();
+        assert_eq!(e.kind.as_str(), "auth");
+        drop(held);
+        assert_eq!(a.verifications_admitted(), 0);
+        let _one = a.admit().unwrap();
+    }
+
+    #[test]
+    fn at_most_the_configured_verifications_run_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let a = Arc::new(Authenticator::new(AuthSettings {
+                max_concurrent_verifications: 2,
+                max_queued_verifications: 10,
+                ..AuthSettings::default()
+            }));
+            let running = Arc::new(AtomicUsize::new(0));
+            let peak = Arc::new(AtomicUsize::new(0));
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (a, running, peak) = (a.clone(), running.clone(), peak.clone());
+                    tokio::spawn(async move {
+                        let slot = a.admit().unwrap();
+                        slot.run(|| async {
+                            let n = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(n, Ordering::SeqCst);
+                            tokio::task::yield_now().await;
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            true
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            for t in tasks {
+                assert!(t.await.unwrap());
+            }
+            assert_eq!(peak.load(Ordering::SeqCst), 2);
+        });
+    }
+
+    #[test]
+    fn sessions_are_capped_per_reseller_and_in_total_least_recently_used_first() {
+        let a = Authenticator::new(AuthSettings {
+            max_sessions_per_reseller: 3,
+            max_sessions: 5,
+            ..AuthSettings::default()
+        });
+        let t0 = Instant::now();
+        let s: Vec<String> = (0..3).map(|_| a.create_session("joe", ip(1), t0)).collect();
+        // at the edge: all three live
+        for sid in &s {
+            a.resolve_session(sid, ip(1), t0).unwrap();
+        }
+        // use the first again: the second is now the least recently used
+        a.resolve_session(&s[0], ip(1), t0).unwrap();
+        let s3 = a.create_session("joe", ip(1), t0);
+        assert_eq!(a.session_count(), 3);
+        assert!(a.resolve_session(&s[1], ip(1), t0).is_err());
+        for sid in [&s[0], &s[2], &s3] {
+            a.resolve_session(sid, ip(1), t0).unwrap();
+        }
+        // total: 3 of joe + 2 of ann = 5 (the edge); one more evicts the oldest overall
+        let ann: Vec<String> = (0..2).map(|_| a.create_session("ann", ip(1), t0)).collect();
+        assert_eq!(a.session_count(), 5);
+        let extra = a.create_session("bob", ip(1), t0);
+        assert_eq!(a.session_count(), 5);
+        assert!(
+            a.resolve_session(&s[0], ip(1), t0).is_err(),
+            "oldest evicted"
+        );
+        for sid in [&s[2], &s3, &ann[0], &ann[1], &extra] {
+            a.resolve_session(sid, ip(1), t0).unwrap();
+        }
+        // expiry still removes sessions from every index
+        a.purge(t0 + Duration::from_secs(7200));
+        assert_eq!(a.session_count(), 0);
+        let sessions = a.sessions();
+        assert!(sessions.order.is_empty() && sessions.per_login.is_empty());
     }
 }

@@ -6,6 +6,7 @@
 //! - [`orders`]   — ownership of `elid`s and exactly-once orders around the forward.
 //! - [`elid_cache`] — a short memory of refused unknown `elid`s, so they cost one lookup.
 //! - [`background`] — work done after the answer (a new order's cost), counted.
+//! - [`connection`] — per-address connection cap and the request-header deadline.
 //! - [`rewrite`]  — what the upstream receives and what the reseller gets back.
 //! - [`upstream`] — forwarding over pingora's pooled connector, timeouts, retries.
 //! - [`client_addr`] — the client's address (`X-Forwarded-For` from trusted proxies).
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod background;
 pub mod client_addr;
+pub mod connection;
 pub mod crashpoint;
 pub mod elid_cache;
 pub mod functions;
@@ -119,6 +121,10 @@ impl Gateway {
                 session_ttl: Duration::from_secs(config.auth.session_ttl_s),
                 max_failures: config.auth.max_failures,
                 failure_window: Duration::from_secs(config.auth.failure_window_s),
+                max_concurrent_verifications: config.auth.verifications(),
+                max_queued_verifications: config.auth.max_queued_verifications,
+                max_sessions_per_reseller: config.auth.max_sessions_per_reseller,
+                max_sessions: config.auth.max_sessions,
             }),
             policy: Policy::new(&config.policy.passthrough),
             upstream: Upstream::new(settings)?,
@@ -172,6 +178,9 @@ impl Gateway {
             Some(e) => Err(e),
             None => Params::parse(req.query, &req.body, &self.limits),
         };
+        // One meaning per request: no repeated or ambiguous control parameter, no control
+        // characters (issue 9).
+        let parsed = parsed.and_then(|p| p.check_unambiguous().map(|()| p));
         let params = match parsed {
             Ok(p) => p,
             Err(e) => {
@@ -418,7 +427,9 @@ impl Gateway {
 
     /// Verify a password: from the verified-credential cache when possible, otherwise by a
     /// full argon2id verification on the blocking pool, shared by concurrent checks of the
-    /// same credential. Failures are counted per (login, address) and throttled.
+    /// same credential. A full verification is admitted into a bounded queue (refused
+    /// fast beyond it), counted as a failure before it runs and throttled per
+    /// (login, address); a success clears the count.
     async fn check_password(
         &self,
         login: &str,
@@ -439,17 +450,28 @@ impl Gateway {
             .as_ref()
             .map(|r| r.password_hash.clone())
             .unwrap_or_else(|| DUMMY_HASH.to_string());
+        let ran = std::sync::atomic::AtomicBool::new(false);
         let ok = self
             .auth
             .verify_shared(login, password, &hash, || {
                 let (hash, pw) = (hash.clone(), password.to_string());
+                let ran = &ran;
                 async move {
-                    tokio::task::spawn_blocking(move || crate::secret::verify_password(&hash, &pw))
-                        .await
-                        .unwrap_or(false)
+                    ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let slot = self.auth.admit()?;
+                    self.auth.begin_attempt(login, ip, Instant::now())?;
+                    Ok(slot
+                        .run(|| async move {
+                            tokio::task::spawn_blocking(move || {
+                                crate::secret::verify_password(&hash, &pw)
+                            })
+                            .await
+                            .unwrap_or(false)
+                        })
+                        .await)
                 }
             })
-            .await;
+            .await?;
         match reseller {
             Some(r) if ok => {
                 self.auth
@@ -458,7 +480,10 @@ impl Gateway {
                 Ok(r)
             }
             _ => {
-                self.auth.record_failure(login, ip, Instant::now());
+                // The run was counted before it started; a caller that shared it counts now.
+                if !ran.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.auth.record_failure(login, ip, Instant::now());
+                }
                 Err(bad())
             }
         }

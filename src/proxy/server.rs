@@ -24,8 +24,12 @@ use crate::store::Store;
 /// How long a client may take to send a request body unless configured otherwise.
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Purges expired sessions and stale failure counters once a minute.
-struct Purge(Arc<Gateway>);
+/// Purges expired sessions, stale failure counters and failed order records older than
+/// `[orders] failed_retention_s`, once a minute.
+struct Purge {
+    gateway: Arc<Gateway>,
+    failed_retention: Duration,
+}
 
 #[async_trait]
 impl BackgroundService for Purge {
@@ -34,7 +38,18 @@ impl BackgroundService for Purge {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tick.tick() => self.0.authenticator().purge(Instant::now()),
+                _ = tick.tick() => {
+                    self.gateway.authenticator().purge(Instant::now());
+                    let store = self.gateway.store().clone();
+                    let cutoff = super::orders::now_ms()
+                        .saturating_sub(self.failed_retention.as_millis() as u64);
+                    match tokio::task::spawn_blocking(move || store.prune_failed_orders(cutoff)).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => tracing::info!(pruned = n, "failed order records past their retention deleted"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "cannot prune failed order records"),
+                        Err(e) => tracing::error!(error = %e, "the order pruning task failed"),
+                    }
+                }
             }
         }
     }
@@ -92,11 +107,18 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         trusted_proxies: super::client_addr::parse_all(&config.server.trusted_proxies)
             .unwrap_or_default(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        svc,
-        "resellgate proxy",
-    );
+    // The proxy application behind the connection bounds (issue 9): a cap per client
+    // address and a total deadline for each request header.
+    let limits = super::connection::ConnLimits {
+        max_per_ip: config.server.max_connections_per_ip,
+        header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+    };
+    let app = super::connection::Guarded {
+        inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, svc)),
+        limits,
+        counts: Arc::default(),
+    };
+    let mut proxy = pingora::services::listening::Service::new("resellgate proxy".to_string(), app);
     match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => {
             proxy
@@ -117,9 +139,14 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         Some(token) => {
             let app =
                 crate::admin::AdminApp::new(gateway.clone(), &crate::secret::Secret::new(token));
+            // The same connection bounds as the proxy listener (its own counts).
             let mut admin = pingora::services::listening::Service::new(
                 "resellgate admin".to_string(),
-                pingora::apps::http_app::HttpServer::new_app(app),
+                super::connection::Guarded {
+                    inner: Arc::new(pingora::apps::http_app::HttpServer::new_app(app)),
+                    limits,
+                    counts: Arc::default(),
+                },
             );
             admin.add_tcp(&config.admin.listen);
             admin.threads = Some(1);
@@ -130,7 +157,13 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
             "the admin token variable is unset: the admin listener is off"
         ),
     }
-    server.add_service(background_service("session purge", Purge(gateway.clone())));
+    server.add_service(background_service(
+        "session purge",
+        Purge {
+            gateway: gateway.clone(),
+            failed_retention: Duration::from_secs(config.orders.failed_retention_s),
+        },
+    ));
     server.add_service(background_service(
         "order reconciliation",
         Reconcile {

@@ -70,6 +70,17 @@ fn client_ip(session: &Session, trusted: &[Cidr]) -> IpAddr {
     }
 }
 
+/// An HTTP/1.1 request with `Expect: 100-continue`: the client waits for an interim
+/// `100 Continue` before it sends the body.
+pub fn expects_continue(req: &pingora::http::RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
+
 /// A call refused before its body is read (wrong path or method), in the format its
 /// query asks for.
 fn refusal(ctx: &mut Ctx, query: Option<&str>, status: u16, e: &BmError) -> (u16, Reply) {
@@ -169,6 +180,10 @@ impl ProxyHttp for GatewayService {
             session.set_keepalive(None);
             refusal(ctx, query.as_deref(), 405, &e)
         } else {
+            if expects_continue(session.req_header()) {
+                // The client waits for this before sending its body (curl: 1 s).
+                session.write_continue_response().await?;
+            }
             let (body, body_error) = self.read_body(session).await;
             let cookie = session
                 .req_header()

@@ -57,15 +57,25 @@ pub struct SledBackend {
     trees: DashMap<String, sled::Tree>,
 }
 
+/// sled's page cache unless configured (`[store] cache_mb`); sled's own default is 1 GiB.
+pub const DEFAULT_CACHE_MB: u64 = 16;
+
 impl SledBackend {
-    /// Opens (creating directories as needed) the database at `path`.
+    /// Opens (creating directories as needed) the database at `path`, with the default
+    /// page cache.
     pub fn open(path: &Path) -> Result<SledBackend> {
+        SledBackend::open_with_cache(path, DEFAULT_CACHE_MB)
+    }
+
+    /// Opens the database at `path` with a page cache of at most `cache_mb` MiB.
+    pub fn open_with_cache(path: &Path, cache_mb: u64) -> Result<SledBackend> {
         std::fs::create_dir_all(path).map_err(|e| BackendError::Open {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
             .open()
             .map_err(|e| open_error(path, e))?;
         Ok(SledBackend {
@@ -78,6 +88,7 @@ impl SledBackend {
     pub fn temporary() -> Result<SledBackend> {
         let db = sled::Config::new()
             .temporary(true)
+            .cache_capacity(DEFAULT_CACHE_MB * 1024 * 1024)
             .open()
             .map_err(|e| open_error(Path::new("<temporary>"), e))?;
         Ok(SledBackend {

@@ -179,6 +179,11 @@ impl Store {
         Store::with_backend(Box::new(SledBackend::open(path)?))
     }
 
+    /// [`Store::open`] with sled's page cache bounded to `cache_mb` MiB (`[store] cache_mb`).
+    pub fn open_with_cache(path: &Path, cache_mb: u64) -> Result<Store, StoreError> {
+        Store::with_backend(Box::new(SledBackend::open_with_cache(path, cache_mb)?))
+    }
+
     /// A store in a temporary sled database, gone when the last handle drops (tests).
     pub fn open_temporary() -> Result<Store, StoreError> {
         Store::with_backend(Box::new(SledBackend::temporary()?))

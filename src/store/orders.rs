@@ -90,6 +90,31 @@ impl Store {
             .collect()
     }
 
+    /// Deletes `Failed` order records last changed before `cutoff_ms` (Unix ms), then
+    /// flushes; answers how many went. A record claimed again meanwhile is kept (the
+    /// delete is a compare-and-swap on the value read).
+    pub fn prune_failed_orders(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        for (k, v) in self.shared.backend.scan(trees::ORDERS)? {
+            let rec: OrderRecord = decode(trees::ORDERS, &k, &v)?;
+            let expired =
+                matches!(rec.state, OrderState::Failed { .. }) && rec.updated_at_ms < cutoff_ms;
+            if expired
+                && self
+                    .shared
+                    .backend
+                    .compare_and_swap(trees::ORDERS, &k, Some(&v), None)?
+                    .is_ok()
+            {
+                pruned += 1;
+            }
+        }
+        if pruned > 0 {
+            self.shared.backend.flush()?;
+        }
+        Ok(pruned)
+    }
+
     /// Claims `rec`'s key atomically (compare-and-swap) and flushes, or answers what holds
     /// it. An absent or `Failed` record can be claimed.
     pub fn claim_order(&self, rec: &OrderRecord) -> Result<Claim, StoreError> {
@@ -160,5 +185,73 @@ impl Store {
             .is_ok();
         self.shared.backend.flush()?;
         Ok(swapped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(remoteid: &str, claimed_at_ms: u64) -> OrderRecord {
+        OrderRecord {
+            reseller: "acme".into(),
+            remoteid: remoteid.into(),
+            params_hash: vec![1],
+            plan: None,
+            period: None,
+            claimed_at_ms,
+            updated_at_ms: claimed_at_ms,
+            state: OrderState::Pending,
+        }
+    }
+
+    /// Claim `remoteid` and resolve it to `state` at `at_ms` (`None`: leave it pending).
+    fn put(store: &Store, remoteid: &str, state: Option<OrderState>, at_ms: u64) {
+        let r = rec(remoteid, at_ms);
+        assert!(matches!(store.claim_order(&r).unwrap(), Claim::Claimed));
+        if let Some(state) = state {
+            assert!(store
+                .resolve_order("acme", remoteid, at_ms, state, None, None, at_ms)
+                .unwrap());
+        }
+    }
+
+    fn failed() -> Option<OrderState> {
+        Some(OrderState::Failed {
+            reason: "refused".into(),
+        })
+    }
+
+    #[test]
+    fn failed_orders_past_the_cutoff_are_pruned_and_nothing_else() {
+        let store = Store::open_temporary().unwrap();
+        put(&store, "old-failed", failed(), 1_000);
+        put(&store, "edge-failed", failed(), 3_000);
+        put(&store, "new-failed", failed(), 5_000);
+        put(
+            &store,
+            "old-done",
+            Some(OrderState::Done {
+                upstream_id: 7,
+                answer_xml: "<ok/>".into(),
+            }),
+            1_000,
+        );
+        put(&store, "old-pending", None, 1_000);
+        assert_eq!(store.prune_failed_orders(3_000).unwrap(), 1);
+        let left: Vec<String> = store
+            .orders()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.remoteid)
+            .collect();
+        assert_eq!(
+            left,
+            vec!["edge-failed", "new-failed", "old-done", "old-pending"]
+        );
+        // at the edge: updated exactly at the cutoff stays; one millisecond later it goes
+        assert_eq!(store.prune_failed_orders(3_001).unwrap(), 1);
+        assert!(store.order("acme", "edge-failed").unwrap().is_none());
+        assert_eq!(store.prune_failed_orders(3_001).unwrap(), 0);
     }
 }

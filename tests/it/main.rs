@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod ambiguity;
 mod bad_input;
 mod catalog;
 mod cli;
@@ -13,8 +14,12 @@ mod hostile_upstream;
 mod hot_path;
 mod large_answers;
 mod lifecycle;
+mod login_bounds;
 mod logs;
 mod orders;
+mod pingora_logs;
+mod slow_clients;
+mod store_growth;
 mod tls;
 mod upstream_failures;
 mod wire;
