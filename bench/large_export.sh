@@ -16,7 +16,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
 trap cleanup EXIT
 
-OR=127.0.0.1:18610; GW=127.0.0.1:18510
+OR=127.0.0.1:18620; GW=127.0.0.1:18520
 # One export of SIZE MB: plans 3033 and 3040 (the demo reseller's) among many others.
 python3 - "$DIR" $SIZES <<'PY'
 import json, sys
