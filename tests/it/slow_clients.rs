@@ -26,6 +26,30 @@ fn read_until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
     }
 }
 
+/// Send `header` one byte at a time, waiting up to 100 ms for an answer after each; answers
+/// how long after the first byte the server closed the connection (`None`: it never did).
+/// A partial header must never be answered.
+fn trickle(s: &mut TcpStream, header: &[u8]) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    for b in header {
+        if s.write_all(std::slice::from_ref(b)).is_err() {
+            return Some(start.elapsed());
+        }
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(n) => panic!("answered a partial header: {:?}", &buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(start.elapsed())
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
 /// A client trickling its header one byte every 100 ms is disconnected at the deadline
 /// (1 s here), long before its header would be complete.
 #[test]
@@ -40,29 +64,7 @@ fn a_trickled_header_is_cut_off_at_the_deadline() {
         ACME.1,
         "a".repeat(40)
     );
-    let start = Instant::now();
-    let mut closed_at = None;
-    for b in header.as_bytes() {
-        if s.write_all(std::slice::from_ref(b)).is_err() {
-            closed_at = Some(start.elapsed());
-            break;
-        }
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut buf = [0u8; 64];
-        match s.read(&mut buf) {
-            Ok(0) => {
-                closed_at = Some(start.elapsed());
-                break;
-            }
-            Ok(n) => panic!("answered a partial header: {:?}", &buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                closed_at = Some(start.elapsed());
-                break;
-            }
-            Err(_) => {}
-        }
-    }
+    let closed_at = trickle(&mut s, header.as_bytes());
     let at = closed_at.expect("the connection stayed open for the whole trickled header");
     assert!(
         at >= Duration::from_millis(900) && at < Duration::from_millis(2500),
@@ -81,31 +83,9 @@ fn a_trickled_header_is_cut_off_on_the_admin_listener_too() {
     let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     resellgate::proxy::server::wait_until_accepting(admin, Duration::from_secs(10)).unwrap();
     let mut s = TcpStream::connect(admin).unwrap();
-    let start = Instant::now();
     let header =
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    let mut closed_at = None;
-    for b in header {
-        if s.write_all(std::slice::from_ref(b)).is_err() {
-            closed_at = Some(start.elapsed());
-            break;
-        }
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut buf = [0u8; 64];
-        match s.read(&mut buf) {
-            Ok(0) => {
-                closed_at = Some(start.elapsed());
-                break;
-            }
-            Ok(n) => panic!("answered a partial header: {:?}", &buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                closed_at = Some(start.elapsed());
-                break;
-            }
-            Err(_) => {}
-        }
-    }
+    let closed_at = trickle(&mut s, header);
     let at = closed_at.expect("the admin connection stayed open for the whole trickled header");
     assert!(at < Duration::from_millis(2500), "closed after {at:?}");
     drop(env);
