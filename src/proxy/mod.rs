@@ -332,17 +332,17 @@ impl Gateway {
         // An upstream may echo the request: its account's password never reaches the
         // reseller, nor its login in an error.
         let (up_login, up_password) = self.upstream_credentials(&reseller)?;
-        let mut secrets = vec![up_password.expose().to_string()];
+        let mut secrets = vec![up_password.expose()];
         if log.outcome == "upstream_refused" {
-            secrets.push(up_login);
+            secrets.push(&up_login);
         }
-        let call = Owned {
-            reseller: reseller.clone(),
-            func: func.to_string(),
-            params: params.clone(),
+        let call = rewrite::Call {
+            reseller: &reseller,
+            func,
+            params,
             service_plan,
             caller: format,
-            secrets,
+            secrets: &secrets,
         };
         let body = self
             .reseller_answer(call, body)
@@ -360,13 +360,13 @@ impl Gateway {
     /// A large answer is rewritten on the blocking pool, so it never stalls other calls.
     async fn reseller_answer(
         self: &Arc<Self>,
-        call: Owned,
+        call: rewrite::Call<'_>,
         body: Bytes,
     ) -> Result<Bytes, upstream::UpstreamError> {
         if body.len() <= self.upstream.settings().large_response_bytes {
-            return call.answer(self, body);
+            return rewrite::reseller_answer(self.catalog(), &call, body);
         }
-        let gw = self.clone();
+        let (gw, call) = (self.clone(), Owned::from(&call));
         tokio::task::spawn_blocking(move || call.answer(&gw, body))
             .await
             .unwrap_or(Err(upstream::UpstreamError::Garbage))
@@ -528,6 +528,17 @@ struct Owned {
 }
 
 impl Owned {
+    fn from(call: &rewrite::Call) -> Owned {
+        Owned {
+            reseller: Arc::new(call.reseller.clone()),
+            func: call.func.to_string(),
+            params: call.params.clone(),
+            service_plan: call.service_plan,
+            caller: call.caller,
+            secrets: call.secrets.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     fn answer(&self, gw: &Gateway, body: Bytes) -> Result<Bytes, upstream::UpstreamError> {
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
         let call = rewrite::Call {
