@@ -17,6 +17,7 @@ CONNS=${CONNS:-8}
 WARMUP=${WARMUP:-$(( DURATION / 4 < 60 ? DURATION / 4 : 60 ))}
 SAMPLE_S=${SAMPLE_S:-10}
 RETENTION_S=${RETENTION_S:-60}
+CACHE_MB=${CACHE_MB:-16}
 BIN=target/release/resellgate
 [ -x "$BIN" ] || cargo build --release --locked
 if ! command -v wrk >/dev/null 2>&1; then
@@ -37,6 +38,7 @@ listen = "$GW"
 url = "http://$SB/billmgr"
 [store]
 path = "store"
+cache_mb = $CACHE_MB
 [orders]
 failed_retention_s = $RETENTION_S
 TOML
