@@ -4,8 +4,11 @@
 //!
 //! - [`billmgr`]   — the wire protocol: strict parameter parsing ([`billmgr::Params`]),
 //!   documents in every output format ([`billmgr::Element`], [`billmgr::render`],
-//!   [`billmgr::parse`]) and BILLmanager error documents ([`billmgr::BmError`]).
-//! - [`catalog`]   — plan mappings and markups: local plan ids and prices over the upstream's.
+//!   [`billmgr::parse`]), upstream answers checked and edited in their own format, lists
+//!   one item at a time ([`billmgr::edit`]), and BILLmanager error documents
+//!   ([`billmgr::BmError`]).
+//! - [`catalog`]   — plan mappings and markups: local plan ids and prices over the upstream's,
+//!   price labels kept, amounts in texts marked up.
 //! - [`config`]    — `config.toml` and mapping files: serde schema, defaults in one place,
 //!   validation that names file, key and value; secrets from the environment or files.
 //! - [`store`]     — the state behind one interface: a sled backend with versioned binary

@@ -7,7 +7,8 @@
 //! - [`elid_cache`] — a short memory of refused unknown `elid`s, so they cost one lookup.
 //! - [`background`] — work done after the answer (a new order's cost), counted.
 //! - [`connection`] — per-address connection cap and the request-header deadline.
-//! - [`rewrite`]  — what the upstream receives and what the reseller gets back.
+//! - [`rewrite`]  — what the upstream receives and what the reseller gets back (checked,
+//!   rewritten in its own shape, secrets the upstream echoed redacted).
 //! - [`upstream`] — forwarding over pingora's pooled connector, timeouts, retries.
 //! - [`client_addr`] — the client's address (`X-Forwarded-For` from trusted proxies).
 //! - [`service`]  — the `ProxyHttp` phases; they only read the request and call [`Gateway::handle`].
