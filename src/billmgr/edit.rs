@@ -432,7 +432,8 @@ fn checked_json(body: &[u8], depth: usize) -> Result<Value, DocError> {
     Ok(v)
 }
 
-/// Read a whole json document (any format) with the checks of [`Checked`].
+/// Read a whole json document (any format) with the gateway's checks: no duplicate keys,
+/// at most [`MAX_DEPTH`] levels.
 pub fn read_json(body: &[u8]) -> Result<Value, DocError> {
     checked_json(body, 0)
 }
