@@ -48,7 +48,10 @@ impl UpstreamNames {
 
     fn learn(&self, name: &str, up: u64) {
         let name = name.trim();
-        if !name.is_empty() && (self.0.len() < Self::MAX || self.0.contains_key(name)) {
+        if name.is_empty() || self.get(name) == Some(up) {
+            return; // known already: no allocation per plan per price list
+        }
+        if self.0.len() < Self::MAX || self.0.contains_key(name) {
             self.0.insert(name.to_string(), up);
         }
     }
@@ -132,6 +135,8 @@ struct Ctx<'a> {
     cat: Catalog<'a>,
     reseller: &'a Reseller,
     plans: Plans,
+    /// [`plan_independent_markup`] of the reseller, read once per answer.
+    fallback: Option<Option<Markup>>,
 }
 
 fn set_plans_for(cx: &Ctx, up: u64) -> Vec<Arc<Plan>> {
@@ -171,6 +176,13 @@ fn plan_independent_markup(store: &Store, reseller: &Reseller) -> Option<Option<
     all.all(|m| m == first).then_some(first)
 }
 
+/// Whether rewriting `func`'s answer may read the store's backend (not only its cache):
+/// a certificate-list row that names its plan only by name is priced through the
+/// service recorded for its certificate. Such rewrites belong on the blocking pool.
+pub fn reads_store(func: &str) -> bool {
+    func == "certificate"
+}
+
 /// The top-level items of a list function's answer, rewritten one at a time.
 pub fn list_items(func: &str) -> Option<&'static [&'static str]> {
     match func {
@@ -197,6 +209,7 @@ pub fn rewrite(
         cat,
         reseller,
         plans: Plans::new(cat.store, reseller),
+        fallback: plan_independent_markup(cat.store, reseller),
     };
     let cx = &cx;
     match func {
@@ -428,7 +441,7 @@ fn list_row(cx: &Ctx, mut row: Node) -> Node {
     if let Some(cost) = row.field("cost") {
         let m = match &plan {
             Some(p) => Some(effective_markup(reseller, p)),
-            None => plan_independent_markup(cat.store, reseller),
+            None => cx.fallback,
         };
         let new = m.and_then(|m| price(m.as_ref(), &cost));
         if new.is_none() && !cost.trim().is_empty() {
@@ -473,7 +486,7 @@ fn form_plan(cx: &Ctx, asked: &[Arc<Plan>], up: u64) -> Option<Arc<Plan>> {
 }
 
 fn form_values(cx: &Ctx, asked: &[Arc<Plan>], e: &mut Node) -> bool {
-    let (store, reseller) = (cx.cat.store, cx.reseller);
+    let reseller = cx.reseller;
     let mut changed = false;
     // The form's current plan.
     let mut current: Option<Arc<Plan>> = asked.first().cloned();
@@ -502,7 +515,7 @@ fn form_values(cx: &Ctx, asked: &[Arc<Plan>], e: &mut Node) -> bool {
         }
     }
     // Select lists.
-    let fallback = plan_independent_markup(store, reseller);
+    let fallback = cx.fallback;
     e.for_children("slist", &mut |slist| {
         let is_plan_list = slist.field("name").as_deref() == Some("pricelist");
         slist.flat_map_children("val", &mut |val| {

@@ -358,13 +358,16 @@ impl Gateway {
     }
 
     /// The upstream's answer as the reseller sees it (see [`rewrite::reseller_answer`]).
-    /// A large answer is rewritten on the blocking pool, so it never stalls other calls.
+    /// A large answer, or one whose rewrite reads the store (a certificate list), is
+    /// rewritten on the blocking pool, so it never stalls the other calls on this thread.
     async fn reseller_answer(
         self: &Arc<Self>,
         call: rewrite::Call<'_>,
         body: Bytes,
     ) -> Result<Bytes, upstream::UpstreamError> {
-        if body.len() <= self.upstream.settings().large_response_bytes {
+        let inline = body.len() <= self.upstream.settings().large_response_bytes
+            && !crate::catalog::response::reads_store(call.func);
+        if inline {
             return rewrite::reseller_answer(self.catalog(), &call, body);
         }
         let (gw, call) = (self.clone(), Owned::from(&call));
@@ -520,7 +523,7 @@ impl Gateway {
 /// [`rewrite::Call`] with owned parts, so a large answer can be rewritten on the blocking
 /// pool.
 struct Owned {
-    reseller: Arc<Reseller>,
+    reseller: Reseller,
     func: String,
     params: Params,
     service_plan: Option<u64>,
@@ -531,7 +534,7 @@ struct Owned {
 impl Owned {
     fn from(call: &rewrite::Call) -> Owned {
         Owned {
-            reseller: Arc::new(call.reseller.clone()),
+            reseller: call.reseller.clone(),
             func: call.func.to_string(),
             params: call.params.clone(),
             service_plan: call.service_plan,
