@@ -18,6 +18,7 @@ WARMUP=${WARMUP:-$(( DURATION / 4 < 60 ? DURATION / 4 : 60 ))}
 SAMPLE_S=${SAMPLE_S:-10}
 RETENTION_S=${RETENTION_S:-60}
 CACHE_MB=${CACHE_MB:-16}
+RECONCILE_S=${RECONCILE_S:-60}
 BIN=target/release/resellgate
 [ -x "$BIN" ] || cargo build --release --locked
 if ! command -v wrk >/dev/null 2>&1; then
@@ -41,6 +42,7 @@ path = "store"
 cache_mb = $CACHE_MB
 [orders]
 failed_retention_s = $RETENTION_S
+reconcile_interval_s = $RECONCILE_S
 TOML
 export ACME_UP_PASSWORD=acme-upstream-pw GLOBEX_UP_PASSWORD=globex-upstream-pw
 "$BIN" mappings apply --config "$DIR/config.toml" mappings/demo.toml >/dev/null
