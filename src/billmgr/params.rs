@@ -9,7 +9,7 @@ use std::fmt;
 
 use super::{BmError, ErrorType};
 
-/// Bounds on what a request may carry. Defaults live in [`crate::config`].
+/// Bounds on what a request may carry (`[limits]` in `config.toml` converts into this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_body_bytes: usize,

@@ -6,6 +6,7 @@
 //! ([`ConfigError`]). Mapping files ([`mappings`]) are loaded into a [`MappingSet`] that
 //! the store applies; [`check`] is `resellgate check-config`.
 
+pub mod cidr;
 mod error;
 pub mod mappings;
 mod schema;
@@ -13,14 +14,15 @@ mod url;
 
 use std::path::{Path, PathBuf};
 
+pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use mappings::{
     load_mappings, AddonSpec, Entry, MappingFile, MappingSet, MarkupSpec, PlanSpec, ResellerSpec,
     UpstreamAccountSpec,
 };
 pub use schema::{
-    AdminConfig, AuthConfig, LimitsConfig, OrdersConfig, PolicyConfig, ServerConfig, StoreConfig,
-    UpstreamConfig,
+    default_verifications, AdminConfig, AuthConfig, LimitsConfig, OrdersConfig, PolicyConfig,
+    ServerConfig, StoreConfig, UpstreamConfig,
 };
 pub use url::UpstreamUrl;
 
@@ -166,9 +168,7 @@ impl Config {
                 }
             }
         }
-        if let Err((entry, why)) =
-            crate::proxy::client_addr::parse_all(&self.server.trusted_proxies)
-        {
+        if let Err((entry, why)) = cidr::parse_all(&self.server.trusted_proxies) {
             return Err(err("server.trusted_proxies", &entry, &why));
         }
         if self.server.paths.is_empty() {
@@ -280,11 +280,7 @@ impl Config {
 
     /// The request bounds the protocol module enforces.
     pub fn limits(&self) -> crate::billmgr::Limits {
-        crate::billmgr::Limits {
-            max_body_bytes: self.limits.max_body_bytes,
-            max_params: self.limits.max_params,
-            max_value_bytes: self.limits.max_value_bytes,
-        }
+        crate::billmgr::Limits::from(&self.limits)
     }
 
     /// The parsed `upstream.url`.

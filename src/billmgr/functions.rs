@@ -11,7 +11,7 @@
 //! poll empties the list it reads, so even a read may change state). A passthrough entry
 //! cannot re-open a row the table refuses, nor an order form the table does not know.
 
-use crate::billmgr::{BmError, Params};
+use super::{BmError, Params};
 
 /// What a call of the function does on the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
