@@ -547,6 +547,3 @@ async fn write_html(
     )
     .await
 }
-
-#[cfg(test)]
-mod tests;
