@@ -299,19 +299,11 @@ impl Params {
         Ok(())
     }
 
-    /// Encode as `application/x-www-form-urlencoded`.
+    /// Encode as `application/x-www-form-urlencoded` (serde_urlencoded: `A-Z a-z 0-9 - _ .
+    /// *` kept, space as `+`, every other byte `%XX`).
     pub fn to_form(&self) -> String {
-        let mut out =
-            String::with_capacity(self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
-        for (i, (k, v)) in self.pairs.iter().enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            encode_component(k, &mut out);
-            out.push('=');
-            encode_component(v, &mut out);
-        }
-        out
+        // Pairs of strings always encode: serde_urlencoded refuses only other shapes.
+        serde_urlencoded::to_string(&self.pairs).unwrap_or_default()
     }
 }
 
@@ -330,23 +322,10 @@ pub fn printable_key(key: &str) -> String {
         .collect()
 }
 
-fn encode_component(s: &str, out: &mut String) {
-    for &b in s.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-    }
-}
-
+/// Decode `input` (`k=v&k=v`) into `params`, one piece at a time, so that every bound is
+/// checked before the next piece is decoded: the number of parameters, strict
+/// percent-encoding (offsets counted in `input`), UTF-8, and the length of each key and
+/// value. The decoding itself (`+`, `%XX`) is `serde_urlencoded`'s.
 fn decode_into(
     input: &[u8],
     part: &'static str,
@@ -365,12 +344,8 @@ fn decode_into(
                 limit: limits.max_params,
             });
         }
-        let (k, v) = match piece.iter().position(|&b| b == b'=') {
-            Some(i) => (&piece[..i], &piece[i + 1..]),
-            None => (piece, &piece[piece.len()..]),
-        };
-        let key = decode_component(k, part, start)?;
-        let value = decode_component(v, part, start + k.len() + 1)?;
+        check_escapes(piece, part, start)?;
+        let (key, value) = decode_pair(piece, part)?;
         if value.len() > limits.max_value_bytes || key.len() > limits.max_value_bytes {
             let mut key = key;
             truncate_utf8(&mut key, 64);
@@ -384,6 +359,47 @@ fn decode_into(
     Ok(())
 }
 
+/// Every `%` must start a `%XX` escape (serde_urlencoded would pass a broken one through
+/// as text); `base` is the piece's offset in its part.
+fn check_escapes(piece: &[u8], part: &'static str, base: usize) -> Result<(), ParamError> {
+    for i in memchr::memchr_iter(b'%', piece) {
+        let hex = |j: usize| piece.get(j).is_some_and(u8::is_ascii_hexdigit);
+        if !(hex(i + 1) && hex(i + 2)) {
+            return Err(ParamError::BadEncoding {
+                part,
+                offset: base + i,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One non-empty `key[=value]` piece. serde_urlencoded replaces bytes that are not UTF-8
+/// with U+FFFD; when a replacement character shows up, the piece is decoded again
+/// strictly to tell a real U+FFFD from bytes that are not UTF-8.
+fn decode_pair(piece: &[u8], part: &'static str) -> Result<(String, String), ParamError> {
+    let not_utf8 = ParamError::NotUtf8 { part };
+    let mut pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(piece).map_err(|_| not_utf8.clone())?;
+    let (key, value) = match pairs.pop() {
+        Some(pair) if pairs.is_empty() => pair,
+        _ => return Err(not_utf8),
+    };
+    if key.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
+        let raw: Vec<u8> = piece
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        if percent_encoding::percent_decode(&raw)
+            .decode_utf8()
+            .is_err()
+        {
+            return Err(not_utf8);
+        }
+    }
+    Ok((key, value))
+}
+
 fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
@@ -392,42 +408,6 @@ fn truncate_utf8(s: &mut String, max: usize) {
         }
         s.truncate(cut);
     }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn decode_component(raw: &[u8], part: &'static str, base: usize) -> Result<String, ParamError> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = raw.get(i + 1).copied().and_then(hex);
-                let lo = raw.get(i + 2).copied().and_then(hex);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push(h << 4 | l),
-                    _ => {
-                        return Err(ParamError::BadEncoding {
-                            part,
-                            offset: base + i,
-                        })
-                    }
-                }
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ParamError::NotUtf8 { part })
 }
 
 #[cfg(test)]
@@ -518,6 +498,39 @@ mod tests {
                 limit: 3
             })
         );
+    }
+
+    #[test]
+    fn a_real_replacement_character_is_not_bad_utf8() {
+        let p = parse(Some("cn=%EF%BF%BD&x=a+%2B+b"), "y=\u{FFFD}".as_bytes()).unwrap();
+        assert_eq!(p.get("cn"), Some("\u{FFFD}"));
+        assert_eq!(p.get("x"), Some("a + b"));
+        assert_eq!(p.get("y"), Some("\u{FFFD}"));
+        assert_eq!(
+            parse(None, b"y=\xff"),
+            Err(ParamError::NotUtf8 {
+                part: "request body"
+            })
+        );
+        assert_eq!(parse(Some("k=a=b"), b"").unwrap().get("k"), Some("a=b"));
+    }
+
+    #[test]
+    fn form_encoding_keeps_unreserved_bytes_only() {
+        let all: String = (0x20u8..0x7f).map(char::from).chain(['é', '\n']).collect();
+        let mut want = String::from("v=");
+        for &b in all.as_bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    want.push(b as char)
+                }
+                b' ' => want.push('+'),
+                _ => want.push_str(&format!("%{b:02X}")),
+            }
+        }
+        let p = Params::from_pairs([("v", all.as_str())]);
+        assert_eq!(p.to_form(), want);
+        assert_eq!(parse(Some(&want), b"").unwrap(), p);
     }
 
     #[test]
@@ -655,8 +668,10 @@ mod tests {
     fn multi_line_values_of_ordinary_fields_pass() {
         let csr =
             "-----BEGIN CERTIFICATE REQUEST-----\r\nMIIB\tx\r\n-----END CERTIFICATE REQUEST-----\n";
-        let mut body = String::from("func=certificate.order.param&csr=");
-        encode_component(csr, &mut body);
+        let body = format!(
+            "func=certificate.order.param&{}",
+            serde_urlencoded::to_string([("csr", csr)]).unwrap()
+        );
         let p = parse(None, body.as_bytes()).unwrap();
         p.check_unambiguous().unwrap();
         assert_eq!(p.get("csr"), Some(csr));
