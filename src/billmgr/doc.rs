@@ -448,17 +448,25 @@ pub(super) fn trim_texts(e: &mut Element) {
     }
 }
 
+/// The text of a json scalar; `None` for an object or an array.
 fn scalar(v: &Value) -> Option<String> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(if *b { String::new() } else { "off".into() }),
-        Value::Null => Some(String::new()),
-        _ => None,
+        Value::Object(_) | Value::Array(_) => None,
+        v => super::edit::scalar_text(v),
     }
 }
 
 pub(super) fn from_json(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
+    from_value(name, v, depth, true)
+}
+
+pub(super) fn from_bjson(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
+    from_value(name, v, depth, false)
+}
+
+/// One reader for json and bjson: text under `"$"`; `"$name"` keys are attributes in
+/// json (`attrs`), plain children in bjson; an array is a repeated element.
+fn from_value(name: String, v: &Value, depth: usize, attrs: bool) -> Result<Element, DocError> {
     if depth >= MAX_DEPTH {
         return Err(DocError::TooDeep(MAX_DEPTH));
     }
@@ -468,44 +476,17 @@ pub(super) fn from_json(name: String, v: &Value, depth: usize) -> Result<Element
             for (k, v) in m {
                 if k == "$" {
                     el.text = scalar(v);
-                } else if let Some(attr) = k.strip_prefix('$') {
+                } else if let Some(attr) = k.strip_prefix('$').filter(|_| attrs) {
                     el.attrs
                         .push((attr.to_string(), scalar(v).unwrap_or_default()));
                 } else if let Value::Array(items) = v {
                     for item in items {
-                        el.children.push(from_json(k.clone(), item, depth + 1)?);
+                        el.children
+                            .push(from_value(k.clone(), item, depth + 1, attrs)?);
                     }
                 } else {
-                    el.children.push(from_json(k.clone(), v, depth + 1)?);
-                }
-            }
-        }
-        Value::Array(_) => {
-            return Err(DocError::Json(
-                "an array where an element was expected".into(),
-            ))
-        }
-        other => el.text = scalar(other),
-    }
-    Ok(el)
-}
-
-pub(super) fn from_bjson(name: String, v: &Value, depth: usize) -> Result<Element, DocError> {
-    if depth >= MAX_DEPTH {
-        return Err(DocError::TooDeep(MAX_DEPTH));
-    }
-    let mut el = Element::new(name);
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                if k == "$" {
-                    el.text = scalar(v);
-                } else if let Value::Array(items) = v {
-                    for item in items {
-                        el.children.push(from_bjson(k.clone(), item, depth + 1)?);
-                    }
-                } else {
-                    el.children.push(from_bjson(k.clone(), v, depth + 1)?);
+                    el.children
+                        .push(from_value(k.clone(), v, depth + 1, attrs)?);
                 }
             }
         }

@@ -36,8 +36,8 @@ pub enum Node {
     Bjson(Value),
 }
 
-/// Text of a json scalar as BILLmanager means it.
-fn scalar_text(v: &Value) -> Option<String> {
+/// Text of a json scalar as BILLmanager means it (an object's `"$"`, an array's first).
+pub(super) fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

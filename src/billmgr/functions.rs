@@ -234,7 +234,8 @@ pub fn is_recorded(func: &str, params: &Params) -> bool {
 }
 
 /// A function name as it may appear in a message or a metric label: at most 64
-/// characters of `[A-Za-z0-9._-]`, anything else replaced by `?`.
+/// characters of `[A-Za-z0-9._-]`, anything else replaced by `?` (a label's character
+/// set, stricter than [`crate::telemetry::printable`], which escapes and keeps the rest).
 pub fn printable(func: &str) -> String {
     func.chars()
         .take(64)

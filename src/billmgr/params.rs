@@ -308,18 +308,24 @@ impl Params {
 }
 
 /// A key as it may appear in an error document or a log line: control characters
-/// escaped (a NUL becomes `\u{0}`), at most 64 characters.
+/// escaped (a NUL becomes `\u{0}`), at most 64 characters ([`crate::telemetry::printable`]).
 pub fn printable_key(key: &str) -> String {
-    key.chars()
-        .take(64)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::telemetry::printable(key, 64)
+}
+
+/// The caller's `out` read leniently (no decoding) from a request whose parameters could
+/// not be parsed, so that even that error comes back in the format it asked for: the
+/// query's first `out=`, else the body's, else xml.
+pub fn sniff_format(query: Option<&str>, body: &[u8]) -> super::Format {
+    let find = |s: &[u8]| -> Option<super::Format> {
+        s.split(|&b| b == b'&')
+            .find_map(|kv| kv.strip_prefix(b"out="))
+            .map(|v| super::Format::from_param(std::str::from_utf8(v).ok()))
+    };
+    query
+        .and_then(|q| find(q.as_bytes()))
+        .or_else(|| find(body))
+        .unwrap_or(super::Format::Xml)
 }
 
 /// Decode `input` (`k=v&k=v`) into `params`, one piece at a time, so that every bound is
