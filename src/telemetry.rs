@@ -182,7 +182,7 @@ pub struct RequestLog {
     pub reseller: Option<String>,
     /// The client's address (from `X-Forwarded-For` behind a trusted proxy).
     pub client: Option<std::net::IpAddr>,
-    /// The function, made printable ([`crate::billmgr::functions::printable`]).
+    /// The function, made printable (`billmgr::functions::printable`).
     pub func: Option<String>,
     /// `ok`, `local`, `refused`, `upstream_error`, or `upstream_refused` (the upstream
     /// answered with an error document).
