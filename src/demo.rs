@@ -1,15 +1,20 @@
 //! `resellgate demo`: the built-in sandbox as the upstream, the gateway in front of it
 //! with `mappings/demo.toml` applied to a fresh store, a scripted reseller session
 //! printed step by step, and then both keep serving so you can try it with curl.
+//!
+//! The script talks to the gateway through the product's own HTTP client, the pingora
+//! connector the gateway forwards upstream with ([`crate::proxy::upstream::Upstream`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use bytes::Bytes;
+
 use crate::billmgr::{self, BmError, Element, Format};
-use crate::client;
 use crate::config::{self, Config};
+use crate::proxy::upstream::{Upstream, UpstreamSettings};
 use crate::sandbox::{self, Sandbox};
 use crate::store::Store;
 
@@ -67,8 +72,9 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     );
     println!();
 
-    let script = Script { gateway: gw.addr };
+    let script = Script::new(gw.addr)?;
     script.run()?;
+    drop(script);
 
     if once {
         drop(gw);
@@ -98,12 +104,37 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     }
 }
 
-/// The scripted reseller session.
+/// The scripted reseller session: the gateway reached as an upstream is, through
+/// pingora's connector, on a runtime of its own.
 struct Script {
-    gateway: SocketAddr,
+    client: Upstream,
+    rt: tokio::runtime::Runtime,
 }
 
 impl Script {
+    fn new(gateway: SocketAddr) -> anyhow::Result<Script> {
+        let timeout = Duration::from_secs(30);
+        let settings = UpstreamSettings {
+            tls: false,
+            host: gateway.ip().to_string(),
+            port: gateway.port(),
+            path: "/billmgr".into(),
+            ca_file: None,
+            connect_timeout: timeout,
+            read_timeout: timeout,
+            idle_timeout: timeout,
+            retries: 0,
+            max_response_bytes: 64 * 1024 * 1024,
+            large_response_bytes: 64 * 1024 * 1024,
+            max_large_responses: 1,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = rt.block_on(async { Upstream::new(settings) })?;
+        Ok(Script { client, rt })
+    }
+
     /// One call through the gateway; prints the request (credentials masked) and answers
     /// the parsed document.
     fn call(&self, title: &str, form: &str) -> anyhow::Result<Element> {
@@ -121,8 +152,11 @@ impl Script {
             .collect();
         println!("-- {title}");
         println!("   POST /billmgr {}", shown.join("&"));
-        let resp = client::post_form(self.gateway, "/billmgr", form)?;
-        let doc = billmgr::parse(&resp.body, Format::Xml)
+        let answer = self
+            .rt
+            .block_on(self.client.call(Bytes::from(form.to_string()), false))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let doc = billmgr::parse(&answer.body, Format::Xml)
             .map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
         if let Some(err) = BmError::from_doc(&doc) {
             println!(

@@ -19,7 +19,6 @@
 //! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export, and
 //!   services, orders and reconciliation of the running gateway (JSON).
 //! - [`sandbox`]   — a built-in upstream BILLmanager simulator for the demo, tests and benches.
-//! - [`client`]    — a tiny HTTP/1.1 client used by the demo and the tests.
 //! - [`demo`]      — `resellgate demo`: sandbox + gateway + a scripted reseller session.
 //! - [`telemetry`] — tracing set-up, pingora's `log` bridged in, secret-free access lines.
 //! - [`cli`]       — the command line; `main.rs` only calls [`cli::main`].
@@ -29,7 +28,6 @@ pub mod admin;
 pub mod billmgr;
 pub mod catalog;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod demo;
 pub mod proxy;

@@ -164,13 +164,25 @@ pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// At most `max` characters of `s`, control characters escaped as [`escape_controls`]
+/// does: text a client chose (a parameter's key, a query value) as it may appear in a log
+/// line, an error document or a message. The one such helper: `billmgr` (keys in error
+/// documents) and `admin` (query values in messages) call it.
+pub fn printable(s: &str, max: usize) -> String {
+    let head = match s.char_indices().nth(max) {
+        Some((cut, _)) => &s[..cut],
+        None => s,
+    };
+    escape_controls(head).into_owned()
+}
+
 /// What one request did, filled in as it goes and logged once at the end.
 #[derive(Debug, Default, Clone)]
 pub struct RequestLog {
     pub reseller: Option<String>,
     /// The client's address (from `X-Forwarded-For` behind a trusted proxy).
     pub client: Option<std::net::IpAddr>,
-    /// The function, made printable ([`crate::proxy::policy::printable`]).
+    /// The function, made printable (`billmgr::functions::printable`).
     pub func: Option<String>,
     /// `ok`, `local`, `refused`, `upstream_error`, or `upstream_refused` (the upstream
     /// answered with an error document).
@@ -330,6 +342,8 @@ mod tests {
             "a remoteid=l1\\nINFO forged\\u{1b}[31m\n"
         );
         assert_eq!(escape_controls("plain"), "plain");
+        assert_eq!(printable("a\u{0}b\nc", 3), "a\\u{0}b");
+        assert_eq!(printable(&"é".repeat(100), 64), "é".repeat(64));
     }
 
     #[test]

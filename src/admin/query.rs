@@ -55,13 +55,11 @@ pub fn parse(
     Ok(out)
 }
 
-/// `value` for a message: control characters escaped, at most 64 characters.
+/// `value` for a message: control characters escaped, at most 64 characters
+/// ([`crate::telemetry::printable`]), `…` when cut.
 pub fn printable(value: &str) -> String {
-    let mut s: String = value.chars().take(64).collect::<String>();
-    if s.chars().any(char::is_control) {
-        s = s.escape_debug().to_string();
-    }
-    if value.chars().count() > 64 {
+    let mut s = crate::telemetry::printable(value, 64);
+    if value.chars().nth(64).is_some() {
         s.push('…');
     }
     s

@@ -9,7 +9,7 @@ use std::fmt;
 
 use super::{BmError, ErrorType};
 
-/// Bounds on what a request may carry. Defaults live in [`crate::config`].
+/// Bounds on what a request may carry (`[limits]` in `config.toml` converts into this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_body_bytes: usize,
@@ -299,54 +299,39 @@ impl Params {
         Ok(())
     }
 
-    /// Encode as `application/x-www-form-urlencoded`.
+    /// Encode as `application/x-www-form-urlencoded` (serde_urlencoded: `A-Z a-z 0-9 - _ .
+    /// *` kept, space as `+`, every other byte `%XX`).
     pub fn to_form(&self) -> String {
-        let mut out =
-            String::with_capacity(self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
-        for (i, (k, v)) in self.pairs.iter().enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            encode_component(k, &mut out);
-            out.push('=');
-            encode_component(v, &mut out);
-        }
-        out
+        // Pairs of strings always encode: serde_urlencoded refuses only other shapes.
+        serde_urlencoded::to_string(&self.pairs).unwrap_or_default()
     }
 }
 
 /// A key as it may appear in an error document or a log line: control characters
-/// escaped (a NUL becomes `\u{0}`), at most 64 characters.
+/// escaped (a NUL becomes `\u{0}`), at most 64 characters ([`crate::telemetry::printable`]).
 pub fn printable_key(key: &str) -> String {
-    key.chars()
-        .take(64)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::telemetry::printable(key, 64)
 }
 
-fn encode_component(s: &str, out: &mut String) {
-    for &b in s.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-    }
+/// The caller's `out` read leniently (no decoding) from a request whose parameters could
+/// not be parsed, so that even that error comes back in the format it asked for: the
+/// query's first `out=`, else the body's, else xml.
+pub fn sniff_format(query: Option<&str>, body: &[u8]) -> super::Format {
+    let find = |s: &[u8]| -> Option<super::Format> {
+        s.split(|&b| b == b'&')
+            .find_map(|kv| kv.strip_prefix(b"out="))
+            .map(|v| super::Format::from_param(std::str::from_utf8(v).ok()))
+    };
+    query
+        .and_then(|q| find(q.as_bytes()))
+        .or_else(|| find(body))
+        .unwrap_or(super::Format::Xml)
 }
 
+/// Decode `input` (`k=v&k=v`) into `params`, one piece at a time, so that every bound is
+/// checked before the next piece is decoded: the number of parameters, strict
+/// percent-encoding (offsets counted in `input`), UTF-8, and the length of each key and
+/// value. The decoding itself (`+`, `%XX`) is `serde_urlencoded`'s.
 fn decode_into(
     input: &[u8],
     part: &'static str,
@@ -365,12 +350,8 @@ fn decode_into(
                 limit: limits.max_params,
             });
         }
-        let (k, v) = match piece.iter().position(|&b| b == b'=') {
-            Some(i) => (&piece[..i], &piece[i + 1..]),
-            None => (piece, &piece[piece.len()..]),
-        };
-        let key = decode_component(k, part, start)?;
-        let value = decode_component(v, part, start + k.len() + 1)?;
+        check_escapes(piece, part, start)?;
+        let (key, value) = decode_pair(piece, part)?;
         if value.len() > limits.max_value_bytes || key.len() > limits.max_value_bytes {
             let mut key = key;
             truncate_utf8(&mut key, 64);
@@ -384,6 +365,47 @@ fn decode_into(
     Ok(())
 }
 
+/// Every `%` must start a `%XX` escape (serde_urlencoded would pass a broken one through
+/// as text); `base` is the piece's offset in its part.
+fn check_escapes(piece: &[u8], part: &'static str, base: usize) -> Result<(), ParamError> {
+    for i in memchr::memchr_iter(b'%', piece) {
+        let hex = |j: usize| piece.get(j).is_some_and(u8::is_ascii_hexdigit);
+        if !(hex(i + 1) && hex(i + 2)) {
+            return Err(ParamError::BadEncoding {
+                part,
+                offset: base + i,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One non-empty `key[=value]` piece. serde_urlencoded replaces bytes that are not UTF-8
+/// with U+FFFD; when a replacement character shows up, the piece is decoded again
+/// strictly to tell a real U+FFFD from bytes that are not UTF-8.
+fn decode_pair(piece: &[u8], part: &'static str) -> Result<(String, String), ParamError> {
+    let not_utf8 = ParamError::NotUtf8 { part };
+    let mut pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(piece).map_err(|_| not_utf8.clone())?;
+    let (key, value) = match pairs.pop() {
+        Some(pair) if pairs.is_empty() => pair,
+        _ => return Err(not_utf8),
+    };
+    if key.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
+        let raw: Vec<u8> = piece
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        if percent_encoding::percent_decode(&raw)
+            .decode_utf8()
+            .is_err()
+        {
+            return Err(not_utf8);
+        }
+    }
+    Ok((key, value))
+}
+
 fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
@@ -394,271 +416,5 @@ fn truncate_utf8(s: &mut String, max: usize) {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn decode_component(raw: &[u8], part: &'static str, base: usize) -> Result<String, ParamError> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = raw.get(i + 1).copied().and_then(hex);
-                let lo = raw.get(i + 2).copied().and_then(hex);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push(h << 4 | l),
-                    _ => {
-                        return Err(ParamError::BadEncoding {
-                            part,
-                            offset: base + i,
-                        })
-                    }
-                }
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ParamError::NotUtf8 { part })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(q: Option<&str>, body: &[u8]) -> Result<Params, ParamError> {
-        Params::parse(q, body, &Limits::default())
-    }
-
-    #[test]
-    fn merges_query_then_body_keeping_order_and_repeats() {
-        let p = parse(
-            Some("func=certificate&elid=1"),
-            b"elid=2&out=json&altname=a.com+b.com",
-        )
-        .unwrap();
-        let pairs: Vec<_> = p.iter().collect();
-        assert_eq!(
-            pairs,
-            vec![
-                ("func", "certificate"),
-                ("elid", "1"),
-                ("elid", "2"),
-                ("out", "json"),
-                ("altname", "a.com b.com")
-            ]
-        );
-        assert_eq!(p.get("elid"), Some("1"));
-        assert_eq!(p.count("elid"), 2);
-        assert_eq!(p.format(), crate::billmgr::Format::Json);
-    }
-
-    #[test]
-    fn decodes_percent_and_utf8() {
-        let p = parse(
-            Some("authinfo=user%3Ap%3Ass%26w&cn=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82.%D1%80%D1%84"),
-            b"",
-        )
-        .unwrap();
-        assert_eq!(p.get("authinfo"), Some("user:p:ss&w"));
-        assert_eq!(p.get("cn"), Some("привет.рф"));
-    }
-
-    #[test]
-    fn broken_percent_encoding_is_an_error() {
-        assert_eq!(
-            parse(Some("a=%zz"), b""),
-            Err(ParamError::BadEncoding {
-                part: "query string",
-                offset: 2
-            })
-        );
-        assert_eq!(
-            parse(None, b"a=1&b=%4"),
-            Err(ParamError::BadEncoding {
-                part: "request body",
-                offset: 6
-            })
-        );
-        assert_eq!(
-            parse(None, b"a=%ff%fe"),
-            Err(ParamError::NotUtf8 {
-                part: "request body"
-            })
-        );
-    }
-
-    #[test]
-    fn bounds_are_enforced() {
-        let limits = Limits {
-            max_body_bytes: 10,
-            max_params: 2,
-            max_value_bytes: 3,
-        };
-        assert_eq!(
-            Params::parse(None, b"a=12345678901", &limits),
-            Err(ParamError::BodyTooLarge { limit: 10 })
-        );
-        assert_eq!(
-            Params::parse(Some("a=1&b=2&c=3"), b"", &limits),
-            Err(ParamError::TooManyParams { limit: 2 })
-        );
-        assert_eq!(
-            Params::parse(Some("abc=1234"), b"", &limits),
-            Err(ParamError::ValueTooLong {
-                key: "abc".into(),
-                limit: 3
-            })
-        );
-    }
-
-    #[test]
-    fn empty_pieces_and_bare_keys() {
-        let p = parse(Some("&&a&b=&=c"), b"").unwrap();
-        let pairs: Vec<_> = p.iter().collect();
-        assert_eq!(pairs, vec![("a", ""), ("b", ""), ("", "c")]);
-    }
-
-    #[test]
-    fn set_replaces_all_at_first_position_and_form_round_trips() {
-        let mut p = parse(Some("func=x&authinfo=a%3Ab&elid=1&authinfo=c%3Ad"), b"").unwrap();
-        p.set("authinfo", "up:s3cr&t =");
-        assert_eq!(p.count("authinfo"), 1);
-        assert_eq!(p.to_form(), "func=x&authinfo=up%3As3cr%26t+%3D&elid=1");
-        let back = parse(Some(&p.to_form()), b"").unwrap();
-        assert_eq!(back, p);
-    }
-
-    #[test]
-    fn debug_never_shows_values() {
-        let p = parse(Some("authinfo=joe:hunter2"), b"").unwrap();
-        assert!(!format!("{p:?}").contains("hunter2"));
-    }
-
-    fn ambiguity(q: &str, body: &[u8]) -> Result<(), ParamError> {
-        parse(Some(q), body).unwrap().check_unambiguous()
-    }
-
-    #[test]
-    fn any_non_empty_sok_is_a_submit() {
-        for sok in ["ok", "yes", "1", "x"] {
-            assert!(parse(Some(&format!("sok={sok}")), b"").unwrap().is_submit());
-        }
-        assert!(!parse(Some("sok="), b"").unwrap().is_submit());
-        assert!(!parse(Some("func=x"), b"").unwrap().is_submit());
-    }
-
-    #[test]
-    fn repeated_control_parameters_are_refused() {
-        for q in [
-            "func=whoami&func=user.edit",
-            "sok=&sok=ok",
-            "remoteid=A&remoteid=B",
-            "elid=1&elid=2",
-            "pricelist=101&pricelist=102",
-            "out=json&out=xml",
-            "su=a&su=b",
-            "auth=S&auth=T",
-        ] {
-            let key = q.split('=').next().unwrap();
-            assert_eq!(
-                ambiguity(q, b""),
-                Err(ParamError::Repeated { key: key.into() }),
-                "{q}"
-            );
-        }
-        // query and body together
-        assert_eq!(
-            ambiguity("func=certificate.order.param&sok=", b"sok=ok"),
-            Err(ParamError::Repeated { key: "sok".into() })
-        );
-        // other keys may repeat
-        ambiguity("func=x&altname=a&altname=b&addon_1=1", b"lang=en").unwrap();
-    }
-
-    #[test]
-    fn padded_or_blank_control_values_are_refused() {
-        for (q, key) in [
-            ("sok=%20", "sok"),
-            ("sok=ok%20", "sok"),
-            ("func=%20whoami", "func"),
-            ("remoteid=l1%20", "remoteid"),
-            ("elid=%201", "elid"),
-            ("pricelist=101%C2%A0", "pricelist"),
-            ("func=certificate%2Fdelete", "func"),
-            ("func=who%3Bami", "func"),
-        ] {
-            match ambiguity(q, b"") {
-                Err(ParamError::Ambiguous { key: k, .. }) => assert_eq!(k, key, "{q}"),
-                other => panic!("{q}: {other:?}"),
-            }
-        }
-        // a tab is a control character in a control parameter
-        for q in ["sok=%09", "sok=o%09k", "sok=ok%0D%0A"] {
-            assert_eq!(
-                ambiguity(q, b""),
-                Err(ParamError::ControlChar { key: "sok".into() }),
-                "{q}"
-            );
-        }
-        // an empty sok is neither documented reading
-        assert!(matches!(
-            ambiguity("func=certificate&sok=", b""),
-            Err(ParamError::Ambiguous { .. })
-        ));
-        // other empty values and lists with inner spaces are fine
-        ambiguity(
-            "func=certificate&pricelist=&elid=1,%202&remoteid=l%201",
-            b"",
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn control_characters_are_refused_in_keys_and_values() {
-        for (q, key) in [
-            ("su%00=1", "su\\u{0}"),
-            ("elid%00=1", "elid\\u{0}"),
-            ("func=certificate.delete%00", "func"),
-            ("CN=a%00.evil", "CN"),
-            ("x=%1b%5B31m", "x"),
-            ("x=%7F", "x"),
-            ("x=%C2%85", "x"),
-            ("a%0Ab=1", "a\\nb"),
-            ("remoteid=l1%0Aforged", "remoteid"),
-        ] {
-            assert_eq!(
-                ambiguity(q, b""),
-                Err(ParamError::ControlChar { key: key.into() }),
-                "{q}"
-            );
-        }
-        let e: BmError = ParamError::ControlChar {
-            key: "su\\u{0}".into(),
-        }
-        .into();
-        assert_eq!(
-            (e.kind, e.object.as_deref()),
-            (ErrorType::Value, Some("su\\u{0}"))
-        );
-    }
-
-    #[test]
-    fn multi_line_values_of_ordinary_fields_pass() {
-        let csr =
-            "-----BEGIN CERTIFICATE REQUEST-----\r\nMIIB\tx\r\n-----END CERTIFICATE REQUEST-----\n";
-        let mut body = String::from("func=certificate.order.param&csr=");
-        encode_component(csr, &mut body);
-        let p = parse(None, body.as_bytes()).unwrap();
-        p.check_unambiguous().unwrap();
-        assert_eq!(p.get("csr"), Some(csr));
-    }
-}
+mod tests;

@@ -26,8 +26,8 @@ pub fn map_request(
     func: &str,
     params: &Params,
 ) -> Result<Params, BmError> {
-    let elid_is_plan = crate::proxy::functions::lookup(func)
-        .is_some_and(|f| f.elid == crate::proxy::functions::Elid::Plan);
+    let elid_is_plan = crate::billmgr::functions::lookup(func)
+        .is_some_and(|f| f.elid == crate::billmgr::functions::Elid::Plan);
     request::map(store, reseller, params, elid_is_plan)
 }
 

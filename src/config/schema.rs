@@ -59,7 +59,7 @@ impl Default for ServerConfig {
             keepalive_timeout_s: 60,
             client_timeout_ms: 30_000,
             trusted_proxies: Vec::new(),
-            paths: crate::proxy::service::PATHS
+            paths: crate::billmgr::PATHS
                 .iter()
                 .map(|p| p.to_string())
                 .collect(),
@@ -196,6 +196,17 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The request bounds the protocol module enforces ([`crate::billmgr::Params::parse`]).
+impl From<&LimitsConfig> for crate::billmgr::Limits {
+    fn from(l: &LimitsConfig) -> Self {
+        crate::billmgr::Limits {
+            max_body_bytes: l.max_body_bytes,
+            max_params: l.max_params,
+            max_value_bytes: l.max_value_bytes,
+        }
+    }
+}
+
 /// `[auth]` — sessions and login throttling.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -233,8 +244,13 @@ impl AuthConfig {
     /// `max_concurrent_verifications`, or the number of cores when unset.
     pub fn verifications(&self) -> usize {
         self.max_concurrent_verifications
-            .unwrap_or_else(crate::proxy::auth::default_verifications)
+            .unwrap_or_else(default_verifications)
     }
+}
+
+/// One verification per core: argon2id is CPU- and memory-bound.
+pub fn default_verifications() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// `[orders]` — reconciliation of orders whose outcome is unknown.

@@ -57,10 +57,7 @@ impl Default for AuthSettings {
     }
 }
 
-/// One verification per core: argon2id is CPU- and memory-bound.
-pub fn default_verifications() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+pub use crate::config::default_verifications;
 
 /// How the caller presented itself.
 #[derive(Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ pub mod client_addr;
 pub mod connection;
 pub mod crashpoint;
 pub mod elid_cache;
-pub mod functions;
+pub use crate::billmgr::functions;
 pub mod orders;
 pub mod policy;
 pub mod rewrite;

@@ -192,19 +192,7 @@ pub fn error_bytes(err: &BmError, format: Format, lang: &str) -> Vec<u8> {
     billmgr::render(&err.to_doc(lang), format)
 }
 
-/// The caller's `out` and `lang` read leniently from a request whose parameters could
-/// not be parsed, so that even that error comes back in the format it asked for.
-pub fn sniff_format(query: Option<&str>, body: &[u8]) -> Format {
-    let find = |s: &[u8]| -> Option<Format> {
-        s.split(|&b| b == b'&')
-            .find_map(|kv| kv.strip_prefix(b"out="))
-            .map(|v| Format::from_param(std::str::from_utf8(v).ok()))
-    };
-    query
-        .and_then(|q| find(q.as_bytes()))
-        .or_else(|| find(body))
-        .unwrap_or(Format::Xml)
-}
+pub use crate::billmgr::sniff_format;
 
 #[cfg(test)]
 mod tests {

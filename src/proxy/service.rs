@@ -25,8 +25,7 @@ use super::{auth, rewrite, Gateway, Incoming, Reply};
 use crate::billmgr::{BmError, Format, ParamError};
 use crate::telemetry::RequestLog;
 
-/// The paths a BILLmanager is reached on by default (`[server] paths`).
-pub const PATHS: &[&str] = &["/billmgr", "/manager/billmgr", "/"];
+pub use crate::billmgr::PATHS;
 
 /// The pingora service around a [`Gateway`].
 pub struct GatewayService {

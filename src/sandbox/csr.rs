@@ -1,51 +1,40 @@
 //! Fake but PEM-shaped CSRs and keys, and a best-effort CN reader that also works on real
 //! DER CSRs (it looks for the commonName OID 2.5.4.3 and reads the string after it).
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+
+/// Standard alphabet, padding optional, stray low bits tolerated: a reader of what a
+/// billing pasted, not a validator.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    STANDARD.encode(data)
 }
 
-/// Decode base64, skipping whitespace; stops at the first `=` or invalid character.
+/// Decode base64 (standard or URL-safe alphabet), skipping whitespace; stops at the first
+/// `=` or invalid character, and drops a last character that makes no whole byte.
 pub fn base64_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
+    let mut text = Vec::with_capacity(s.len());
     for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
+        match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => text.push(c),
+            b'-' => text.push(b'+'),
+            b'_' => text.push(b'/'),
             b' ' | b'\t' | b'\r' | b'\n' => continue,
             _ => break,
-        };
-        acc = acc << 6 | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
         }
     }
-    out
+    if text.len() % 4 == 1 {
+        text.pop();
+    }
+    LENIENT.decode(&text).unwrap_or_default()
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -109,6 +98,11 @@ mod tests {
         }
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
+        // lenient reading: whitespace, no padding, URL-safe characters, a stray character
+        assert_eq!(base64_decode("Zm9v\nYmE"), b"fooba");
+        assert_eq!(base64_decode("-_-_"), base64_decode("+/+/"));
+        assert_eq!(base64_decode("Zm8=garbage"), b"fo");
+        assert_eq!(base64_decode("Zm9vY"), b"foo");
     }
 
     #[test]

@@ -74,6 +74,7 @@
 mod catalog;
 mod csr;
 mod dates;
+mod forms;
 mod logic;
 pub mod server;
 

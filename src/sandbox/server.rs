@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
 use super::{money2, Fault, FaultPhase, Sandbox};
-use crate::billmgr::{render, BmError, Format, Limits, Params};
+use crate::billmgr::{render, BmError, Element, Format, Limits, Params};
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
@@ -315,17 +315,9 @@ async fn answer(
     let params = match Params::parse(req.query.as_deref(), &req.body, &limits) {
         Ok(p) => p,
         Err(e) => {
-            let format = guess_format(req.query.as_deref(), &req.body);
+            let format = crate::billmgr::sniff_format(req.query.as_deref(), &req.body);
             let doc = BmError::from(e).to_doc("en");
-            write_response(
-                stream,
-                200,
-                "OK",
-                format.content_type(),
-                &render(&doc, format),
-                keep_alive,
-            )
-            .await?;
+            write_doc(stream, &doc, format, keep_alive).await?;
             return Ok(true);
         }
     };
@@ -335,15 +327,7 @@ async fn answer(
     match fault {
         None => {
             let doc = sandbox.handle_request(&params, peer.ip(), cookie);
-            write_response(
-                stream,
-                200,
-                "OK",
-                format.content_type(),
-                &render(&doc, format),
-                keep_alive,
-            )
-            .await?;
+            write_doc(stream, &doc, format, keep_alive).await?;
             Ok(true)
         }
         Some((fault, phase)) => {
@@ -397,21 +381,6 @@ async fn misbehave(
             Ok(true)
         }
     }
-}
-
-/// `out=` read without decoding, for answering a request whose parameters did not parse.
-fn guess_format(query: Option<&str>, body: &[u8]) -> Format {
-    fn find(s: &[u8]) -> Option<&str> {
-        s.split(|b| *b == b'&')
-            .find_map(|kv| kv.strip_prefix(b"out="))
-            .and_then(|v| std::str::from_utf8(v).ok())
-    }
-    Format::from_param(
-        query
-            .map(str::as_bytes)
-            .and_then(find)
-            .or_else(|| find(body)),
-    )
 }
 
 /// Read one request (head and `Content-Length` body) from `stream`, keeping any bytes of
@@ -527,6 +496,17 @@ async fn write_response(
     stream.flush().await
 }
 
+/// A document in `format`, HTTP 200, as a BILLmanager answers everything.
+async fn write_doc(
+    stream: &mut TcpStream,
+    doc: &Element,
+    format: Format,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let body = render(doc, format);
+    write_response(stream, 200, "OK", format.content_type(), &body, keep_alive).await
+}
+
 /// A web server's HTML status page (404, 405, 502, …).
 async fn write_html(
     stream: &mut TcpStream,
@@ -547,6 +527,3 @@ async fn write_html(
     )
     .await
 }
-
-#[cfg(test)]
-mod tests;

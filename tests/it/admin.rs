@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::client;
 use resellgate::billmgr::Format;
-use resellgate::client;
 use resellgate::sandbox::{Fault, FaultPhase};
 
 use crate::harness::*;

@@ -35,7 +35,7 @@ fn ambiguous_sok_is_refused_and_nothing_is_ordered() {
         assert_error(&resp, Format::Json, "value", "sok");
     }
     // empty in the query, set in the body
-    let resp = resellgate::client::post_form(
+    let resp = crate::client::post_form(
         env.addr(),
         "/billmgr?sok=",
         &format!("{base}&sok=ok&authinfo={}:{}", ACME.0, ACME.1),

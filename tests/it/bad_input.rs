@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::client;
 use resellgate::billmgr::Format;
-use resellgate::client;
 
 use crate::harness::*;
 

@@ -337,7 +337,7 @@ fn renew_form_never_shows_upstream_prices() {
     assert!(!resp.text().contains("9.0000"), "{}", resp.text());
     // A certificate bought upstream before the gateway: its plan comes from the upstream
     // list when the elid is first seen. Plan 102 (3040): 79.00 + 15% = 90.85.
-    let direct = resellgate::client::post_form(
+    let direct = crate::client::post_form(
         env.sandbox.addr,
         "/billmgr",
         &format!(

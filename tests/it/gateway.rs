@@ -1,8 +1,8 @@
 //! The request path end to end: authentication, the authinfo swap, sessions, the
 //! function policy, paths and output formats.
 
+use crate::client;
 use resellgate::billmgr::Format;
-use resellgate::client;
 
 use crate::harness::*;
 

@@ -6,8 +6,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::client::{self, Response};
 use resellgate::billmgr::{self, BmError, Element, Format, Limits, Params};
-use resellgate::client::{self, Response};
 use resellgate::config::{self, Config};
 use resellgate::proxy::server::RunningGateway;
 use resellgate::sandbox::{Sandbox, SandboxHandle};

@@ -8,8 +8,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::client;
 use resellgate::billmgr::{Format, Limits, Params};
-use resellgate::client;
 use resellgate::sandbox::{Fault, FaultPhase};
 
 use crate::harness::*;

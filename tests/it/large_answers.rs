@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::client;
 use resellgate::billmgr::Format;
-use resellgate::client;
 
 use crate::harness::*;
 

@@ -5,8 +5,8 @@
 //! `certificate.retry` and `certificate.resume` (and `certificate.suspend`, which
 //! BILLmanager 6 does not have) are refused by the gateway without reaching the upstream.
 
+use crate::client;
 use resellgate::billmgr::{self, BmError, Format};
-use resellgate::client;
 use resellgate::sandbox::{Fault, FaultPhase};
 
 use crate::harness::*;

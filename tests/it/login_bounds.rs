@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Barrier};
 
+use crate::client;
 use resellgate::billmgr::{self, BmError, Format};
-use resellgate::client;
 
 use crate::harness::*;
 

@@ -4,8 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::client;
 use resellgate::billmgr::{self, Format};
-use resellgate::client;
 use resellgate::sandbox::{Fault, FaultPhase, Sandbox};
 
 use crate::harness::*;

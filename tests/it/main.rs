@@ -1,6 +1,7 @@
 //! The one integration-test binary (pingora is linked once). Each module pins one
 //! area of behaviour through real HTTP against the built-in sandbox.
 
+mod client;
 mod harness;
 
 mod admin;
@@ -18,6 +19,7 @@ mod login_bounds;
 mod logs;
 mod orders;
 mod pingora_logs;
+mod sandbox_server;
 mod slow_clients;
 mod store_growth;
 mod tls;

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use resellgate::client;
+use crate::client;
 use resellgate::sandbox::{Sandbox, SandboxHandle};
 
 use crate::harness::*;

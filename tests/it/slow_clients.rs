@@ -163,7 +163,7 @@ fn connections_per_address_are_capped() {
     // The closed one is uncounted as soon as the gateway sees it close.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let resp = resellgate::client::get(
+        let resp = crate::client::get(
             env.addr(),
             &format!("/billmgr?func=whoami&authinfo={}:{}", ACME.0, ACME.1),
         )

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::client::{self, Response};
 use resellgate::billmgr::Format;
-use resellgate::client::{self, Response};
 
 use crate::harness::*;
 

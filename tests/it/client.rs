@@ -1,6 +1,6 @@
-//! A tiny HTTP/1.1 client for the demo and the tests: one connection per call,
-//! `Connection: close`, bodies read by `Content-Length`, chunked transfer-encoding, or until
-//! the server closes. Every call has a deadline ([`DEFAULT_TIMEOUT`] unless given) so a test
+//! A tiny HTTP/1.1 client for the tests (the product's one client is pingora's connector,
+//! `resellgate::proxy::upstream`): one connection per call, `Connection: close`, bodies
+//! read by `Content-Length`, chunked transfer-encoding, or until the server closes. Every call has a deadline ([`DEFAULT_TIMEOUT`] unless given) so a test
 //! never hangs forever; running out of time is an [`io::ErrorKind::TimedOut`] error.
 
 use std::io;

@@ -11,7 +11,7 @@
 //! poll empties the list it reads, so even a read may change state). A passthrough entry
 //! cannot re-open a row the table refuses, nor an order form the table does not know.
 
-use crate::billmgr::{BmError, Params};
+use super::{BmError, Params};
 
 /// What a call of the function does on the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +234,8 @@ pub fn is_recorded(func: &str, params: &Params) -> bool {
 }
 
 /// A function name as it may appear in a message or a metric label: at most 64
-/// characters of `[A-Za-z0-9._-]`, anything else replaced by `?`.
+/// characters of `[A-Za-z0-9._-]`, anything else replaced by `?` (a label's character
+/// set, stricter than [`crate::telemetry::printable`], which escapes and keeps the rest).
 pub fn printable(func: &str) -> String {
     func.chars()
         .take(64)

@@ -1,12 +1,16 @@
-//! The sandbox server through real sockets, seen from the client side.
+//! The sandbox server through real sockets, seen from the client side (moved here from
+//! the library's unit tests with the test-only HTTP client).
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
-use super::*;
-use crate::billmgr::{parse, ErrorType, Format};
+use resellgate::billmgr::{parse, ErrorType, Format};
+use resellgate::sandbox::{spawn, Fault, FaultPhase, Sandbox, SandboxHandle, SandboxServer};
+
 use crate::client::{self, read_response, request, request_with_timeout};
 
 const WHOAMI: &str = "/billmgr?func=whoami&authinfo=acme@sandbox:acme-upstream-pw";
@@ -82,7 +86,7 @@ async fn bad_params_are_an_error_document() {
     assert_eq!(r.status, 200);
     let doc = parse(&r.body, Format::Json).unwrap();
     assert_eq!(
-        crate::billmgr::BmError::from_doc(&doc).unwrap().kind,
+        resellgate::billmgr::BmError::from_doc(&doc).unwrap().kind,
         ErrorType::Value
     );
 }

@@ -1,0 +1,131 @@
+//! Unit tests of in-format editing: fields, item-at-a-time rewrites, what is refused.
+
+use super::*;
+use crate::billmgr::parse;
+use crate::billmgr::MAX_DEPTH;
+
+fn ids(body: &[u8], format: Format, keep: &[&str]) -> Vec<u8> {
+    rewrite_items(body, format, &["elem"], &mut |_, n| {
+        if keep.contains(&n.field("id").unwrap_or_default().as_str()) {
+            vec![n]
+        } else {
+            Vec::new()
+        }
+    })
+    .unwrap()
+}
+
+#[test]
+fn xml_outside_the_items_is_copied_byte_for_byte() {
+    let body = b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- c -->\n<doc a=\"1\">\n  <elem><id>1</id></elem>\n  <elem b=\"x\"><id>2</id><CN>a&amp;b</CN></elem>\n  <p_num>1</p_num>\n</doc>\n";
+    let out = ids(body, Format::Xml, &["2"]);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- c -->\n<doc a=\"1\">\n  \n  <elem b=\"x\"><id>2</id><CN>a&amp;b</CN></elem>\n  <p_num>1</p_num>\n</doc>\n"
+    );
+    assert!(parse(body, Format::Xml).is_ok());
+}
+
+#[test]
+fn json_lists_keep_their_shape_when_filtered() {
+    let cases = [
+        // (input, kept ids, output)
+        (
+            r#"{"doc":{"elem":[{"id":{"$":"1"}}],"n":1}}"#,
+            &["1"][..],
+            r#"{"doc":{"elem":[{"id":{"$":"1"}}],"n":1}}"#,
+        ),
+        (
+            r#"{"doc":{"elem":[{"id":{"$":"1"}},{"id":{"$":"2"}}]}}"#,
+            &["2"],
+            r#"{"doc":{"elem":[{"id":{"$":"2"}}]}}"#,
+        ),
+        (
+            r#"{"doc":{"elem":{"id":{"$":"1"}},"z":true}}"#,
+            &["1"],
+            r#"{"doc":{"elem":{"id":{"$":"1"}},"z":true}}"#,
+        ),
+        (
+            r#"{"doc":{"a":1,"elem":{"id":{"$":"1"}},"z":true}}"#,
+            &[],
+            r#"{"doc":{"a":1,"z":true}}"#,
+        ),
+        (r#"{"doc":{"elem":[]}}"#, &[], r#"{"doc":{"elem":[]}}"#),
+    ];
+    for (input, keep, want) in cases {
+        let out = ids(input.as_bytes(), Format::Json, keep);
+        assert_eq!(String::from_utf8(out).unwrap(), want, "{input}");
+    }
+    let out = ids(br#"{"elem":[{"id":"1"}],"p_cnt":1}"#, Format::Bjson, &["1"]);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"elem":[{"id":"1"}],"p_cnt":1}"#
+    );
+}
+
+#[test]
+fn a_single_object_becomes_an_array_only_when_repeated() {
+    let mut n = Node::Json(serde_json::json!({"pricelist": {"id": {"$": "1"}}, "x": 1}));
+    n.flat_map_children("pricelist", &mut |p| vec![p.clone(), p]);
+    assert_eq!(
+        n.into_value().to_string(),
+        r#"{"pricelist":[{"id":{"$":"1"}},{"id":{"$":"1"}}],"x":1}"#
+    );
+}
+
+#[test]
+fn fields_are_set_where_and_as_they_are() {
+    let mut n = Node::Json(serde_json::json!({
+        "$cost": "1.00", "id": {"$": "3033"}, "num": 7, "arr": [{"$": "a"}], "s": "x"
+    }));
+    for (k, v) in [
+        ("cost", "2.00"),
+        ("id", "101"),
+        ("num", "8"),
+        ("arr", "b"),
+        ("s", "y"),
+    ] {
+        assert!(n.set_field(k, v), "{k}");
+        assert_eq!(n.field(k).as_deref(), Some(v), "{k}");
+    }
+    assert!(!n.set_field("absent", "1"));
+    n.rename_field("id", "pid");
+    assert_eq!(
+        n.into_value().to_string(),
+        r#"{"$cost":"2.00","pid":{"$":"101"},"num":8,"arr":[{"$":"b"}],"s":"y"}"#
+    );
+    let mut b = Node::Bjson(serde_json::json!({"cost": "1", "id": "5"}));
+    assert!(b.set_field("cost", "2"));
+    b.remove_field("id");
+    assert_eq!(b.into_value().to_string(), r#"{"cost":"2"}"#);
+}
+
+#[test]
+fn what_is_refused() {
+    for (body, f) in [
+        (&b"<html/>"[..], Format::Xml),
+        (b"<doc><elem><id>1</id></elem>", Format::Xml),
+        (b"<doc/><doc/>", Format::Xml),
+        (b"<doc>\xff</doc>", Format::Xml),
+        (b"<!DOCTYPE doc><doc/>", Format::Xml),
+        (b"{\"nodoc\":{}}", Format::Json),
+        (b"{\"doc\":{\"elem\":[{\"a\":1,\"a\":2}]}}", Format::Json),
+        (b"{\"doc\":{\"x\":1,\"x\":2}}", Format::Json),
+        (b"{\"doc\":{}}trailing", Format::Json),
+        (b"[]", Format::Bjson),
+    ] {
+        assert!(
+            rewrite_items(body, f, &["elem"], &mut |_, n| vec![n]).is_err(),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let body = format!("{{\"doc\":{{\"x\":{deep}}}}}");
+    assert_eq!(
+        rewrite_items(body.as_bytes(), Format::Json, &["elem"], &mut |_, n| vec![
+            n
+        ]),
+        Err(DocError::TooDeep(MAX_DEPTH))
+    );
+}
