@@ -178,6 +178,7 @@ fn corrupt(what: &str, value: &str) -> CodecError {
 
 /// [`Service`] as format 1 wrote it.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct ServiceV1 {
     upstream_id: u64,
     reseller: String,
@@ -191,6 +192,7 @@ struct ServiceV1 {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct ServiceEventV1 {
     at: u64,
     func: String,
@@ -230,6 +232,7 @@ impl ServiceV1 {
 
 /// [`LedgerEntry`] as format 1 wrote it.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct LedgerEntryV1 {
     at_ms: u64,
     reseller: String,
@@ -260,5 +263,238 @@ impl LedgerEntryV1 {
             upstream_cost: money(self.upstream_cost)?,
             price: money(self.price)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::PasswordSource;
+    use crate::store::ledger::entry_key;
+    use crate::store::orders::order_key;
+    use crate::store::{Plan, Reseller, SledBackend, Store, UpstreamAccount};
+
+    /// A value as format 1 wrote it: version byte 1, then bincode.
+    fn v1<T: serde::Serialize>(value: &T) -> Vec<u8> {
+        let mut v = codec::encode(value).unwrap();
+        v[0] = V1;
+        v
+    }
+
+    fn order(remoteid: &str, state: OrderState, updated_at_ms: u64) -> OrderRecord {
+        OrderRecord {
+            reseller: "acme".into(),
+            remoteid: remoteid.into(),
+            params_hash: vec![7],
+            plan: Some("3033".into()),
+            period: Some("12".into()),
+            claimed_at_ms: 1_000,
+            updated_at_ms,
+            state,
+        }
+    }
+
+    fn ledger_v1(kind: &str, cost: Option<&str>) -> LedgerEntryV1 {
+        LedgerEntryV1 {
+            at_ms: 5_000,
+            reseller: "acme".into(),
+            kind: kind.into(),
+            upstream_id: 5001,
+            remoteid: Some("r1".into()),
+            plan: Some("3033".into()),
+            period: Some("12".into()),
+            upstream_cost: cost.map(str::to_string),
+            price: cost.map(|_| "11.30".to_string()),
+        }
+    }
+
+    /// A store as format 1 (before the format version existed) left it: every kind of
+    /// record, the costless index, no order indexes, no `meta` tree.
+    fn format_1_store() -> SledBackend {
+        let b = SledBackend::temporary().unwrap();
+        let account = UpstreamAccount {
+            name: "acme-up".into(),
+            login: "acme@x".into(),
+            password: PasswordSource::Env("PW".into()),
+        };
+        b.put(trees::UPSTREAM_ACCOUNTS, b"acme-up", &v1(&account))
+            .unwrap();
+        let plan = Plan {
+            id: 101,
+            upstream_id: 3033,
+            name: Some("PositiveSSL".into()),
+            markup: None,
+            addons: vec![],
+        };
+        b.put(trees::PLANS, &101u64.to_be_bytes(), &v1(&plan))
+            .unwrap();
+        let reseller = Reseller {
+            login: "acme".into(),
+            password_hash: "$argon2id$x".into(),
+            upstream_account: "acme-up".into(),
+            plans: vec![101],
+            markup: None,
+        };
+        b.put(trees::RESELLERS, b"acme", &v1(&reseller)).unwrap();
+        let svc = ServiceV1 {
+            upstream_id: 5001,
+            reseller: "acme".into(),
+            remoteid: Some("r1".into()),
+            plan: Some("3033".into()),
+            period: None,
+            recorded_at: 5,
+            source: "lookup".into(),
+            deleted: false,
+            history: ["ok", "error:access", "unknown:timeout"]
+                .into_iter()
+                .map(|o| ServiceEventV1 {
+                    at: 6,
+                    func: "certificate.edit".into(),
+                    outcome: o.into(),
+                })
+                .collect(),
+        };
+        b.put(trees::SERVICES, &5001u64.to_be_bytes(), &v1(&svc))
+            .unwrap();
+        for (kind, cost) in [("order", None), ("renewal", Some("9.00"))] {
+            let key = entry_key(&ledger_v1(kind, cost).into_current().unwrap());
+            b.put(LEDGER, &key, &v1(&ledger_v1(kind, cost))).unwrap();
+            if cost.is_none() {
+                b.put(LEDGER_COSTLESS, &key, &[]).unwrap();
+            }
+        }
+        for rec in [
+            order("pending", OrderState::Pending, 1_000),
+            order(
+                "failed",
+                OrderState::Failed {
+                    reason: "refused".into(),
+                },
+                2_000,
+            ),
+            order(
+                "done",
+                OrderState::Done {
+                    upstream_id: 5001,
+                    answer_xml: "<ok/>".into(),
+                },
+                3_000,
+            ),
+        ] {
+            b.put(
+                trees::ORDERS,
+                &order_key(&rec.reseller, &rec.remoteid),
+                &v1(&rec),
+            )
+            .unwrap();
+        }
+        b
+    }
+
+    fn format_of(store: &Store) -> Option<u32> {
+        read_format(&*store.shared.backend).unwrap()
+    }
+
+    /// Every record of a format-1 store reads back the same, as enums and decimals, and
+    /// the order indexes exist; the store is marked format 2.
+    #[test]
+    fn format_1_store_is_migrated() {
+        let store = Store::with_backend(Box::new(format_1_store())).unwrap();
+        assert_eq!(format_of(&store), Some(FORMAT));
+        assert_eq!(store.reseller("acme").unwrap().plans, vec![101]);
+        assert_eq!(store.plan(101).unwrap().upstream_id, 3033);
+        assert_eq!(store.upstream_account("acme-up").unwrap().login, "acme@x");
+
+        let svc = store.service(5001).unwrap().unwrap();
+        assert_eq!(svc.source, ServiceSource::Lookup);
+        let outcomes: Vec<String> = svc.history.iter().map(|e| e.outcome.to_string()).collect();
+        assert_eq!(outcomes, ["ok", "error:access", "unknown:timeout"]);
+        assert_eq!(svc.history[1].outcome, Outcome::Error("access".into()));
+
+        let ledger = store.ledger(None).unwrap();
+        let rows: Vec<_> = ledger
+            .iter()
+            .map(|e| (e.kind, e.upstream_cost_text(), e.price_text()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (LedgerKind::Order, None, None),
+                (
+                    LedgerKind::Renewal,
+                    Some("9.00".to_string()),
+                    Some("11.30".to_string())
+                ),
+            ]
+        );
+        let costless = store.costless_ledger().unwrap();
+        assert_eq!(costless.len(), 1);
+        assert_eq!(costless[0].kind, LedgerKind::Order);
+
+        let pending: Vec<String> = store
+            .pending_orders()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.remoteid)
+            .collect();
+        assert_eq!(pending, ["pending"]);
+        assert_eq!(store.orders().unwrap().len(), 3);
+        // the failed index was built: pruning finds the failed order without a scan
+        assert_eq!(store.prune_failed_orders(2_001).unwrap(), 1);
+        assert!(store.order("acme", "failed").unwrap().is_none());
+    }
+
+    /// A migration cut short (some values rewritten, the version not yet written) runs
+    /// again to the same result; a migrated store is left alone.
+    #[test]
+    fn migration_is_idempotent_and_resumable() {
+        let b = format_1_store();
+        // half done: the services rewritten, nothing else
+        rewrite(&b, trees::SERVICES, |body| {
+            let old: ServiceV1 = codec::decode_body(body)?;
+            reencode(&old.into_current()?)
+        })
+        .unwrap();
+        assert_eq!(read_format(&b).unwrap(), None);
+        assert_eq!(run(&b).unwrap(), None);
+        let after: Vec<_> = RECORD_TREES.iter().map(|t| b.scan(t).unwrap()).collect();
+        assert_eq!(run(&b).unwrap(), Some(FORMAT));
+        let again: Vec<_> = RECORD_TREES.iter().map(|t| b.scan(t).unwrap()).collect();
+        assert_eq!(after, again);
+        for tree in after.iter().flatten() {
+            assert_eq!(tree.1[0], codec::VERSION);
+        }
+        let store = Store::with_backend(Box::new(b)).unwrap();
+        assert_eq!(
+            store.service(5001).unwrap().unwrap().source,
+            ServiceSource::Lookup
+        );
+    }
+
+    /// A new store is marked with this format at once; a newer format is refused.
+    #[test]
+    fn new_store_is_marked_and_newer_is_refused() {
+        let store = Store::open_temporary().unwrap();
+        assert_eq!(format_of(&store), Some(FORMAT));
+
+        let b = SledBackend::temporary().unwrap();
+        b.put(trees::META, FORMAT_KEY, &(FORMAT + 1).to_be_bytes())
+            .unwrap();
+        let e = Store::with_backend(Box::new(b)).unwrap_err().to_string();
+        assert!(
+            e.contains("the store has format 3, newer than this build reads (2)"),
+            "{e}"
+        );
+    }
+
+    /// A format-1 value with a string the enums do not know is a clear error, not a guess.
+    #[test]
+    fn unknown_format_1_spelling_is_clear() {
+        let b = SledBackend::temporary().unwrap();
+        b.put(LEDGER, b"k", &v1(&ledger_v1("refund", None)))
+            .unwrap();
+        let e = Store::with_backend(Box::new(b)).unwrap_err().to_string();
+        assert!(e.contains("store tree 'ledger', key 'k'"), "{e}");
+        assert!(e.contains("unknown kind \"refund\""), "{e}");
     }
 }

@@ -339,4 +339,117 @@ mod tests {
         assert!(store.order("acme", "edge-failed").unwrap().is_none());
         assert_eq!(store.prune_failed_orders(3_001).unwrap(), 0);
     }
+
+    fn index(store: &Store, tree: &str) -> Vec<Vec<u8>> {
+        store
+            .shared
+            .backend
+            .scan(tree)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    fn pending_ids(store: &Store) -> Vec<String> {
+        store
+            .pending_orders()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.remoteid)
+            .collect()
+    }
+
+    /// The pending index follows claims and resolves; the failed index follows failures,
+    /// a new claim of a failed key, and pruning.
+    #[test]
+    fn indexes_follow_claim_resolve_and_prune() {
+        let store = Store::open_temporary().unwrap();
+        put(&store, "a", None, 1_000);
+        put(&store, "b", None, 1_000);
+        assert_eq!(pending_ids(&store), ["a", "b"]);
+        assert!(store
+            .resolve_order(
+                "acme",
+                "a",
+                1_000,
+                OrderState::Done {
+                    upstream_id: 1,
+                    answer_xml: "<ok/>".into()
+                },
+                None,
+                None,
+                2_000
+            )
+            .unwrap());
+        assert_eq!(pending_ids(&store), ["b"]);
+        assert_eq!(
+            index(&store, trees::ORDERS_PENDING),
+            [order_key("acme", "b")]
+        );
+        // failed: out of the pending index, into the failed one at its time
+        assert!(store
+            .resolve_order("acme", "b", 1_000, failed().unwrap(), None, None, 2_500)
+            .unwrap());
+        assert!(pending_ids(&store).is_empty());
+        assert!(index(&store, trees::ORDERS_PENDING).is_empty());
+        assert_eq!(
+            index(&store, trees::ORDERS_FAILED),
+            [failed_key(2_500, &order_key("acme", "b"))]
+        );
+        // claimed again: pending again, its failed entry gone
+        put(&store, "b", None, 3_000);
+        assert_eq!(pending_ids(&store), ["b"]);
+        assert!(index(&store, trees::ORDERS_FAILED).is_empty());
+        assert!(store
+            .resolve_order("acme", "b", 3_000, failed().unwrap(), None, None, 3_500)
+            .unwrap());
+        assert_eq!(store.prune_failed_orders(3_501).unwrap(), 1);
+        assert!(index(&store, trees::ORDERS_FAILED).is_empty());
+        assert!(store.order("acme", "b").unwrap().is_none());
+        // the done record is untouched by all of it
+        assert!(store.order("acme", "a").unwrap().is_some());
+    }
+
+    /// A crash between the index write and the claim's compare-and-swap leaves an entry
+    /// with no pending record: harmless, and removed by the next reader. So is an entry
+    /// whose record was resolved meanwhile, or a failed entry whose record failed again.
+    #[test]
+    fn stale_index_entries_are_harmless_and_removed() {
+        let store = Store::open_temporary().unwrap();
+        let b = &*store.shared.backend;
+        put(&store, "real", None, 1_000);
+        put(
+            &store,
+            "done",
+            Some(OrderState::Done {
+                upstream_id: 9,
+                answer_xml: "<ok/>".into(),
+            }),
+            1_000,
+        );
+        // the crash: index entries written, the claims never made (or already resolved)
+        b.put(trees::ORDERS_PENDING, &order_key("acme", "lost"), &[])
+            .unwrap();
+        b.put(trees::ORDERS_PENDING, &order_key("acme", "done"), &[])
+            .unwrap();
+        b.put(
+            trees::ORDERS_FAILED,
+            &failed_key(10, &order_key("acme", "real")),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(pending_ids(&store), ["real"]);
+        assert_eq!(
+            index(&store, trees::ORDERS_PENDING),
+            [order_key("acme", "real")]
+        );
+        // a stale failed entry prunes nothing and goes
+        assert_eq!(store.prune_failed_orders(u64::MAX).unwrap(), 0);
+        assert!(index(&store, trees::ORDERS_FAILED).is_empty());
+        assert_eq!(pending_ids(&store), ["real"]);
+        // a key claimed again after a lost claim is claimed normally
+        put(&store, "lost", None, 2_000);
+        assert_eq!(pending_ids(&store), ["lost", "real"]);
+    }
 }

@@ -452,3 +452,61 @@ fn reopen_sees_everything() {
         vec![]
     );
 }
+
+/// The export is laid out as the documented files are: a `[[kind]]` table per record, a
+/// blank line between them, markups and add-ons inline, defaults left out.
+#[test]
+fn to_toml_layout() {
+    let mf = MappingFile {
+        upstream_account: vec![UpstreamAccountSpec {
+            name: "up".into(),
+            login: "u@x".into(),
+            password_env: Some("UP_PW".into()),
+            password_file: None,
+        }],
+        reseller: vec![ResellerSpec {
+            login: "acme".into(),
+            password_hash: "$argon2id$h".into(),
+            upstream_account: "up".into(),
+            plans: vec![1, 2],
+            markup: Some(MarkupSpec {
+                percent: Some("15".into()),
+                ..MarkupSpec::default()
+            }),
+        }],
+        plan: vec![
+            PlanSpec {
+                id: 1,
+                upstream_id: 10,
+                name: Some("P".into()),
+                markup: Some(MarkupSpec {
+                    percent: Some("20".into()),
+                    fixed: Some("0.50".into()),
+                    round_to: None,
+                }),
+                addons: vec![AddonSpec {
+                    id: 201,
+                    upstream_id: 3034,
+                }],
+            },
+            PlanSpec {
+                id: 2,
+                upstream_id: 20,
+                name: None,
+                markup: None,
+                addons: vec![],
+            },
+        ],
+    };
+    assert_eq!(
+        mf.to_toml(),
+        "[[upstream_account]]\nname = \"up\"\nlogin = \"u@x\"\npassword_env = \"UP_PW\"\n\n\
+         [[reseller]]\nlogin = \"acme\"\npassword_hash = \"$argon2id$h\"\nupstream_account = \"up\"\n\
+         plans = [1, 2]\nmarkup = { percent = \"15\" }\n\n\
+         [[plan]]\nid = 1\nupstream_id = 10\nname = \"P\"\n\
+         markup = { percent = \"20\", fixed = \"0.50\" }\n\
+         addons = [{ id = 201, upstream_id = 3034 }]\n\n\
+         [[plan]]\nid = 2\nupstream_id = 20\n"
+    );
+    assert_eq!(MappingFile::default().to_toml(), "");
+}
