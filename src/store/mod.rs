@@ -256,4 +256,4 @@ pub(crate) fn key_text(tree: &str, key: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

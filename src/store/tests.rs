@@ -1,10 +1,11 @@
 //! Unit tests of the store's records, caches and format: writes, deletes, references,
-//! unknown value versions. Applying mapping files is tested in `config::mappings`.
+//! unknown value versions. Applying mapping files is tested in `config::mappings`, with
+//! the helpers made `pub(crate)` here.
 
 use super::*;
 use crate::secret::PasswordSource;
 
-fn lines(changes: &[Change]) -> Vec<String> {
+pub(crate) fn lines(changes: &[Change]) -> Vec<String> {
     changes.iter().map(Change::to_string).collect()
 }
 
@@ -16,7 +17,7 @@ fn account(name: &str) -> UpstreamAccount {
     }
 }
 
-fn plan(id: u64) -> Plan {
+pub(crate) fn plan(id: u64) -> Plan {
     Plan {
         id,
         upstream_id: id + 1000,

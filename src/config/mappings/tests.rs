@@ -9,7 +9,8 @@ use super::*;
 use crate::config::load_mappings;
 use crate::secret::PasswordSource;
 use crate::store::model::{Addon, Markup, Plan, UpstreamAccount};
-use crate::store::{Change, Store};
+use crate::store::tests::{lines, plan};
+use crate::store::Store;
 
 fn demo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/demo.toml")
@@ -287,20 +288,6 @@ fn to_toml_round_trips() {
         MappingFile::parse(&odd.to_toml(), Path::new("x.toml")).unwrap(),
         odd
     );
-}
-
-fn lines(changes: &[Change]) -> Vec<String> {
-    changes.iter().map(Change::to_string).collect()
-}
-
-fn plan(id: u64) -> Plan {
-    Plan {
-        id,
-        upstream_id: id + 1000,
-        name: None,
-        markup: None,
-        addons: vec![],
-    }
 }
 
 /// Applying the demo prints every record once, then nothing the second time.
