@@ -210,7 +210,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&config)?;
             let set = config::load_mappings(&paths).map_err(Failure::config)?;
             let store = open_store(&config)?;
-            let changes = store.apply(&set).map_err(Failure::config)?;
+            let changes = set.apply_to(&store).map_err(Failure::config)?;
             let mut out = std::io::stdout().lock();
             if changes.is_empty() {
                 let _ = writeln!(out, "no changes");
@@ -225,7 +225,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let config = load_config(&config)?;
             let store = open_store(&config)?;
-            print!("{}", store.export().to_toml());
+            print!("{}", config::MappingFile::from_store(&store).to_toml());
             Ok(())
         }
         Command::HashPassword => {

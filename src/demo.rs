@@ -59,7 +59,7 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     let store = Store::open_with_cache(&config.store.path, config.store.cache_mb)?;
     let set = config::load_mappings(&[mappings]).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("== mappings apply mappings/demo.toml");
-    for change in store.apply(&set)? {
+    for change in set.apply_to(&store)? {
         println!("   {change}");
     }
 

@@ -137,7 +137,7 @@ impl AdminApp {
             secrets.push((a.item.name.clone(), s));
         }
         let store = self.gateway.store().clone();
-        let changes = tokio::task::spawn_blocking(move || store.apply(&set))
+        let changes = tokio::task::spawn_blocking(move || set.apply_to(&store))
             .await
             .map_err(|_| "the apply task failed".to_string())?
             .map_err(|e| e.to_string())?;
@@ -380,7 +380,7 @@ impl ServeHttp for AdminApp {
             Endpoint::ExportMappings => reply(
                 StatusCode::OK,
                 "application/toml",
-                self.gateway.store().export().to_toml(),
+                MappingFile::from_store(self.gateway.store()).to_toml(),
             ),
             Endpoint::ApplyMappings => self.apply_body(s).await,
             Endpoint::Services => self.services(uri.query()).await,

@@ -98,7 +98,7 @@ fn event_view(e: &ServiceEvent) -> EventView {
     EventView {
         at: timestamp(e.at.saturating_mul(1000)),
         func: e.func.clone(),
-        outcome: e.outcome.clone(),
+        outcome: e.outcome.to_string(),
     }
 }
 
@@ -108,7 +108,7 @@ pub fn service_view(s: &Service) -> ServiceView {
         remoteid: s.remoteid.clone(),
         plan: s.plan.clone(),
         period: s.period.clone(),
-        source: s.source.clone(),
+        source: s.source.to_string(),
         recorded_at: timestamp(s.recorded_at.saturating_mul(1000)),
         deleted: s.deleted,
         history: s.history.iter().map(event_view).collect(),
@@ -327,12 +327,12 @@ mod tests {
             plan: Some("3033".into()),
             period: None,
             recorded_at: 1_750_000_000,
-            source: "order".into(),
+            source: crate::store::services::ServiceSource::Order,
             deleted: true,
             history: vec![ServiceEvent {
                 at: 1_750_000_060,
                 func: "certificate.delete".into(),
-                outcome: "ok".into(),
+                outcome: crate::store::services::Outcome::Ok,
             }],
         };
         assert_eq!(

@@ -5,11 +5,13 @@
 //!   may not order.
 //! - [`response`] — upstream plans, ids and prices → the reseller's view.
 //! - [`markup`]   — reading prices and marking them up, decimal only.
+//! - [`pricing`]  — the price a reseller is billed for an upstream cost (the ledger's).
 //!
 //! Both hooks read the store's cache on every call, so a mapping applied while the
 //! gateway runs takes effect on the next request.
 
 pub mod markup;
+pub mod pricing;
 pub mod request;
 pub mod response;
 

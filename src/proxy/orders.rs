@@ -32,10 +32,11 @@ use super::functions::{self, is_recorded};
 use super::upstream::UpstreamError;
 use super::Gateway;
 use crate::billmgr::{self, BmError, Element, ErrorType, Format, Params};
-use crate::store::ledger::{self, LedgerEntry};
+use crate::catalog::pricing;
+use crate::store::ledger::{LedgerEntry, LedgerKind};
 use crate::store::model::Reseller;
 use crate::store::orders::{Claim, OrderRecord, OrderState};
-use crate::store::services::{Service, ServiceEvent};
+use crate::store::services::{Outcome, Service, ServiceEvent, ServiceSource};
 use crate::store::StoreError;
 use crate::telemetry::RequestLog;
 
@@ -282,7 +283,7 @@ impl Gateway {
                 if e.request_was_sent() && is_recorded(func, params) {
                     if let Ok(ids) = elids(params) {
                         tracing::warn!(reseller = %reseller.login, func, failure = e.label(), "outcome of a lifecycle call unknown: recorded as such in the service history");
-                        let outcome = format!("unknown:{}", e.label());
+                        let outcome = Outcome::Unknown(e.label().to_string());
                         self.record_events(reseller, func, &ids, &outcome, false)
                             .await;
                     }
@@ -354,7 +355,13 @@ impl Gateway {
             cost: None,
         };
         let entry = self
-            .record_done(&login, &claim.remoteid, claim.claimed_at_ms, cert, "order")
+            .record_done(
+                &login,
+                &claim.remoteid,
+                claim.claimed_at_ms,
+                cert,
+                ServiceSource::Order,
+            )
             .await?;
         if let Some(entry) = entry.filter(|e| e.upstream_cost.is_none()) {
             self.fill_cost_later(entry).await;
@@ -392,7 +399,7 @@ impl Gateway {
         let Some(reseller) = self.store().reseller(&login) else {
             return false;
         };
-        let (cost, plan, period) = if entry.kind == "renewal" {
+        let (cost, plan, period) = if entry.kind == LedgerKind::Renewal {
             let Some(period) = entry.period.clone() else {
                 return false;
             };
@@ -419,7 +426,7 @@ impl Gateway {
         }
         let entry = self.ledger_entry(
             &login,
-            &entry.kind,
+            entry.kind,
             id,
             entry.remoteid.as_deref(),
             entry.plan.or(plan),
@@ -453,7 +460,7 @@ impl Gateway {
         remoteid: &str,
         claimed_at_ms: u64,
         cert: UpstreamCert,
-        source: &str,
+        source: ServiceSource,
     ) -> Result<Option<LedgerEntry>, BmError> {
         let now = now_ms();
         let svc = Service {
@@ -463,12 +470,12 @@ impl Gateway {
             plan: cert.plan.clone(),
             period: cert.period.clone(),
             recorded_at: now / 1000,
-            source: source.to_string(),
+            source,
             deleted: false,
             history: vec![ServiceEvent {
                 at: now / 1000,
                 func: ORDER_FUNC.to_string(),
-                outcome: "ok".to_string(),
+                outcome: Outcome::Ok,
             }],
         };
         let answer_xml =
@@ -482,7 +489,7 @@ impl Gateway {
         // cannot leave a done order unbilled; an unknown cost is filled in later.
         let entry = self.ledger_entry(
             login,
-            "order",
+            LedgerKind::Order,
             cert.id,
             Some(remoteid),
             cert.plan.clone(),
@@ -508,7 +515,7 @@ impl Gateway {
     fn ledger_entry(
         &self,
         login: &str,
-        kind: &str,
+        kind: LedgerKind,
         id: u64,
         remoteid: Option<&str>,
         plan: Option<String>,
@@ -517,17 +524,17 @@ impl Gateway {
         at_ms: u64,
     ) -> LedgerEntry {
         let cost = cost.and_then(|c| Decimal::from_str(c.trim()).ok());
-        let price = cost.map(|c| ledger::marked_up_price(self.store(), login, plan.as_deref(), c));
+        let price = cost.map(|c| pricing::marked_up_price(self.store(), login, plan.as_deref(), c));
         LedgerEntry {
             at_ms,
             reseller: login.to_string(),
-            kind: kind.to_string(),
+            kind,
             upstream_id: id,
             remoteid: remoteid.map(str::to_string),
             plan,
             period,
-            upstream_cost: cost.map(|c| c.to_string()),
-            price: price.map(|p| p.to_string()),
+            upstream_cost: cost,
+            price,
         }
     }
 
@@ -555,8 +562,8 @@ impl Gateway {
         let Ok(ids) = elids(params) else { return };
         let err = BmError::from_doc(doc);
         let outcome = match &err {
-            Some(e) => format!("error:{}", e.kind.as_str()),
-            None => "ok".to_string(),
+            Some(e) => Outcome::Error(e.kind.as_str().to_string()),
+            None => Outcome::Ok,
         };
         let now = now_ms();
         let deleted = err.is_none() && func == "certificate.delete";
@@ -576,7 +583,7 @@ impl Gateway {
                 // Billed now; the cost is read after the answer (the renewal is done).
                 let entry = self.ledger_entry(
                     &reseller.login,
-                    "renewal",
+                    LedgerKind::Renewal,
                     id,
                     svc.as_ref().and_then(|s| s.remoteid.as_deref()),
                     svc.as_ref().and_then(|s| s.plan.clone()),
@@ -596,7 +603,7 @@ impl Gateway {
         reseller: &Reseller,
         func: &str,
         ids: &[u64],
-        outcome: &str,
+        outcome: &Outcome,
         deleted: bool,
     ) {
         let at = now_ms() / 1000;
@@ -604,7 +611,7 @@ impl Gateway {
             let event = ServiceEvent {
                 at,
                 func: func.to_string(),
-                outcome: outcome.to_string(),
+                outcome: outcome.clone(),
             };
             let store = self.store().clone();
             if let Err(e) = blocking(move || store.add_service_event(id, event, deleted)).await {
@@ -684,7 +691,10 @@ impl Gateway {
                 refused = refused.or(Some(id));
                 continue;
             };
-            if self.record_found(&reseller.login, cert, "lookup").await? {
+            if self
+                .record_found(&reseller.login, cert, ServiceSource::Lookup)
+                .await?
+            {
                 plans.push(cert.plan.clone());
             } else {
                 refused = refused.or(Some(id));
@@ -702,7 +712,7 @@ impl Gateway {
         &self,
         login: &str,
         cert: &UpstreamCert,
-        source: &str,
+        source: ServiceSource,
     ) -> Result<bool, BmError> {
         let now = now_ms() / 1000;
         let svc = Service {
@@ -712,7 +722,7 @@ impl Gateway {
             plan: cert.plan.clone(),
             period: cert.period.clone(),
             recorded_at: now,
-            source: source.to_string(),
+            source,
             deleted: false,
             history: Vec::new(),
         };
@@ -779,7 +789,7 @@ impl Gateway {
         let mut refused = Vec::new();
         for cert in &list {
             if self
-                .record_found(&reseller.login, cert, "sync")
+                .record_found(&reseller.login, cert, ServiceSource::Sync)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.msg))?
             {
@@ -798,7 +808,7 @@ impl Gateway {
     pub async fn reconcile_orders(&self, settle: Duration) -> anyhow::Result<ReconcileReport> {
         let _one_pass = self.reconcile_lock.lock().await;
         let store = self.store().clone();
-        let orders = blocking(move || store.orders())
+        let orders = blocking(move || store.pending_orders())
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.msg))?;
         let mut report = ReconcileReport::default();
@@ -836,7 +846,7 @@ impl Gateway {
                             &rec.remoteid,
                             rec.claimed_at_ms,
                             cert,
-                            "reconcile",
+                            ServiceSource::Reconcile,
                         )
                         .await
                         .map_err(|e| anyhow::anyhow!("{}", e.msg))?

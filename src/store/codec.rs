@@ -1,11 +1,15 @@
 //! Value encoding: one version byte, then bincode. A record written by a newer build (a
 //! version this build does not know) is refused with a clear error instead of misread.
+//!
+//! Version 1 is the encoding before persisted domain values became enums (ledger kind,
+//! service source, history outcome as strings); [`super::migrate`] reads it with
+//! [`decode_version`] and rewrites every value as version 2.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The format version written by this build.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Why a stored value could not be read or written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,10 +36,25 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// The inverse of [`encode`]; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != VERSION {
-        return Err(CodecError::UnknownVersion { found: version });
+    decode_version(bytes, VERSION)
+}
+
+/// The version byte of a stored value.
+pub fn version_of(bytes: &[u8]) -> Result<u8, CodecError> {
+    bytes.first().copied().ok_or(CodecError::Empty)
+}
+
+/// [`decode`] of a value written as format `version` (the migration reads older ones).
+pub fn decode_version<T: DeserializeOwned>(bytes: &[u8], version: u8) -> Result<T, CodecError> {
+    let (&found, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if found != version {
+        return Err(CodecError::UnknownVersion { found });
     }
+    decode_body(body)
+}
+
+/// bincode with fixed-width integers, no trailing bytes, bounded by the body's size.
+pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     use bincode::Options;
     bincode::DefaultOptions::new()
         .with_fixint_encoding()

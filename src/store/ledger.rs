@@ -1,8 +1,13 @@
-//! The ledger: one entry per successful order and renewal, for invoicing resellers.
+//! The ledger: one entry per successful order and renewal, for invoicing resellers. The
+//! reseller's price is computed by the caller ([`crate::catalog::pricing`]) and stored as
+//! given.
+
+use std::fmt;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::model::opt_decimal_str;
 use super::{decode, encode, Store, StoreError};
 
 /// The ledger's tree.
@@ -17,53 +22,75 @@ pub struct LedgerEntry {
     /// Unix milliseconds.
     pub at_ms: u64,
     pub reseller: String,
-    /// `order` or `renewal`.
-    pub kind: String,
+    pub kind: LedgerKind,
     pub upstream_id: u64,
     pub remoteid: Option<String>,
     /// Upstream pricelist id.
     pub plan: Option<String>,
     /// Months.
     pub period: Option<String>,
-    /// What the upstream charged (decimal string), when it could be read.
-    pub upstream_cost: Option<String>,
-    /// What the reseller is charged (decimal string); see [`marked_up_price`].
-    pub price: Option<String>,
+    /// What the upstream charged, when it could be read.
+    #[serde(with = "opt_decimal_str")]
+    pub upstream_cost: Option<Decimal>,
+    /// What the reseller is charged (see [`crate::catalog::pricing::marked_up_price`]).
+    #[serde(with = "opt_decimal_str")]
+    pub price: Option<Decimal>,
 }
 
-/// The price a reseller pays for `upstream_cost` on `upstream_plan`: the markup of the
-/// reseller's local plan over that upstream plan (the reseller's own markup replaces the
-/// plan's), as the catalogue shows it. Without a mapped plan or markup, the cost itself.
-pub fn marked_up_price(
-    store: &Store,
-    reseller: &str,
-    upstream_plan: Option<&str>,
-    upstream_cost: Decimal,
-) -> Decimal {
-    let Some(r) = store.reseller(reseller) else {
-        return upstream_cost;
-    };
-    let up: Option<u64> = upstream_plan.and_then(|p| p.trim().parse().ok());
-    let plan = store
-        .plans()
-        .into_iter()
-        .find(|p| Some(p.upstream_id) == up && r.plans.contains(&p.id));
-    match plan.and_then(|p| crate::catalog::response::effective_markup(&r, &p)) {
-        Some(m) => crate::catalog::markup::apply(&m, upstream_cost).unwrap_or(upstream_cost),
-        None => upstream_cost,
+impl LedgerEntry {
+    /// The upstream cost as the CSV shows it (`9.00`), when known.
+    pub fn upstream_cost_text(&self) -> Option<String> {
+        self.upstream_cost.map(|c| c.to_string())
+    }
+
+    /// The reseller's price as the CSV shows it, when known.
+    pub fn price_text(&self) -> Option<String> {
+        self.price.map(|p| p.to_string())
     }
 }
 
-fn entry_key(e: &LedgerEntry) -> Vec<u8> {
+/// What a ledger entry bills. Shown (CSV, logs) as `order` or `renewal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerKind {
+    /// A new certificate: one entry per certificate.
+    Order,
+    /// A `service.prolong`: one entry per call.
+    Renewal,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Order => "order",
+            LedgerKind::Renewal => "renewal",
+        }
+    }
+
+    /// The inverse of [`LedgerKind::as_str`] (reads the strings of store format 1).
+    pub fn parse(s: &str) -> Option<LedgerKind> {
+        [LedgerKind::Order, LedgerKind::Renewal]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for LedgerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub(crate) fn entry_key(e: &LedgerEntry) -> Vec<u8> {
     // reseller \0 kind \0 upstream id [\0 time]: an order is recorded once per certificate,
     // a renewal once per call.
     let mut k = Vec::new();
     k.extend_from_slice(e.reseller.as_bytes());
     k.push(0);
-    k.extend_from_slice(e.kind.as_bytes());
+    k.extend_from_slice(e.kind.as_str().as_bytes());
     k.push(0);
     k.extend_from_slice(&e.upstream_id.to_be_bytes());
-    if e.kind != "order" {
+    if e.kind != LedgerKind::Order {
         k.push(0);
         k.extend_from_slice(&e.at_ms.to_be_bytes());
     }
@@ -153,13 +180,13 @@ pub fn to_csv(entries: &[LedgerEntry], month: &str) -> String {
         let fields = [
             timestamp(e.at_ms),
             e.reseller.clone(),
-            e.kind.clone(),
+            e.kind.to_string(),
             e.upstream_id.to_string(),
             e.remoteid.clone().unwrap_or_default(),
             e.plan.clone().unwrap_or_default(),
             e.period.clone().unwrap_or_default(),
-            e.upstream_cost.clone().unwrap_or_default(),
-            e.price.clone().unwrap_or_default(),
+            e.upstream_cost_text().unwrap_or_default(),
+            e.price_text().unwrap_or_default(),
         ];
         let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.push_str(&row.join(","));
@@ -180,30 +207,34 @@ fn csv_field(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn entry(kind: &str, id: u64, at_ms: u64, cost: Option<&str>) -> LedgerEntry {
+    fn entry(kind: LedgerKind, id: u64, at_ms: u64, cost: Option<&str>) -> LedgerEntry {
+        let cost = cost.map(|c| c.parse::<Decimal>().unwrap());
         LedgerEntry {
             at_ms,
             reseller: "acme".into(),
-            kind: kind.into(),
+            kind,
             upstream_id: id,
             remoteid: None,
             plan: Some("3033".into()),
             period: Some("12".into()),
-            upstream_cost: cost.map(str::to_string),
-            price: cost.map(str::to_string),
+            upstream_cost: cost,
+            price: cost,
         }
     }
 
     #[test]
     fn costless_entries_are_indexed_until_their_cost_is_known() {
         let store = Store::open_temporary().unwrap();
-        store.record_ledger(&entry("order", 1, 10, None)).unwrap();
-        store.record_ledger(&entry("renewal", 1, 20, None)).unwrap();
+        use LedgerKind::{Order, Renewal};
+        store.record_ledger(&entry(Order, 1, 10, None)).unwrap();
+        store.record_ledger(&entry(Renewal, 1, 20, None)).unwrap();
         store
-            .record_ledger(&entry("order", 2, 5, Some("9.00")))
+            .record_ledger(&entry(Order, 2, 5, Some("9.00")))
             .unwrap();
         let ids = |v: Vec<LedgerEntry>| -> Vec<(String, u64)> {
-            v.into_iter().map(|e| (e.kind, e.upstream_id)).collect()
+            v.into_iter()
+                .map(|e| (e.kind.to_string(), e.upstream_id))
+                .collect()
         };
         assert_eq!(
             ids(store.costless_ledger().unwrap()),
@@ -211,7 +242,7 @@ mod tests {
         );
         // the same entry rewritten with its cost leaves the index
         store
-            .record_ledger(&entry("renewal", 1, 20, Some("9.00")))
+            .record_ledger(&entry(Renewal, 1, 20, Some("9.00")))
             .unwrap();
         assert_eq!(ids(store.costless_ledger().unwrap()), [("order".into(), 1)]);
         assert_eq!(store.ledger(Some("acme")).unwrap().len(), 3);

@@ -125,7 +125,7 @@ impl fmt::Display for Markup {
 
 /// Decimals as strings, exact and readable by every serde format (bincode included, which
 /// cannot use rust_decimal's default self-describing deserializer).
-mod decimal_str {
+pub(crate) mod decimal_str {
     use std::str::FromStr;
 
     use rust_decimal::Decimal;
@@ -138,6 +138,27 @@ mod decimal_str {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
         let s = String::deserialize(d)?;
         Decimal::from_str(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// [`decimal_str`] for an optional decimal.
+pub(crate) mod opt_decimal_str {
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| Decimal::from_str(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

@@ -1,6 +1,15 @@
 //! Order records: one per (reseller, `remoteid`), claimed with a compare-and-swap and
 //! flushed before the order is forwarded, then resolved to `Done` (the answer to replay)
 //! or `Failed` (a retry may order again).
+//!
+//! Two index trees spare reconciliation and pruning a scan of every order:
+//! [`trees::ORDERS_PENDING`] holds the key of every pending record (written before the
+//! claim's compare-and-swap, removed after the resolve's, in the same flush), and
+//! [`trees::ORDERS_FAILED`] the failed ones by the time they failed. An index entry whose
+//! record is no longer in that state (a crash between the two writes, a lost race) is
+//! harmless: its reader finds out and removes it. Every write of an order record and of
+//! its index entries holds the store's write lock, so a reader removing a stale entry
+//! never races a claim re-using the key.
 
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +80,15 @@ pub(crate) fn order_key(reseller: &str, remoteid: &str) -> Vec<u8> {
     k
 }
 
+/// The failed-index key: the time it failed (8 big-endian bytes, so a scan is oldest
+/// first), then the order key.
+fn failed_key(updated_at_ms: u64, order_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + order_key.len());
+    k.extend_from_slice(&updated_at_ms.to_be_bytes());
+    k.extend_from_slice(order_key);
+    k
+}
+
 impl Store {
     pub fn order(&self, reseller: &str, remoteid: &str) -> Result<Option<OrderRecord>, StoreError> {
         let k = order_key(reseller, remoteid);
@@ -90,58 +108,117 @@ impl Store {
             .collect()
     }
 
-    /// Deletes `Failed` order records last changed before `cutoff_ms` (Unix ms), then
-    /// flushes; answers how many went. A record claimed again meanwhile is kept (the
-    /// delete is a compare-and-swap on the value read).
-    pub fn prune_failed_orders(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        let mut pruned = 0;
-        for (k, v) in self.shared.backend.scan(trees::ORDERS)? {
-            let rec: OrderRecord = decode(trees::ORDERS, &k, &v)?;
-            let expired =
-                matches!(rec.state, OrderState::Failed { .. }) && rec.updated_at_ms < cutoff_ms;
-            if expired
-                && self
-                    .shared
-                    .backend
-                    .compare_and_swap(trees::ORDERS, &k, Some(&v), None)?
-                    .is_ok()
-            {
-                pruned += 1;
+    /// Every pending order record, by (reseller, remoteid), read through the pending index
+    /// (no scan of the other orders). Stale index entries met on the way are removed.
+    pub fn pending_orders(&self) -> Result<Vec<OrderRecord>, StoreError> {
+        let b = &*self.shared.backend;
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for (k, _) in b.scan(trees::ORDERS_PENDING)? {
+            match self.pending_record(&k)? {
+                Some(rec) => out.push(rec),
+                None => stale.push(k),
             }
         }
-        if pruned > 0 {
-            self.shared.backend.flush()?;
+        if !stale.is_empty() {
+            let _guard = self.lock();
+            let mut removed = false;
+            for k in stale {
+                // Looked at again under the lock: a claim may have re-used the key.
+                if self.pending_record(&k)?.is_none() {
+                    removed |= b.delete(trees::ORDERS_PENDING, &k)?;
+                }
+            }
+            if removed {
+                b.flush()?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The record at order key `k` if it is pending.
+    fn pending_record(&self, k: &[u8]) -> Result<Option<OrderRecord>, StoreError> {
+        let Some(v) = self.shared.backend.get(trees::ORDERS, k)? else {
+            return Ok(None);
+        };
+        let rec: OrderRecord = decode(trees::ORDERS, k, &v)?;
+        Ok((rec.state == OrderState::Pending).then_some(rec))
+    }
+
+    /// Deletes `Failed` order records last changed before `cutoff_ms` (Unix ms), then
+    /// flushes; answers how many went. Reads the failed index oldest first and stops at
+    /// the cutoff, so the orders kept are not read. A record claimed again meanwhile is
+    /// kept (checked under the write lock).
+    pub fn prune_failed_orders(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let b = &*self.shared.backend;
+        let mut pruned = 0;
+        let mut changed = false;
+        for (ik, _) in b.scan(trees::ORDERS_FAILED)? {
+            let Some((at, k)) = ik.split_first_chunk::<8>() else {
+                changed |= b.delete(trees::ORDERS_FAILED, &ik)?;
+                continue;
+            };
+            if u64::from_be_bytes(*at) >= cutoff_ms {
+                break;
+            }
+            let _guard = self.lock();
+            let current = match b.get(trees::ORDERS, k)? {
+                Some(v) => {
+                    let rec: OrderRecord = decode(trees::ORDERS, k, &v)?;
+                    let failed_then = matches!(rec.state, OrderState::Failed { .. })
+                        && rec.updated_at_ms.to_be_bytes() == *at;
+                    failed_then.then_some(v)
+                }
+                None => None,
+            };
+            if let Some(v) = current {
+                if b.compare_and_swap(trees::ORDERS, k, Some(&v), None)?
+                    .is_ok()
+                {
+                    pruned += 1;
+                }
+            }
+            // Pruned, or stale (the record failed again later, or was claimed again).
+            b.delete(trees::ORDERS_FAILED, &ik)?;
+            changed = true;
+        }
+        if changed {
+            b.flush()?;
         }
         Ok(pruned)
     }
 
     /// Claims `rec`'s key atomically (compare-and-swap) and flushes, or answers what holds
-    /// it. An absent or `Failed` record can be claimed.
+    /// it. An absent or `Failed` record can be claimed. The pending index entry is written
+    /// before the compare-and-swap, so a claimed record is never missing from it.
     pub fn claim_order(&self, rec: &OrderRecord) -> Result<Claim, StoreError> {
+        let b = &*self.shared.backend;
         let k = order_key(&rec.reseller, &rec.remoteid);
         let new = encode(rec, || format!("order '{}'", rec.remoteid))?;
+        let guard = self.lock();
         loop {
-            let current = self.shared.backend.get(trees::ORDERS, &k)?;
+            let current = b.get(trees::ORDERS, &k)?;
+            let mut failed_at = None;
             if let Some(bytes) = &current {
                 let cur: OrderRecord = decode(trees::ORDERS, &k, bytes)?;
                 match &cur.state {
-                    OrderState::Failed { .. } => {}
+                    OrderState::Failed { .. } => failed_at = Some(cur.updated_at_ms),
                     _ if cur.params_hash != rec.params_hash => return Ok(Claim::Conflict(cur)),
                     OrderState::Done { .. } => return Ok(Claim::Replay(cur)),
                     OrderState::Pending => return Ok(Claim::Pending(cur)),
                 }
             }
-            match self.shared.backend.compare_and_swap(
-                trees::ORDERS,
-                &k,
-                current.as_deref(),
-                Some(&new),
-            )? {
+            b.put(trees::ORDERS_PENDING, &k, &[])?;
+            match b.compare_and_swap(trees::ORDERS, &k, current.as_deref(), Some(&new))? {
                 Ok(()) => {
-                    self.shared.backend.flush()?;
+                    if let Some(at) = failed_at {
+                        b.delete(trees::ORDERS_FAILED, &failed_key(at, &k))?;
+                    }
+                    drop(guard);
+                    b.flush()?;
                     return Ok(Claim::Claimed);
                 }
-                Err(_) => continue, // someone else changed it: look again
+                Err(_) => continue, // changed meanwhile: look again
             }
         }
     }
@@ -175,15 +252,23 @@ impl Store {
         if let Some(entry) = ledger {
             self.put_ledger_unflushed(entry)?;
         }
+        let failed = matches!(state, OrderState::Failed { .. });
         rec.state = state;
         rec.updated_at_ms = now_ms;
         let new = encode(&rec, || format!("order '{remoteid}'"))?;
-        let swapped = self
-            .shared
-            .backend
+        let b = &*self.shared.backend;
+        let swapped = b
             .compare_and_swap(trees::ORDERS, &k, Some(&bytes), Some(&new))?
             .is_ok();
-        self.shared.backend.flush()?;
+        if swapped {
+            if failed {
+                b.put(trees::ORDERS_FAILED, &failed_key(now_ms, &k), &[])?;
+            }
+            if rec.state != OrderState::Pending {
+                b.delete(trees::ORDERS_PENDING, &k)?;
+            }
+        }
+        b.flush()?;
         Ok(swapped)
     }
 }
@@ -253,5 +338,118 @@ mod tests {
         assert_eq!(store.prune_failed_orders(3_001).unwrap(), 1);
         assert!(store.order("acme", "edge-failed").unwrap().is_none());
         assert_eq!(store.prune_failed_orders(3_001).unwrap(), 0);
+    }
+
+    fn index(store: &Store, tree: &str) -> Vec<Vec<u8>> {
+        store
+            .shared
+            .backend
+            .scan(tree)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    fn pending_ids(store: &Store) -> Vec<String> {
+        store
+            .pending_orders()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.remoteid)
+            .collect()
+    }
+
+    /// The pending index follows claims and resolves; the failed index follows failures,
+    /// a new claim of a failed key, and pruning.
+    #[test]
+    fn indexes_follow_claim_resolve_and_prune() {
+        let store = Store::open_temporary().unwrap();
+        put(&store, "a", None, 1_000);
+        put(&store, "b", None, 1_000);
+        assert_eq!(pending_ids(&store), ["a", "b"]);
+        assert!(store
+            .resolve_order(
+                "acme",
+                "a",
+                1_000,
+                OrderState::Done {
+                    upstream_id: 1,
+                    answer_xml: "<ok/>".into()
+                },
+                None,
+                None,
+                2_000
+            )
+            .unwrap());
+        assert_eq!(pending_ids(&store), ["b"]);
+        assert_eq!(
+            index(&store, trees::ORDERS_PENDING),
+            [order_key("acme", "b")]
+        );
+        // failed: out of the pending index, into the failed one at its time
+        assert!(store
+            .resolve_order("acme", "b", 1_000, failed().unwrap(), None, None, 2_500)
+            .unwrap());
+        assert!(pending_ids(&store).is_empty());
+        assert!(index(&store, trees::ORDERS_PENDING).is_empty());
+        assert_eq!(
+            index(&store, trees::ORDERS_FAILED),
+            [failed_key(2_500, &order_key("acme", "b"))]
+        );
+        // claimed again: pending again, its failed entry gone
+        put(&store, "b", None, 3_000);
+        assert_eq!(pending_ids(&store), ["b"]);
+        assert!(index(&store, trees::ORDERS_FAILED).is_empty());
+        assert!(store
+            .resolve_order("acme", "b", 3_000, failed().unwrap(), None, None, 3_500)
+            .unwrap());
+        assert_eq!(store.prune_failed_orders(3_501).unwrap(), 1);
+        assert!(index(&store, trees::ORDERS_FAILED).is_empty());
+        assert!(store.order("acme", "b").unwrap().is_none());
+        // the done record is untouched by all of it
+        assert!(store.order("acme", "a").unwrap().is_some());
+    }
+
+    /// A crash between the index write and the claim's compare-and-swap leaves an entry
+    /// with no pending record: harmless, and removed by the next reader. So is an entry
+    /// whose record was resolved meanwhile, or a failed entry whose record failed again.
+    #[test]
+    fn stale_index_entries_are_harmless_and_removed() {
+        let store = Store::open_temporary().unwrap();
+        let b = &*store.shared.backend;
+        put(&store, "real", None, 1_000);
+        put(
+            &store,
+            "done",
+            Some(OrderState::Done {
+                upstream_id: 9,
+                answer_xml: "<ok/>".into(),
+            }),
+            1_000,
+        );
+        // the crash: index entries written, the claims never made (or already resolved)
+        b.put(trees::ORDERS_PENDING, &order_key("acme", "lost"), &[])
+            .unwrap();
+        b.put(trees::ORDERS_PENDING, &order_key("acme", "done"), &[])
+            .unwrap();
+        b.put(
+            trees::ORDERS_FAILED,
+            &failed_key(10, &order_key("acme", "real")),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(pending_ids(&store), ["real"]);
+        assert_eq!(
+            index(&store, trees::ORDERS_PENDING),
+            [order_key("acme", "real")]
+        );
+        // a stale failed entry prunes nothing and goes
+        assert_eq!(store.prune_failed_orders(u64::MAX).unwrap(), 0);
+        assert!(index(&store, trees::ORDERS_FAILED).is_empty());
+        assert_eq!(pending_ids(&store), ["real"]);
+        // a key claimed again after a lost claim is claimed normally
+        put(&store, "lost", None, 2_000);
+        assert_eq!(pending_ids(&store), ["lost", "real"]);
     }
 }

@@ -2,6 +2,8 @@
 //! history of what was done to it through the gateway. Keyed by the upstream id (8
 //! big-endian bytes), so the ownership check of an `elid` is one lookup.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, trees, Store, StoreError};
@@ -23,8 +25,8 @@ pub struct Service {
     pub period: Option<String>,
     /// Unix seconds when the gateway first recorded it.
     pub recorded_at: u64,
-    /// How it became known: `order`, `reconcile`, `lookup` (an unknown elid), `sync`.
-    pub source: String,
+    /// How it became known.
+    pub source: ServiceSource,
     pub deleted: bool,
     pub history: Vec<ServiceEvent>,
 }
@@ -35,8 +37,86 @@ pub struct ServiceEvent {
     /// Unix seconds.
     pub at: u64,
     pub func: String,
-    /// `ok`, or `error:<type>` for an upstream error document.
-    pub outcome: String,
+    pub outcome: Outcome,
+}
+
+/// How the gateway came to know a service. Shown (admin JSON, `services list`) as
+/// `order`, `reconcile`, `lookup` or `sync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceSource {
+    /// Ordered through the gateway, answered.
+    Order,
+    /// Ordered through the gateway, found upstream by reconciliation.
+    Reconcile,
+    /// An `elid` never seen, found in the reseller's own upstream account.
+    Lookup,
+    /// Recorded by `services sync`.
+    Sync,
+}
+
+impl ServiceSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceSource::Order => "order",
+            ServiceSource::Reconcile => "reconcile",
+            ServiceSource::Lookup => "lookup",
+            ServiceSource::Sync => "sync",
+        }
+    }
+
+    /// The inverse of [`ServiceSource::as_str`] (reads the strings of store format 1).
+    pub fn parse(s: &str) -> Option<ServiceSource> {
+        [
+            ServiceSource::Order,
+            ServiceSource::Reconcile,
+            ServiceSource::Lookup,
+            ServiceSource::Sync,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for ServiceSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a call on a service came to. Shown as `ok`, `error:<type>` or `unknown:<failure>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The upstream answered without an error.
+    Ok,
+    /// The upstream answered an error document of this `type`.
+    Error(String),
+    /// The answer was lost (this failure: `timeout`, `closed`, …); the call may have acted.
+    Unknown(String),
+}
+
+impl Outcome {
+    /// The inverse of the `Display` form (reads the strings of store format 1).
+    pub fn parse(s: &str) -> Option<Outcome> {
+        if s == "ok" {
+            return Some(Outcome::Ok);
+        }
+        if let Some(t) = s.strip_prefix("error:") {
+            return Some(Outcome::Error(t.to_string()));
+        }
+        s.strip_prefix("unknown:")
+            .map(|f| Outcome::Unknown(f.to_string()))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Error(t) => write!(f, "error:{t}"),
+            Outcome::Unknown(why) => write!(f, "unknown:{why}"),
+        }
+    }
 }
 
 fn key(id: u64) -> [u8; 8] {
@@ -118,5 +198,22 @@ impl Store {
         self.shared.backend.put(trees::SERVICES, &key(id), &v)?;
         self.shared.backend.flush()?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_round_trip() {
+        for s in ["order", "reconcile", "lookup", "sync"] {
+            assert_eq!(ServiceSource::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(ServiceSource::parse("other"), None);
+        for s in ["ok", "error:access", "unknown:timeout"] {
+            assert_eq!(Outcome::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(Outcome::parse("fine"), None);
     }
 }

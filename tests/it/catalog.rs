@@ -391,9 +391,9 @@ fn mapping_changes_take_effect_on_the_next_request() {
         "demo.toml changed shape"
     );
     std::fs::write(&path, text).unwrap();
-    let changed = env
-        .store
-        .apply(&resellgate::config::load_mappings(std::slice::from_ref(&path)).unwrap())
+    let changed = resellgate::config::load_mappings(std::slice::from_ref(&path))
+        .unwrap()
+        .apply_to(&env.store)
         .unwrap();
     assert!(!changed.is_empty());
     assert_eq!(
@@ -447,9 +447,8 @@ fn unknown_plan_reference_names_file_and_entry() {
     let set = resellgate::config::load_mappings(&[path]);
     let e = match set {
         Err(e) => e.to_string(),
-        Ok(set) => resellgate::store::Store::open_temporary()
-            .unwrap()
-            .apply(&set)
+        Ok(set) => set
+            .apply_to(&resellgate::store::Store::open_temporary().unwrap())
             .unwrap_err()
             .to_string(),
     };

@@ -588,7 +588,7 @@ fn nested_doc_passes_through() {
                 plan: Some("3033".into()),
                 period: Some("12".into()),
                 recorded_at: 0,
-                source: "order".into(),
+                source: resellgate::store::services::ServiceSource::Order,
                 deleted: false,
                 history: vec![],
             })

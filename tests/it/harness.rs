@@ -144,7 +144,7 @@ impl Builder {
             None => write_mappings(dir.path()),
         };
         let set = config::load_mappings(&[mappings]).unwrap_or_else(|e| panic!("{e}"));
-        store.apply(&set).unwrap();
+        set.apply_to(&store).unwrap();
         let gateway = resellgate::proxy::server::spawn(&config, store.clone()).unwrap();
         TestEnv {
             gateway,

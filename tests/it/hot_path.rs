@@ -304,8 +304,8 @@ fn an_order_is_answered_before_its_ledger_cost_is_read() {
             e.upstream_id,
             e.plan.as_deref(),
             e.period.as_deref(),
-            e.upstream_cost.as_deref(),
-            e.price.as_deref()
+            e.upstream_cost_text().as_deref(),
+            e.price_text().as_deref()
         ),
         (
             "order",
@@ -354,7 +354,7 @@ fn a_renewal_is_answered_before_its_ledger_cost_is_read() {
             .ledger(Some("acme"))
             .unwrap()
             .into_iter()
-            .find(|e| e.kind == "renewal")
+            .find(|e| e.kind == resellgate::store::ledger::LedgerKind::Renewal)
             .expect("the renewal is in the ledger")
     };
     let e = renewal(&env);
@@ -362,7 +362,7 @@ fn a_renewal_is_answered_before_its_ledger_cost_is_read() {
         (
             e.upstream_id,
             e.period.as_deref(),
-            e.upstream_cost.as_deref()
+            e.upstream_cost_text().as_deref()
         ),
         (id, Some("24"), None)
     );
@@ -372,8 +372,8 @@ fn a_renewal_is_answered_before_its_ledger_cost_is_read() {
     assert_eq!(
         (
             e.plan.as_deref(),
-            e.upstream_cost.as_deref(),
-            e.price.as_deref()
+            e.upstream_cost_text().as_deref(),
+            e.price_text().as_deref()
         ),
         (Some("3033"), Some("16.0000"), Some("19.70"))
     );
@@ -396,7 +396,7 @@ fn reconciliation_fills_in_a_cost_the_first_lookup_missed() {
     env.settle(); // the lookup timed out
     let entries = env.store.ledger(Some("acme")).unwrap();
     assert_eq!(
-        (entries.len(), entries[0].upstream_cost.as_deref()),
+        (entries.len(), entries[0].upstream_cost_text().as_deref()),
         (1, None)
     );
     assert_eq!(env.store.costless_ledger().unwrap().len(), 1);
@@ -408,8 +408,8 @@ fn reconciliation_fills_in_a_cost_the_first_lookup_missed() {
     assert_eq!(
         (
             e.upstream_id,
-            e.upstream_cost.as_deref(),
-            e.price.as_deref()
+            e.upstream_cost_text().as_deref(),
+            e.price_text().as_deref()
         ),
         (id, Some("9.0000"), Some("11.30"))
     );

@@ -41,7 +41,7 @@ fn history(env: &TestEnv, id: u64) -> Vec<(String, String)> {
         .expect("service recorded")
         .history
         .into_iter()
-        .map(|e| (e.func, e.outcome))
+        .map(|e| (e.func, e.outcome.to_string()))
         .collect()
 }
 

@@ -292,10 +292,12 @@ fn lifecycle_is_recorded_in_the_history() {
     .find("ok")
     .is_some());
     let svc = env.store.service(id).unwrap().unwrap();
+    let outcomes: Vec<String> = svc.history.iter().map(|e| e.outcome.to_string()).collect();
     let h: Vec<(&str, &str)> = svc
         .history
         .iter()
-        .map(|e| (e.func.as_str(), e.outcome.as_str()))
+        .zip(&outcomes)
+        .map(|(e, outcome)| (e.func.as_str(), outcome.as_str()))
         .collect();
     assert_eq!(
         h,
@@ -410,16 +412,21 @@ fn ledger_records_orders_and_renewals() {
     .find("ok")
     .is_some());
     let entries = env.store.ledger(Some("acme")).unwrap();
+    let texts: Vec<_> = entries
+        .iter()
+        .map(|e| (e.upstream_cost_text(), e.price_text()))
+        .collect();
     #[allow(clippy::type_complexity)]
     let rows: Vec<(&str, u64, Option<&str>, Option<&str>, Option<&str>)> = entries
         .iter()
-        .map(|e| {
+        .zip(&texts)
+        .map(|(e, (cost, price))| {
             (
                 e.kind.as_str(),
                 e.upstream_id,
                 e.period.as_deref(),
-                e.upstream_cost.as_deref(),
-                e.price.as_deref(),
+                cost.as_deref(),
+                price.as_deref(),
             )
         })
         .collect();
