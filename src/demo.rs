@@ -59,7 +59,7 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     }
 
     // 3. The gateway.
-    let gw = crate::proxy::server::spawn(&config, store)?;
+    let gw = crate::app::spawn(&config, store)?;
     println!(
         "== gateway on http://{}/billmgr (store in {})",
         gw.addr,

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
 pub mod billmgr;
 pub mod catalog;
 pub mod cli;
@@ -33,7 +34,9 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod proxy;
+pub mod reconcile;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
