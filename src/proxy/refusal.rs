@@ -74,6 +74,8 @@ pub enum Refusal {
     WrongMethod,
     /// pingora could not read the request (HTTP 400).
     RequestUnreadable,
+    /// A connection over the per-address cap (answered before any request is read).
+    TooManyConnections { max: usize },
 }
 
 impl From<ParamError> for Refusal {
@@ -172,7 +174,13 @@ impl Refusal {
             )
             .object("remoteid")
             .value(remoteid.as_str()),
-            Refusal::Upstream(e) => e.clone().into(),
+            Refusal::Upstream(e) => {
+                let mut s = e.to_string();
+                if let Some(first) = s.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                BmError::upstream(s)
+            }
             Refusal::StoreBeforeForward => BmError::new(
                 ErrorType::Upstream,
                 "The gateway could not record the call; nothing was sent, try again later",
@@ -192,6 +200,13 @@ impl Refusal {
             Refusal::WrongMethod => {
                 BmError::new(ErrorType::Value, "Only GET and POST are accepted").object("method")
             }
+            Refusal::TooManyConnections { max } => BmError::new(
+                ErrorType::Access,
+                format!(
+                    "Too many connections from your address (at most {max}); close some and retry"
+                ),
+            )
+            .object("connection"),
             Refusal::RequestUnreadable => {
                 BmError::new(ErrorType::Value, "The request could not be read").object("request")
             }
