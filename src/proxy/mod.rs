@@ -2,7 +2,8 @@
 //!
 //! - [`auth`]      — credentials, sessions, the verified-credential cache, throttling.
 //! - [`functions`] — the function table: kind, `elid`, state, access of every known `func`.
-//! - [`policy`]    — which functions pass (the table plus the operator's passthrough).
+//! - [`policy`]    — which functions pass (the table plus the operator's passthrough);
+//!   refused ones counted by name.
 //! - [`ownership`] — every `elid` must be the reseller's ([`elid_cache`] remembers refusals).
 //! - [`orders`]    — exactly-once orders: the claim before the forward, the finish after.
 //! - [`history`]   — lifecycle calls recorded in their service's history; renewals billed.
@@ -41,7 +42,7 @@ mod answer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -54,7 +55,7 @@ use crate::store::Store;
 use crate::telemetry::{Metrics, RequestLog};
 use crate::upstream::{Account, Client, Outgoing, UpstreamError};
 
-use auth::{AuthSettings, Authenticator, Credentials};
+use auth::{AuthSettings, Authenticator};
 use policy::Policy;
 pub use refusal::Refusal;
 
@@ -274,83 +275,6 @@ impl Gateway {
             body,
             format,
             set_cookie: None,
-        })
-    }
-
-    /// What is refused before any credential is looked at: `su`, key logins.
-    fn gate(&self, func: &str, params: &Params) -> Result<(), Refusal> {
-        if params.contains("su") {
-            return Err(Refusal::ActAsOther);
-        }
-        // Key login, with or without credentials: the gateway issues no keys.
-        if func == "auth" && params.contains("key") {
-            return Err(Refusal::KeyLogin);
-        }
-        if let Err(why @ functions::Refused::Row(f)) = self.policy.check(func) {
-            if f.access == functions::Access::RefuseKey {
-                self.metrics.count_refused_func(func);
-                return Err(Refusal::Function {
-                    func: func.to_string(),
-                    why,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// May the authenticated reseller call `func`? A refusal is counted by name.
-    fn decide(
-        &self,
-        reseller: &Reseller,
-        func: &str,
-        params: &Params,
-    ) -> Result<functions::Decision, Refusal> {
-        self.policy.check(func).map_err(|why| {
-            let name = policy::printable(func);
-            self.metrics.count_refused_func(&name);
-            if why.is_unknown() {
-                // Names only: a value may be a password or a session id.
-                tracing::info!(reseller = %reseller.login, func = %name, params = %functions::param_names(params), "unknown function refused: allow it with [policy] passthrough if it is needed");
-            } else {
-                tracing::info!(reseller = %reseller.login, func = %name, "function refused by the function table");
-            }
-            Refusal::Function {
-                func: func.to_string(),
-                why,
-            }
-        })
-    }
-
-    /// `func=auth`: check the password, open a session, answer its id (and a cookie).
-    async fn log_in(
-        &self,
-        creds: Credentials,
-        ip: IpAddr,
-        format: Format,
-        log: &mut RequestLog,
-    ) -> Result<Reply, Refusal> {
-        let Credentials::Password { login, password } = creds else {
-            return Err(Refusal::MissingField("username"));
-        };
-        let reseller = auth::check_password(&self.auth, &self.store, &login, &password, ip).await?;
-        log.reseller = Some(reseller.login.clone());
-        let sid = self
-            .auth
-            .create_session(&reseller.login, ip, Instant::now());
-        let doc = Element::doc().child(
-            Element::new("auth")
-                .attr("id", &sid)
-                .attr("level", "16")
-                .text(&sid),
-        );
-        log.outcome = "local";
-        let cookie = format!(
-            "{}={sid}; Path=/; HttpOnly; SameSite=Strict",
-            auth::SESSION_COOKIE
-        );
-        Ok(Reply {
-            set_cookie: Some(cookie),
-            ..Reply::doc(&doc, format)
         })
     }
 

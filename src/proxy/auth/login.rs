@@ -1,15 +1,18 @@
 //! Who is calling: a password verified (from the cache, or by argon2id on the blocking
-//! pool, bounded and throttled), or a live session resolved to its reseller.
+//! pool, bounded and throttled), or a live session resolved to its reseller; and
+//! `func=auth`, which opens a session.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Authenticator, Credentials};
-use crate::proxy::Refusal;
+use super::{Authenticator, Credentials, SESSION_COOKIE};
+use crate::billmgr::{Element, Format};
+use crate::proxy::{Gateway, Refusal, Reply};
 use crate::store::model::Reseller;
 use crate::store::Store;
+use crate::telemetry::RequestLog;
 
 /// A valid argon2id hash of a random password nobody knows, verified against for unknown
 /// logins so that they cost as much as known ones.
@@ -92,5 +95,40 @@ pub async fn check_password(
             }
             Err(Refusal::WrongCredentials)
         }
+    }
+}
+
+impl Gateway {
+    /// `func=auth`: check the password, open a session, answer its id (and a cookie).
+    pub(crate) async fn log_in(
+        &self,
+        creds: Credentials,
+        ip: IpAddr,
+        format: Format,
+        log: &mut RequestLog,
+    ) -> Result<Reply, Refusal> {
+        let Credentials::Password { login, password } = creds else {
+            return Err(Refusal::MissingField("username"));
+        };
+        let reseller = check_password(&self.auth, &self.store, &login, &password, ip).await?;
+        log.reseller = Some(reseller.login.clone());
+        let sid = self
+            .auth
+            .create_session(&reseller.login, ip, Instant::now());
+        let doc = Element::doc().child(
+            Element::new("auth")
+                .attr("id", &sid)
+                .attr("level", "16")
+                .text(&sid),
+        );
+        log.outcome = "local";
+        let cookie = format!(
+            "{}={sid}; Path=/; HttpOnly; SameSite=Strict",
+            SESSION_COOKIE
+        );
+        Ok(Reply {
+            set_cookie: Some(cookie),
+            ..Reply::doc(&doc, format)
+        })
     }
 }
