@@ -46,10 +46,7 @@ fn reseller_document(
 ) -> Result<bytes::Bytes, UpstreamError> {
     let caller = call.caller;
     let f = upstream_format(caller);
-    let garbage = |e: billmgr::DocError| {
-        tracing::warn!(error = %e, format = f.as_str(), bytes = body.len(), "upstream answered an unreadable document");
-        UpstreamError::Garbage
-    };
+    let garbage = |e| crate::upstream::wire::unreadable(e, f, body.len());
     let rewritten = crate::catalog::rewrite_response(
         cat,
         call.reseller,

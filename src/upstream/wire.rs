@@ -59,10 +59,14 @@ pub fn read_answer(
             Err(billmgr::DocError::NotDoc)
         }
     });
-    parsed.map_err(|e| {
-        tracing::warn!(error = %e, format = f.as_str(), bytes = body.len(), "upstream answered an unreadable document");
-        UpstreamError::Garbage
-    })
+    parsed.map_err(|e| unreadable(e, f, body.len()))
+}
+
+/// An upstream answer of `bytes` bytes in format `f` that could not be read: logged,
+/// and [`UpstreamError::Garbage`].
+pub fn unreadable(e: billmgr::DocError, f: Format, bytes: usize) -> UpstreamError {
+    tracing::warn!(error = %e, format = f.as_str(), bytes, "upstream answered an unreadable document");
+    UpstreamError::Garbage
 }
 
 #[cfg(test)]

@@ -381,20 +381,9 @@ impl Authenticator {
     /// budget of (login, address) is spent, so attempts sent at once are throttled like
     /// attempts in a row. A success then clears the count ([`Self::clear_failures`]).
     pub fn begin_attempt(&self, login: &str, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        let mut e = self
-            .failures
-            .entry((login.to_string(), ip))
-            .or_insert(Failures {
-                count: 0,
-                window_start: now,
-            });
-        let elapsed = now.saturating_duration_since(e.window_start);
-        if elapsed >= self.settings.failure_window {
-            *e = Failures {
-                count: 0,
-                window_start: now,
-            };
-        } else if e.count >= self.settings.max_failures {
+        let (mut e, started_over) = self.failures_now(login, ip, now);
+        if !started_over && e.count >= self.settings.max_failures {
+            let elapsed = now.saturating_duration_since(e.window_start);
             let wait = (self.settings.failure_window - elapsed).as_secs().max(1);
             return Err(Refusal::Throttled { wait_s: wait });
         }
@@ -402,8 +391,17 @@ impl Authenticator {
         Ok(())
     }
 
-    /// Count one failed login for (login, address).
-    pub fn record_failure(&self, login: &str, ip: IpAddr, now: Instant) {
+    /// The failure count of (login, address), started over (`true`) when its window
+    /// has passed.
+    fn failures_now(
+        &self,
+        login: &str,
+        ip: IpAddr,
+        now: Instant,
+    ) -> (
+        dashmap::mapref::one::RefMut<'_, (String, IpAddr), Failures>,
+        bool,
+    ) {
         let mut e = self
             .failures
             .entry((login.to_string(), ip))
@@ -411,13 +409,20 @@ impl Authenticator {
                 count: 0,
                 window_start: now,
             });
-        if now.saturating_duration_since(e.window_start) >= self.settings.failure_window {
+        let started_over =
+            now.saturating_duration_since(e.window_start) >= self.settings.failure_window;
+        if started_over {
             *e = Failures {
                 count: 0,
                 window_start: now,
             };
         }
-        e.count += 1;
+        (e, started_over)
+    }
+
+    /// Count one failed login for (login, address).
+    pub fn record_failure(&self, login: &str, ip: IpAddr, now: Instant) {
+        self.failures_now(login, ip, now).0.count += 1;
     }
 
     pub fn clear_failures(&self, login: &str, ip: IpAddr) {
