@@ -167,6 +167,15 @@ impl Failure {
             message: e.to_string(),
         }
     }
+    /// The same code for the same condition in every command: an upstream account whose
+    /// password cannot be resolved is bad configuration; an upstream host that does not
+    /// resolve is not.
+    fn setup(e: crate::upstream::SetupError) -> Failure {
+        match e {
+            crate::upstream::SetupError::Account { .. } => Failure::config(e),
+            crate::upstream::SetupError::Connector(_) => Failure::other(e),
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -197,7 +206,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             crate::telemetry::init();
             let config = load_config(&config)?;
             let store = open_store(&config)?;
-            crate::proxy::server::run(&config, store).map_err(Failure::other)
+            let parts = crate::app::Parts::new(&config, store).map_err(Failure::setup)?;
+            crate::app::run(&config, &parts).map_err(Failure::other)
         }
         Command::CheckConfig { config, mappings } => {
             let summary = config::check(&config, &mappings).map_err(Failure::config)?;
@@ -295,33 +305,34 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// A gateway over the store for one-off upstream calls (sync, reconcile), on a runtime.
-fn with_gateway<T>(
+/// A reconciler over the store for one-off upstream calls (sync, reconcile), on a runtime.
+fn with_reconciler<T>(
     config: &Config,
     f: impl FnOnce(
-        std::sync::Arc<crate::proxy::Gateway>,
+        std::sync::Arc<crate::reconcile::Reconciler>,
+        Store,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>>>>,
 ) -> Result<T, Failure> {
     let store = open_store(config)?;
-    let gateway =
-        std::sync::Arc::new(crate::proxy::Gateway::new(config, store).map_err(Failure::config)?);
+    let parts = crate::app::Parts::new(config, store.clone()).map_err(Failure::setup)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(Failure::other)?;
-    rt.block_on(f(gateway))
+    rt.block_on(f(parts.reconciler, store))
 }
 
 fn services(action: ServicesCommand) -> Result<(), Failure> {
     match action {
         ServicesCommand::Sync { config, reseller } => {
             let config = load_config(&config)?;
-            with_gateway(&config, move |gw| {
+            with_reconciler(&config, move |rec, store| {
                 Box::pin(async move {
-                    let r = gw.store().reseller(&reseller).ok_or_else(|| {
+                    let r = store.reseller(&reseller).ok_or_else(|| {
                         Failure::config(format!("no reseller '{reseller}' in the store"))
                     })?;
-                    let (recorded, refused) = gw.sync_services(&r).await.map_err(Failure::other)?;
+                    let (recorded, refused) =
+                        rec.sync_services(&r).await.map_err(Failure::other)?;
                     println!("{recorded} services recorded for {reseller}");
                     for id in refused {
                         println!("! {id} belongs to another reseller: not recorded");
@@ -361,9 +372,9 @@ fn orders(action: OrdersCommand) -> Result<(), Failure> {
             let settle = settle_ms
                 .map(std::time::Duration::from_millis)
                 .unwrap_or_else(|| config.order_settle());
-            with_gateway(&config, move |gw| {
+            with_reconciler(&config, move |rec, _| {
                 Box::pin(async move {
-                    let report = gw.reconcile_orders(settle).await.map_err(Failure::other)?;
+                    let report = rec.reconcile_orders(settle).await.map_err(Failure::other)?;
                     for (reseller, remoteid, id) in &report.found {
                         println!("done\t{reseller}\t{remoteid}\t{id}");
                     }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::billmgr::{self, BmError, Element, Format};
 use crate::config::{self, Config};
-use crate::proxy::upstream::{Upstream, UpstreamSettings};
+use crate::upstream::{Upstream, UpstreamSettings};
 use crate::sandbox::{self, Sandbox};
 use crate::store::Store;
 
@@ -64,7 +64,7 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     }
 
     // 3. The gateway.
-    let gw = crate::proxy::server::spawn(&config, store)?;
+    let gw = crate::app::spawn(&config, store)?;
     println!(
         "== gateway on http://{}/billmgr (store in {})",
         gw.addr,

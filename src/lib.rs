@@ -25,13 +25,16 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
 pub mod billmgr;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod proxy;
+pub mod reconcile;
 pub mod sandbox;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;

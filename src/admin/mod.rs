@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{MappingFile, MappingSet};
 use crate::proxy::Gateway;
+use crate::reconcile::Reconciler;
 use crate::secret::Secret;
 use crate::store::StoreError;
 use query::{printable, QueryError};
@@ -106,13 +107,15 @@ impl Endpoint {
 
 pub struct AdminApp {
     gateway: Arc<Gateway>,
+    reconciler: Arc<Reconciler>,
     token_digest: [u8; 32],
 }
 
 impl AdminApp {
-    pub fn new(gateway: Arc<Gateway>, token: &Secret) -> Self {
+    pub fn new(gateway: Arc<Gateway>, reconciler: Arc<Reconciler>, token: &Secret) -> Self {
         AdminApp {
             gateway,
+            reconciler,
             token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         }
     }
@@ -284,12 +287,12 @@ impl AdminApp {
     /// `POST /orders/reconcile[?settle_ms=N]`: one pass now, as the background task does.
     async fn reconcile(&self, query: Option<&str>) -> Response<Vec<u8>> {
         let settle = match query::parse(query, &["settle_ms"])
-            .and_then(|q| records::settle_from_query(&q, self.gateway.reconcile_settle()))
+            .and_then(|q| records::settle_from_query(&q, self.reconciler.settle()))
         {
             Ok(s) => s,
             Err(e) => return bad_query(e),
         };
-        match self.gateway.reconcile_orders(settle).await {
+        match self.reconciler.reconcile_orders(settle).await {
             Ok(report) => {
                 tracing::info!(
                     found = report.found.len(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::query::{printable, QueryError};
-use crate::proxy::orders::ReconcileReport;
+use crate::reconcile::ReconcileReport;
 use crate::store::ledger::timestamp;
 use crate::store::orders::{OrderRecord, OrderState};
 use crate::store::services::{Service, ServiceEvent};

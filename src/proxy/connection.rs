@@ -27,7 +27,7 @@ use pingora::protocols::{
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::billmgr::{BmError, ErrorType, Format};
+use crate::billmgr::Format;
 
 /// `[server]` bounds on connections.
 #[derive(Debug, Clone, Copy)]
@@ -90,12 +90,7 @@ pub struct Guarded<A> {
 /// The bytes sent to a connection over the per-address cap: an error document (the
 /// request was not read, so its format is unknown: XML) and `Connection: close`.
 pub fn over_cap_response(max: usize) -> Vec<u8> {
-    let e = BmError::new(
-        ErrorType::Access,
-        format!("Too many connections from your address (at most {max}); close some and retry"),
-    )
-    .object("connection");
-    let body = crate::billmgr::render(&e.to_doc("en"), Format::Xml);
+    let body = super::Refusal::TooManyConnections { max }.document(Format::Xml, "en");
     let mut out = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         Format::Xml.content_type(),
@@ -356,6 +351,7 @@ impl Peek for HeaderDeadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::billmgr::{BmError, ErrorType};
 
     #[test]
     fn header_end_is_found_across_reads() {

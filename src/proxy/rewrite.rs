@@ -1,68 +1,10 @@
-//! What the upstream receives and what the reseller gets back.
-//!
-//! Requests: the downstream's `authinfo`, `auth` and session cookie never travel on; the
-//! reseller's own upstream account is put in their place, and `out` is normalised to a
-//! format the gateway can read back (`text` is asked for as XML and rendered here).
-//!
-//! Responses: the upstream's answer must be a document in the format asked for;
-//! anything else (an HTML error page, binary garbage, an empty body) becomes an
-//! `upstream` error document rather than reaching the reseller.
+//! What the reseller gets back: the upstream's answer (already read and checked by
+//! [`crate::upstream::wire`]) rewritten by the catalogue in its own shape, rendered as
+//! `text` when asked so, and with any upstream credentials it echoed redacted.
 
-use crate::billmgr::{self, BmError, Element, Format, Params};
-
-use super::upstream::UpstreamError;
-
-/// Keys that identify the downstream caller and must never reach the upstream.
-pub const DOWNSTREAM_ONLY: &[&str] = &["authinfo", "auth", "su"];
-
-/// The parameters to send upstream for an authenticated reseller's call.
-pub fn upstream_params(params: &Params, upstream_login: &str, upstream_password: &str) -> Params {
-    let mut out = params.clone();
-    for k in DOWNSTREAM_ONLY {
-        out.remove(k);
-    }
-    out.set("out", upstream_format(params.format()).as_str());
-    out.set("authinfo", format!("{upstream_login}:{upstream_password}"));
-    out
-}
-
-/// The format asked of the upstream for a caller's format.
-pub fn upstream_format(f: Format) -> Format {
-    match f {
-        Format::Text => Format::Xml,
-        other => other,
-    }
-}
-
-/// Read the upstream's answer to `func` as a document in the format asked of it: a
-/// well-formed document whose root is `doc` (or a bjson object), without duplicate keys
-/// or attributes. Anything else (HTML, a maintenance page, an arbitrary JSON object,
-/// garbage, an empty body) is [`UpstreamError::Garbage`]. The answer to a list function
-/// is checked whole but read without its items (they are rewritten one at a time later),
-/// so its tree stays small however long the list.
-pub fn read_answer(
-    body: &[u8],
-    caller: Format,
-    func: Option<&str>,
-) -> Result<Element, UpstreamError> {
-    let f = upstream_format(caller);
-    let parsed = match func.and_then(crate::catalog::response::list_items) {
-        Some(items) => billmgr::edit::rewrite_items(body, f, items, &mut |_, _| Vec::new())
-            .and_then(|light| billmgr::parse(&light, f)),
-        None => billmgr::parse(body, f),
-    };
-    let parsed = parsed.and_then(|doc| {
-        if doc.name == "doc" {
-            Ok(doc)
-        } else {
-            Err(billmgr::DocError::NotDoc)
-        }
-    });
-    parsed.map_err(|e| {
-        tracing::warn!(error = %e, format = f.as_str(), bytes = body.len(), "upstream answered an unreadable document");
-        UpstreamError::Garbage
-    })
-}
+use crate::billmgr::{self, Format, Params};
+use crate::upstream::wire::upstream_format;
+use crate::upstream::UpstreamError;
 
 /// The bytes to send the reseller for the upstream's answer to `func`: rewritten in the
 /// upstream's own format (only the catalogue's values change), or the upstream's own
@@ -104,10 +46,7 @@ fn reseller_document(
 ) -> Result<bytes::Bytes, UpstreamError> {
     let caller = call.caller;
     let f = upstream_format(caller);
-    let garbage = |e: billmgr::DocError| {
-        tracing::warn!(error = %e, format = f.as_str(), bytes = body.len(), "upstream answered an unreadable document");
-        UpstreamError::Garbage
-    };
+    let garbage = |e| crate::upstream::wire::unreadable(e, f, body.len());
     let rewritten = crate::catalog::rewrite_response(
         cat,
         call.reseller,
@@ -187,11 +126,6 @@ pub fn redact(body: &[u8], secrets: &[&str]) -> Option<Vec<u8>> {
     out
 }
 
-/// Error document bytes for `err` in the caller's format.
-pub fn error_bytes(err: &BmError, format: Format, lang: &str) -> Vec<u8> {
-    billmgr::render(&err.to_doc(lang), format)
-}
-
 pub use crate::billmgr::sniff_format;
 
 #[cfg(test)]
@@ -200,62 +134,6 @@ mod tests {
 
     fn p(q: &str) -> Params {
         Params::parse(Some(q), b"", &Default::default()).unwrap()
-    }
-
-    #[test]
-    fn authinfo_is_swapped_and_downstream_identity_dropped() {
-        let up = upstream_params(
-            &p("func=certificate&authinfo=acme:pw&auth=S&out=json&elid=1"),
-            "acme@up",
-            "s3:cret",
-        );
-        let pairs: Vec<_> = up.iter().collect();
-        assert_eq!(
-            pairs,
-            vec![
-                ("func", "certificate"),
-                ("out", "json"),
-                ("elid", "1"),
-                ("authinfo", "acme@up:s3:cret")
-            ]
-        );
-    }
-
-    #[test]
-    fn text_is_asked_as_xml_and_default_out_is_explicit() {
-        assert_eq!(
-            upstream_params(&p("func=whoami&out=text"), "u", "p").get("out"),
-            Some("xml")
-        );
-        assert_eq!(
-            upstream_params(&p("func=whoami"), "u", "p").get("out"),
-            Some("xml")
-        );
-        assert_eq!(
-            upstream_params(&p("func=whoami&out=xjson"), "u", "p").get("out"),
-            Some("json")
-        );
-    }
-
-    #[test]
-    fn garbage_and_html_are_refused() {
-        for (body, f) in [
-            (&b"<html><body>Bad gateway</body>"[..], Format::Xml),
-            (b"<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\"><body>Maintenance</body></html>", Format::Xml),
-            (b"\x89PNG\r\n\x1a\n", Format::Json),
-            (b"{\"status\":\"maintenance\"}", Format::Json),
-            (b"{\"doc\":{\"ok\":{},\"ok\":{}}}", Format::Json),
-            (b"{\"doc\":{\"elem\":[{\"id\":{\"$\":\"1\"},\"id\":{\"$\":\"2\"}}]}}", Format::Sjson),
-            (b"<doc><v a=\"1\" a=\"2\"/></doc>", Format::Xml),
-            (b"<doc>\xff\xfe</doc>", Format::Xml),
-            (b"", Format::Bjson),
-            (b"[1]", Format::Bjson),
-        ] {
-            for func in [None, Some("certificate"), Some("pricelist.export")] {
-                assert_eq!(read_answer(body, f, func), Err(UpstreamError::Garbage), "{:?} {func:?}", String::from_utf8_lossy(body));
-            }
-        }
-        assert!(read_answer(b"<doc><ok/></doc>", Format::Text, None).is_ok());
     }
 
     #[test]

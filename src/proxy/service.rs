@@ -1,10 +1,12 @@
 //! The pingora `ProxyHttp` phases. They only read the request off the wire, call
-//! [`Gateway::handle`] and write its answer; every decision lives there.
+//! [`Gateway::handle`] and write its answer; every decision lives there. The `logging`
+//! phase writes the access line and is the only place a request's outcome is counted
+//! (every request: refused paths and methods and broken clients too).
 //!
 //! Every call is answered from `request_filter`: the gateway needs the whole request to
 //! decide (authentication, rewriting) and the whole upstream answer before replying
 //! (validation, rewriting, recording), so it forwards through pingora's pooled
-//! connector ([`super::upstream`]) rather than the streaming proxy path. That keeps
+//! connector ([`crate::upstream`]) rather than the streaming proxy path. That keeps
 //! one rule simple: the reseller always receives a complete document with a
 //! `Content-Length`, even when the upstream fails half-way.
 
@@ -21,8 +23,8 @@ use pingora::{Error, ErrorType, Result};
 
 use super::client_addr::{self, Cidr};
 use super::crashpoint::{self, Point};
-use super::{auth, rewrite, Gateway, Incoming, Reply};
-use crate::billmgr::{BmError, Format, ParamError};
+use super::{auth, rewrite, Gateway, Incoming, Refusal, Reply};
+use crate::billmgr::{Format, ParamError};
 use crate::telemetry::RequestLog;
 
 pub use crate::billmgr::PATHS;
@@ -82,15 +84,9 @@ pub fn expects_continue(req: &pingora::http::RequestHeader) -> bool {
 
 /// A call refused before its body is read (wrong path or method), in the format its
 /// query asks for.
-fn refusal(ctx: &mut Ctx, query: Option<&str>, status: u16, e: &BmError) -> (u16, Reply) {
+fn refusal(ctx: &mut Ctx, query: Option<&str>, status: u16, r: &Refusal) -> (u16, Reply) {
     let format = rewrite::sniff_format(query, b"");
-    ctx.log.outcome = "refused";
-    ctx.log.error_type = Some(e.kind.as_str());
-    let reply = Reply {
-        body: rewrite::error_bytes(e, format, "en").into(),
-        format,
-        set_cookie: None,
-    };
+    let reply = super::refuse(r, format, "en", &mut ctx.log);
     (status, reply)
 }
 
@@ -161,23 +157,17 @@ impl ProxyHttp for GatewayService {
         let client = client_ip(session, &self.trusted_proxies);
         ctx.log.client = Some(client);
         let (status, reply) = if !self.paths.contains(&path) {
-            let e = BmError::new(
-                crate::billmgr::ErrorType::Missed,
-                format!(
-                    "No BILLmanager here: use {}",
-                    self.paths.first().map_or("/billmgr", String::as_str)
-                ),
-            )
-            .object("path");
-            refusal(ctx, query.as_deref(), 404, &e)
+            let r = Refusal::UnknownPath {
+                hint: self
+                    .paths
+                    .first()
+                    .map_or("/billmgr", String::as_str)
+                    .to_string(),
+            };
+            refusal(ctx, query.as_deref(), 404, &r)
         } else if method != http::Method::GET && method != http::Method::POST {
-            let e = BmError::new(
-                crate::billmgr::ErrorType::Value,
-                "Only GET and POST are accepted",
-            )
-            .object("method");
             session.set_keepalive(None);
-            refusal(ctx, query.as_deref(), 405, &e)
+            refusal(ctx, query.as_deref(), 405, &Refusal::WrongMethod)
         } else {
             if expects_continue(session.req_header()) {
                 // The client waits for this before sending its body (curl: 1 s).
@@ -228,13 +218,8 @@ impl ProxyHttp for GatewayService {
         let code = match e.etype() {
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => 0,
             _ => {
-                let err = BmError::new(
-                    crate::billmgr::ErrorType::Value,
-                    "The request could not be read",
-                )
-                .object("request");
                 let reply = Reply {
-                    body: rewrite::error_bytes(&err, Format::Xml, "en").into(),
+                    body: Refusal::RequestUnreadable.document(Format::Xml, "en"),
                     format: Format::Xml,
                     set_cookie: None,
                 };
@@ -249,6 +234,7 @@ impl ProxyHttp for GatewayService {
     }
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        self.gateway.metrics.count_outcome(ctx.log.outcome);
         ctx.log.emit(ctx.started.elapsed());
     }
 

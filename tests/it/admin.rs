@@ -19,7 +19,7 @@ fn admin_env(var: &str) -> (TestEnv, std::net::SocketAddr) {
         ))
         .start();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    resellgate::proxy::server::wait_until_accepting(addr, Duration::from_secs(10)).unwrap();
+    resellgate::app::wait_until_accepting(addr, Duration::from_secs(10)).unwrap();
     (env, addr)
 }
 
@@ -385,7 +385,7 @@ fn reconcile_endpoint_resolves_a_pending_order() {
         ))
         .start();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    resellgate::proxy::server::wait_until_accepting(addr, Duration::from_secs(10)).unwrap();
+    resellgate::app::wait_until_accepting(addr, Duration::from_secs(10)).unwrap();
 
     let form = order("lost", "lost.example.com");
     env.sandbox

@@ -153,3 +153,66 @@ fn demo_once() {
     }
     assert!(!out.contains("acme-upstream-pw"), "{out}");
 }
+
+/// An upstream account whose password cannot be resolved (its variable unset) is bad
+/// configuration: every command that needs the upstream exits 64 and names the account.
+#[test]
+fn an_unresolvable_upstream_password_exits_64_from_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\n[upstream]\nurl = \"http://127.0.0.1:1/billmgr\"\n[store]\npath = \"store\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_resellgate"))
+            .args(args.iter().map(|a| a.as_ref()))
+            .env_remove("ACME_UP_PASSWORD")
+            .env_remove("GLOBEX_UP_PASSWORD")
+            .env_remove("RESELLGATE_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("still running after 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    // demo.toml as shipped: the passwords come from variables, unset here.
+    let o = cli(&[
+        &"mappings",
+        &"apply",
+        &"--config",
+        &cfg,
+        &repo_path("mappings/demo.toml"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let runs: [&[&dyn AsRef<std::ffi::OsStr>]; 3] = [
+        &[&"serve", &"--config", &cfg],
+        &[
+            &"services",
+            &"sync",
+            &"--config",
+            &cfg,
+            &"--reseller",
+            &"acme",
+        ],
+        &[&"orders", &"reconcile", &"--config", &cfg],
+    ];
+    for args in runs {
+        let o = cli(args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(64), "{err}");
+        assert!(err.contains("upstream account 'acme-up'"), "{err}");
+    }
+}

@@ -98,6 +98,46 @@ fn paths() {
     assert_eq!(e.object.as_deref(), Some("path"));
 }
 
+/// Every request's outcome is counted once, in the logging phase: refused paths and
+/// methods too, not only the calls that reach the gateway's pipeline.
+#[test]
+fn outcomes_are_counted_for_every_request() {
+    let env = TestEnv::start();
+    let metrics = &env.gateway.gateway.metrics;
+    let count = |outcome: &str| metrics.outcome_count(outcome);
+    // The count is written after the answer: wait for it.
+    let wait_for = |outcome: &str, n: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while count(outcome) < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        count(outcome)
+    };
+    assert_eq!(
+        client::get(env.addr(), "/admin?func=whoami")
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(wait_for("refused", 1), 1);
+    let resp = client::blocking(
+        env.addr(),
+        "PUT",
+        "/billmgr?func=whoami",
+        &[],
+        b"",
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(resp.status, 405);
+    assert_eq!(wait_for("refused", 2), 2);
+    env.acme("func=whoami");
+    assert_eq!(wait_for("ok", 1), 1);
+    // Counted once each.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!((count("refused"), count("ok")), (2, 1));
+}
+
 /// A wrong password is an `auth` error in the format asked for, and nothing is forwarded.
 #[test]
 fn wrong_password_is_refused_in_every_format() {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::client::{self, Response};
+use resellgate::app::RunningGateway;
 use resellgate::billmgr::{self, BmError, Element, Format, Limits, Params};
 use resellgate::config::{self, Config};
-use resellgate::proxy::server::RunningGateway;
 use resellgate::sandbox::{Sandbox, SandboxHandle};
 use resellgate::store::Store;
 
@@ -145,7 +145,7 @@ impl Builder {
         };
         let set = config::load_mappings(&[mappings]).unwrap_or_else(|e| panic!("{e}"));
         set.apply_to(&store).unwrap();
-        let gateway = resellgate::proxy::server::spawn(&config, store.clone()).unwrap();
+        let gateway = resellgate::app::spawn(&config, store.clone()).unwrap();
         TestEnv {
             gateway,
             sandbox,
@@ -219,7 +219,7 @@ impl TestEnv {
     pub fn settle(&self) {
         assert!(
             self.gateway
-                .gateway
+                .reconciler
                 .after_answer()
                 .wait_idle(std::time::Duration::from_secs(20)),
             "the gateway's work after answering did not finish within 20 s"

@@ -110,7 +110,7 @@ fn a_recorded_certificate_is_never_refused_from_memory() {
     env.sandbox.sandbox.clear_received();
     assert_refused(&env, 5002); // not recorded yet: still the remembered refusal
     assert_eq!(list_calls(&env), 0);
-    let gw = env.gateway.gateway.clone();
+    let gw = env.gateway.reconciler.clone();
     let report = block_on(async move { gw.reconcile_orders(Duration::ZERO).await }).unwrap();
     assert_eq!(
         report.found,
@@ -123,7 +123,7 @@ fn a_recorded_certificate_is_never_refused_from_memory() {
     let up = order_upstream(env.sandbox.addr, "o3", "o3.example.com");
     assert_eq!(id_of(&up, Format::Xml), 5003);
     assert_refused(&env, 5003);
-    let gw = env.gateway.gateway.clone();
+    let gw = env.gateway.reconciler.clone();
     let reseller = env.store.reseller("acme").unwrap();
     let (recorded, refused) = block_on(async move { gw.sync_services(&reseller).await }).unwrap();
     assert_eq!((recorded, refused), (3, vec![]));
@@ -291,7 +291,7 @@ fn an_order_is_answered_before_its_ledger_cost_is_read() {
         (id, Some("c1"))
     );
     assert_eq!(entries[0].upstream_cost, None);
-    assert_eq!(env.gateway.gateway.after_answer().count(), 1);
+    assert_eq!(env.gateway.reconciler.after_answer().count(), 1);
 
     gate.open();
     env.settle();
@@ -401,7 +401,7 @@ fn reconciliation_fills_in_a_cost_the_first_lookup_missed() {
     );
     assert_eq!(env.store.costless_ledger().unwrap().len(), 1);
     gate.open();
-    let gw = env.gateway.gateway.clone();
+    let gw = env.gateway.reconciler.clone();
     let report = block_on(async move { gw.reconcile_orders(Duration::ZERO).await }).unwrap();
     assert_eq!(report.costs_filled, 1);
     let e = &env.store.ledger(Some("acme")).unwrap()[0];

@@ -45,7 +45,7 @@ fn no_secret_in_any_log_line() {
         .spawn()
         .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    resellgate::proxy::server::wait_until_accepting(addr, Duration::from_secs(20)).unwrap();
+    resellgate::app::wait_until_accepting(addr, Duration::from_secs(20)).unwrap();
 
     let post = |form: &str| client::post_form(addr, "/billmgr", form).unwrap();
     let ai = format!("authinfo={}:{}", ACME.0, ACME.1);

@@ -11,8 +11,8 @@ use resellgate::store::orders::OrderState;
 
 use crate::harness::*;
 
-fn reconcile(env: &TestEnv) -> resellgate::proxy::orders::ReconcileReport {
-    let gw = env.gateway.gateway.clone();
+fn reconcile(env: &TestEnv) -> resellgate::reconcile::ReconcileReport {
+    let gw = env.gateway.reconciler.clone();
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(async move { gw.reconcile_orders(Duration::ZERO).await })
@@ -560,8 +560,7 @@ impl Binary {
                 }
             }
         });
-        resellgate::proxy::server::wait_until_accepting(self.addr, Duration::from_secs(20))
-            .unwrap();
+        resellgate::app::wait_until_accepting(self.addr, Duration::from_secs(20)).unwrap();
         Serving { child, crashpoints }
     }
 
@@ -712,7 +711,7 @@ fn crashes_lose_no_acknowledged_order_and_duplicate_none() {
     }
 
     // the operator commands over the same store
-    let month = resellgate::store::ledger::month_of(resellgate::proxy::orders::now_ms());
+    let month = resellgate::store::ledger::month_of(resellgate::reconcile::record::now_ms());
     let csv = bin.cli(
         &["ledger", "export"],
         &["--reseller", "acme", "--month", &month],

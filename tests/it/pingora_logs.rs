@@ -57,7 +57,7 @@ impl Binary {
         let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         for a in [proxy, admin] {
-            resellgate::proxy::server::wait_until_accepting(a, Duration::from_secs(20)).unwrap();
+            resellgate::app::wait_until_accepting(a, Duration::from_secs(20)).unwrap();
         }
         Binary {
             child,

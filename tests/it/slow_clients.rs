@@ -81,7 +81,7 @@ fn a_trickled_header_is_cut_off_on_the_admin_listener_too() {
         .config(&format!("[server]\nheader_timeout_ms = 1000\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"RG_TEST_SLOW_ADMIN_TOKEN\""))
         .start();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    resellgate::proxy::server::wait_until_accepting(admin, Duration::from_secs(10)).unwrap();
+    resellgate::app::wait_until_accepting(admin, Duration::from_secs(10)).unwrap();
     let mut s = TcpStream::connect(admin).unwrap();
     let header =
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";

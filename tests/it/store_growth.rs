@@ -2,7 +2,7 @@
 //! `[orders] failed_retention_s`; the remoteid can then be ordered again.
 
 use resellgate::billmgr::Format;
-use resellgate::proxy::orders::now_ms;
+use resellgate::reconcile::record::now_ms;
 
 use crate::harness::*;
 

@@ -58,7 +58,7 @@ fn refused_functions_never_reach_the_upstream() {
         ))
         .start();
     let admin: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    resellgate::proxy::server::wait_until_accepting(admin, Duration::from_secs(10)).unwrap();
+    resellgate::app::wait_until_accepting(admin, Duration::from_secs(10)).unwrap();
     let id = id_of(&env.acme(&order("f1", "f1.example.com")), Format::Xml);
     env.sandbox.sandbox.clear_received();
     for (func, why) in [

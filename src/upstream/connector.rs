@@ -4,7 +4,7 @@
 //! lands in the upstream's access log). Connect, read and write timeouts come from
 //! config; only calls that change nothing (no `sok`, not a toolbar action such as
 //! `certificate.delete`) are retried. Failures are [`UpstreamError`]s, which the
-//! gateway turns into `upstream` error documents.
+//! proxy names as refusals (`upstream` error documents).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -14,8 +14,6 @@ use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
-
-use crate::billmgr::BmError;
 
 /// Where and how to reach the upstream.
 #[derive(Debug, Clone)]
@@ -101,16 +99,6 @@ impl UpstreamError {
             UpstreamError::Status(_) => "status",
             UpstreamError::Garbage => "garbage",
         }
-    }
-}
-
-impl From<UpstreamError> for BmError {
-    fn from(e: UpstreamError) -> Self {
-        let mut s = e.to_string();
-        if let Some(first) = s.get_mut(0..1) {
-            first.make_ascii_uppercase();
-        }
-        BmError::upstream(s)
     }
 }
 

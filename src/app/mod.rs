@@ -1,9 +1,15 @@
-//! Building and running the pingora server: the proxy listener (HTTP, or HTTPS with
-//! rustls when `tls_cert`/`tls_key` are set) and a background task that purges expired
-//! sessions.
+//! The application: what `serve` runs, put together from the layers below it.
+//!
+//! - [`Parts`] — the per-process pieces: the upstream [`Client`], the call path's
+//!   [`Gateway`] and the background [`Reconciler`] it feeds through a job channel.
+//! - [`build`] — the pingora server: the proxy listener (HTTP, or HTTPS with rustls when
+//!   `tls_cert`/`tls_key` are set), the admin listener (when its token is set) and the
+//!   background services ([`background`]).
 //!
 //! [`run`] blocks until SIGTERM/SIGINT (the `serve` command); [`spawn`] runs the server
 //! on its own thread and stops it when the handle is dropped (tests and the demo).
+
+pub mod background;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -12,79 +18,49 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
 use tokio::sync::watch;
 
-use super::service::GatewayService;
-use super::Gateway;
 use crate::config::Config;
+use crate::proxy::connection::{ConnLimits, Guarded};
+use crate::proxy::service::GatewayService;
+use crate::proxy::Gateway;
+use crate::reconcile::Reconciler;
 use crate::store::Store;
+use crate::upstream::{Client, SetupError};
+
+/// The per-process pieces of a running gateway.
+#[derive(Clone)]
+pub struct Parts {
+    pub gateway: Arc<Gateway>,
+    pub reconciler: Arc<Reconciler>,
+}
+
+impl Parts {
+    /// Set up the upstream client (every upstream account's password resolved now, so a
+    /// missing variable or file stops the start), the reconciler and the call path.
+    pub fn new(config: &Config, store: Store) -> Result<Parts, SetupError> {
+        let client = Arc::new(Client::new(config, store.clone())?);
+        let reconciler = Arc::new(Reconciler::new(
+            store.clone(),
+            client.clone(),
+            config.order_settle(),
+        ));
+        let gateway = Arc::new(Gateway::new(config, store, client, reconciler.jobs()));
+        Ok(Parts {
+            gateway,
+            reconciler,
+        })
+    }
+}
 
 /// How long a client may take to send a request body unless configured otherwise.
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Purges expired sessions, stale failure counters and failed order records older than
-/// `[orders] failed_retention_s`, once a minute.
-struct Purge {
-    gateway: Arc<Gateway>,
-    failed_retention: Duration,
-}
-
-#[async_trait]
-impl BackgroundService for Purge {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {
-                    self.gateway.authenticator().purge(Instant::now());
-                    let store = self.gateway.store().clone();
-                    let cutoff = super::orders::now_ms()
-                        .saturating_sub(self.failed_retention.as_millis() as u64);
-                    match tokio::task::spawn_blocking(move || store.prune_failed_orders(cutoff)).await {
-                        Ok(Ok(0)) => {}
-                        Ok(Ok(n)) => tracing::info!(pruned = n, "failed order records past their retention deleted"),
-                        Ok(Err(e)) => tracing::error!(error = %e, "cannot prune failed order records"),
-                        Err(e) => tracing::error!(error = %e, "the order pruning task failed"),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Resolves pending orders (claimed at least [`Gateway::reconcile_settle`] ago) against
-/// the upstream, every `interval` (`[orders]` in config.toml).
-struct Reconcile {
-    gateway: Arc<Gateway>,
-    interval: Duration,
-}
-
-#[async_trait]
-impl BackgroundService for Reconcile {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        // The first tick is immediate: a restart after a crash resolves what it left.
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => match self.gateway.reconcile_orders(self.gateway.reconcile_settle()).await {
-                    Ok(r) if !r.found.is_empty() || !r.failed.is_empty() || r.costs_filled > 0 => tracing::info!(
-                        found = r.found.len(), failed = r.failed.len(), pending = r.left.len(),
-                        costs_filled = r.costs_filled, "pending orders reconciled"),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "reconciling pending orders failed"),
-                },
-            }
-        }
-    }
-}
-
-/// Build the server for `config` around an already-built gateway.
-pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
+/// Build the server for `config` around already-built parts.
+pub fn build(config: &Config, parts: &Parts) -> anyhow::Result<Server> {
+    let gateway = &parts.gateway;
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(0),
@@ -104,16 +80,16 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         client_timeout: config.server.client_timeout(),
         paths: config.server.paths.clone(),
         // Validated at load; a bad entry cannot get here.
-        trusted_proxies: super::client_addr::parse_all(&config.server.trusted_proxies)
+        trusted_proxies: crate::proxy::client_addr::parse_all(&config.server.trusted_proxies)
             .unwrap_or_default(),
     };
     // The proxy application behind the connection bounds (issue 9): a cap per client
     // address and a total deadline for each request header.
-    let limits = super::connection::ConnLimits {
+    let limits = ConnLimits {
         max_per_ip: config.server.max_connections_per_ip,
         header_timeout: Duration::from_millis(config.server.header_timeout_ms),
     };
-    let app = super::connection::Guarded {
+    let app = Guarded {
         inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, svc)),
         limits,
         counts: Arc::default(),
@@ -137,12 +113,15 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
         .filter(|t| !t.is_empty())
     {
         Some(token) => {
-            let app =
-                crate::admin::AdminApp::new(gateway.clone(), &crate::secret::Secret::new(token));
+            let app = crate::admin::AdminApp::new(
+                gateway.clone(),
+                parts.reconciler.clone(),
+                &crate::secret::Secret::new(token),
+            );
             // The same connection bounds as the proxy listener (its own counts).
             let mut admin = pingora::services::listening::Service::new(
                 "resellgate admin".to_string(),
-                super::connection::Guarded {
+                Guarded {
                     inner: Arc::new(pingora::apps::http_app::HttpServer::new_app(app)),
                     limits,
                     counts: Arc::default(),
@@ -159,25 +138,30 @@ pub fn build(config: &Config, gateway: Arc<Gateway>) -> anyhow::Result<Server> {
     }
     server.add_service(background_service(
         "session purge",
-        Purge {
+        background::Purge {
             gateway: gateway.clone(),
             failed_retention: Duration::from_secs(config.orders.failed_retention_s),
         },
     ));
     server.add_service(background_service(
         "order reconciliation",
-        Reconcile {
-            gateway,
+        background::Reconcile {
+            reconciler: parts.reconciler.clone(),
             interval: config.reconcile_interval(),
+        },
+    ));
+    server.add_service(background_service(
+        "jobs after answers",
+        background::Jobs {
+            reconciler: parts.reconciler.clone(),
         },
     ));
     Ok(server)
 }
 
 /// Run the gateway until SIGTERM or SIGINT.
-pub fn run(config: &Config, store: Store) -> anyhow::Result<()> {
-    let gateway = Arc::new(Gateway::new(config, store)?);
-    let server = build(config, gateway)?;
+pub fn run(config: &Config, parts: &Parts) -> anyhow::Result<()> {
+    let server = build(config, parts)?;
     tracing::info!(listen = %config.server.listen, tls = config.server.tls_cert.is_some(), "resellgate serving");
     server.run(RunArgs::default());
     Ok(())
@@ -198,6 +182,7 @@ impl ShutdownSignalWatch for WatchSignal {
 pub struct RunningGateway {
     pub addr: SocketAddr,
     pub gateway: Arc<Gateway>,
+    pub reconciler: Arc<Reconciler>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -219,8 +204,8 @@ impl Drop for RunningGateway {
 
 /// Start the gateway on a thread and wait until its port accepts connections.
 pub fn spawn(config: &Config, store: Store) -> anyhow::Result<RunningGateway> {
-    let gateway = Arc::new(Gateway::new(config, store)?);
-    let server = build(config, gateway.clone())?;
+    let parts = Parts::new(config, store)?;
+    let server = build(config, &parts)?;
     let addr: SocketAddr = config.server.listen.parse()?;
     let (tx, rx) = watch::channel(false);
     let thread = std::thread::Builder::new()
@@ -232,7 +217,8 @@ pub fn spawn(config: &Config, store: Store) -> anyhow::Result<RunningGateway> {
         })?;
     let running = RunningGateway {
         addr,
-        gateway,
+        gateway: parts.gateway,
+        reconciler: parts.reconciler,
         stop: tx,
         thread: Some(thread),
     };

@@ -1,0 +1,91 @@
+//! The background services of a running gateway, each a pingora `BackgroundService`:
+//!
+//! - [`Purge`] — once a minute: expired sessions, stale failure counters, failed order
+//!   records past `[orders] failed_retention_s`.
+//! - [`Reconcile`] — a reconciliation pass at start-up and every
+//!   `[orders] reconcile_interval_s`.
+//! - [`Jobs`] — runs the work the call path queued for after its answers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::proxy::Gateway;
+use crate::reconcile::Reconciler;
+
+/// Purges expired sessions, stale failure counters and failed order records older than
+/// `[orders] failed_retention_s`, once a minute.
+pub struct Purge {
+    pub gateway: Arc<Gateway>,
+    pub failed_retention: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Purge {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    self.gateway.authenticator().purge(Instant::now());
+                    let store = self.gateway.store().clone();
+                    let cutoff = crate::reconcile::record::now_ms()
+                        .saturating_sub(self.failed_retention.as_millis() as u64);
+                    match tokio::task::spawn_blocking(move || store.prune_failed_orders(cutoff)).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => tracing::info!(pruned = n, "failed order records past their retention deleted"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "cannot prune failed order records"),
+                        Err(e) => tracing::error!(error = %e, "the order pruning task failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves pending orders (claimed at least [`Reconciler::settle`] ago) against
+/// the upstream, every `interval` (`[orders]` in config.toml).
+pub struct Reconcile {
+    pub reconciler: Arc<Reconciler>,
+    pub interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Reconcile {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        // The first tick is immediate: a restart after a crash resolves what it left.
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => match self.reconciler.reconcile_orders(self.reconciler.settle()).await {
+                    Ok(r) if !r.found.is_empty() || !r.failed.is_empty() || r.costs_filled > 0 => tracing::info!(
+                        found = r.found.len(), failed = r.failed.len(), pending = r.left.len(),
+                        costs_filled = r.costs_filled, "pending orders reconciled"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "reconciling pending orders failed"),
+                },
+            }
+        }
+    }
+}
+
+/// Runs the reconciler's job queue until shutdown.
+pub struct Jobs {
+    pub reconciler: Arc<Reconciler>,
+}
+
+#[async_trait]
+impl BackgroundService for Jobs {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = self.reconciler.run_jobs() => {}
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Where the reseller's answer is rewritten: inline for a small answer that reads nothing,
+//! on the blocking pool for a large one or one whose rewrite reads the store (a
+//! certificate list), so it never stalls the other calls on this thread.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{rewrite, Gateway};
+use crate::billmgr::{Format, Params};
+use crate::catalog::{Catalog, UpstreamNames};
+use crate::store::model::Reseller;
+use crate::store::Store;
+use crate::upstream::UpstreamError;
+
+impl Gateway {
+    /// The upstream's answer as the reseller sees it (see [`rewrite::reseller_answer`]).
+    pub(super) async fn reseller_answer(
+        &self,
+        call: rewrite::Call<'_>,
+        body: Bytes,
+    ) -> Result<Bytes, UpstreamError> {
+        let inline = body.len() <= self.upstream.settings().large_response_bytes
+            && !crate::catalog::response::reads_store(call.func);
+        if inline {
+            let cat = Catalog {
+                store: &self.store,
+                names: &self.plan_names,
+            };
+            return rewrite::reseller_answer(cat, &call, body);
+        }
+        let owned = Owned::from(&call, self.store.clone(), self.plan_names.clone());
+        tokio::task::spawn_blocking(move || owned.answer(body))
+            .await
+            .unwrap_or(Err(UpstreamError::Garbage))
+    }
+}
+
+/// [`rewrite::Call`] with owned parts and what the catalogue reads, so a large answer can
+/// be rewritten on the blocking pool.
+struct Owned {
+    store: Store,
+    names: Arc<UpstreamNames>,
+    reseller: Reseller,
+    func: String,
+    params: Params,
+    service_plan: Option<u64>,
+    caller: Format,
+    secrets: Vec<String>,
+}
+
+impl Owned {
+    fn from(call: &rewrite::Call, store: Store, names: Arc<UpstreamNames>) -> Owned {
+        Owned {
+            store,
+            names,
+            reseller: call.reseller.clone(),
+            func: call.func.to_string(),
+            params: call.params.clone(),
+            service_plan: call.service_plan,
+            caller: call.caller,
+            secrets: call.secrets.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn answer(&self, body: Bytes) -> Result<Bytes, UpstreamError> {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        let call = rewrite::Call {
+            reseller: &self.reseller,
+            func: &self.func,
+            params: &self.params,
+            service_plan: self.service_plan,
+            caller: self.caller,
+            secrets: &secrets,
+        };
+        let cat = Catalog {
+            store: &self.store,
+            names: &self.names,
+        };
+        rewrite::reseller_answer(cat, &call, body)
+    }
+}
