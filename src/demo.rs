@@ -14,9 +14,9 @@ use bytes::Bytes;
 
 use crate::billmgr::{self, BmError, Element, Format};
 use crate::config::{self, Config};
-use crate::upstream::{Upstream, UpstreamSettings};
 use crate::sandbox::{self, Sandbox};
 use crate::store::Store;
+use crate::upstream::{Upstream, UpstreamSettings};
 
 /// The demo's mapping file, compiled in so the binary runs the demo from anywhere.
 pub const DEMO_MAPPINGS: &str = include_str!("../mappings/demo.toml");

@@ -210,7 +210,8 @@ impl Reconciler {
         let mut recorded = 0;
         let mut refused = Vec::new();
         for cert in &list {
-            if record::record_found(&self.store, &reseller.login, cert, ServiceSource::Sync).await? {
+            if record::record_found(&self.store, &reseller.login, cert, ServiceSource::Sync).await?
+            {
                 recorded += 1;
             } else {
                 refused.push(cert.id);
