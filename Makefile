@@ -25,6 +25,7 @@ test: deps
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --lib
 
 ## Benchmarks (run on purpose; see bench/README.md).
 bench: build

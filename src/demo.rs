@@ -3,7 +3,7 @@
 //! printed step by step, and then both keep serving so you can try it with curl.
 //!
 //! The script talks to the gateway through the product's own HTTP client, the pingora
-//! connector the gateway forwards upstream with ([`crate::proxy::upstream::Upstream`]).
+//! connector the gateway forwards upstream with ([`crate::upstream::Upstream`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,26 +1,45 @@
 //! resellgate — a reseller gateway for BILLmanager SSL certificate reselling, on pingora.
 //!
-//! Map of the modules (data flows top to bottom on a request):
+//! Map of the modules. Dependencies run one way, top to bottom:
+//! `app → admin → proxy → reconcile → {upstream, catalog, config} → store →
+//! {billmgr, secret, telemetry}`; `cli`, `demo` and `sandbox` sit beside the stack.
 //!
-//! - [`billmgr`]   — the wire protocol: strict parameter parsing ([`billmgr::Params`]),
-//!   documents in every output format ([`billmgr::Element`], [`billmgr::render`],
-//!   [`billmgr::parse`]), upstream answers checked and edited in their own format, lists
-//!   one item at a time ([`billmgr::edit`]), and BILLmanager error documents
-//!   ([`billmgr::BmError`]).
-//! - [`catalog`]   — plan mappings and markups: local plan ids and prices over the upstream's,
-//!   price labels kept, amounts in texts marked up.
-//! - [`config`]    — `config.toml` and mapping files: serde schema, defaults in one place,
-//!   validation that names file, key and value; secrets from the environment or files.
-//! - [`store`]     — the state behind one interface: a sled backend with versioned binary
-//!   values, flushed before acknowledging, and a dashmap cache for hot-path reads.
-//! - [`secret`]    — secrets that never print, argon2id password hashing, env/file resolution.
-//! - [`proxy`]     — the pingora service: authentication, function policy, request
-//!   rewriting, forwarding and the one place where failures become error documents.
+//! - [`app`]       — the process: [`app::Parts`] (the upstream client, the call path's
+//!   gateway and the background reconciler), the pingora server, the admin listener and
+//!   the background services (purge, periodic reconciliation, the job runner).
 //! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export, and
 //!   services, orders and reconciliation of the running gateway (JSON).
+//! - [`proxy`]     — one call's path: the pipeline ([`proxy::Gateway`], a per-call
+//!   [`proxy::Caller`]), authentication and sessions ([`proxy::auth`]), function policy,
+//!   ownership of ids, orders claimed and finished exactly once, service history, request
+//!   and answer rewriting, and [`proxy::Refusal`] — every refusal named after its
+//!   condition, turned into an error document in one function. Outcomes are counted
+//!   only in the pingora `logging` phase.
+//! - [`reconcile`] — background work against the upstream: reconciliation of pending
+//!   orders, ledger costs filled in, services sync, fed by a bounded job channel from
+//!   the call path; [`reconcile::record`] holds the store writes both share.
+//! - [`upstream`]  — the selling BILLmanager: the pooled pingora connector (the product's
+//!   one HTTP client), accounts resolved once per call, certificate look-ups.
+//! - [`catalog`]   — plan mappings and markups, all pricing: local plan ids and prices over
+//!   the upstream's, price labels kept, amounts in texts marked up, the ledger's price
+//!   ([`catalog::pricing`]).
+//! - [`config`]    — `config.toml` and mapping files: serde schema, defaults in one place,
+//!   validation that names file, key and value; secrets from the environment or files;
+//!   mapping files applied to and exported from the store ([`config::mappings`]).
+//! - [`store`]     — the state behind one interface ([`store::backend`], sled): its own
+//!   record types, versioned values and a store format migrated on open
+//!   ([`store::migrate`]), order claims with pending/failed indexes ([`store::orders`]),
+//!   services, the ledger ([`store::ledger`]), a dashmap cache for hot-path reads.
+//! - [`billmgr`]   — the wire protocol: strict parameter parsing ([`billmgr::Params`]),
+//!   the function table ([`billmgr::functions`]), documents in every output format
+//!   ([`billmgr::Element`], [`billmgr::render`], [`billmgr::parse`]), upstream answers
+//!   checked and edited in their own format one item at a time ([`billmgr::edit`]), and
+//!   BILLmanager error documents ([`billmgr::BmError`]).
+//! - [`secret`]    — secrets that never print, argon2id password hashing, env/file resolution.
+//! - [`telemetry`] — tracing set-up, pingora's `log` bridged in, secret-free access lines,
+//!   the one `printable` escaping of untrusted text.
 //! - [`sandbox`]   — a built-in upstream BILLmanager simulator for the demo, tests and benches.
 //! - [`demo`]      — `resellgate demo`: sandbox + gateway + a scripted reseller session.
-//! - [`telemetry`] — tracing set-up, pingora's `log` bridged in, secret-free access lines.
 //! - [`cli`]       — the command line; `main.rs` only calls [`cli::main`].
 #![forbid(unsafe_code)]
 

@@ -42,7 +42,7 @@ pub enum ParamError {
     NotUtf8 { part: &'static str },
     #[error("the request body was cut off or did not arrive in time")]
     Incomplete,
-    /// A control parameter ([`CONTROL_KEYS`]) given more than once (query and body count
+    /// A control parameter (`CONTROL_KEYS`) given more than once (query and body count
     /// together): the gateway and the upstream could act on different values.
     #[error("the '{key}' field is given more than once")]
     Repeated { key: String },
@@ -241,7 +241,7 @@ impl Params {
     /// Refuse what the gateway and a plain BILLmanager could read differently, so that
     /// what the gateway decides on is exactly what it forwards:
     ///
-    /// - a control parameter ([`CONTROL_KEYS`]) given more than once ([`ParamError::Repeated`]);
+    /// - a control parameter (`CONTROL_KEYS`) given more than once ([`ParamError::Repeated`]);
     /// - a control parameter's value with leading or trailing white space, or white space
     ///   only (`sok=%20`, `sok=%09ok`), or a `func` that is not made of `A-Z a-z 0-9 . _ -`
     ///   ([`ParamError::Ambiguous`]); an empty `sok` too (BILLmanager documents only an
@@ -251,7 +251,7 @@ impl Params {
     ///   included. Only CR, LF and TAB are allowed, and only in the values of
     ///   parameters that are not control parameters (a multi-line `csr` or `key`).
     ///
-    /// The key named in an error is made printable ([`printable_key`]).
+    /// The key named in an error is made printable (`printable_key`).
     pub fn check_unambiguous(&self) -> Result<(), ParamError> {
         for (k, v) in &self.pairs {
             if k.chars().any(char::is_control) {

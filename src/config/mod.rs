@@ -1,6 +1,6 @@
 //! `config.toml` and mapping files.
 //!
-//! Layers, as in river and pingora: a serde schema ([`schema`]) with `deny_unknown_fields`
+//! Layers, as in river and pingora: a serde schema (`schema`) with `deny_unknown_fields`
 //! and defaults defined once, then [`Config::parse`] resolves relative paths against the
 //! config file's directory and validates, naming file, key and value in every error
 //! ([`ConfigError`]). Mapping files ([`mappings`]) are loaded into a [`MappingSet`] that

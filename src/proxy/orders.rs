@@ -1,10 +1,10 @@
 //! Exactly-once orders (`certificate.order.param` and `v2.certificate.order.param` with
 //! `sok`, [`functions::is_order`]) per (reseller, `remoteid`).
 //!
-//! - Claim ([`Gateway::claim_order`]): the key is claimed with a compare-and-swap and
+//! - Claim (`Gateway::claim_order`): the key is claimed with a compare-and-swap and
 //!   flushed before the order is forwarded; an identical retry gets the stored answer,
 //!   other parameters get `exists`, a claim whose outcome is unknown `pending`.
-//! - Finish ([`Gateway::finish_order`]): success → the service, the order's answer and a
+//! - Finish (`Gateway::finish_order`): success → the service, the order's answer and a
 //!   ledger entry are flushed before the reseller is answered; the entry's upstream cost
 //!   is read after the answer (a [`Job`] for the reconciler). An upstream error document
 //!   or a connect failure (nothing sent) releases the claim (`Failed`), so the billing
@@ -37,7 +37,7 @@ pub fn with_skipbasket(params: &Params) -> Params {
 /// Parameters that do not make an order different.
 const IGNORED_IN_HASH: &[&str] = &["out", "lang", "authinfo", "auth"];
 
-/// SHA-256 of the call's parameters as a sorted multiset, without [`IGNORED_IN_HASH`].
+/// SHA-256 of the call's parameters as a sorted multiset, without `IGNORED_IN_HASH`.
 pub fn order_hash(params: &Params) -> Vec<u8> {
     let mut pairs: Vec<(&str, &str)> = params
         .iter()
@@ -66,7 +66,7 @@ pub struct OrderClaim {
 
 /// What claiming an order decided.
 pub enum Claimed {
-    /// Forward it, carrying the claim to [`Gateway::finish_order`].
+    /// Forward it, carrying the claim to `Gateway::finish_order`.
     Forward(OrderClaim),
     /// An identical order was answered before: answer the stored document again.
     Replay(Element),

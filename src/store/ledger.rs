@@ -1,5 +1,5 @@
 //! The ledger: one entry per successful order and renewal, for invoicing resellers. The
-//! reseller's price is computed by the caller ([`crate::catalog::pricing`]) and stored as
+//! reseller's price is computed by the caller (`crate::catalog::pricing`) and stored as
 //! given.
 
 use std::fmt;
@@ -32,7 +32,7 @@ pub struct LedgerEntry {
     /// What the upstream charged, when it could be read.
     #[serde(with = "opt_decimal_str")]
     pub upstream_cost: Option<Decimal>,
-    /// What the reseller is charged (see [`crate::catalog::pricing::marked_up_price`]).
+    /// What the reseller is charged (see `crate::catalog::pricing::marked_up_price`).
     #[serde(with = "opt_decimal_str")]
     pub price: Option<Decimal>,
 }

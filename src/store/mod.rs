@@ -21,7 +21,7 @@
 //! - [`backend`], [`codec`], [`migrate`] — sled, value encoding, format versions.
 //!
 //! The store knows neither the config nor the catalogue: mapping files become records in
-//! [`crate::config::mappings`], prices are computed in [`crate::catalog::pricing`].
+//! `crate::config::mappings`, prices are computed in `crate::catalog::pricing`.
 
 pub mod backend;
 pub mod codec;

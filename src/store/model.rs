@@ -1,5 +1,5 @@
 //! Domain records kept in the store. Validated before they get here (see
-//! [`crate::config::mappings`]); the store only persists and caches them.
+//! `crate::config::mappings`); the store only persists and caches them.
 
 use std::fmt;
 

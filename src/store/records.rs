@@ -1,7 +1,7 @@
 //! Writes of the operator's records (upstream accounts, resellers, plans): one at a time or
 //! as a [`Batch`], each answering the [`Change`]s it made — one readable line per changed
 //! field, never a password or a hash. The mapping-file side (parsing, validation, export)
-//! is [`crate::config::mappings`]; this module only knows the records.
+//! is `crate::config::mappings`; this module only knows the records.
 
 use std::fmt;
 use std::sync::Arc;
