@@ -35,19 +35,6 @@ pub fn map_request(
 
 pub use response::{Catalog, UpstreamNames};
 
-/// Rewrite an upstream answer (`body`, in the upstream's `format`) for the reseller:
-/// plans under local ids, marked-up prices, everything else as the upstream wrote it
-/// (see [`response`]). `params` is the reseller's original call; `service_plan` the
-/// upstream plan of the service its `elid` names, from the service map (it prices a
-/// renewal form, which does not name its plan). `None` when nothing had to change.
-pub fn rewrite_response(
-    cat: Catalog,
-    reseller: &Reseller,
-    func: &str,
-    params: &Params,
-    service_plan: Option<u64>,
-    body: &[u8],
-    format: crate::billmgr::Format,
-) -> Result<Option<Vec<u8>>, crate::billmgr::DocError> {
-    response::rewrite(cat, reseller, func, params, service_plan, body, format)
-}
+/// Rewrite an upstream answer for the reseller: plans under local ids, marked-up prices,
+/// everything else as the upstream wrote it (see [`response::rewrite`]).
+pub use response::rewrite as rewrite_response;
