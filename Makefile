@@ -14,9 +14,13 @@ build: deps
 demo: build
 	./target/release/resellgate demo
 
-## Unit and integration tests (nextest when installed, cargo test otherwise).
+## Unit and integration tests (nextest when installed, cargo test otherwise), with a
+## PostgreSQL cluster started by .ci/postgres.sh for the fleet-mode tests (required when CI=true).
 test: deps
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	@if pg_env="$$(bash .ci/postgres.sh)"; then eval "$$pg_env"; \
+	elif [ "$${CI:-}" = true ]; then echo "make test: PostgreSQL is required in CI" >&2; exit 1; \
+	else echo "make test: no PostgreSQL; the fleet-mode tests will skip" >&2; fi; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
 		$(CARGO) test --locked --no-fail-fast; \

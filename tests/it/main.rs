@@ -3,6 +3,7 @@
 
 mod client;
 mod harness;
+mod pg;
 
 mod admin;
 mod ambiguity;
@@ -21,6 +22,7 @@ mod orders;
 mod pingora_logs;
 mod sandbox_server;
 mod slow_clients;
+mod store_contract;
 mod store_growth;
 mod tls;
 mod upstream_failures;
