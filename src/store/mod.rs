@@ -220,6 +220,12 @@ impl Store {
         reload(&self.shared, inv)
     }
 
+    /// Work named `name` held by this process until the guard drops, or `None` when
+    /// another process sharing the backend holds it ([`Backend::try_exclusive`]).
+    pub fn try_exclusive(&self, name: &str) -> Result<Option<Exclusive>, StoreError> {
+        Ok(self.shared.backend.try_exclusive(name)?)
+    }
+
     /// Runs `work` unless another process sharing the backend runs work named `name` now
     /// ([`Backend::try_exclusive`]); answers `None` then.
     pub fn exclusive<T>(

@@ -11,6 +11,7 @@ mod bad_input;
 mod catalog;
 mod cli;
 mod corpus;
+mod fleet;
 mod gateway;
 mod hostile_upstream;
 mod hot_path;

@@ -84,7 +84,6 @@ impl TestDb {
     }
 
     /// config.toml lines for a gateway on this database.
-    #[allow(dead_code)]
     pub fn store_toml(&self) -> String {
         format!(
             "[store]\nurl = \"{}\"\npassword_env = \"{PASSWORD_ENV}\"\ntimeout_ms = 2000\n",

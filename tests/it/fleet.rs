@@ -1,0 +1,385 @@
+//! Fleet mode: several gateways on one PostgreSQL database (`pg.rs` makes a fresh one per
+//! test). Pinned here, counted on the sandbox: concurrent identical orders through two
+//! gateways make one upstream order each; SIGKILL of one gateway mid-burst loses and
+//! duplicates nothing once the other reconciles and the billing retries; and with the
+//! database unreachable every call still gets an error document within the timeout, no
+//! order is acknowledged, and service resumes by itself when it is back.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::client;
+use crate::harness::{free_port, order, write_mappings, TestEnv, ACME};
+use crate::pg::{TestDb, PASSWORD_ENV};
+use resellgate::billmgr::Format;
+
+/// One gateway of the fleet: a config of its own (its port), the fleet's database.
+struct Member {
+    config: PathBuf,
+    addr: SocketAddr,
+}
+
+/// A running `resellgate serve` and the crash points it reported reaching.
+struct Serving {
+    child: std::process::Child,
+    crashpoints: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serving {
+    fn crashpoint(&self, name: &str) {
+        let line = self
+            .crashpoints
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("crash point {name} not reached: {e}"));
+        assert!(line.contains(name), "{line}");
+    }
+
+    /// SIGKILL.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Member {
+    fn new(dir: &Path, name: &str, db: &TestDb, sandbox: SocketAddr) -> Member {
+        let port = free_port();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"http://{sandbox}/billmgr\"\nconnect_timeout_ms = 500\nread_timeout_ms = 5000\n{}[orders]\nreconcile_interval_s = 1\nsettle_ms = 300\n",
+                db.store_toml()
+            ),
+        )
+        .unwrap();
+        Member {
+            config,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    fn serve(&self, crashpoint: Option<&str>) -> Serving {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"));
+        cmd.args(["serve", "--config"])
+            .arg(&self.config)
+            .env_remove(resellgate::proxy::crashpoint::ENV)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(c) = crashpoint {
+            cmd.env(resellgate::proxy::crashpoint::ENV, c);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (tx, crashpoints) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains("crashpoint") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        resellgate::app::wait_until_accepting(self.addr, Duration::from_secs(20)).unwrap();
+        Serving { child, crashpoints }
+    }
+
+    /// The order's id, or the error document's text; `None` when no answer came.
+    fn order(&self, remoteid: &str) -> Option<Result<u64, String>> {
+        order_at(self.addr, remoteid)
+    }
+
+    /// Retry as a billing does until the order has its id (`pending` is retried).
+    fn order_until_done(&self, remoteid: &str) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.order(remoteid) {
+                Some(Ok(id)) => return id,
+                Some(Err(text)) if text.contains("pending") => {}
+                other => panic!("{remoteid}: retry failed: {other:?}"),
+            }
+            assert!(Instant::now() < deadline, "{remoteid}: still pending");
+            std::thread::sleep(Duration::from_millis(100)); // the billing's back-off
+        }
+    }
+}
+
+fn order_at(addr: SocketAddr, remoteid: &str) -> Option<Result<u64, String>> {
+    let form = format!(
+        "{}&authinfo={}:{}",
+        order(remoteid, &format!("{remoteid}.example.com")),
+        ACME.0,
+        ACME.1
+    );
+    let resp = client::post_form(addr, "/billmgr", &form).ok()?;
+    let d = resellgate::billmgr::parse(&resp.body, Format::Xml).ok()?;
+    match d.child_text("id") {
+        Some(id) => Some(Ok(id.parse().unwrap())),
+        None => Some(Err(resp.text().to_string())),
+    }
+}
+
+/// Certificates on the sandbox by remoteid.
+fn upstream_orders(sandbox: &resellgate::sandbox::SandboxHandle) -> BTreeMap<String, Vec<u64>> {
+    let mut by_remoteid: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for c in sandbox.sandbox.certificates() {
+        by_remoteid
+            .entry(c.remoteid.unwrap_or_default())
+            .or_default()
+            .push(c.id);
+    }
+    by_remoteid
+}
+
+/// Two gateways on one database. Round 1: every order of a burst of 8 is sent at once
+/// through both (16 concurrent calls). Round 2: the same (half through A only), and gateway
+/// A is SIGKILLed after the upstream answered its 2nd order (before A recorded it), other
+/// orders in flight on both; B reconciles what A
+/// left pending and the billing retries every order through B, then through A restarted.
+/// Counted on the sandbox: one certificate per remoteid, and every id a gateway
+/// acknowledged is that one.
+#[test]
+fn two_gateways_one_database_no_duplicate_no_lost_order_across_a_kill() {
+    let Some(db) = TestDb::create() else { return };
+    let sandbox =
+        resellgate::sandbox::spawn("127.0.0.1:0", resellgate::sandbox::Sandbox::demo()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Member::new(dir.path(), "a", &db, sandbox.addr);
+    let b = Member::new(dir.path(), "b", &db, sandbox.addr);
+    let mappings = write_mappings(dir.path());
+    let out = a.cli(&["mappings", "apply", mappings.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = a.cli(&["store", "migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+    let mut all = Vec::new();
+    for round in 0..2 {
+        let crash = round == 1;
+        let mut serving_a = Some(a.serve(crash.then_some("upstream-answered:2")));
+        let serving_b = b.serve(None);
+        let ids: Vec<String> = (0..8).map(|i| format!("f{round}x{i}")).collect();
+        all.extend(ids.iter().cloned());
+        let answers = std::thread::scope(|s| {
+            // In the crash round the first half goes through A only, so A surely forwards
+            // (at least) the two orders the crash point counts.
+            let hs: Vec<_> = ids
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| {
+                    let both = !crash || i >= 4;
+                    [Some((r, &a)), both.then_some((r, &b))]
+                })
+                .flatten()
+                .map(|(r, m)| s.spawn(move || (r.clone(), m.order(r))))
+                .collect();
+            if crash {
+                let killed = serving_a.take().unwrap();
+                killed.crashpoint("upstream-answered");
+                let at_kill = sandbox.sandbox.order_count();
+                killed.kill();
+                eprintln!("gateway A killed with {at_kill} upstream orders made");
+            }
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        for (r, answer) in answers {
+            if let Some(Ok(id)) = answer {
+                if let Some(prev) = acked.insert(r.clone(), id) {
+                    assert_eq!(prev, id, "{r}: two gateways acknowledged different ids");
+                }
+            }
+        }
+        if !crash {
+            assert_eq!(
+                acked.len(),
+                8,
+                "round 1: every order answered by one of them"
+            );
+        }
+        // The billing retries every order through B (A may be dead), then through A.
+        for r in &ids {
+            let id = b.order_until_done(r);
+            if let Some(prev) = acked.get(r) {
+                assert_eq!(*prev, id, "{r}: acknowledged id changed");
+            }
+            acked.insert(r.clone(), id);
+        }
+        let serving_a = serving_a.unwrap_or_else(|| a.serve(None));
+        for r in &ids {
+            assert_eq!(a.order_until_done(r), acked[r], "{r}: A replays another id");
+        }
+        serving_a.kill();
+        serving_b.kill();
+    }
+    let by_remoteid = upstream_orders(&sandbox);
+    assert_eq!(by_remoteid.len(), all.len(), "{by_remoteid:?}");
+    for r in &all {
+        assert_eq!(
+            by_remoteid[r],
+            vec![acked[r]],
+            "{r}: duplicate or lost order"
+        );
+    }
+    // The ledger has each order once, whichever gateway recorded it.
+    let month = resellgate::store::ledger::month_of(resellgate::reconcile::record::now_ms());
+    let out = b.cli(&["ledger", "export", "--reseller", "acme", "--month", &month]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.lines().count(), all.len() + 1, "{csv}");
+}
+
+/// A TCP relay to PostgreSQL that the test can cut (closing every relayed connection and
+/// refusing new ones) and restore.
+struct Relay {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, conns2) = (Arc::clone(&up), Arc::clone(&conns));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client); // refused: closed at once
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                {
+                    let mut c = conns2.lock().unwrap();
+                    c.push(client.try_clone().unwrap());
+                    c.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { addr, up, conns }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// PostgreSQL unreachable (its connections cut, new ones refused): an order gets an error
+/// document within `[store] timeout_ms` plus the request's own time and is not
+/// acknowledged, nor sent upstream; when the database is back the same order goes through
+/// with no restart.
+#[test]
+fn database_down_error_documents_in_time_then_service_resumes() {
+    let Some(db) = TestDb::create() else { return };
+    let target: SocketAddr = db
+        .url
+        .trim_start_matches("postgres://")
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(hostport, _)| hostport.parse().unwrap())
+        .unwrap();
+    let relay = Relay::start(target);
+    let url = db.url.replace(&target.to_string(), &relay.addr.to_string());
+    let env = TestEnv::builder()
+        .config(&format!(
+            "[store]\nurl = \"{url}\"\npassword_env = \"{PASSWORD_ENV}\"\ntimeout_ms = 1000\n"
+        ))
+        .start();
+    let ok = order_at(env.addr(), "before").unwrap().unwrap();
+    assert!(ok > 0);
+
+    relay.cut();
+    let orders_before = env.sandbox.sandbox.order_count();
+    for i in 0..3 {
+        let start = Instant::now();
+        let answer = order_at(env.addr(), &format!("down{i}"));
+        let took = start.elapsed();
+        let text = match answer {
+            Some(Err(text)) => text,
+            other => panic!("down{i}: {other:?}"),
+        };
+        assert!(
+            text.contains("upstream") && text.contains("store"),
+            "{text}"
+        );
+        assert!(
+            took < Duration::from_secs(4),
+            "down{i}: answered after {took:?}"
+        );
+    }
+    assert_eq!(
+        env.sandbox.sandbox.order_count(),
+        orders_before,
+        "sent without a claim"
+    );
+
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        match order_at(env.addr(), "down0") {
+            Some(Ok(id)) => break id,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "service did not resume: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    assert_eq!(upstream_orders(&env.sandbox)["down0"], vec![id]);
+}
