@@ -53,6 +53,11 @@ pub trait Backend: Send + Sync + 'static {
     /// The names of the trees that hold anything (or were opened), sorted.
     fn tree_names(&self) -> Result<Vec<String>>;
 
+    /// Whether other processes (gateways of a fleet) share this backend.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Changes made by other processes sharing this backend, for the caches to reload.
     /// `None` (sled): nobody else writes.
     fn watch(&self) -> Option<std::sync::mpsc::Receiver<Invalidation>> {

@@ -35,6 +35,7 @@ pub mod orders;
 pub mod postgres;
 pub mod records;
 pub mod services;
+pub mod sessions;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -495,6 +495,10 @@ impl Backend for PgBackend {
         Ok(())
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn watch(&self) -> Option<mpsc::Receiver<Invalidation>> {
         let (tx, rx) = mpsc::channel();
         let config = self.config.clone();

@@ -383,3 +383,77 @@ fn database_down_error_documents_in_time_then_service_resumes() {
     };
     assert_eq!(upstream_orders(&env.sandbox)["down0"], vec![id]);
 }
+
+/// Two gateways (in-process) on one database, as behind a load balancer: a session opened
+/// by `func=auth` on one is accepted by the other, and failed logins count on both — the
+/// budget spent half on each refuses the next attempt everywhere.
+#[test]
+fn sessions_and_login_throttling_are_shared_by_the_fleet() {
+    let Some(db) = TestDb::create() else { return };
+    let a = TestEnv::builder()
+        .config(&db.store_toml())
+        .config("[auth]\nmax_failures = 4\n")
+        .start();
+    let b = TestEnv::builder()
+        .config(&db.store_toml())
+        .config("[auth]\nmax_failures = 4\n")
+        .start();
+    let resp = a.post(&format!(
+        "func=auth&username={}&password={}",
+        ACME.0, ACME.1
+    ));
+    let d = crate::harness::doc(&resp, Format::Xml);
+    let sid = d
+        .find("auth")
+        .and_then(|e| e.get_attr("id"))
+        .unwrap()
+        .to_string();
+    for env in [&b, &a, &b] {
+        let resp = env.post(&format!("func=whoami&auth={sid}"));
+        assert!(
+            crate::harness::doc(&resp, Format::Xml)
+                .find("user")
+                .is_some(),
+            "{}",
+            resp.text()
+        );
+    }
+    // The id is stored hashed, never as it is.
+    let stored = a
+        .store
+        .backend()
+        .scan(resellgate::store::sessions::SESSIONS)
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].0.windows(sid.len()).any(|w| w == sid.as_bytes()));
+    let resp = b.post("func=whoami&auth=00000000000000000000000000000000");
+    crate::harness::assert_error(&resp, Format::Xml, "auth", "auth");
+
+    // 4 failures, alternating gateways, then the right password is refused on both.
+    for i in 0..4 {
+        let env = if i % 2 == 0 { &a } else { &b };
+        let resp = env.post(&format!("func=whoami&authinfo={}:wrong{i}", ACME.0));
+        crate::harness::assert_error(&resp, Format::Xml, "auth", "authinfo");
+    }
+    for env in [&a, &b] {
+        let resp = env.post(&format!("func=whoami&authinfo={}:{}", ACME.0, ACME.1));
+        let text = resp.text().to_string();
+        assert!(
+            text.contains("auth") && !text.contains("<user"),
+            "not throttled: {text}"
+        );
+    }
+    // Another login is not throttled.
+    let resp = b.post(&format!(
+        "func=whoami&authinfo={}:{}",
+        crate::harness::GLOBEX.0,
+        crate::harness::GLOBEX.1
+    ));
+    assert!(
+        crate::harness::doc(&resp, Format::Xml)
+            .find("user")
+            .is_some(),
+        "{}",
+        resp.text()
+    );
+}
