@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.local/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build demo test lint bench soak clean
+.PHONY: deps build demo test lint bench bench-fleet soak clean
 
 deps:
 	@bash .ci/deps.sh
@@ -33,6 +33,10 @@ lint:
 ## Benchmarks (run on purpose; see bench/README.md).
 bench: build
 	bash bench/run.sh
+
+## Fleet mode: durable orders/s and pass-through, sled vs PostgreSQL (see bench/README.md).
+bench-fleet: build
+	bash bench/fleet.sh
 
 ## Soak: 30 minutes (DURATION seconds) of mixed load, RSS watched (see bench/README.md).
 soak: build

@@ -73,6 +73,9 @@ pub enum Command {
         /// Fraction (0..1) of calls answered with a random fault.
         #[arg(long, default_value_t = 0.0)]
         fail_rate: f64,
+        /// Seed every account with this balance instead of the demo's (e.g. for benchmarks).
+        #[arg(long)]
+        balance: Option<rust_decimal::Decimal>,
     },
     /// Sandbox + gateway + mappings/demo.toml, a scripted reseller session, then keep serving.
     Demo {
@@ -381,6 +384,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             listen,
             latency_ms,
             fail_rate,
+            balance,
         } => {
             crate::telemetry::init();
             if !(0.0..=1.0).contains(&fail_rate) {
@@ -388,7 +392,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     "--fail-rate {fail_rate}: must be between 0 and 1"
                 )));
             }
-            crate::sandbox::run_cli(&listen, latency_ms, fail_rate).map_err(Failure::other)
+            crate::sandbox::run_cli(&listen, latency_ms, fail_rate, balance).map_err(Failure::other)
         }
         Command::Demo { port, once } => {
             crate::telemetry::init();
