@@ -209,6 +209,27 @@ impl PgBackend {
         }
     }
 
+    /// Runs `f` on a live connection; when that connection turns out broken (the database
+    /// restarted since its last use), once more on a new one. A retried write may have
+    /// been applied the first time: every write here is a put, a delete or a
+    /// compare-and-swap, whose repeat changes nothing more (a compare-and-swap then
+    /// reports the value it wrote itself as the current one).
+    fn call<T, F, Fut>(&self, op: &'static str, tree: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Conn>) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let c = self.conn(op, tree)?;
+        match self.run(op, tree, f(Arc::clone(&c))) {
+            Err(_) if c.client.is_closed() => {
+                let c = self.conn(op, tree)?;
+                self.run(op, tree, f(c))
+            }
+            r => r,
+        }
+    }
+
     /// A live connection (opened now if its slot is empty or broken).
     fn conn(&self, op: &'static str, tree: &str) -> Result<Arc<Conn>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
@@ -249,8 +270,7 @@ impl PgBackend {
 
     /// The schema version the database is at (0: none applied).
     pub fn schema_version(&self) -> Result<i32> {
-        let c = self.conn("schema_version", "resellgate_schema")?;
-        self.run("schema_version", "resellgate_schema", async move {
+        self.call("schema_version", "resellgate_schema", |c| async move {
             let row = c
                 .client
                 .query_one(
@@ -387,56 +407,64 @@ async fn apply_migrations(client: &mut Client) -> Result<Vec<i32>> {
 
 impl Backend for PgBackend {
     fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let c = self.conn("get", tree)?;
         let (t, k) = (tree.to_string(), key.to_vec());
-        self.run("get", tree, async move {
-            let row = c
-                .client
-                .query_opt(&c.get, &[&t, &k])
-                .await
-                .map_err(|e| io("get", "*", pg_message(&e)))?;
-            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        self.call("get", tree, move |c| {
+            let (t, k) = (t.clone(), k.clone());
+            async move {
+                let row = c
+                    .client
+                    .query_opt(&c.get, &[&t, &k])
+                    .await
+                    .map_err(|e| io("get", "*", pg_message(&e)))?;
+                Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            }
         })
     }
 
     fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        let c = self.conn("put", tree)?;
         let (t, k, v) = (tree.to_string(), key.to_vec(), value.to_vec());
-        self.run("put", tree, async move {
-            c.client
-                .execute(&c.put, &[&t, &k, &v])
-                .await
-                .map_err(|e| io("put", "*", pg_message(&e)))?;
-            Ok(())
+        self.call("put", tree, move |c| {
+            let (t, k, v) = (t.clone(), k.clone(), v.clone());
+            async move {
+                c.client
+                    .execute(&c.put, &[&t, &k, &v])
+                    .await
+                    .map_err(|e| io("put", "*", pg_message(&e)))?;
+                Ok(())
+            }
         })
     }
 
     fn delete(&self, tree: &str, key: &[u8]) -> Result<bool> {
-        let c = self.conn("delete", tree)?;
         let (t, k) = (tree.to_string(), key.to_vec());
-        self.run("delete", tree, async move {
-            let n = c
-                .client
-                .execute(&c.delete, &[&t, &k])
-                .await
-                .map_err(|e| io("delete", "*", pg_message(&e)))?;
-            Ok(n > 0)
+        self.call("delete", tree, move |c| {
+            let (t, k) = (t.clone(), k.clone());
+            async move {
+                let n = c
+                    .client
+                    .execute(&c.delete, &[&t, &k])
+                    .await
+                    .map_err(|e| io("delete", "*", pg_message(&e)))?;
+                Ok(n > 0)
+            }
         })
     }
 
     fn scan(&self, tree: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let c = self.conn("scan", tree)?;
         let t = tree.to_string();
-        self.run("scan", tree, async move {
-            let rows = c
-                .client
-                .query(&c.scan, &[&t])
-                .await
-                .map_err(|e| io("scan", "*", pg_message(&e)))?;
-            Ok(rows
-                .into_iter()
-                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                .collect())
+        self.call("scan", tree, move |c| {
+            let t = t.clone();
+            async move {
+                let rows = c
+                    .client
+                    .query(&c.scan, &[&t])
+                    .await
+                    .map_err(|e| io("scan", "*", pg_message(&e)))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                    .collect())
+            }
         })
     }
 
@@ -447,37 +475,38 @@ impl Backend for PgBackend {
         old: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<std::result::Result<(), Option<Vec<u8>>>> {
-        let c = self.conn("compare_and_swap", tree)?;
         let (t, k) = (tree.to_string(), key.to_vec());
         let (old, new) = (old.map(<[u8]>::to_vec), new.map(<[u8]>::to_vec));
-        self.run("compare_and_swap", tree, async move {
-            let e = |e: tokio_postgres::Error| io("compare_and_swap", "*", pg_message(&e));
-            let changed = match (&old, &new) {
-                (None, Some(v)) => c.client.execute(&c.insert_new, &[&t, &k, v]).await,
-                (Some(o), Some(v)) => c.client.execute(&c.update_if, &[&t, &k, o, v]).await,
-                (Some(o), None) => c.client.execute(&c.delete_if, &[&t, &k, o]).await,
-                (None, None) => Ok(0),
+        self.call("compare_and_swap", tree, move |c| {
+            let (t, k, old, new) = (t.clone(), k.clone(), old.clone(), new.clone());
+            async move {
+                let e = |e: tokio_postgres::Error| io("compare_and_swap", "*", pg_message(&e));
+                let changed = match (&old, &new) {
+                    (None, Some(v)) => c.client.execute(&c.insert_new, &[&t, &k, v]).await,
+                    (Some(o), Some(v)) => c.client.execute(&c.update_if, &[&t, &k, o, v]).await,
+                    (Some(o), None) => c.client.execute(&c.delete_if, &[&t, &k, o]).await,
+                    (None, None) => Ok(0),
+                }
+                .map_err(e)?;
+                if changed == 1 {
+                    return Ok(Ok(()));
+                }
+                let current = c
+                    .client
+                    .query_opt(&c.get, &[&t, &k])
+                    .await
+                    .map_err(e)?
+                    .map(|r| r.get::<_, Vec<u8>>(0));
+                if old.is_none() && new.is_none() && current.is_none() {
+                    return Ok(Ok(()));
+                }
+                Ok(Err(current))
             }
-            .map_err(e)?;
-            if changed == 1 {
-                return Ok(Ok(()));
-            }
-            let current = c
-                .client
-                .query_opt(&c.get, &[&t, &k])
-                .await
-                .map_err(e)?
-                .map(|r| r.get::<_, Vec<u8>>(0));
-            if old.is_none() && new.is_none() && current.is_none() {
-                return Ok(Ok(()));
-            }
-            Ok(Err(current))
         })
     }
 
     fn tree_names(&self) -> Result<Vec<String>> {
-        let c = self.conn("tree_names", "*")?;
-        self.run("tree_names", "*", async move {
+        self.call("tree_names", "*", |c| async move {
             let rows = c
                 .client
                 .query(
@@ -504,8 +533,10 @@ impl Backend for PgBackend {
         let config = self.config.clone();
         let retry = self.options.timeout.min(Duration::from_secs(1));
         self.handle().spawn(async move {
+            // A failure to connect is logged once per outage, not once a second.
+            let mut down = false;
             loop {
-                listen(&config, &tx).await;
+                down = !listen(&config, &tx, !down).await;
                 if tx.send(Invalidation::Reconnecting).is_err() {
                     return; // the store is gone
                 }
@@ -559,13 +590,20 @@ impl Drop for LockSession {
     }
 }
 
-/// Listens on [`CHANNEL`] until the connection breaks, forwarding each change.
-async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Invalidation>) {
+/// Listens on [`CHANNEL`] until the connection breaks, forwarding each change. Answers
+/// whether it got to listen.
+async fn listen(
+    config: &tokio_postgres::Config,
+    tx: &mpsc::Sender<Invalidation>,
+    log_failure: bool,
+) -> bool {
     let (client, mut connection) = match config.connect(NoTls).await {
         Ok(pair) => pair,
         Err(e) => {
-            tracing::warn!(error = %pg_message(&e), "store: cannot listen for changes");
-            return;
+            if log_failure {
+                tracing::warn!(error = %pg_message(&e), "store: cannot listen for changes");
+            }
+            return false;
         }
     };
     let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -584,14 +622,16 @@ async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Invalidation>
         }
     });
     if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-        tracing::warn!(error = %pg_message(&e), "store: cannot listen for changes");
+        if log_failure {
+            tracing::warn!(error = %pg_message(&e), "store: cannot listen for changes");
+        }
         driver.abort();
-        return;
+        return false;
     }
     // Listening now: whatever changed while we were not is reloaded.
     if tx.send(Invalidation::All).is_err() {
         driver.abort();
-        return;
+        return true;
     }
     while let Some(payload) = msg_rx.recv().await {
         if let Some(inv) = parse_payload(&payload) {
@@ -601,6 +641,7 @@ async fn listen(config: &tokio_postgres::Config, tx: &mpsc::Sender<Invalidation>
         }
     }
     driver.abort();
+    true
 }
 
 /// `tree:hexkey` or `tree:*`.
