@@ -457,3 +457,64 @@ fn sessions_and_login_throttling_are_shared_by_the_fleet() {
         resp.text()
     );
 }
+
+/// The PostgreSQL client logs every statement's parameters (stored records, password
+/// hashes among them) at `debug`: a gateway on PostgreSQL run at `debug` writes none of
+/// that, and no secret of the run.
+#[test]
+fn a_fleet_gateway_at_debug_logs_no_statement_and_no_secret() {
+    let Some(db) = TestDb::create() else { return };
+    let sandbox =
+        resellgate::sandbox::spawn("127.0.0.1:0", resellgate::sandbox::Sandbox::demo()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = Member::new(dir.path(), "a", &db, sandbox.addr);
+    let mappings = write_mappings(dir.path());
+    let out = m.cli(&["mappings", "apply", mappings.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log_path = dir.path().join("gateway.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
+        .args(["serve", "--config"])
+        .arg(&m.config)
+        .env("RESELLGATE_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    resellgate::app::wait_until_accepting(m.addr, Duration::from_secs(20)).unwrap();
+    let resp = client::post_form(
+        m.addr,
+        "/billmgr",
+        &format!("func=auth&username={}&password={}", ACME.0, ACME.1),
+    )
+    .unwrap();
+    let sid = resellgate::billmgr::parse(&resp.body, Format::Xml)
+        .unwrap()
+        .find("auth")
+        .and_then(|e| e.get_attr("id"))
+        .unwrap()
+        .to_string();
+    client::post_form(m.addr, "/billmgr", &format!("func=whoami&auth={sid}")).unwrap();
+    client::post_form(m.addr, "/billmgr", "func=whoami&authinfo=acme:wrong-pw-991").unwrap();
+    assert!(m.order("dbg1").unwrap().is_ok());
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("access"), "{log}");
+    for needle in ["executing statement", "preparing query", "with parameters"] {
+        assert!(!log.contains(needle), "{needle}:\n{log}");
+    }
+    let secrets = [
+        ACME.1,
+        "acme-upstream-pw",
+        "wrong-pw-991",
+        sid.as_str(),
+        &std::env::var(PASSWORD_ENV).unwrap(),
+    ];
+    for s in secrets {
+        assert!(!log.contains(s), "a secret appears in the logs:\n{log}");
+    }
+}
