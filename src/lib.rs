@@ -11,8 +11,10 @@
 //!   price labels kept, amounts in texts marked up.
 //! - [`config`]    — `config.toml` and mapping files: serde schema, defaults in one place,
 //!   validation that names file, key and value; secrets from the environment or files.
-//! - [`store`]     — the state behind one interface: a sled backend with versioned binary
-//!   values, flushed before acknowledging, and a dashmap cache for hot-path reads.
+//! - [`store`]     — the state behind one interface: a sled backend (one gateway) or a
+//!   PostgreSQL one (a fleet; `migrations/postgres/`), versioned binary values, flushed
+//!   before acknowledging, and a dashmap cache for hot-path reads (reloaded on other
+//!   gateways' changes in fleet mode).
 //! - [`secret`]    — secrets that never print, argon2id password hashing, env/file resolution.
 //! - [`proxy`]     — the pingora service: authentication, function policy, request
 //!   rewriting, forwarding and the one place where failures become error documents.
