@@ -6,6 +6,7 @@
 #
 # RESELLGATE_TEST_PG_URL       postgres://resellgate@127.0.0.1:PORT/postgres (no password)
 # RESELLGATE_TEST_PG_PASSWORD  the role's password (the gateway reads it from an env variable)
+# RESELLGATE_TEST_PG_CA        the test CA that signed the server's certificate (sslmode=require)
 #
 # The cluster lives in $RESELLGATE_PG_DIR (default /var/tmp/resellgate-pg), listens on
 # 127.0.0.1:$RESELLGATE_PG_PORT (default 55432) only, and has one role, `resellgate`, allowed
@@ -70,6 +71,28 @@ log_min_messages = warning
 EOF
 fi
 
+# TLS for the tests of sslmode=require: a test CA and a server certificate for 127.0.0.1
+# (openssl comes with Debian's postgresql, through ssl-cert).
+if ! grep -q '^ssl = on' "$DIR/postgresql.conf"; then
+  log "enabling TLS with a test CA"
+  tmp="$(mktemp -d)"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/ca.key" -out "$tmp/ca.crt" \
+    -days 3650 -subj "/CN=resellgate test CA" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$tmp/server.key" -out "$tmp/server.csr" \
+    -subj "/CN=127.0.0.1" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tmp/ext"
+  openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" \
+    -CAcreateserial -out "$tmp/server.crt" -days 3650 -extfile "$tmp/ext" 2>/dev/null
+  cp "$tmp/ca.crt" "$tmp/server.crt" "$tmp/server.key" "$DIR/"
+  rm -rf "$tmp"
+  chown "$OWNER" "$DIR/ca.crt" "$DIR/server.crt" "$DIR/server.key"
+  chmod 600 "$DIR/server.key"
+  printf "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" >>"$DIR/postgresql.conf"
+  if as_owner "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
+    as_owner "$BIN/pg_ctl" -D "$DIR" -w -t 60 -l "$DIR/server.log" restart >/dev/null
+  fi
+fi
+
 if ! as_owner "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
   log "starting the cluster on 127.0.0.1:$PORT"
   as_owner "$BIN/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w -t 60 start >/dev/null
@@ -84,3 +107,4 @@ fi
 
 echo "export RESELLGATE_TEST_PG_URL='postgres://resellgate@127.0.0.1:$PORT/postgres'"
 echo "export RESELLGATE_TEST_PG_PASSWORD='$PASSWORD'"
+echo "export RESELLGATE_TEST_PG_CA='$DIR/ca.crt'"

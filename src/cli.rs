@@ -171,6 +171,9 @@ pub enum StoreCommand {
         /// The environment variable holding the PostgreSQL password.
         #[arg(long, default_value = "RESELLGATE_STORE_PASSWORD")]
         password_env: String,
+        /// PEM CA bundle to verify PostgreSQL with (URLs with `sslmode=require`).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -227,7 +230,11 @@ fn open_store(config: &Config) -> Result<Store, Failure> {
 }
 
 /// `sled:PATH` or a PostgreSQL URL (password from `password_env`), as `store copy` names them.
-fn parse_location(text: &str, password_env: &str) -> Result<crate::store::Location, Failure> {
+fn parse_location(
+    text: &str,
+    password_env: &str,
+    ca_file: Option<&Path>,
+) -> Result<crate::store::Location, Failure> {
     use crate::store::{Location, PgOptions};
     if let Some(path) = text.strip_prefix("sled:") {
         if path.is_empty() {
@@ -256,6 +263,7 @@ fn parse_location(text: &str, password_env: &str) -> Result<crate::store::Locati
             .map(crate::secret::Secret::new),
         timeout: std::time::Duration::from_secs(30),
         connections: 1,
+        ca_file: ca_file.map(Path::to_path_buf),
     }))
 }
 
@@ -273,9 +281,10 @@ fn store(action: StoreCommand) -> Result<(), Failure> {
             from,
             to,
             password_env,
+            ca_file,
         } => {
-            let from = parse_location(&from, &password_env)?;
-            let to = parse_location(&to, &password_env)?;
+            let from = parse_location(&from, &password_env, ca_file.as_deref())?;
+            let to = parse_location(&to, &password_env, ca_file.as_deref())?;
             // The source is opened as a store: brought to this build's format first.
             let source = Store::open_at(&from).map_err(Failure::other)?;
             let dest = to.open_backend().map_err(Failure::other)?;

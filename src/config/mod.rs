@@ -56,6 +56,7 @@ impl Config {
                     .map(crate::secret::Secret::new),
                 timeout: std::time::Duration::from_millis(self.store.timeout_ms),
                 connections: self.store.connections,
+                ca_file: self.store.ca_file.clone(),
             }),
             None => crate::store::Location::Sled {
                 path: self.store.path.clone(),
@@ -91,6 +92,7 @@ impl Config {
         server.tls_key = server.tls_key.map(|p| dir.join(p));
         upstream.ca_file = upstream.ca_file.map(|p| dir.join(p));
         store.path = dir.join(&store.path);
+        store.ca_file = store.ca_file.map(|p| dir.join(p));
 
         if upstream.url.is_empty() {
             return Err(ConfigError::key(

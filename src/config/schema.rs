@@ -132,6 +132,9 @@ pub struct StoreConfig {
     pub timeout_ms: u64,
     /// Pipelined PostgreSQL connections of one gateway.
     pub connections: usize,
+    /// PEM CA bundle to verify PostgreSQL with under `sslmode=require` (system roots if
+    /// unset; relative to the config file).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -143,6 +146,7 @@ impl Default for StoreConfig {
             password_env: "RESELLGATE_STORE_PASSWORD".into(),
             timeout_ms: 5000,
             connections: 4,
+            ca_file: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod model;
 pub mod orders;
+mod pg_tls;
 pub mod postgres;
 pub mod records;
 pub mod services;

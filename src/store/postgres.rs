@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
 
 use super::backend::{Backend, BackendError, Exclusive, Invalidation, Result};
@@ -52,6 +53,9 @@ pub struct PgOptions {
     pub timeout: Duration,
     /// Pipelined connections for ordinary calls.
     pub connections: usize,
+    /// PEM CA certificates to verify the server with under `sslmode=require` (system roots
+    /// when `None`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -60,6 +64,7 @@ impl std::fmt::Debug for PgOptions {
             .field("url", &self.url)
             .field("timeout", &self.timeout)
             .field("connections", &self.connections)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -78,12 +83,12 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
                 .into(),
         );
     }
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require is not supported by this build; use sslmode=disable \
-             (or prefer) over a trusted network or a local TLS tunnel"
-                .into(),
-        );
+    if config
+        .get_hosts()
+        .iter()
+        .any(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)))
+    {
+        return Err("must name a TCP host (not a Unix socket directory)".into());
     }
     Ok(())
 }
@@ -103,7 +108,7 @@ struct Conn {
 pub struct PgBackend {
     rt: Option<tokio::runtime::Runtime>,
     options: PgOptions,
-    config: tokio_postgres::Config,
+    config: Connector,
     slots: Vec<Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
 }
@@ -146,6 +151,23 @@ impl PgBackend {
             .connect_timeout(options.timeout)
             .application_name("resellgate")
             .options("-c synchronous_commit=on");
+        // TLS only when asked for (`sslmode=require`), and then verified; `prefer` (the
+        // URL default) and `disable` connect in the clear, as they say.
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Require => Some(
+                super::pg_tls::MakeRustls::new(options.ca_file.as_deref()).map_err(|why| {
+                    BackendError::Open {
+                        path: options.url.clone().into(),
+                        message: format!("TLS: {why}"),
+                    }
+                })?,
+            ),
+            _ => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                None
+            }
+        };
+        let config = Connector { config, tls };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("resellgate-pg")
@@ -254,13 +276,10 @@ impl PgBackend {
     pub fn migrate(&self) -> Result<Vec<i32>> {
         let config = self.config.clone();
         self.run("migrate", "resellgate_schema", async move {
-            let (mut client, conn) = config
-                .connect(NoTls)
+            let (mut client, task) = config
+                .open(None, false)
                 .await
                 .map_err(|e| io("connect", "*", pg_message(&e)))?;
-            let task = tokio::spawn(async move {
-                let _ = conn.await;
-            });
             let r = apply_migrations(&mut client).await;
             drop(client);
             let _ = task.await;
@@ -293,16 +312,69 @@ impl Drop for PgBackend {
     }
 }
 
-async fn connect(config: tokio_postgres::Config) -> Result<Conn> {
-    let (client, connection) = config
-        .connect(NoTls)
+/// How to open a connection: the client config and, under `sslmode=require`, TLS.
+#[derive(Clone)]
+struct Connector {
+    config: tokio_postgres::Config,
+    tls: Option<super::pg_tls::MakeRustls>,
+}
+
+impl Connector {
+    /// A connection, its driver spawned; notifications go to `notify` when given, and a
+    /// break is logged when `log_break`.
+    async fn open(
+        &self,
+        notify: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+        log_break: bool,
+    ) -> std::result::Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+        Ok(match &self.tls {
+            Some(tls) => {
+                let (client, conn) = self.config.connect(tls.clone()).await?;
+                (client, tokio::spawn(drive(conn, notify, log_break)))
+            }
+            None => {
+                let (client, conn) = self.config.connect(NoTls).await?;
+                (client, tokio::spawn(drive(conn, notify, log_break)))
+            }
+        })
+    }
+}
+
+/// Runs a connection until it ends, forwarding notifications.
+async fn drive<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    notify: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    log_break: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(n))) => {
+                if let Some(tx) = &notify {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                if log_break {
+                    tracing::warn!(error = %pg_message(&e), "store: a PostgreSQL connection broke");
+                }
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+async fn connect(config: Connector) -> Result<Conn> {
+    let (client, _driver) = config
+        .open(None, true)
         .await
         .map_err(|e| io("connect", "*", pg_message(&e)))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %pg_message(&e), "store: a PostgreSQL connection broke");
-        }
-    });
     let prep = |sql: String| {
         let client = &client;
         async move {
@@ -550,13 +622,10 @@ impl Backend for PgBackend {
         let config = self.config.clone();
         let name = name.to_string();
         let held = self.run("try_exclusive", "*", async move {
-            let (client, connection) = config
-                .connect(NoTls)
+            let (client, task) = config
+                .open(None, false)
                 .await
                 .map_err(|e| io("connect", "*", pg_message(&e)))?;
-            let task = tokio::spawn(async move {
-                let _ = connection.await;
-            });
             let got: bool = client
                 .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&name])
                 .await
@@ -592,12 +661,9 @@ impl Drop for LockSession {
 
 /// Listens on [`CHANNEL`] until the connection breaks, forwarding each change. Answers
 /// whether it got to listen.
-async fn listen(
-    config: &tokio_postgres::Config,
-    tx: &mpsc::Sender<Invalidation>,
-    log_failure: bool,
-) -> bool {
-    let (client, mut connection) = match config.connect(NoTls).await {
+async fn listen(config: &Connector, tx: &mpsc::Sender<Invalidation>, log_failure: bool) -> bool {
+    let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (client, driver) = match config.open(Some(msg_tx), false).await {
         Ok(pair) => pair,
         Err(e) => {
             if log_failure {
@@ -606,21 +672,6 @@ async fn listen(
             return false;
         }
     };
-    let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        loop {
-            let m = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-            match m {
-                Some(Ok(AsyncMessage::Notification(n))) => {
-                    if msg_tx.send(n.payload().to_string()).is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return,
-            }
-        }
-    });
     if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
         if log_failure {
             tracing::warn!(error = %pg_message(&e), "store: cannot listen for changes");
@@ -671,7 +722,8 @@ mod tests {
         assert!(check_url("mysql://gw@db/x").is_err());
         let e = check_url("postgres://gw:hunter2@db/x").unwrap_err();
         assert!(e.contains("password_env") && !e.contains("hunter2"), "{e}");
-        assert!(check_url("postgres://gw@db/x?sslmode=require").is_err());
+        assert!(check_url("postgres://gw@db/x?sslmode=require").is_ok());
+        assert!(check_url("postgres://gw@%2Frun%2Fpostgresql/x").is_err());
     }
 
     #[test]

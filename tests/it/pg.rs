@@ -76,6 +76,7 @@ impl TestDb {
             password: std::env::var(PASSWORD_ENV).ok().map(Secret::new),
             timeout: Duration::from_secs(5),
             connections: 2,
+            ca_file: None,
         }
     }
 

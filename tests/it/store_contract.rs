@@ -394,6 +394,7 @@ fn an_unreachable_database_fails_fast_without_secrets() {
         password: Some(resellgate::secret::Secret::new("pg-secret-pw")),
         timeout: Duration::from_millis(500),
         connections: 1,
+        ca_file: None,
     };
     let start = Instant::now();
     let e = Store::open_at(&Location::Postgres(options))
@@ -408,4 +409,36 @@ fn an_unreachable_database_fails_fast_without_secrets() {
         e.contains(&port.to_string()) && !e.contains("pg-secret-pw"),
         "{e}"
     );
+}
+
+/// `sslmode=require`: the connection is TLS, and the server's certificate is verified
+/// against `ca_file` — the test CA works, another CA is refused.
+#[test]
+fn tls_to_postgres_is_verified_against_the_ca_file() {
+    let Some(db) = TestDb::create() else { return };
+    let ca = match std::env::var("RESELLGATE_TEST_PG_CA") {
+        Ok(ca) => std::path::PathBuf::from(ca),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but RESELLGATE_TEST_PG_CA is unset (.ci/postgres.sh sets it)")
+        }
+        Err(_) => return eprintln!("SKIPPED: RESELLGATE_TEST_PG_CA unset"),
+    };
+    let mut options = db.options();
+    options.url = format!("{}?sslmode=require", db.url);
+    options.ca_file = Some(ca);
+    let b = PgBackend::open(options.clone()).unwrap();
+    b.put("t", b"k", b"over tls").unwrap();
+    assert_eq!(b.get("t", b"k").unwrap().as_deref(), Some(&b"over tls"[..]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    let cert = rcgen::generate_simple_self_signed(vec!["other.example".into()]).unwrap();
+    std::fs::write(&other, cert.cert.pem()).unwrap();
+    options.ca_file = Some(other);
+    let e = match PgBackend::open(options) {
+        Ok(_) => panic!("a server certificate from another CA was accepted"),
+        Err(e) => e.to_string(),
+    };
+    let lower = e.to_lowercase();
+    assert!(lower.contains("certificate") || lower.contains("tls"), "{e}");
 }
