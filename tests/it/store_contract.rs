@@ -440,5 +440,8 @@ fn tls_to_postgres_is_verified_against_the_ca_file() {
         Err(e) => e.to_string(),
     };
     let lower = e.to_lowercase();
-    assert!(lower.contains("certificate") || lower.contains("tls"), "{e}");
+    assert!(
+        lower.contains("certificate") || lower.contains("tls"),
+        "{e}"
+    );
 }
