@@ -109,7 +109,7 @@ pub struct PgBackend {
     rt: Option<tokio::runtime::Runtime>,
     options: PgOptions,
     config: Connector,
-    slots: Vec<Mutex<Option<Arc<Conn>>>>,
+    slots: Arc<Vec<Mutex<Option<Arc<Conn>>>>>,
     next: AtomicUsize,
 }
 
@@ -177,9 +177,11 @@ impl PgBackend {
                 path: options.url.clone().into(),
                 message: format!("cannot start the PostgreSQL client's runtime: {e}"),
             })?;
-        let slots = (0..options.connections.max(1))
-            .map(|_| Mutex::new(None))
-            .collect();
+        let slots = Arc::new(
+            (0..options.connections.max(1))
+                .map(|_| Mutex::new(None))
+                .collect(),
+        );
         let backend = PgBackend {
             rt: Some(rt),
             options,
@@ -231,44 +233,28 @@ impl PgBackend {
         }
     }
 
-    /// Runs `f` on a live connection; when that connection turns out broken (the database
-    /// restarted since its last use), once more on a new one. A retried write may have
-    /// been applied the first time: every write here is a put, a delete or a
-    /// compare-and-swap, whose repeat changes nothing more (a compare-and-swap then
+    /// Runs `f` on a live connection of the pool (opened now if its slot is empty or
+    /// broken); when that connection turns out broken (the database restarted since its
+    /// last use), once more on a new one — all of it within one store timeout. A retried
+    /// write may have been applied the first time: every write here is a put, a delete or
+    /// a compare-and-swap, whose repeat changes nothing more (a compare-and-swap then
     /// reports the value it wrote itself as the current one).
     fn call<T, F, Fut>(&self, op: &'static str, tree: &str, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: Fn(Arc<Conn>) -> Fut,
+        F: Fn(Arc<Conn>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T>> + Send + 'static,
     {
-        let c = self.conn(op, tree)?;
-        match self.run(op, tree, f(Arc::clone(&c))) {
-            Err(_) if c.client.is_closed() => {
-                let c = self.conn(op, tree)?;
-                self.run(op, tree, f(c))
-            }
-            r => r,
-        }
-    }
-
-    /// A live connection (opened now if its slot is empty or broken).
-    fn conn(&self, op: &'static str, tree: &str) -> Result<Arc<Conn>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let slot = &self.slots[i];
-        {
-            let guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = guard.as_ref() {
-                if !c.client.is_closed() {
-                    return Ok(Arc::clone(c));
-                }
+        let slots = Arc::clone(&self.slots);
+        let connector = self.config.clone();
+        self.run(op, tree, async move {
+            let c = live(&slots[i], &connector).await?;
+            match f(Arc::clone(&c)).await {
+                Err(_) if c.client.is_closed() => f(live(&slots[i], &connector).await?).await,
+                r => r,
             }
-        }
-        let config = self.config.clone();
-        let conn = self.run(op, tree, async move { connect(config).await })?;
-        let conn = Arc::new(conn);
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&conn));
-        Ok(conn)
+        })
     }
 
     /// Applies the migrations not yet applied, each in a transaction, under an advisory lock
@@ -368,6 +354,19 @@ async fn drive<S, T>(
             None => return,
         }
     }
+}
+
+/// The connection in `slot`, or a new one put there if it is empty or broken.
+async fn live(slot: &Mutex<Option<Arc<Conn>>>, connector: &Connector) -> Result<Arc<Conn>> {
+    {
+        let guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = guard.as_ref().filter(|c| !c.client.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+    }
+    let c = Arc::new(connect(connector.clone()).await?);
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&c));
+    Ok(c)
 }
 
 async fn connect(config: Connector) -> Result<Conn> {

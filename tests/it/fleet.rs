@@ -262,6 +262,8 @@ fn two_gateways_one_database_no_duplicate_no_lost_order_across_a_kill() {
 struct Relay {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
+    /// Bytes are held, not forwarded: the database hangs.
+    stalled: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -271,7 +273,8 @@ impl Relay {
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (up2, conns2) = (Arc::clone(&up), Arc::clone(&conns));
+        let stalled = Arc::new(AtomicBool::new(false));
+        let (up2, conns2, stalled2) = (Arc::clone(&up), Arc::clone(&conns), Arc::clone(&stalled));
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -291,9 +294,13 @@ impl Relay {
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
                 ] {
+                    let stalled = Arc::clone(&stalled2);
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
                         while let Ok(n) = from.read(&mut buf) {
+                            while stalled.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
                             if n == 0 || to.write_all(&buf[..n]).is_err() {
                                 break;
                             }
@@ -303,7 +310,16 @@ impl Relay {
                 }
             }
         });
-        Relay { addr, up, conns }
+        Relay {
+            addr,
+            up,
+            stalled,
+            conns,
+        }
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, Ordering::SeqCst);
     }
 
     fn cut(&self) {
@@ -318,10 +334,10 @@ impl Relay {
     }
 }
 
-/// PostgreSQL unreachable (its connections cut, new ones refused): an order gets an error
-/// document within `[store] timeout_ms` plus the request's own time and is not
-/// acknowledged, nor sent upstream; when the database is back the same order goes through
-/// with no restart.
+/// PostgreSQL unreachable (its connections cut, new ones refused), then hanging (bytes
+/// held): an order gets an error document within `[store] timeout_ms` plus the request's
+/// own time and is not acknowledged, nor sent upstream; when the database is back the
+/// same order goes through with no restart.
 #[test]
 fn database_down_error_documents_in_time_then_service_resumes() {
     let Some(db) = TestDb::create() else { return };
@@ -357,7 +373,7 @@ fn database_down_error_documents_in_time_then_service_resumes() {
             "{text}"
         );
         assert!(
-            took < Duration::from_secs(4),
+            took < Duration::from_secs(3),
             "down{i}: answered after {took:?}"
         );
     }
@@ -366,6 +382,29 @@ fn database_down_error_documents_in_time_then_service_resumes() {
         orders_before,
         "sent without a claim"
     );
+
+    // Hanging instead of refusing: answered within the timeout (1 s) all the same.
+    relay.restore();
+    relay.stall(true);
+    for i in 0..2 {
+        let start = Instant::now();
+        let answer = order_at(env.addr(), &format!("hang{i}"));
+        let took = start.elapsed();
+        match answer {
+            Some(Err(text)) => assert!(text.contains("store"), "{text}"),
+            other => panic!("hang{i}: {other:?}"),
+        }
+        assert!(
+            took < Duration::from_millis(2500),
+            "hang{i}: answered after {took:?}"
+        );
+    }
+    assert_eq!(
+        env.sandbox.sandbox.order_count(),
+        orders_before,
+        "sent without a claim"
+    );
+    relay.stall(false);
 
     relay.restore();
     let deadline = Instant::now() + Duration::from_secs(10);
