@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.local/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build demo test lint bench soak clean
+.PHONY: deps build demo test lint bench bench-fleet soak clean
 
 deps:
 	@bash .ci/deps.sh
@@ -14,9 +14,13 @@ build: deps
 demo: build
 	./target/release/resellgate demo
 
-## Unit and integration tests (nextest when installed, cargo test otherwise).
+## Unit and integration tests (nextest when installed, cargo test otherwise), with a
+## PostgreSQL cluster started by .ci/postgres.sh for the fleet-mode tests (required when CI=true).
 test: deps
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	@if pg_env="$$(bash .ci/postgres.sh)"; then eval "$$pg_env"; \
+	elif [ "$${CI:-}" = true ]; then echo "make test: PostgreSQL is required in CI" >&2; exit 1; \
+	else echo "make test: no PostgreSQL; the fleet-mode tests will skip" >&2; fi; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
 		$(CARGO) test --locked --no-fail-fast; \
@@ -30,6 +34,10 @@ lint:
 ## Benchmarks (run on purpose; see bench/README.md).
 bench: build
 	bash bench/run.sh
+
+## Fleet mode: durable orders/s and pass-through, sled vs PostgreSQL (see bench/README.md).
+bench-fleet: build
+	bash bench/fleet.sh
 
 ## Soak: 30 minutes (DURATION seconds) of mixed load, RSS watched (see bench/README.md).
 soak: build

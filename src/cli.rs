@@ -58,6 +58,11 @@ pub enum Command {
         #[command(subcommand)]
         action: LedgerCommand,
     },
+    /// The store itself: schema migrations, copying an installation to PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
     /// Run the built-in upstream BILLmanager simulator.
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:1600")]
@@ -68,6 +73,9 @@ pub enum Command {
         /// Fraction (0..1) of calls answered with a random fault.
         #[arg(long, default_value_t = 0.0)]
         fail_rate: f64,
+        /// Seed every account with this balance instead of the demo's (e.g. for benchmarks).
+        #[arg(long)]
+        balance: Option<rust_decimal::Decimal>,
     },
     /// Sandbox + gateway + mappings/demo.toml, a scripted reseller session, then keep serving.
     Demo {
@@ -145,6 +153,30 @@ pub enum LedgerCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Bring the configured store to this build's schema and format (also done at start).
+    Migrate {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Copy every record of one store into another, empty one (stop the gateways first).
+    Copy {
+        /// `sled:PATH` or `postgres://user@host/db`.
+        #[arg(long)]
+        from: String,
+        /// `sled:PATH` or `postgres://user@host/db`.
+        #[arg(long)]
+        to: String,
+        /// The environment variable holding the PostgreSQL password.
+        #[arg(long, default_value = "RESELLGATE_STORE_PASSWORD")]
+        password_env: String,
+        /// PEM CA bundle to verify PostgreSQL with (URLs with `sslmode=require`).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+}
+
 /// Exit code for bad configuration or input (sysexits' EX_USAGE... EX_DATAERR family).
 pub const EXIT_CONFIG: u8 = 64;
 
@@ -194,7 +226,78 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
 }
 
 fn open_store(config: &Config) -> Result<Store, Failure> {
-    Store::open_with_cache(&config.store.path, config.store.cache_mb).map_err(Failure::other)
+    Store::open_at(&config.store_location()).map_err(Failure::other)
+}
+
+/// `sled:PATH` or a PostgreSQL URL (password from `password_env`), as `store copy` names them.
+fn parse_location(
+    text: &str,
+    password_env: &str,
+    ca_file: Option<&Path>,
+) -> Result<crate::store::Location, Failure> {
+    use crate::store::{Location, PgOptions};
+    if let Some(path) = text.strip_prefix("sled:") {
+        if path.is_empty() {
+            return Err(Failure::config("sled: needs a path (sled:PATH)"));
+        }
+        return Ok(Location::Sled {
+            path: PathBuf::from(path),
+            cache_mb: crate::store::backend::DEFAULT_CACHE_MB,
+        });
+    }
+    if let Err(why) = crate::store::postgres::check_url(text) {
+        let shown = if why.contains("password") {
+            "<url>"
+        } else {
+            text
+        };
+        return Err(Failure::config(format!(
+            "'{shown}' is neither sled:PATH nor a usable PostgreSQL URL: {why}"
+        )));
+    }
+    Ok(Location::Postgres(PgOptions {
+        url: text.to_string(),
+        password: std::env::var(password_env)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(crate::secret::Secret::new),
+        timeout: std::time::Duration::from_secs(30),
+        connections: 1,
+        ca_file: ca_file.map(Path::to_path_buf),
+    }))
+}
+
+fn store(action: StoreCommand) -> Result<(), Failure> {
+    match action {
+        StoreCommand::Migrate { config } => {
+            let config = load_config(&config)?;
+            let location = config.store_location();
+            let store = open_store(&config)?;
+            drop(store);
+            println!("{location}: up to date");
+            Ok(())
+        }
+        StoreCommand::Copy {
+            from,
+            to,
+            password_env,
+            ca_file,
+        } => {
+            let from = parse_location(&from, &password_env, ca_file.as_deref())?;
+            let to = parse_location(&to, &password_env, ca_file.as_deref())?;
+            // The source is opened as a store: brought to this build's format first.
+            let source = Store::open_at(&from).map_err(Failure::other)?;
+            let dest = to.open_backend().map_err(Failure::other)?;
+            let report =
+                crate::store::copy::copy(source.backend(), &*dest).map_err(Failure::other)?;
+            let mut out = std::io::stdout().lock();
+            for (tree, n) in &report.trees {
+                let _ = writeln!(out, "{tree}: {n}");
+            }
+            let _ = writeln!(out, "copied {from} to {to}");
+            Ok(())
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
@@ -254,6 +357,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Services { action } => services(action),
+        Command::Store { action } => store(action),
         Command::Orders { action } => orders(action),
         Command::Ledger {
             action:
@@ -289,6 +393,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             listen,
             latency_ms,
             fail_rate,
+            balance,
         } => {
             crate::telemetry::init();
             if !(0.0..=1.0).contains(&fail_rate) {
@@ -296,7 +401,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     "--fail-rate {fail_rate}: must be between 0 and 1"
                 )));
             }
-            crate::sandbox::run_cli(&listen, latency_ms, fail_rate).map_err(Failure::other)
+            crate::sandbox::run_cli(&listen, latency_ms, fail_rate, balance).map_err(Failure::other)
         }
         Command::Demo { port, once } => {
             crate::telemetry::init();

@@ -26,10 +26,13 @@
 //! - [`config`]    — `config.toml` and mapping files: serde schema, defaults in one place,
 //!   validation that names file, key and value; secrets from the environment or files;
 //!   mapping files applied to and exported from the store ([`config::mappings`]).
-//! - [`store`]     — the state behind one interface ([`store::backend`], sled): its own
-//!   record types, versioned values and a store format migrated on open
-//!   ([`store::migrate`]), order claims with pending/failed indexes ([`store::orders`]),
-//!   services, the ledger ([`store::ledger`]), a dashmap cache for hot-path reads.
+//! - [`store`]     — the state behind one interface ([`store::backend`]): sled for one
+//!   gateway, PostgreSQL for a fleet ([`store::postgres`], SQL migrations in
+//!   `migrations/postgres/`, [`store::copy`] between them); its own record types,
+//!   versioned values and a store format migrated on open ([`store::migrate`]), order
+//!   claims with pending/failed indexes ([`store::orders`]), services, the ledger
+//!   ([`store::ledger`]), a dashmap cache for hot-path reads (reloaded on other
+//!   gateways' changes in fleet mode).
 //! - [`billmgr`]   — the wire protocol: strict parameter parsing ([`billmgr::Params`]),
 //!   the function table ([`billmgr::functions`]), documents in every output format
 //!   ([`billmgr::Element`], [`billmgr::render`], [`billmgr::parse`]), upstream answers

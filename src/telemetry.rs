@@ -51,17 +51,29 @@ fn is_pingora(target: &str) -> bool {
     target.starts_with("pingora")
 }
 
-/// The `log` → `tracing` bridge. pingora's records are made safe first: below `info`
+/// The PostgreSQL client's crates (fleet mode): at `debug` they log every statement's
+/// parameters, which are stored records (password hashes among them). Below `info` their
+/// records are dropped.
+fn is_database_client(target: &str) -> bool {
+    target.starts_with("tokio_postgres") || target.starts_with("postgres_protocol")
+}
+
+/// The `log` → `tracing` bridge. The PostgreSQL client's records below `info` are dropped
+/// ([`is_database_client`]). pingora's records are made safe first: below `info`
 /// they are dropped (they dump request headers), and the rest pass [`redact_pingora`],
 /// so nothing pingora logs carries a request's headers or query string.
 struct PingoraSafeLog;
 
 impl log::Log for PingoraSafeLog {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        !(is_pingora(m.target()) && m.level() > log::Level::Info)
+        !((is_pingora(m.target()) || is_database_client(m.target()))
+            && m.level() > log::Level::Info)
     }
 
     fn log(&self, record: &log::Record) {
+        if is_database_client(record.target()) && record.level() > log::Level::Info {
+            return;
+        }
         if !is_pingora(record.target()) {
             let _ = tracing_log::format_trace(record);
             return;

@@ -1,7 +1,7 @@
 //! The background services of a running gateway, each a pingora `BackgroundService`:
 //!
-//! - [`Purge`] — once a minute: expired sessions, stale failure counters, failed order
-//!   records past `[orders] failed_retention_s`.
+//! - [`Purge`] — once a minute: expired sessions, stale failure counters (in fleet mode
+//!   also the shared ones), failed order records past `[orders] failed_retention_s`.
 //! - [`Reconcile`] — a reconciliation pass at start-up and every
 //!   `[orders] reconcile_interval_s`.
 //! - [`Jobs`] — runs the work the call path queued for after its answers.
@@ -35,6 +35,19 @@ impl BackgroundService for Purge {
                     let store = self.gateway.store().clone();
                     let cutoff = crate::reconcile::record::now_ms()
                         .saturating_sub(self.failed_retention.as_millis() as u64);
+                    if store.is_shared() {
+                        // Fleet mode: shared sessions and failure counts past their time.
+                        let ttl = self.gateway.authenticator().settings().session_ttl;
+                        let window = self.gateway.authenticator().settings().failure_window;
+                        let cutoff = crate::reconcile::record::now_ms()
+                            .saturating_sub(ttl.max(window).as_millis() as u64);
+                        let shared = store.clone();
+                        match tokio::task::spawn_blocking(move || shared.prune_sessions(cutoff)).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => tracing::error!(error = %e, "cannot prune shared sessions"),
+                            Err(e) => tracing::error!(error = %e, "the session pruning task failed"),
+                        }
+                    }
                     match tokio::task::spawn_blocking(move || store.prune_failed_orders(cutoff)).await {
                         Ok(Ok(0)) => {}
                         Ok(Ok(n)) => tracing::info!(pruned = n, "failed order records past their retention deleted"),

@@ -44,6 +44,27 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where `[store]` says the state lives: PostgreSQL when `url` is set (its password read
+    /// from `password_env` now), else the sled directory `path`.
+    pub fn store_location(&self) -> crate::store::Location {
+        match &self.store.url {
+            Some(url) => crate::store::Location::Postgres(crate::store::PgOptions {
+                url: url.clone(),
+                password: std::env::var(&self.store.password_env)
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(crate::secret::Secret::new),
+                timeout: std::time::Duration::from_millis(self.store.timeout_ms),
+                connections: self.store.connections,
+                ca_file: self.store.ca_file.clone(),
+            }),
+            None => crate::store::Location::Sled {
+                path: self.store.path.clone(),
+                cache_mb: self.store.cache_mb,
+            },
+        }
+    }
+
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -71,6 +92,7 @@ impl Config {
         server.tls_key = server.tls_key.map(|p| dir.join(p));
         upstream.ca_file = upstream.ca_file.map(|p| dir.join(p));
         store.path = dir.join(&store.path);
+        store.ca_file = store.ca_file.map(|p| dir.join(p));
 
         if upstream.url.is_empty() {
             return Err(ConfigError::key(
@@ -186,8 +208,10 @@ impl Config {
         if self.server.threads == 0 {
             return Err(err("server.threads", &0, "must be at least 1"));
         }
-        let positive: [(&str, u64); 13] = [
+        let positive: [(&str, u64); 15] = [
             ("store.cache_mb", self.store.cache_mb),
+            ("store.timeout_ms", self.store.timeout_ms),
+            ("store.connections", self.store.connections as u64),
             ("orders.failed_retention_s", self.orders.failed_retention_s),
             ("server.header_timeout_ms", self.server.header_timeout_ms),
             (
@@ -246,6 +270,30 @@ impl Config {
         }
         if self.store.path.as_os_str().is_empty() {
             return Err(err("store.path", &"", "must not be empty").without_value());
+        }
+        if let Some(url) = &self.store.url {
+            // The URL is shown in the error only when it has no password in it.
+            crate::store::postgres::check_url(url).map_err(|why| {
+                if why.contains("password") {
+                    err("store.url", &"", &why).without_value()
+                } else {
+                    err("store.url", url, &why)
+                }
+            })?;
+        }
+        if self.store.connections > 64 {
+            return Err(err(
+                "store.connections",
+                &self.store.connections,
+                "must be at most 64",
+            ));
+        }
+        if !is_env_name(&self.store.password_env) {
+            return Err(err(
+                "store.password_env",
+                &self.store.password_env,
+                "not an environment variable name (letters, digits, '_')",
+            ));
         }
         if !is_env_name(&self.admin.token_env) {
             return Err(err(

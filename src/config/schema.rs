@@ -123,6 +123,18 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// sled's page cache, in MiB (sled's own default would be 1 GiB).
     pub cache_mb: u64,
+    /// Fleet mode: a PostgreSQL URL without password (`postgres://user@host/db`); set, it
+    /// replaces `path`.
+    pub url: Option<String>,
+    /// The environment variable holding the PostgreSQL password (unset: none sent).
+    pub password_env: String,
+    /// Every PostgreSQL call answers or fails within this time (and connects within it).
+    pub timeout_ms: u64,
+    /// Pipelined PostgreSQL connections of one gateway.
+    pub connections: usize,
+    /// PEM CA bundle to verify PostgreSQL with under `sslmode=require` (system roots if
+    /// unset; relative to the config file).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -130,6 +142,11 @@ impl Default for StoreConfig {
         StoreConfig {
             path: PathBuf::from("data/resellgate"),
             cache_mb: crate::store::backend::DEFAULT_CACHE_MB,
+            url: None,
+            password_env: "RESELLGATE_STORE_PASSWORD".into(),
+            timeout_ms: 5000,
+            connections: 4,
+            ca_file: None,
         }
     }
 }

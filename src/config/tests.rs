@@ -33,6 +33,18 @@ fn shipped_config_loads() {
     assert_eq!(c.admin, d.admin);
     assert_eq!(c.orders, d.orders);
     assert_eq!(
+        (
+            c.store.password_env.as_str(),
+            c.store.timeout_ms,
+            c.store.connections
+        ),
+        (
+            d.store.password_env.as_str(),
+            d.store.timeout_ms,
+            d.store.connections
+        )
+    );
+    assert_eq!(
         (c.upstream.connect_timeout_ms, c.upstream.retries),
         (3000, 1)
     );
@@ -259,4 +271,57 @@ fn check_without_mappings_dir() {
         s.ends_with("ok; 0 mapping files: 0 upstream accounts, 0 resellers, 0 plans"),
         "{s}"
     );
+}
+
+#[test]
+fn store_url_selects_postgres_and_keeps_passwords_out() {
+    let c = Config::parse(
+        &format!("{MIN}[store]\nurl = \"postgres://gw@db.internal/rg\"\npassword_env = \"RG_TEST_NO_SUCH_VAR\"\n"),
+        Path::new("/etc/rg/config.toml"),
+    )
+    .unwrap();
+    match c.store_location() {
+        crate::store::Location::Postgres(o) => {
+            assert_eq!(o.url, "postgres://gw@db.internal/rg");
+            assert!(o.password.is_none());
+            assert_eq!(o.timeout, std::time::Duration::from_millis(5000));
+            assert_eq!(o.connections, 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without url: sled at path.
+    let c = Config::parse(MIN, Path::new("/etc/rg/config.toml")).unwrap();
+    assert!(matches!(
+        c.store_location(),
+        crate::store::Location::Sled { .. }
+    ));
+    // A password in the URL is refused, and not repeated.
+    let e = parse_err(&format!(
+        "{MIN}[store]\nurl = \"postgres://gw:s3cr3t-pw@db/rg\"\n"
+    ));
+    assert!(e.contains("store.url") && e.contains("password_env"), "{e}");
+    assert!(!e.contains("s3cr3t-pw"), "{e}");
+    let e = parse_err(&format!("{MIN}[store]\nurl = \"mysql://gw@db/rg\"\n"));
+    assert!(
+        e.contains("store.url") && e.contains("mysql://gw@db/rg"),
+        "{e}"
+    );
+}
+
+#[test]
+fn store_connection_and_timeout_bounds() {
+    let ok = |extra: &str| Config::parse(&format!("{MIN}[store]\n{extra}\n"), Path::new("/c.toml"));
+    assert!(ok("connections = 64").is_ok());
+    assert!(ok("connections = 1").is_ok());
+    let e = parse_err(&format!("{MIN}[store]\nconnections = 65\n"));
+    assert!(
+        e.contains("store.connections") && e.contains("at most 64"),
+        "{e}"
+    );
+    let e = parse_err(&format!("{MIN}[store]\nconnections = 0\n"));
+    assert!(e.contains("store.connections"), "{e}");
+    let e = parse_err(&format!("{MIN}[store]\ntimeout_ms = 0\n"));
+    assert!(e.contains("store.timeout_ms"), "{e}");
+    let e = parse_err(&format!("{MIN}[store]\npassword_env = \"not a name\"\n"));
+    assert!(e.contains("store.password_env"), "{e}");
 }

@@ -44,6 +44,9 @@ pub struct ReconcileReport {
     pub costs_filled: usize,
 }
 
+/// The name of the exclusive work a reconciliation pass is (one gateway of a fleet at a time).
+pub const RECONCILE_LOCK: &str = "resellgate_reconcile";
+
 /// Reconciliation, cost filling, sync and the job queue.
 pub struct Reconciler {
     store: Store,
@@ -116,9 +119,16 @@ impl Reconciler {
     /// Resolve pending orders claimed at least `settle` ago by looking their remoteid up
     /// on the reseller's upstream account: found → done (service, answer, ledger); not
     /// found → failed (a retry may order again). Never sends an order.
-    /// One pass runs at a time; a second caller waits for the first to finish.
+    /// One pass runs at a time; a second caller waits for the first to finish. In a fleet,
+    /// one gateway at a time: while another holds the store's reconcile lock
+    /// ([`RECONCILE_LOCK`]), the pass does nothing (an empty report, logged at debug).
     pub async fn reconcile_orders(&self, settle: Duration) -> anyhow::Result<ReconcileReport> {
         let _one_pass = self.one_pass.lock().await;
+        let store = self.store.clone();
+        let Some(_fleet_lock) = blocking(move || store.try_exclusive(RECONCILE_LOCK)).await? else {
+            tracing::debug!("reconcile: another gateway is reconciling; pass skipped");
+            return Ok(ReconcileReport::default());
+        };
         let store = self.store.clone();
         let orders = blocking(move || store.pending_orders()).await?;
         let mut report = ReconcileReport::default();

@@ -158,9 +158,20 @@ pub fn spawn(addr: &str, sandbox: Sandbox) -> io::Result<SandboxHandle> {
 }
 
 /// `resellgate sandbox`: serve the demo seed on `listen` until Ctrl-C.
-pub fn run_cli(listen: &str, latency_ms: u64, fail_rate: f64) -> anyhow::Result<()> {
+pub fn run_cli(
+    listen: &str,
+    latency_ms: u64,
+    fail_rate: f64,
+    balance: Option<rust_decimal::Decimal>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
-    let sandbox = Sandbox::demo();
+    let mut config = super::SandboxConfig::default();
+    if let Some(b) = balance {
+        for a in &mut config.accounts {
+            a.balance = b;
+        }
+    }
+    let sandbox = Sandbox::new(config);
     sandbox.knobs().set_latency_ms(latency_ms);
     sandbox.knobs().set_fail_rate(fail_rate);
     let rt = tokio::runtime::Builder::new_multi_thread()

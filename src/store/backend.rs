@@ -1,6 +1,6 @@
 //! The storage interface the [`Store`](super::Store) is written against, and its sled
-//! implementation. A PostgreSQL backend for gateway fleets will implement the same trait;
-//! nothing outside `store/` touches sled.
+//! implementation. The PostgreSQL backend for gateway fleets ([`super::postgres`]) implements
+//! the same trait; nothing outside `store/` touches sled or PostgreSQL.
 //!
 //! The model is a set of named trees (tables) of byte keys and byte values. Calls block:
 //! from async code, run them in `spawn_blocking` (sled's `flush` waits for the disk).
@@ -49,6 +49,60 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Result<(), Option<Vec<u8>>>>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;
+
+    /// The names of the trees that hold anything (or were opened), sorted.
+    fn tree_names(&self) -> Result<Vec<String>>;
+
+    /// Whether other processes (gateways of a fleet) share this backend.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Changes made by other processes sharing this backend, for the caches to reload.
+    /// `None` (sled): nobody else writes.
+    fn watch(&self) -> Option<std::sync::mpsc::Receiver<Invalidation>> {
+        None
+    }
+
+    /// Work named `name` that one process sharing the backend does at a time (a
+    /// reconciliation pass): `Some(guard)` when this process may go ahead, until the guard
+    /// drops; `None` when another holds it. sled is never shared, so it always may.
+    fn try_exclusive(&self, _name: &str) -> Result<Option<Exclusive>> {
+        Ok(Some(Exclusive::new(())))
+    }
+}
+
+/// A change another process made, as announced by [`Backend::watch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One key of one tree changed.
+    Key(String, Vec<u8>),
+    /// Anything in the tree may have changed.
+    Tree(String),
+    /// Anything may have changed (the watch (re)started).
+    All,
+    /// The watch broke and is being re-opened; changes meanwhile come as [`Invalidation::All`].
+    Reconnecting,
+}
+
+/// Held while a process does work named in [`Backend::try_exclusive`]; dropping it lets
+/// another process take it.
+pub struct Exclusive {
+    _held: Box<dyn Send>,
+}
+
+impl Exclusive {
+    pub fn new(held: impl Send + 'static) -> Exclusive {
+        Exclusive {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for Exclusive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Exclusive")
+    }
 }
 
 /// sled 0.34: one database directory, trees opened on first use and cached.
@@ -173,6 +227,18 @@ impl Backend for SledBackend {
             .compare_and_swap(key, old, new.map(sled::IVec::from))
             .map_err(|e| io("compare_and_swap", tree, e))?;
         Ok(r.map_err(|cas| cas.current.map(|v| v.to_vec())))
+    }
+
+    fn tree_names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .db
+            .tree_names()
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .filter(|n| n != "__sled__default")
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     fn flush(&self) -> Result<()> {

@@ -160,7 +160,9 @@ pub(super) fn rebuild_order_indexes(b: &dyn Backend) -> Result<(), StoreError> {
     for (k, v) in b.scan(trees::ORDERS)? {
         let rec: OrderRecord = super::decode(trees::ORDERS, &k, &v)?;
         match rec.state {
-            OrderState::Pending => b.put(trees::ORDERS_PENDING, &k, &[])?,
+            OrderState::Pending => {
+                b.put(trees::ORDERS_PENDING, &k, &rec.claimed_at_ms.to_be_bytes())?
+            }
             OrderState::Failed { .. } => {
                 let mut ik = rec.updated_at_ms.to_be_bytes().to_vec();
                 ik.extend_from_slice(&k);

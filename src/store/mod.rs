@@ -19,28 +19,35 @@
 //! - [`orders`]   — exactly-once order records and their pending and failed indexes.
 //! - [`ledger`]   — billable events and their CSV.
 //! - [`backend`], [`codec`], [`migrate`] — sled, value encoding, format versions.
+//! - [`postgres`] — the PostgreSQL backend a fleet of gateways shares; other gateways'
+//!   changes reach the caches through [`Backend::watch`] ([`Store::reload`]).
 //!
 //! The store knows neither the config nor the catalogue: mapping files become records in
 //! `crate::config::mappings`, prices are computed in `crate::catalog::pricing`.
 
 pub mod backend;
 pub mod codec;
+pub mod copy;
 pub mod ledger;
 pub mod migrate;
 pub mod model;
 pub mod orders;
+mod pg_tls;
+pub mod postgres;
 pub mod records;
 pub mod services;
+pub mod sessions;
 
 use std::fmt;
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
 
-pub use backend::{Backend, BackendError, SledBackend};
+pub use backend::{Backend, BackendError, Exclusive, Invalidation, SledBackend};
 pub use codec::CodecError;
 pub use model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
+pub use postgres::{PgBackend, PgOptions};
 pub use records::{Batch, Change, ChangeOp, RecordKind};
 
 /// Names of the trees. Keys: logins and names as UTF-8, ids as 8 big-endian bytes (so a
@@ -116,7 +123,42 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Where a store lives (built from `[store]` by the caller; the store reads no config).
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A sled directory and its page cache in MiB.
+    Sled { path: PathBuf, cache_mb: u64 },
+    /// A PostgreSQL database shared by a fleet of gateways.
+    Postgres(PgOptions),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sled { path, .. } => write!(f, "sled:{}", path.display()),
+            Location::Postgres(o) => f.write_str(&o.url),
+        }
+    }
+}
+
+impl Location {
+    /// The backend at this location, opened (PostgreSQL: schema migrations applied).
+    pub fn open_backend(&self) -> Result<Box<dyn Backend>, StoreError> {
+        Ok(match self {
+            Location::Sled { path, cache_mb } => {
+                Box::new(SledBackend::open_with_cache(path, *cache_mb)?)
+            }
+            Location::Postgres(options) => Box::new(PgBackend::open(options.clone())?),
+        })
+    }
+}
+
 impl Store {
+    /// Opens the store at `location` and loads the caches.
+    pub fn open_at(location: &Location) -> Result<Store, StoreError> {
+        Store::with_backend(location.open_backend()?)
+    }
+
     /// Opens (creating it if needed) the sled store at `path` and loads the caches.
     /// If another process holds the store, the error says a running gateway uses it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -156,9 +198,56 @@ impl Store {
             let p: Plan = decode(trees::PLANS, &k, &v)?;
             shared.plans.insert(p.id, Arc::new(p));
         }
-        Ok(Store {
+        let watch = shared.backend.watch();
+        let store = Store {
             shared: Arc::new(shared),
-        })
+        };
+        if let Some(rx) = watch {
+            let weak = Arc::downgrade(&store.shared);
+            std::thread::Builder::new()
+                .name("resellgate-store-watch".into())
+                .spawn(move || watch_changes(weak, rx))
+                .map_err(|e| BackendError::Io {
+                    op: "watch",
+                    tree: "*".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(store)
+    }
+
+    /// Reloads the cached record `key` of `tree` from the backend (another gateway changed
+    /// it). Other trees are not cached: nothing to do.
+    pub fn reload(&self, inv: &Invalidation) -> Result<(), StoreError> {
+        reload(&self.shared, inv)
+    }
+
+    /// Work named `name` held by this process until the guard drops, or `None` when
+    /// another process sharing the backend holds it ([`Backend::try_exclusive`]).
+    pub fn try_exclusive(&self, name: &str) -> Result<Option<Exclusive>, StoreError> {
+        Ok(self.shared.backend.try_exclusive(name)?)
+    }
+
+    /// Runs `work` unless another process sharing the backend runs work named `name` now
+    /// ([`Backend::try_exclusive`]); answers `None` then.
+    pub fn exclusive<T>(
+        &self,
+        name: &str,
+        work: impl FnOnce() -> T,
+    ) -> Result<Option<T>, StoreError> {
+        match self.shared.backend.try_exclusive(name)? {
+            Some(guard) => {
+                let r = work();
+                drop(guard);
+                Ok(Some(r))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The backend, for copying a store ([`copy::copy`]).
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.shared.backend
     }
 
     // ---- cache reads (no I/O) ----
@@ -224,6 +313,115 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The cached trees.
+const CACHED: [&str; 3] = [trees::RESELLERS, trees::UPSTREAM_ACCOUNTS, trees::PLANS];
+
+fn watch_changes(shared: Weak<Shared>, rx: std::sync::mpsc::Receiver<Invalidation>) {
+    while let Ok(inv) = rx.recv() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if inv == Invalidation::Reconnecting {
+            tracing::warn!("store: lost the change feed; re-listening, then reloading");
+            continue;
+        }
+        if let Err(e) = reload(&shared, &inv) {
+            tracing::warn!(error = %e, "store: cannot reload a changed record");
+        }
+    }
+}
+
+fn reload(shared: &Shared, inv: &Invalidation) -> Result<(), StoreError> {
+    match inv {
+        Invalidation::Key(tree, key) => reload_key(shared, tree, key),
+        Invalidation::Tree(tree) => reload_tree(shared, tree),
+        Invalidation::All => CACHED.iter().try_for_each(|t| reload_tree(shared, t)),
+        Invalidation::Reconnecting => Ok(()),
+    }
+}
+
+fn reload_key(shared: &Shared, tree: &str, key: &[u8]) -> Result<(), StoreError> {
+    let Some(tree) = CACHED.into_iter().find(|t| *t == tree) else {
+        return Ok(());
+    };
+    // Read and cache under the write lock, so a local write cannot interleave.
+    let _guard = shared.writes.lock().unwrap_or_else(|p| p.into_inner());
+    let value = shared.backend.get(tree, key)?;
+    cache_put(shared, tree, key, value.as_deref())
+}
+
+fn cache_put(
+    shared: &Shared,
+    tree: &'static str,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    match (tree, value) {
+        (trees::RESELLERS, Some(v)) => {
+            let r: Reseller = decode(tree, key, v)?;
+            shared.resellers.insert(r.login.clone(), Arc::new(r));
+        }
+        (trees::RESELLERS, None) => {
+            shared
+                .resellers
+                .remove(String::from_utf8_lossy(key).as_ref());
+        }
+        (trees::UPSTREAM_ACCOUNTS, Some(v)) => {
+            let a: UpstreamAccount = decode(tree, key, v)?;
+            shared.accounts.insert(a.name.clone(), Arc::new(a));
+        }
+        (trees::UPSTREAM_ACCOUNTS, None) => {
+            shared
+                .accounts
+                .remove(String::from_utf8_lossy(key).as_ref());
+        }
+        (trees::PLANS, Some(v)) => {
+            let p: Plan = decode(tree, key, v)?;
+            shared.plans.insert(p.id, Arc::new(p));
+        }
+        (trees::PLANS, None) => {
+            if let Ok(id) = <[u8; 8]>::try_from(key) {
+                shared.plans.remove(&u64::from_be_bytes(id));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn reload_tree(shared: &Shared, tree: &str) -> Result<(), StoreError> {
+    let Some(tree) = CACHED.into_iter().find(|t| *t == tree) else {
+        return Ok(());
+    };
+    let _guard = shared.writes.lock().unwrap_or_else(|p| p.into_inner());
+    let rows = shared.backend.scan(tree)?;
+    let keys: std::collections::HashSet<&[u8]> = rows.iter().map(|(k, _)| k.as_slice()).collect();
+    for (k, v) in &rows {
+        cache_put(shared, tree, k, Some(v))?;
+    }
+    let stale: Vec<Vec<u8>> = match tree {
+        trees::RESELLERS => shared
+            .resellers
+            .iter()
+            .map(|r| r.key().as_bytes().to_vec())
+            .collect(),
+        trees::UPSTREAM_ACCOUNTS => shared
+            .accounts
+            .iter()
+            .map(|r| r.key().as_bytes().to_vec())
+            .collect(),
+        _ => shared
+            .plans
+            .iter()
+            .map(|r| r.key().to_be_bytes().to_vec())
+            .collect(),
+    };
+    for k in stale.into_iter().filter(|k| !keys.contains(k.as_slice())) {
+        cache_put(shared, tree, &k, None)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn encode<T: serde::Serialize>(

@@ -7,9 +7,16 @@
 //! claim's compare-and-swap, removed after the resolve's, in the same flush), and
 //! [`trees::ORDERS_FAILED`] the failed ones by the time they failed. An index entry whose
 //! record is no longer in that state (a crash between the two writes, a lost race) is
-//! harmless: its reader finds out and removes it. Every write of an order record and of
-//! its index entries holds the store's write lock, so a reader removing a stale entry
-//! never races a claim re-using the key.
+//! harmless: its reader finds out and removes it.
+//!
+//! A pending index entry's value is the `claimed_at_ms` of the claim it indexes (8
+//! big-endian bytes; empty in stores written before fleet mode). It is removed only by a
+//! compare-and-swap on that value: by the resolve of that claim, or by a reader finding
+//! it stale — its claim resolved ([`is_stale_pending`]). A new claim of the same key
+//! writes its own value first, so neither removal can take the new claim's entry away,
+//! whether the race is between threads or between gateways sharing the store. On sled
+//! the order writes also hold the store's write lock (one process, and cheap); on a
+//! shared backend they do not, so a gateway's orders reach the database concurrently.
 
 use serde::{Deserialize, Serialize};
 
@@ -89,7 +96,37 @@ fn failed_key(updated_at_ms: u64, order_key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// An index entry older than this whose record is not its pending claim is a lost claim
+/// (its compare-and-swap lost a race, or the process died between the two writes).
+const LOST_CLAIM_MS: u64 = 3_600_000;
+
+/// Whether the pending index entry `value` no longer indexes a pending claim of `rec`
+/// (`None`: no record), at `now_ms`.
+fn is_stale_pending(value: &[u8], rec: Option<&OrderRecord>, now_ms: u64) -> bool {
+    if rec.is_some_and(|r| r.state == OrderState::Pending) {
+        return false;
+    }
+    let Ok(at) = <[u8; 8]>::try_from(value) else {
+        return true; // written before the value named its claim
+    };
+    let at = u64::from_be_bytes(at);
+    rec.is_some_and(|r| r.claimed_at_ms == at) || now_ms.saturating_sub(at) > LOST_CLAIM_MS
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl Store {
+    /// The write lock for order records on sled; on a shared backend none (the
+    /// compare-and-swaps decide, see the module doc).
+    fn order_lock(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        (!self.shared.backend.is_shared()).then(|| self.lock())
+    }
+
     pub fn order(&self, reseller: &str, remoteid: &str) -> Result<Option<OrderRecord>, StoreError> {
         let k = order_key(reseller, remoteid);
         match self.shared.backend.get(trees::ORDERS, &k)? {
@@ -114,19 +151,26 @@ impl Store {
         let b = &*self.shared.backend;
         let mut out = Vec::new();
         let mut stale = Vec::new();
-        for (k, _) in b.scan(trees::ORDERS_PENDING)? {
+        for (k, v) in b.scan(trees::ORDERS_PENDING)? {
             match self.pending_record(&k)? {
                 Some(rec) => out.push(rec),
-                None => stale.push(k),
+                None => stale.push((k, v)),
             }
         }
         if !stale.is_empty() {
-            let _guard = self.lock();
+            let _guard = self.order_lock();
+            let now = unix_now_ms();
             let mut removed = false;
-            for k in stale {
-                // Looked at again under the lock: a claim may have re-used the key.
-                if self.pending_record(&k)?.is_none() {
-                    removed |= b.delete(trees::ORDERS_PENDING, &k)?;
+            for (k, v) in stale {
+                // Looked at again: a claim may have re-used the key meanwhile.
+                let rec = match b.get(trees::ORDERS, &k)? {
+                    Some(bytes) => Some(decode::<OrderRecord>(trees::ORDERS, &k, &bytes)?),
+                    None => None,
+                };
+                if is_stale_pending(&v, rec.as_ref(), now) {
+                    removed |= b
+                        .compare_and_swap(trees::ORDERS_PENDING, &k, Some(&v), None)?
+                        .is_ok();
                 }
             }
             if removed {
@@ -161,7 +205,7 @@ impl Store {
             if u64::from_be_bytes(*at) >= cutoff_ms {
                 break;
             }
-            let _guard = self.lock();
+            let _guard = self.order_lock();
             let current = match b.get(trees::ORDERS, k)? {
                 Some(v) => {
                     let rec: OrderRecord = decode(trees::ORDERS, k, &v)?;
@@ -195,7 +239,7 @@ impl Store {
         let b = &*self.shared.backend;
         let k = order_key(&rec.reseller, &rec.remoteid);
         let new = encode(rec, || format!("order '{}'", rec.remoteid))?;
-        let guard = self.lock();
+        let guard = self.order_lock();
         loop {
             let current = b.get(trees::ORDERS, &k)?;
             let mut failed_at = None;
@@ -208,7 +252,7 @@ impl Store {
                     OrderState::Pending => return Ok(Claim::Pending(cur)),
                 }
             }
-            b.put(trees::ORDERS_PENDING, &k, &[])?;
+            b.put(trees::ORDERS_PENDING, &k, &rec.claimed_at_ms.to_be_bytes())?;
             match b.compare_and_swap(trees::ORDERS, &k, current.as_deref(), Some(&new))? {
                 Ok(()) => {
                     if let Some(at) = failed_at {
@@ -237,7 +281,7 @@ impl Store {
         ledger: Option<&super::ledger::LedgerEntry>,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let _guard = self.lock();
+        let _guard = self.order_lock();
         let k = order_key(reseller, remoteid);
         let Some(bytes) = self.shared.backend.get(trees::ORDERS, &k)? else {
             return Ok(false);
@@ -265,7 +309,14 @@ impl Store {
                 b.put(trees::ORDERS_FAILED, &failed_key(now_ms, &k), &[])?;
             }
             if rec.state != OrderState::Pending {
-                b.delete(trees::ORDERS_PENDING, &k)?;
+                // Only this claim's entry (a new claim of the key writes its own).
+                let at = claimed_at_ms.to_be_bytes();
+                if b.compare_and_swap(trees::ORDERS_PENDING, &k, Some(&at), None)?
+                    .is_err()
+                {
+                    b.compare_and_swap(trees::ORDERS_PENDING, &k, Some(&[]), None)?
+                        .ok(); // an entry from before fleet mode
+                }
             }
         }
         b.flush()?;
@@ -451,5 +502,29 @@ mod tests {
         // a key claimed again after a lost claim is claimed normally
         put(&store, "lost", None, 2_000);
         assert_eq!(pending_ids(&store), ["lost", "real"]);
+    }
+
+    #[test]
+    fn a_pending_index_entry_is_stale_only_when_its_own_claim_resolved() {
+        let now = 10 * LOST_CLAIM_MS;
+        let mut failed = rec("r", 5_000);
+        failed.state = OrderState::Failed { reason: "x".into() };
+        // the entry of the resolved claim itself
+        assert!(is_stale_pending(
+            &5_000u64.to_be_bytes(),
+            Some(&failed),
+            now
+        ));
+        // a new claim's entry, written before its compare-and-swap: kept
+        let young = (now - 10).to_be_bytes();
+        assert!(!is_stale_pending(&young, Some(&failed), now));
+        assert!(!is_stale_pending(&young, None, now));
+        // a lost claim, long ago
+        let old = (now - LOST_CLAIM_MS - 1).to_be_bytes();
+        assert!(is_stale_pending(&old, Some(&failed), now));
+        assert!(is_stale_pending(&old, None, now));
+        // a pending record is never stale; a value from before fleet mode is
+        assert!(!is_stale_pending(&old, Some(&rec("r", 1)), now));
+        assert!(is_stale_pending(&[], None, now));
     }
 }

@@ -185,19 +185,30 @@ impl Store {
         deleted: bool,
     ) -> Result<bool, StoreError> {
         let _guard = self.lock();
-        let Some(mut svc) = self.service(id)? else {
-            return Ok(false);
-        };
-        svc.history.push(event);
-        if svc.history.len() > HISTORY_LIMIT {
-            let extra = svc.history.len() - HISTORY_LIMIT;
-            svc.history.drain(..extra);
+        // A compare-and-swap, not a put: another gateway sharing the store may append to
+        // the same history meanwhile; then read it again and append to that.
+        loop {
+            let Some(old) = self.shared.backend.get(trees::SERVICES, &key(id))? else {
+                return Ok(false);
+            };
+            let mut svc: Service = decode(trees::SERVICES, &key(id), &old)?;
+            svc.history.push(event.clone());
+            if svc.history.len() > HISTORY_LIMIT {
+                let extra = svc.history.len() - HISTORY_LIMIT;
+                svc.history.drain(..extra);
+            }
+            svc.deleted |= deleted;
+            let v = encode(&svc, || format!("service {id}"))?;
+            if self
+                .shared
+                .backend
+                .compare_and_swap(trees::SERVICES, &key(id), Some(&old), Some(&v))?
+                .is_ok()
+            {
+                self.shared.backend.flush()?;
+                return Ok(true);
+            }
         }
-        svc.deleted |= deleted;
-        let v = encode(&svc, || format!("service {id}"))?;
-        self.shared.backend.put(trees::SERVICES, &key(id), &v)?;
-        self.shared.backend.flush()?;
-        Ok(true)
     }
 }
 

@@ -134,7 +134,7 @@ impl Builder {
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, text).unwrap();
         let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(&config.store.path).unwrap();
+        let store = Store::open_at(&config.store_location()).unwrap();
         let mappings = match &self.mappings {
             Some(text) => {
                 let p = dir.path().join("mappings.toml");

@@ -3,6 +3,7 @@
 
 mod client;
 mod harness;
+mod pg;
 
 mod admin;
 mod ambiguity;
@@ -10,6 +11,7 @@ mod bad_input;
 mod catalog;
 mod cli;
 mod corpus;
+mod fleet;
 mod gateway;
 mod hostile_upstream;
 mod hot_path;
@@ -21,6 +23,7 @@ mod orders;
 mod pingora_logs;
 mod sandbox_server;
 mod slow_clients;
+mod store_contract;
 mod store_growth;
 mod tls;
 mod upstream_failures;

@@ -136,6 +136,8 @@ struct Session {
     login: String,
     ip: IpAddr,
     last_seen: Instant,
+    /// When its last use was last written to the shared store (fleet mode).
+    stored: Instant,
     /// Position in the use order (higher = used more recently).
     seq: u64,
 }
@@ -195,6 +197,7 @@ impl Sessions {
                 login: login.to_string(),
                 ip,
                 last_seen: now,
+                stored: now,
                 seq,
             },
         );
@@ -417,6 +420,16 @@ impl Authenticator {
         (e, started_over)
     }
 
+    /// Whether (login, address) has failures counted here in the running window.
+    pub fn has_failures(&self, login: &str, ip: IpAddr, now: Instant) -> bool {
+        self.failures
+            .get(&(login.to_string(), ip))
+            .is_some_and(|f| {
+                f.count > 0
+                    && now.saturating_duration_since(f.window_start) < self.settings.failure_window
+            })
+    }
+
     /// Count one failed login for (login, address).
     pub fn record_failure(&self, login: &str, ip: IpAddr, now: Instant) {
         self.failures_now(login, ip, now).0.count += 1;
@@ -456,6 +469,37 @@ impl Authenticator {
             self.settings.max_sessions.max(1),
         );
         sid
+    }
+
+    /// Takes over a session another gateway of the fleet opened (found in the shared
+    /// store), as if opened here now; the caps apply as to a new one.
+    pub fn adopt_session(&self, sid: &str, login: &str, ip: IpAddr, now: Instant) {
+        let mut sessions = self.sessions();
+        if sessions.by_id.contains_key(sid) {
+            return;
+        }
+        sessions.insert(sid.to_string(), login, ip, now);
+        sessions.enforce(
+            login,
+            self.settings.max_sessions_per_reseller.max(1),
+            self.settings.max_sessions.max(1),
+        );
+        if let Some(s) = sessions.by_id.get_mut(sid) {
+            s.stored = now;
+        }
+    }
+
+    /// Whether session `sid`'s last use should be written to the shared store now: at
+    /// most once per `every` for one session (then it is marked written).
+    pub fn session_store_due(&self, sid: &str, now: Instant, every: Duration) -> bool {
+        let mut sessions = self.sessions();
+        match sessions.by_id.get_mut(sid) {
+            Some(s) if now.saturating_duration_since(s.stored) >= every => {
+                s.stored = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The login behind a live session from this address; refreshes its expiry.
