@@ -220,7 +220,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let config = load_config(&config)?;
             let set = config::load_mappings(&paths).map_err(Failure::config)?;
             let store = open_store(&config)?;
-            let changes = set.apply_to(&store).map_err(Failure::config)?;
+            let changes = set
+                .apply_to_as(
+                    &store,
+                    Some(&crate::store::Actor::cli(crate::store::Via::Mappings)),
+                )
+                .map_err(Failure::config)?;
             let mut out = std::io::stdout().lock();
             if changes.is_empty() {
                 let _ = writeln!(out, "no changes");

@@ -18,11 +18,13 @@
 //! - [`services`] — upstream certificates, their owner and history.
 //! - [`orders`]   — exactly-once order records and their pending and failed indexes.
 //! - [`ledger`]   — billable events and their CSV.
+//! - [`audit`]    — the audit log of operator changes, written in the same batch as them.
 //! - [`backend`], [`codec`], [`migrate`] — sled, value encoding, format versions.
 //!
 //! The store knows neither the config nor the catalogue: mapping files become records in
 //! [`crate::config::mappings`], prices are computed in [`crate::catalog::pricing`].
 
+pub mod audit;
 pub mod backend;
 pub mod codec;
 pub mod ledger;
@@ -38,10 +40,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
 
-pub use backend::{Backend, BackendError, SledBackend};
+pub use audit::{Actor, AuditEntry, AuditFilter, Via};
+pub use backend::{Backend, BackendError, BatchOp, SledBackend};
 pub use codec::CodecError;
 pub use model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
-pub use records::{Batch, Change, ChangeOp, RecordKind};
+pub use records::{Batch, Change, ChangeOp, Edit, RecordKind};
 
 /// Names of the trees. Keys: logins and names as UTF-8, ids as 8 big-endian bytes (so a
 /// scan is in id order).
@@ -60,7 +63,7 @@ pub mod trees {
     pub const ORDERS_PENDING: &str = "orders_pending";
     /// Index: failed orders, by the time they failed (8 big-endian bytes) then their key.
     pub const ORDERS_FAILED: &str = "orders_failed";
-    /// Reserved: the audit log of admin changes, by time-ordered id.
+    /// The audit log of admin changes, by time-ordered id ([`super::audit`]).
     pub const AUDIT: &str = "audit";
     /// The store's own facts: its format version ([`super::migrate`]).
     pub const META: &str = "meta";
@@ -89,6 +92,10 @@ pub enum StoreError {
     MissingRef { what: String, missing: String },
     #[error("{what} cannot be deleted: {by} still uses it")]
     StillUsed { what: String, by: String },
+    #[error("{what} was changed since it was read (If-Match does not match its ETag)")]
+    Stale { what: String },
+    #[error("there is no {what}")]
+    NotFound { what: String },
 }
 
 /// The state: a backend plus the caches the hot path reads.
@@ -104,6 +111,8 @@ struct Shared {
     plans: DashMap<u64, Arc<Plan>>,
     /// Serialises writes: backend write + flush + cache update happen as one step.
     writes: Mutex<()>,
+    /// The last audit id written (read from the backend on first use).
+    audit_last: Mutex<Option<u64>>,
 }
 
 impl fmt::Debug for Store {
@@ -143,6 +152,7 @@ impl Store {
             accounts: DashMap::new(),
             plans: DashMap::new(),
             writes: Mutex::new(()),
+            audit_last: Mutex::new(None),
         };
         for (k, v) in shared.backend.scan(trees::UPSTREAM_ACCOUNTS)? {
             let a: UpstreamAccount = decode(trees::UPSTREAM_ACCOUNTS, &k, &v)?;
