@@ -96,6 +96,8 @@ pub enum StoreError {
     Stale { what: String },
     #[error("there is no {what}")]
     NotFound { what: String },
+    #[error("{what} exists already")]
+    Exists { what: String },
 }
 
 /// The state: a backend plus the caches the hot path reads.

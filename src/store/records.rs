@@ -226,6 +226,23 @@ impl Store {
         Ok(changes)
     }
 
+    /// Makes a put `edit` for `actor` only if its record does not exist yet
+    /// ([`StoreError::Exists`] otherwise), audited like [`Store::edit`].
+    pub fn create(&self, actor: &Actor, edit: Edit) -> Result<Vec<Change>, StoreError> {
+        let _guard = self.lock();
+        let (kind, key) = edit.target();
+        if self.etag(kind, &key).is_some() {
+            return Err(StoreError::Exists {
+                what: format!("{kind} '{key}'"),
+            });
+        }
+        let (changes, writes) = self.plan_edit(edit)?;
+        if !writes.is_empty() {
+            self.commit(writes, &changes, Some(actor))?;
+        }
+        Ok(changes)
+    }
+
     /// What an edit would change and write, checked against the store as it is. Call
     /// with the lock held.
     fn plan_edit(&self, edit: Edit) -> Result<(Vec<Change>, Vec<Write>), StoreError> {

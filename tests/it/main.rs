@@ -17,6 +17,7 @@ mod large_answers;
 mod lifecycle;
 mod login_bounds;
 mod logs;
+mod operator;
 mod orders;
 mod pingora_logs;
 mod sandbox_server;
