@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::remote::Target;
 use crate::config::{self, Config};
 use crate::store::Store;
 
@@ -58,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         action: LedgerCommand,
     },
+    /// The audit log of operator changes.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Run the built-in upstream BILLmanager simulator.
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:1600")]
@@ -86,6 +92,10 @@ pub enum MappingsCommand {
     Apply {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -93,6 +103,10 @@ pub enum MappingsCommand {
     Export {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
     },
 }
 
@@ -109,6 +123,10 @@ pub enum ServicesCommand {
     List {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         #[arg(long)]
         reseller: Option<String>,
     },
@@ -120,6 +138,10 @@ pub enum OrdersCommand {
     Reconcile {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         /// Only orders claimed at least this long ago (default: `[orders] settle_ms`).
         #[arg(long)]
         settle_ms: Option<u64>,
@@ -128,6 +150,10 @@ pub enum OrdersCommand {
     List {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
     },
 }
 
@@ -137,11 +163,43 @@ pub enum LedgerCommand {
     Export {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         #[arg(long)]
         reseller: String,
         /// YYYY-MM (UTC).
         #[arg(long)]
         month: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit entries, newest first: time, token, via, op, object, changes.
+    List {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
+        /// reseller, plan or upstream_account.
+        #[arg(long)]
+        kind: Option<String>,
+        /// The login, id or name.
+        #[arg(long)]
+        key: Option<String>,
+        /// From this time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ), inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -159,6 +217,12 @@ impl Failure {
         Failure {
             code: EXIT_CONFIG,
             message: e.to_string(),
+        }
+    }
+    fn remote(e: crate::admin::remote::RemoteError) -> Failure {
+        match e {
+            crate::admin::remote::RemoteError::Config(m) => Failure::config(m),
+            crate::admin::remote::RemoteError::Other(m) => Failure::other(m),
         }
     }
     fn other(e: impl std::fmt::Display) -> Failure {
@@ -193,6 +257,11 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::config(format!("invalid configuration: {e}")))
 }
 
+/// The store, or the running gateway's admin API (see [`crate::admin::remote`]).
+fn target(config: &Config, admin: Option<&str>) -> Result<Target, Failure> {
+    crate::admin::remote::target(config, admin).map_err(Failure::remote)
+}
+
 fn open_store(config: &Config) -> Result<Store, Failure> {
     Store::open_with_cache(&config.store.path, config.store.cache_mb).map_err(Failure::other)
 }
@@ -215,11 +284,28 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Mappings {
-            action: MappingsCommand::Apply { config, paths },
+            action:
+                MappingsCommand::Apply {
+                    config,
+                    admin,
+                    paths,
+                },
         } => {
             let config = load_config(&config)?;
             let set = config::load_mappings(&paths).map_err(Failure::config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    let doc = config::MappingFile::from_records(
+                        set.upstream_accounts.iter().map(|e| &e.item),
+                        set.resellers.iter().map(|e| &e.item),
+                        set.plans.iter().map(|e| &e.item),
+                    )
+                    .to_toml();
+                    print!("{}", r.apply(doc).map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             let changes = set
                 .apply_to_as(
                     &store,
@@ -236,10 +322,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Mappings {
-            action: MappingsCommand::Export { config },
+            action: MappingsCommand::Export { config, admin },
         } => {
             let config = load_config(&config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.export().map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             print!("{}", config::MappingFile::from_store(&store).to_toml());
             Ok(())
         }
@@ -259,11 +351,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Services { action } => services(action),
+        Command::Audit { action } => audit(action),
         Command::Orders { action } => orders(action),
         Command::Ledger {
             action:
                 LedgerCommand::Export {
                     config,
+                    admin,
                     reseller,
                     month,
                 },
@@ -280,7 +374,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 )));
             }
             let config = load_config(&config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.ledger(&reseller, &month).map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             if store.reseller(&reseller).is_none() {
                 return Err(Failure::config(format!(
                     "no reseller '{reseller}' in the store"
@@ -318,7 +418,18 @@ fn with_reconciler<T>(
         Store,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>>>>,
 ) -> Result<T, Failure> {
-    let store = open_store(config)?;
+    with_reconciler_on(config, open_store(config)?, f)
+}
+
+/// [`with_reconciler`] over a store already open.
+fn with_reconciler_on<T>(
+    config: &Config,
+    store: Store,
+    f: impl FnOnce(
+        std::sync::Arc<crate::reconcile::Reconciler>,
+        Store,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>>>>,
+) -> Result<T, Failure> {
     let parts = crate::app::Parts::new(config, store.clone()).map_err(Failure::setup)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -346,9 +457,22 @@ fn services(action: ServicesCommand) -> Result<(), Failure> {
                 })
             })
         }
-        ServicesCommand::List { config, reseller } => {
+        ServicesCommand::List {
+            config,
+            admin,
+            reseller,
+        } => {
             let config = load_config(&config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!(
+                        "{}",
+                        r.services(reseller.as_deref()).map_err(Failure::remote)?
+                    );
+                    return Ok(());
+                }
+            };
             for s in store
                 .services(reseller.as_deref())
                 .map_err(Failure::other)?
@@ -372,12 +496,23 @@ fn services(action: ServicesCommand) -> Result<(), Failure> {
 
 fn orders(action: OrdersCommand) -> Result<(), Failure> {
     match action {
-        OrdersCommand::Reconcile { config, settle_ms } => {
+        OrdersCommand::Reconcile {
+            config,
+            admin,
+            settle_ms,
+        } => {
             let config = load_config(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.reconcile(settle_ms).map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             let settle = settle_ms
                 .map(std::time::Duration::from_millis)
                 .unwrap_or_else(|| config.order_settle());
-            with_reconciler(&config, move |rec, _| {
+            with_reconciler_on(&config, store, move |rec, _| {
                 Box::pin(async move {
                     let report = rec.reconcile_orders(settle).await.map_err(Failure::other)?;
                     for (reseller, remoteid, id) in &report.found {
@@ -400,9 +535,15 @@ fn orders(action: OrdersCommand) -> Result<(), Failure> {
                 })
             })
         }
-        OrdersCommand::List { config } => {
+        OrdersCommand::List { config, admin } => {
             let config = load_config(&config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.orders().map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             for o in store.orders().map_err(Failure::other)? {
                 let id = match &o.state {
                     crate::store::orders::OrderState::Done { upstream_id, .. } => {
@@ -415,4 +556,76 @@ fn orders(action: OrdersCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn audit(action: AuditCommand) -> Result<(), Failure> {
+    let AuditCommand::List {
+        config,
+        admin,
+        kind,
+        key,
+        since,
+        until,
+        limit,
+    } = action;
+    let config = load_config(&config)?;
+    let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+    for (k, v) in [
+        ("kind", &kind),
+        ("key", &key),
+        ("since", &since),
+        ("until", &until),
+    ] {
+        if let Some(v) = v {
+            query.push((k, v.clone()));
+        }
+    }
+    let store = match target(&config, admin.as_deref())? {
+        Target::Store(s) => s,
+        Target::Remote(r) => {
+            print!("{}", r.audit(&query).map_err(Failure::remote)?);
+            return Ok(());
+        }
+    };
+    let time = |name: &str, v: &Option<String>| -> Result<Option<u64>, Failure> {
+        v.as_ref()
+            .map(|t| {
+                crate::admin::api::parse_time(t).ok_or_else(|| {
+                    Failure::config(format!(
+                        "--{name} '{t}': expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    if !(1..=crate::admin::api::MAX_AUDIT_ENTRIES).contains(&limit) {
+        return Err(Failure::config(format!(
+            "--limit {limit}: must be from 1 to {}",
+            crate::admin::api::MAX_AUDIT_ENTRIES
+        )));
+    }
+    let filter = crate::store::AuditFilter {
+        kind,
+        key,
+        since_ms: time("since", &since)?,
+        until_ms: time("until", &until)?,
+        limit,
+    };
+    let mut out = std::io::stdout().lock();
+    for e in store.audit(&filter).map_err(Failure::other)? {
+        let _ = write!(
+            out,
+            "{}",
+            crate::admin::remote::audit_line(
+                &crate::store::ledger::timestamp(e.at_ms),
+                &e.actor,
+                &e.via,
+                &e.op,
+                &e.kind,
+                &e.key,
+                &e.changes.join("; "),
+            )
+        );
+    }
+    Ok(())
 }

@@ -37,9 +37,11 @@
 //! ```
 
 pub mod api;
+pub mod client;
 mod console;
 mod query;
 pub mod records;
+pub mod remote;
 pub mod routes;
 
 use std::path::Path;

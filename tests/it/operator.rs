@@ -334,3 +334,81 @@ fn mapping_apply_is_audited() {
     );
     assert_eq!(e["after"]["name"], "Wildcard");
 }
+
+/// The CLI while the gateway runs (its store locked): `mappings apply` goes through the
+/// admin API, takes effect on the next call, and is audited under the token's name;
+/// the read commands answer from the running gateway too.
+#[test]
+fn cli_talks_to_the_running_gateway() {
+    let (env, _addr) = operator_env("cli");
+    let cfg = env.dir.path().join("config.toml");
+    let file = env.dir.path().join("markup.toml");
+    std::fs::write(
+        &file,
+        "[[plan]]\nid = 101\nupstream_id = 3033\nname = \"PositiveSSL\"\nmarkup = { percent = \"50\" }\naddons = [{ id = 201, upstream_id = 3034 }]\n",
+    )
+    .unwrap();
+    let o = run_cli(&[&"mappings", &"apply", &"--config", &cfg, &file]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("~ plan 101: markup percent 20 -> 50"), "{out}");
+    assert!(err.contains("using its admin API"), "{err}");
+    assert_eq!(acme_costs(&env)[0], "13.50");
+
+    let o = run_cli(&[&"audit", &"list", &"--config", &cfg, &"--kind", &"plan"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("\tops\tmappings\tmodify\tplan 101\tmarkup percent 20 -> 50"),
+        "{out}"
+    );
+
+    for args in [
+        vec!["mappings", "export"],
+        vec!["orders", "list"],
+        vec!["services", "list", "--reseller", "acme"],
+        vec![
+            "ledger",
+            "export",
+            "--reseller",
+            "acme",
+            "--month",
+            "2026-11",
+        ],
+    ] {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = args
+            .iter()
+            .map(|s| s as &dyn AsRef<std::ffi::OsStr>)
+            .collect();
+        a.push(&"--config");
+        a.push(&cfg);
+        let o = run_cli(&a);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = run_cli(&[&"mappings", &"export", &"--config", &cfg]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("percent = \"50\""));
+    // A bad answer of the API is the CLI's exit code 64 with the gateway's message.
+    let o = run_cli(&[
+        &"ledger",
+        &"export",
+        &"--config",
+        &cfg,
+        &"--reseller",
+        &"nobody",
+        &"--month",
+        &"2026-11",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
