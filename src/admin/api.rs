@@ -88,7 +88,7 @@ impl ApiError {
         }
     }
 
-    fn store(e: StoreError) -> ApiError {
+    pub(crate) fn store(e: StoreError) -> ApiError {
         let status = match &e {
             StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             StoreError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
@@ -306,7 +306,7 @@ fn validated(file: MappingFile) -> Result<MappingSet, ApiError> {
     Ok(set)
 }
 
-fn plan_from_body(body: &[u8], path_id: Option<&str>) -> Result<Plan, ApiError> {
+pub(crate) fn plan_from_body(body: &[u8], path_id: Option<&str>) -> Result<Plan, ApiError> {
     let b: PlanBody = parse_body(body)?;
     let id = match (b.id, path_id) {
         (Some(g), Some(p)) if g.to_string() != p => {
@@ -338,7 +338,7 @@ fn plan_from_body(body: &[u8], path_id: Option<&str>) -> Result<Plan, ApiError> 
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "no plan given"))
 }
 
-fn reseller_from_body(
+pub(crate) fn reseller_from_body(
     store: &Store,
     body: &[u8],
     path_login: Option<&str>,
@@ -501,7 +501,11 @@ impl AdminApp {
                 if store.reseller(&login).is_none() {
                     return Err(not_found(RecordKind::Reseller, &login));
                 }
-                match self.gateway.preview_pricelist(&login).await {
+                match self
+                    .gateway
+                    .preview_pricelist(&login, crate::billmgr::Format::Json)
+                    .await
+                {
                     Ok(doc) => Ok(super::reply(
                         StatusCode::OK,
                         "application/json",

@@ -38,7 +38,7 @@
 
 pub mod api;
 pub mod client;
-mod console;
+pub mod console;
 mod query;
 pub mod records;
 pub mod remote;
@@ -88,6 +88,7 @@ pub struct AdminApp {
     gateway: Arc<Gateway>,
     reconciler: Arc<Reconciler>,
     tokens: Vec<Token>,
+    sessions: console::Sessions,
 }
 
 impl AdminApp {
@@ -96,7 +97,15 @@ impl AdminApp {
             gateway,
             reconciler,
             tokens,
+            sessions: console::Sessions::new(std::time::Duration::from_secs(3600), 64),
         }
+    }
+
+    /// Console sessions end `ttl` after their last use; at most `max` at once
+    /// (`[admin] console_session_ttl_s`, `max_console_sessions`).
+    pub fn with_console_sessions(mut self, ttl: std::time::Duration, max: usize) -> Self {
+        self.sessions = console::Sessions::new(ttl, max);
+        self
     }
 
     /// The token an `Authorization` header carries, if any matches. Every token is

@@ -115,7 +115,11 @@ pub fn build(config: &Config, parts: &Parts) -> anyhow::Result<Server> {
             "no admin token variable is set: the admin listener is off"
         );
     } else {
-        let app = crate::admin::AdminApp::new(gateway.clone(), parts.reconciler.clone(), tokens);
+        let app = crate::admin::AdminApp::new(gateway.clone(), parts.reconciler.clone(), tokens)
+            .with_console_sessions(
+                Duration::from_secs(config.admin.console_session_ttl_s),
+                config.admin.max_console_sessions,
+            );
         // The same connection bounds as the proxy listener (its own counts).
         let mut admin = pingora::services::listening::Service::new(
             "resellgate admin".to_string(),

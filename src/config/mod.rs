@@ -254,6 +254,20 @@ impl Config {
                 "not an environment variable name (letters, digits, '_')",
             ));
         }
+        if self.admin.console_session_ttl_s == 0 {
+            return Err(err(
+                "admin.console_session_ttl_s",
+                &0,
+                "must be greater than 0",
+            ));
+        }
+        if self.admin.max_console_sessions == 0 {
+            return Err(err(
+                "admin.max_console_sessions",
+                &0,
+                "must be greater than 0",
+            ));
+        }
         let mut names = std::collections::BTreeSet::from(["admin".to_string()]);
         for (i, t) in self.admin.token.iter().enumerate() {
             let key = |k: &str| format!("admin.token[{i}].{k}");

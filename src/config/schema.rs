@@ -144,6 +144,10 @@ pub struct AdminConfig {
     pub token_env: String,
     /// `[[admin.token]]`: named tokens with a role, besides (or instead of) `token_env`.
     pub token: Vec<AdminTokenConfig>,
+    /// A console session ends this long after its last use.
+    pub console_session_ttl_s: u64,
+    /// Console sessions at once; a new one ends the least recently used.
+    pub max_console_sessions: usize,
 }
 
 impl Default for AdminConfig {
@@ -152,6 +156,8 @@ impl Default for AdminConfig {
             listen: "127.0.0.1:1501".into(),
             token_env: "RESELLGATE_ADMIN_TOKEN".into(),
             token: Vec::new(),
+            console_session_ttl_s: 3600,
+            max_console_sessions: 64,
         }
     }
 }

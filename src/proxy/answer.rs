@@ -86,7 +86,11 @@ impl Gateway {
     /// (JSON), made by the same path as a real call — its upstream account, its plans,
     /// their marked-up prices — but without authenticating it (the operator's preview,
     /// `GET /resellers/{login}/pricelist`).
-    pub async fn preview_pricelist(&self, login: &str) -> Result<Bytes, super::Refusal> {
+    pub async fn preview_pricelist(
+        &self,
+        login: &str,
+        format: Format,
+    ) -> Result<Bytes, super::Refusal> {
         use super::Refusal;
         let reseller = self.store.reseller(login).ok_or(Refusal::NoFunction)?;
         let account = self
@@ -95,7 +99,7 @@ impl Gateway {
             .resolve(&reseller)
             .map_err(|_| Refusal::AccountUnavailable)?;
         let params = Params::parse(
-            Some("func=pricelist.export&out=json"),
+            Some(&format!("func=pricelist.export&out={}", format.as_str())),
             b"",
             &crate::billmgr::Limits::default(),
         )
@@ -111,7 +115,7 @@ impl Gateway {
             func,
             params: &params,
             service_plan: None,
-            caller: Format::Json,
+            caller: format,
             secrets: &secrets,
         };
         Ok(self.reseller_answer(call, body).await?)
