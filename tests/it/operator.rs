@@ -62,7 +62,7 @@ fn json_of(r: &client::Response) -> Value {
 }
 
 /// The period costs of plan 101 in `acme`'s price list, as a document in `format`.
-fn acme_costs(env: &TestEnv) -> Vec<String> {
+pub fn acme_costs(env: &TestEnv) -> Vec<String> {
     let d = doc(
         &env.acme("func=pricelist.export&itemtype=certificate&pricelist=101"),
         Format::Xml,
