@@ -16,8 +16,9 @@
 //! - [`secret`]    — secrets that never print, argon2id password hashing, env/file resolution.
 //! - [`proxy`]     — the pingora service: authentication, function policy, request
 //!   rewriting, forwarding and the one place where failures become error documents.
-//! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export, and
-//!   services, orders and reconciliation of the running gateway (JSON).
+//! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export,
+//!   services, orders and reconciliation, JSON resources with roles and ETags, the audit
+//!   log, the web console, and the CLI's client of a running gateway.
 //! - [`sandbox`]   — a built-in upstream BILLmanager simulator for the demo, tests and benches.
 //! - [`demo`]      — `resellgate demo`: sandbox + gateway + a scripted reseller session.
 //! - [`telemetry`] — tracing set-up, pingora's `log` bridged in, secret-free access lines.
