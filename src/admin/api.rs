@@ -601,13 +601,13 @@ impl AdminApp {
         };
         let (Some(login), Some(month)) = (q.get("reseller").cloned(), q.get("month").cloned())
         else {
-            return super::text(
+            return super::error(
                 StatusCode::BAD_REQUEST,
                 "query parameters 'reseller' and 'month' are required: GET /ledger?reseller=LOGIN&month=YYYY-MM",
             );
         };
         if !valid_month(&month) {
-            return super::text(
+            return super::error(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "query parameter 'month': '{}' is not YYYY-MM",

@@ -27,10 +27,11 @@
 //!
 //! Services and orders are what `resellgate services list` / `orders list` print, readable
 //! while the gateway runs (the CLI needs the store unlocked, i.e. the gateway stopped).
-//! The JSON views are in [`records`]. Errors are one line of plain text: 401 without a
-//! valid token (checked before anything else about the request), 400 for a query string
-//! the endpoint does not take, 404 for an unknown path or reseller, 405 with `Allow` for
-//! another method.
+//! The JSON views are in [`records`]. Errors are JSON, `{"error": "…"}` with `field`
+//! (and `value`) when one is at fault: 401 without a valid token (checked before
+//! anything else about the request), 403 a read token asking to change something, 400
+//! for a query string the endpoint does not take (`field` = the parameter), 404 for an
+//! unknown path or reseller, 405 with `Allow` for another method.
 //!
 //! ```sh
 //! curl -H "Authorization: Bearer $RESELLGATE_ADMIN_TOKEN" 'http://127.0.0.1:1501/orders?state=pending'
@@ -193,20 +194,34 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Vec<u8>> {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot encode an admin answer");
-            text(
+            reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the answer could not be encoded",
+                "application/json",
+                "{\"error\": \"the answer could not be encoded\"}\n",
             )
         }
     }
 }
 
+/// An error answer: `{"error": "…"}` (see [`api::ApiError`]).
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Vec<u8>> {
+    api::ApiError::new(status, message).answer()
+}
+
+/// A refused query string: the parameter at fault is the `field`.
 fn bad_query(e: QueryError) -> Response<Vec<u8>> {
-    text(StatusCode::BAD_REQUEST, e.to_string())
+    let field = match &e {
+        QueryError::Encoding(_) => None,
+        QueryError::Unknown { name, .. } | QueryError::Invalid { name, .. } => Some(name.clone()),
+        QueryError::Repeated(name) | QueryError::Empty(name) => Some(name.clone()),
+    };
+    let mut a = api::ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+    a.field = field;
+    a.answer()
 }
 
 fn no_reseller(login: &str) -> Response<Vec<u8>> {
-    text(
+    error(
         StatusCode::NOT_FOUND,
         format!("there is no reseller '{}'", printable(login)),
     )
@@ -219,7 +234,7 @@ async fn read_store<T: Send + 'static>(
 ) -> Result<T, Response<Vec<u8>>> {
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, what, "admin API: cannot read the store");
-        text(
+        error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the {what} could not be read from the store"),
         )
@@ -239,7 +254,7 @@ impl AdminApp {
             Err(e) => return bad_query(e),
         };
         let Some(login) = q.get("reseller").cloned() else {
-            return text(
+            return error(
                 StatusCode::BAD_REQUEST,
                 "query parameter 'reseller' is required: GET /services?reseller=LOGIN",
             );
@@ -302,7 +317,7 @@ impl AdminApp {
             }
             Err(e) => {
                 tracing::error!(error = %e, "reconciliation through the admin API failed");
-                text(
+                error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("the reconciliation failed: {e}"),
                 )
@@ -319,14 +334,14 @@ impl AdminApp {
                     body.extend_from_slice(&chunk)
                 }
                 Ok(Some(_)) => {
-                    return text(
+                    return error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "the mapping document is too large",
                     )
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    return text(
+                    return error(
                         StatusCode::BAD_REQUEST,
                         "the request body could not be read",
                     )
@@ -334,12 +349,12 @@ impl AdminApp {
             }
         }
         let Ok(doc) = String::from_utf8(body) else {
-            return text(StatusCode::BAD_REQUEST, "the mapping document is not UTF-8");
+            return error(StatusCode::BAD_REQUEST, "the mapping document is not UTF-8");
         };
         match self.apply(&doc, actor).await {
             Ok(changes) if changes.is_empty() => text(StatusCode::OK, "no changes"),
             Ok(changes) => text(StatusCode::OK, changes.join("\n")),
-            Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, e),
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         }
     }
 }
@@ -354,9 +369,9 @@ impl ServeHttp for AdminApp {
         }
         let endpoint = match Endpoint::route(method.as_str(), uri.path()) {
             Ok(e) => e,
-            Err(Unrouted::NotFound) => return text(StatusCode::NOT_FOUND, "not found"),
+            Err(Unrouted::NotFound) => return error(StatusCode::NOT_FOUND, "not found"),
             Err(Unrouted::WrongMethod { allow }) => {
-                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
                 if let Ok(v) = HeaderValue::from_str(&allow) {
                     r.headers_mut().insert(http::header::ALLOW, v);
                 }
@@ -371,7 +386,7 @@ impl ServeHttp for AdminApp {
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
             let Some(token) = self.token_of(auth) else {
-                return text(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+                return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
             };
             if routes::changes(method.as_str()) && token.role != AdminRole::Write {
                 return api::ApiError::new(
