@@ -398,3 +398,68 @@ mod tests {
         assert!(none.is_empty());
     }
 }
+
+#[cfg(test)]
+mod atomicity {
+    use super::*;
+    use crate::store::backend::{Backend, BackendError, BatchOp, SledBackend};
+    use crate::store::tests::plan;
+    use crate::store::Edit;
+
+    /// sled, except that every batch fails.
+    struct FailingBatches(SledBackend);
+
+    impl Backend for FailingBatches {
+        fn get(&self, t: &str, k: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+            self.0.get(t, k)
+        }
+        fn put(&self, t: &str, k: &[u8], v: &[u8]) -> Result<(), BackendError> {
+            self.0.put(t, k, v)
+        }
+        fn delete(&self, t: &str, k: &[u8]) -> Result<bool, BackendError> {
+            self.0.delete(t, k)
+        }
+        fn scan(&self, t: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+            self.0.scan(t)
+        }
+        fn compare_and_swap(
+            &self,
+            t: &str,
+            k: &[u8],
+            o: Option<&[u8]>,
+            n: Option<&[u8]>,
+        ) -> Result<Result<(), Option<Vec<u8>>>, BackendError> {
+            self.0.compare_and_swap(t, k, o, n)
+        }
+        fn flush(&self) -> Result<(), BackendError> {
+            self.0.flush()
+        }
+        fn write_batch(&self, _: &[BatchOp]) -> Result<(), BackendError> {
+            Err(BackendError::Io {
+                op: "write_batch",
+                tree: "*".into(),
+                message: "disk full".into(),
+            })
+        }
+    }
+
+    /// A change and its audit entry are one write: when it fails, neither is there —
+    /// not in the backend, not in the cache.
+    #[test]
+    fn a_failed_write_leaves_neither_change_nor_entry() {
+        let s = Store::with_backend(Box::new(FailingBatches(SledBackend::temporary().unwrap())))
+            .unwrap();
+        let e = s
+            .edit(&Actor::new("ops", Via::Api), Edit::PutPlan(plan(1)), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert!(s.plan(1).is_none());
+        assert!(s
+            .audit(&AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .unwrap()
+            .is_empty());
+    }
+}

@@ -412,3 +412,100 @@ fn cli_talks_to_the_running_gateway() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Every path and method of `GET /openapi.json` is routed by the running listener (a
+/// read token: GETs reach their handler, changes are refused by role, never "not found"
+/// or "use …"), and the listener routes nothing the document leaves out.
+#[test]
+fn openapi_is_what_the_listener_serves() {
+    let (_env, addr) = operator_env("openapi");
+    let doc = client::blocking(
+        addr,
+        "GET",
+        "/openapi.json",
+        &[],
+        b"",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let doc = json_of(&doc);
+    let mut n = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{login}", "nobody")
+            .replace("{name}", "nobody")
+            .replace("{id}", "999999");
+        for method in ops.as_object().unwrap().keys() {
+            let m = method.to_uppercase();
+            let r = call(addr, &m, &concrete, READ, &[], "");
+            let text = r.text();
+            assert!(
+                r.status != 405 && !text.contains("\"not found\""),
+                "{m} {path}: {} {text}",
+                r.status
+            );
+            if m != "GET" {
+                assert_eq!(r.status, 403, "{m} {path}: {text}");
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 30, "{n} operations");
+    assert_eq!(
+        call(addr, "GET", "/plans/1/addons", READ, &[], "").status,
+        404
+    );
+}
+
+/// Upstream accounts: the password variable must resolve before anything is written;
+/// an account in use cannot be deleted; tokens never reach the audit log.
+#[test]
+fn upstream_accounts_and_no_token_in_the_audit_log() {
+    let (_env, addr) = operator_env("accounts");
+    let body =
+        r#"{"name": "initech-up", "login": "initech@sandbox", "password_env": "RG_OPS_UNSET_PW"}"#;
+    let r = call(addr, "POST", "/upstream_accounts", WRITE, &[], body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(json_of(&r)["field"], "password_env");
+    assert_eq!(
+        call(addr, "GET", "/upstream_accounts/initech-up", READ, &[], "").status,
+        404
+    );
+    std::env::set_var("RG_OPS_SET_PW", "initech-upstream-pw");
+    let body = body.replace("RG_OPS_UNSET_PW", "RG_OPS_SET_PW");
+    let r = call(addr, "POST", "/upstream_accounts", WRITE, &[], &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let got = json_of(&call(
+        addr,
+        "GET",
+        "/upstream_accounts/initech-up",
+        READ,
+        &[],
+        "",
+    ));
+    assert_eq!(
+        got,
+        json!({"name": "initech-up", "login": "initech@sandbox", "password_env": "RG_OPS_SET_PW"})
+    );
+    assert_eq!(
+        call(addr, "DELETE", "/upstream_accounts/acme-up", WRITE, &[], "").status,
+        409
+    );
+    assert_eq!(
+        call(
+            addr,
+            "DELETE",
+            "/upstream_accounts/initech-up",
+            WRITE,
+            &[],
+            ""
+        )
+        .status,
+        200
+    );
+    let audit = call(addr, "GET", "/audit?limit=1000", READ, &[], "").text();
+    assert!(audit.contains("initech-up"), "{audit}");
+    for secret in [WRITE, READ, "initech-upstream-pw"] {
+        assert!(!audit.contains(secret), "{secret} in {audit}");
+    }
+}
