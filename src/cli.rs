@@ -80,6 +80,9 @@ pub enum Command {
         /// Port of the gateway (the sandbox takes the next one).
         #[arg(long, default_value_t = 1500)]
         port: u16,
+        /// Port of the admin listener and console (default: the gateway's port + 1).
+        #[arg(long)]
+        admin_port: Option<u16>,
         /// Run the script and exit instead of serving on.
         #[arg(long)]
         once: bool,
@@ -403,9 +406,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             crate::sandbox::run_cli(&listen, latency_ms, fail_rate).map_err(Failure::other)
         }
-        Command::Demo { port, once } => {
+        Command::Demo {
+            port,
+            admin_port,
+            once,
+        } => {
             crate::telemetry::init();
-            crate::demo::run(port, once).map_err(Failure::other)
+            crate::demo::run(port, admin_port, once).map_err(Failure::other)
         }
     }
 }

@@ -28,7 +28,7 @@ const UPSTREAM_PASSWORDS: &[(&str, &str)] = &[
     ("GLOBEX_UP_PASSWORD", "globex-upstream-pw"),
 ];
 
-pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
+pub fn run(port: u16, admin_port: Option<u16>, once: bool) -> anyhow::Result<()> {
     let sandbox_port = port.checked_add(100).context("--port is too high")?;
     let dir = std::env::temp_dir().join(format!("resellgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -50,7 +50,10 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     let mappings = dir.join("demo.toml");
     std::fs::write(&mappings, DEMO_MAPPINGS)?;
     // The operator's token: RESELLGATE_ADMIN_TOKEN when set, else a random one.
-    let admin_port = port.checked_add(1).context("--port is too high")?;
+    let admin_port = match admin_port {
+        Some(p) => p,
+        None => port.checked_add(1).context("--port is too high")?,
+    };
     let token = std::env::var("RESELLGATE_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())

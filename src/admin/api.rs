@@ -298,6 +298,13 @@ fn same_key(
 
 const ORIGIN: &str = "request";
 
+/// How a write is conditioned: a create (the record must not exist), or an edit with an
+/// optional `If-Match`.
+enum Write<'a> {
+    Create,
+    Edit(Option<&'a str>),
+}
+
 /// Validates one record as a mapping entry.
 fn validated(file: MappingFile) -> Result<MappingSet, ApiError> {
     let mut set = MappingSet::default();
@@ -414,6 +421,7 @@ impl AdminApp {
         actor: &Actor,
     ) -> Result<Response<Vec<u8>>, ApiError> {
         let store = self.gateway.store().clone();
+        let is_put_markup = matches!(endpoint, Endpoint::PutMarkup(..));
         match endpoint {
             Endpoint::List(kind) => Ok(json_answer(StatusCode::OK, &list_of(&store, kind))),
             Endpoint::Get(kind, key) => {
@@ -447,16 +455,14 @@ impl AdminApp {
                         format!("{} exists already: PUT it to replace it", what(kind, &key)),
                     ));
                 }
-                self.write(&store, actor, edit, Some("!"), StatusCode::CREATED)
-                    .await
+                self.write(&store, actor, edit, Write::Create).await
             }
             Endpoint::Replace(kind, key) => {
                 if view_of(&store, kind, &key).is_none() {
                     return Err(not_found(kind, &key));
                 }
                 let edit = self.edit_from_body(&store, kind, Some(&key), body)?;
-                self.write(&store, actor, edit, if_match, StatusCode::OK)
-                    .await
+                self.write(&store, actor, edit, Write::Edit(if_match)).await
             }
             Endpoint::Delete(kind, key) => {
                 let edit = match kind {
@@ -466,11 +472,10 @@ impl AdminApp {
                         Edit::DeletePlan(key.parse().map_err(|_| not_found(kind, &key))?)
                     }
                 };
-                self.write(&store, actor, edit, if_match, StatusCode::OK)
-                    .await
+                self.write(&store, actor, edit, Write::Edit(if_match)).await
             }
             Endpoint::PutMarkup(kind, key) | Endpoint::DeleteMarkup(kind, key) => {
-                let markup = match endpoint_is_put(body) {
+                let markup = match is_put_markup {
                     true => Some(markup_from_body(body, &what(kind, &key))?),
                     false => None,
                 };
@@ -494,8 +499,7 @@ impl AdminApp {
                         })
                     }
                 };
-                self.write(&store, actor, edit, if_match, StatusCode::OK)
-                    .await
+                self.write(&store, actor, edit, Write::Edit(if_match)).await
             }
             Endpoint::Pricelist(login) => {
                 if store.reseller(&login).is_none() {
@@ -536,15 +540,13 @@ impl AdminApp {
     }
 
     /// Makes `edit` (an upstream account's password resolved first, as a mapping apply
-    /// does) and answers the record as it is now, with its ETag. `if_match` `"!"`: the
-    /// record must not exist (create).
+    /// does) and answers the record as it is now, with its ETag.
     async fn write(
         &self,
         store: &Store,
         actor: &Actor,
         edit: Edit,
-        if_match: Option<&str>,
-        status: StatusCode,
+        how: Write<'_>,
     ) -> Result<Response<Vec<u8>>, ApiError> {
         let secret = match &edit {
             Edit::PutAccount(a) => Some((
@@ -562,10 +564,16 @@ impl AdminApp {
         let (kind, key) = edit.target();
         let s = store.clone();
         let a = actor.clone();
-        let expect = if_match.map(str::to_string);
-        let result = tokio::task::spawn_blocking(move || match expect.as_deref() {
-            Some("!") => s.create(&a, edit),
-            other => s.edit(&a, edit, other),
+        let (create, expect, status) = match how {
+            Write::Create => (true, None, StatusCode::CREATED),
+            Write::Edit(m) => (false, m.map(str::to_string), StatusCode::OK),
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            if create {
+                s.create(&a, edit)
+            } else {
+                s.edit(&a, edit, expect.as_deref())
+            }
         })
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the write task failed"))?;
@@ -646,11 +654,6 @@ impl AdminApp {
             Err(r) => r,
         }
     }
-}
-
-/// A `PUT` of a markup carries a body; a `DELETE` none.
-fn endpoint_is_put(body: &[u8]) -> bool {
-    !body.iter().all(u8::is_ascii_whitespace)
 }
 
 pub fn valid_month(month: &str) -> bool {

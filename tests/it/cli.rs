@@ -135,7 +135,15 @@ fn mappings_apply_refuses_unknown_references() {
 #[test]
 fn demo_once() {
     let port = free_port();
-    let o = run_cli(&[&"demo", &"--once", &"--port", &port.to_string()]);
+    let admin = free_port();
+    let o = run_cli(&[
+        &"demo",
+        &"--once",
+        &"--port",
+        &port.to_string(),
+        &"--admin-port",
+        &admin.to_string(),
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     for step in [
