@@ -15,6 +15,7 @@
 //!
 //! - [`model`]    — the operator's records: upstream accounts, resellers, plans, markups.
 //! - [`records`]  — writing them, one by one or as a [`Batch`], with the [`Change`]s made.
+//! - [`edit`]     — one audited edit, conditioned on an entity tag (the admin API's).
 //! - [`services`] — upstream certificates, their owner and history.
 //! - [`orders`]   — exactly-once order records and their pending and failed indexes.
 //! - [`ledger`]   — billable events and their CSV.
@@ -27,6 +28,7 @@
 pub mod audit;
 pub mod backend;
 pub mod codec;
+pub mod edit;
 pub mod ledger;
 pub mod migrate;
 pub mod model;
@@ -43,8 +45,9 @@ use dashmap::DashMap;
 pub use audit::{Actor, AuditEntry, AuditFilter, Via};
 pub use backend::{Backend, BackendError, BatchOp, SledBackend};
 pub use codec::CodecError;
+pub use edit::Edit;
 pub use model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
-pub use records::{Batch, Change, ChangeOp, Edit, RecordKind};
+pub use records::{Batch, Change, ChangeOp, RecordKind};
 
 /// Names of the trees. Keys: logins and names as UTF-8, ids as 8 big-endian bytes (so a
 /// scan is in id order).
