@@ -576,63 +576,18 @@ fn audit(action: AuditCommand) -> Result<(), Failure> {
         limit,
     } = action;
     let config = load_config(&config)?;
-    let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-    for (k, v) in [
-        ("kind", &kind),
-        ("key", &key),
-        ("since", &since),
-        ("until", &until),
-    ] {
-        if let Some(v) = v {
-            query.push((k, v.clone()));
-        }
-    }
-    let store = match target(&config, admin.as_deref())? {
-        Target::Store(s) => s,
-        Target::Remote(r) => {
-            print!("{}", r.audit(&query).map_err(Failure::remote)?);
-            return Ok(());
-        }
-    };
-    let time = |name: &str, v: &Option<String>| -> Result<Option<u64>, Failure> {
-        v.as_ref()
-            .map(|t| {
-                crate::admin::api::parse_time(t).ok_or_else(|| {
-                    Failure::config(format!(
-                        "--{name} '{t}': expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
-                    ))
-                })
-            })
-            .transpose()
-    };
-    if !(1..=crate::admin::api::MAX_AUDIT_ENTRIES).contains(&limit) {
-        return Err(Failure::config(format!(
-            "--limit {limit}: must be from 1 to {}",
-            crate::admin::api::MAX_AUDIT_ENTRIES
-        )));
-    }
-    let filter = crate::store::AuditFilter {
+    let query = crate::admin::remote::AuditQuery {
         kind,
         key,
-        since_ms: time("since", &since)?,
-        until_ms: time("until", &until)?,
+        since,
+        until,
         limit,
     };
-    let mut out = std::io::stdout().lock();
-    for e in store.audit(&filter).map_err(Failure::other)? {
-        let _ = write!(
-            out,
-            "{}",
-            crate::admin::remote::audit_line(
-                &crate::store::ledger::timestamp(e.at_ms),
-                &e.actor,
-                &e.via,
-                &e.op,
-                &e.kind,
-                &e.key,
-                &e.changes.join("; "),
-            )
-        );
+    let out = match target(&config, admin.as_deref())? {
+        Target::Store(s) => query.list(&s),
+        Target::Remote(r) => query.fetch(&r),
     }
+    .map_err(Failure::remote)?;
+    print!("{out}");
     Ok(())
 }

@@ -311,3 +311,83 @@ pub fn audit_line(
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// `resellgate audit list`'s options.
+pub struct AuditQuery {
+    pub kind: Option<String>,
+    pub key: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// From a running gateway's `GET /audit`.
+    pub fn fetch(&self, remote: &Remote) -> Result<String, RemoteError> {
+        let mut query: Vec<(&str, String)> = vec![("limit", self.limit.to_string())];
+        for (k, v) in [
+            ("kind", &self.kind),
+            ("key", &self.key),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            if let Some(v) = v {
+                query.push((k, v.clone()));
+            }
+        }
+        remote.audit(&query)
+    }
+
+    /// From the store (the gateway stopped); the same checks as `GET /audit`.
+    pub fn list(&self, store: &Store) -> Result<String, RemoteError> {
+        let time = |name: &str, v: &Option<String>| -> Result<Option<u64>, RemoteError> {
+            v.as_ref()
+                .map(|t| {
+                    super::api::parse_time(t).ok_or_else(|| {
+                        RemoteError::Config(format!(
+                            "--{name} '{t}': expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let max = super::api::MAX_AUDIT_ENTRIES;
+        if !(1..=max).contains(&self.limit) {
+            return Err(RemoteError::Config(format!(
+                "--limit {}: must be from 1 to {max}",
+                self.limit
+            )));
+        }
+        if let Some(k) = &self.kind {
+            if !["reseller", "plan", "upstream_account"].contains(&k.as_str()) {
+                return Err(RemoteError::Config(format!(
+                    "--kind '{k}': expected reseller, plan or upstream_account"
+                )));
+            }
+        }
+        let filter = crate::store::AuditFilter {
+            kind: self.kind.clone(),
+            key: self.key.clone(),
+            since_ms: time("since", &self.since)?,
+            until_ms: time("until", &self.until)?,
+            limit: self.limit,
+        };
+        let entries = store
+            .audit(&filter)
+            .map_err(|e| RemoteError::Other(e.to_string()))?;
+        Ok(entries
+            .iter()
+            .map(|e| {
+                audit_line(
+                    &crate::store::ledger::timestamp(e.at_ms),
+                    &e.actor,
+                    &e.via,
+                    &e.op,
+                    &e.kind,
+                    &e.key,
+                    &e.changes.join("; "),
+                )
+            })
+            .collect())
+    }
+}

@@ -509,3 +509,36 @@ fn upstream_accounts_and_no_token_in_the_audit_log() {
         assert!(!audit.contains(secret), "{secret} in {audit}");
     }
 }
+
+/// With the gateway stopped, `mappings apply` writes the store directly and is audited
+/// as `cli`; `audit list` reads it there, its options checked.
+#[test]
+fn cli_on_a_stopped_store_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[upstream]\nurl = \"http://127.0.0.1:9/billmgr\"\n[store]\npath = \"store\"\n",
+    )
+    .unwrap();
+    let mappings = write_mappings(dir.path());
+    let o = run_cli(&[&"mappings", &"apply", &"--config", &cfg, &mappings]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run_cli(&[&"audit", &"list", &"--config", &cfg, &"--kind", &"reseller"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("\tcli\tmappings\tadd\treseller acme\t"),
+        "{out}"
+    );
+    assert!(!out.contains("plan "), "{out}");
+    assert!(!out.contains("argon2"), "{out}");
+    for bad in [
+        ["--limit", "0"],
+        ["--since", "yesterday"],
+        ["--kind", "cat"],
+    ] {
+        let o = run_cli(&[&"audit", &"list", &"--config", &cfg, &bad[0], &bad[1]]);
+        assert_eq!(o.status.code(), Some(64), "{bad:?}");
+    }
+}
