@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::remote::Target;
 use crate::config::{self, Config};
 use crate::store::Store;
 
@@ -63,6 +64,11 @@ pub enum Command {
         #[command(subcommand)]
         action: StoreCommand,
     },
+    /// The audit log of operator changes.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Run the built-in upstream BILLmanager simulator.
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:1600")]
@@ -82,6 +88,9 @@ pub enum Command {
         /// Port of the gateway (the sandbox takes the next one).
         #[arg(long, default_value_t = 1500)]
         port: u16,
+        /// Port of the admin listener and console (default: the gateway's port + 1).
+        #[arg(long)]
+        admin_port: Option<u16>,
         /// Run the script and exit instead of serving on.
         #[arg(long)]
         once: bool,
@@ -94,6 +103,10 @@ pub enum MappingsCommand {
     Apply {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -101,6 +114,10 @@ pub enum MappingsCommand {
     Export {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
     },
 }
 
@@ -117,6 +134,10 @@ pub enum ServicesCommand {
     List {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         #[arg(long)]
         reseller: Option<String>,
     },
@@ -128,6 +149,10 @@ pub enum OrdersCommand {
     Reconcile {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         /// Only orders claimed at least this long ago (default: `[orders] settle_ms`).
         #[arg(long)]
         settle_ms: Option<u64>,
@@ -136,6 +161,10 @@ pub enum OrdersCommand {
     List {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
     },
 }
 
@@ -145,6 +174,10 @@ pub enum LedgerCommand {
     Export {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         #[arg(long)]
         reseller: String,
         /// YYYY-MM (UTC).
@@ -177,6 +210,34 @@ pub enum StoreCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit entries, newest first: time, token, via, op, object, changes.
+    List {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
+        /// reseller, plan or upstream_account.
+        #[arg(long)]
+        kind: Option<String>,
+        /// The login, id or name.
+        #[arg(long)]
+        key: Option<String>,
+        /// From this time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ), inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
 /// Exit code for bad configuration or input (sysexits' EX_USAGE... EX_DATAERR family).
 pub const EXIT_CONFIG: u8 = 64;
 
@@ -191,6 +252,12 @@ impl Failure {
         Failure {
             code: EXIT_CONFIG,
             message: e.to_string(),
+        }
+    }
+    fn remote(e: crate::admin::remote::RemoteError) -> Failure {
+        match e {
+            crate::admin::remote::RemoteError::Config(m) => Failure::config(m),
+            crate::admin::remote::RemoteError::Other(m) => Failure::other(m),
         }
     }
     fn other(e: impl std::fmt::Display) -> Failure {
@@ -223,6 +290,11 @@ pub fn main() -> ExitCode {
 
 fn load_config(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::config(format!("invalid configuration: {e}")))
+}
+
+/// The store, or the running gateway's admin API (see [`crate::admin::remote`]).
+fn target(config: &Config, admin: Option<&str>) -> Result<Target, Failure> {
+    crate::admin::remote::target(config, admin).map_err(Failure::remote)
 }
 
 fn open_store(config: &Config) -> Result<Store, Failure> {
@@ -318,12 +390,34 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Mappings {
-            action: MappingsCommand::Apply { config, paths },
+            action:
+                MappingsCommand::Apply {
+                    config,
+                    admin,
+                    paths,
+                },
         } => {
             let config = load_config(&config)?;
             let set = config::load_mappings(&paths).map_err(Failure::config)?;
-            let store = open_store(&config)?;
-            let changes = set.apply_to(&store).map_err(Failure::config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    let doc = config::MappingFile::from_records(
+                        set.upstream_accounts.iter().map(|e| &e.item),
+                        set.resellers.iter().map(|e| &e.item),
+                        set.plans.iter().map(|e| &e.item),
+                    )
+                    .to_toml();
+                    print!("{}", r.apply(doc).map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
+            let changes = set
+                .apply_to_as(
+                    &store,
+                    Some(&crate::store::Actor::cli(crate::store::Via::Mappings)),
+                )
+                .map_err(Failure::config)?;
             let mut out = std::io::stdout().lock();
             if changes.is_empty() {
                 let _ = writeln!(out, "no changes");
@@ -334,10 +428,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Mappings {
-            action: MappingsCommand::Export { config },
+            action: MappingsCommand::Export { config, admin },
         } => {
             let config = load_config(&config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.export().map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             print!("{}", config::MappingFile::from_store(&store).to_toml());
             Ok(())
         }
@@ -358,11 +458,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Services { action } => services(action),
         Command::Store { action } => store(action),
+        Command::Audit { action } => audit(action),
         Command::Orders { action } => orders(action),
         Command::Ledger {
             action:
                 LedgerCommand::Export {
                     config,
+                    admin,
                     reseller,
                     month,
                 },
@@ -379,7 +481,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 )));
             }
             let config = load_config(&config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.ledger(&reseller, &month).map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             if store.reseller(&reseller).is_none() {
                 return Err(Failure::config(format!(
                     "no reseller '{reseller}' in the store"
@@ -403,9 +511,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             crate::sandbox::run_cli(&listen, latency_ms, fail_rate, balance).map_err(Failure::other)
         }
-        Command::Demo { port, once } => {
+        Command::Demo {
+            port,
+            admin_port,
+            once,
+        } => {
             crate::telemetry::init();
-            crate::demo::run(port, once).map_err(Failure::other)
+            crate::demo::run(port, admin_port, once).map_err(Failure::other)
         }
     }
 }
@@ -418,7 +530,18 @@ fn with_reconciler<T>(
         Store,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>>>>,
 ) -> Result<T, Failure> {
-    let store = open_store(config)?;
+    with_reconciler_on(config, open_store(config)?, f)
+}
+
+/// [`with_reconciler`] over a store already open.
+fn with_reconciler_on<T>(
+    config: &Config,
+    store: Store,
+    f: impl FnOnce(
+        std::sync::Arc<crate::reconcile::Reconciler>,
+        Store,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>>>>,
+) -> Result<T, Failure> {
     let parts = crate::app::Parts::new(config, store.clone()).map_err(Failure::setup)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -446,9 +569,22 @@ fn services(action: ServicesCommand) -> Result<(), Failure> {
                 })
             })
         }
-        ServicesCommand::List { config, reseller } => {
+        ServicesCommand::List {
+            config,
+            admin,
+            reseller,
+        } => {
             let config = load_config(&config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!(
+                        "{}",
+                        r.services(reseller.as_deref()).map_err(Failure::remote)?
+                    );
+                    return Ok(());
+                }
+            };
             for s in store
                 .services(reseller.as_deref())
                 .map_err(Failure::other)?
@@ -472,12 +608,23 @@ fn services(action: ServicesCommand) -> Result<(), Failure> {
 
 fn orders(action: OrdersCommand) -> Result<(), Failure> {
     match action {
-        OrdersCommand::Reconcile { config, settle_ms } => {
+        OrdersCommand::Reconcile {
+            config,
+            admin,
+            settle_ms,
+        } => {
             let config = load_config(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.reconcile(settle_ms).map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             let settle = settle_ms
                 .map(std::time::Duration::from_millis)
                 .unwrap_or_else(|| config.order_settle());
-            with_reconciler(&config, move |rec, _| {
+            with_reconciler_on(&config, store, move |rec, _| {
                 Box::pin(async move {
                     let report = rec.reconcile_orders(settle).await.map_err(Failure::other)?;
                     for (reseller, remoteid, id) in &report.found {
@@ -500,9 +647,15 @@ fn orders(action: OrdersCommand) -> Result<(), Failure> {
                 })
             })
         }
-        OrdersCommand::List { config } => {
+        OrdersCommand::List { config, admin } => {
             let config = load_config(&config)?;
-            let store = open_store(&config)?;
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.orders().map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
             for o in store.orders().map_err(Failure::other)? {
                 let id = match &o.state {
                     crate::store::orders::OrderState::Done { upstream_id, .. } => {
@@ -515,4 +668,31 @@ fn orders(action: OrdersCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn audit(action: AuditCommand) -> Result<(), Failure> {
+    let AuditCommand::List {
+        config,
+        admin,
+        kind,
+        key,
+        since,
+        until,
+        limit,
+    } = action;
+    let config = load_config(&config)?;
+    let query = crate::admin::remote::AuditQuery {
+        kind,
+        key,
+        since,
+        until,
+        limit,
+    };
+    let out = match target(&config, admin.as_deref())? {
+        Target::Store(s) => query.list(&s),
+        Target::Remote(r) => query.fetch(&r),
+    }
+    .map_err(Failure::remote)?;
+    print!("{out}");
+    Ok(())
 }

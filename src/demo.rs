@@ -28,7 +28,7 @@ const UPSTREAM_PASSWORDS: &[(&str, &str)] = &[
     ("GLOBEX_UP_PASSWORD", "globex-upstream-pw"),
 ];
 
-pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
+pub fn run(port: u16, admin_port: Option<u16>, once: bool) -> anyhow::Result<()> {
     let sandbox_port = port.checked_add(100).context("--port is too high")?;
     let dir = std::env::temp_dir().join(format!("resellgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -49,17 +49,28 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
     }
     let mappings = dir.join("demo.toml");
     std::fs::write(&mappings, DEMO_MAPPINGS)?;
+    // The operator's token: RESELLGATE_ADMIN_TOKEN when set, else a random one.
+    let admin_port = match admin_port {
+        Some(p) => p,
+        None => port.checked_add(1).context("--port is too high")?,
+    };
+    let token = std::env::var("RESELLGATE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(random_token);
+    std::env::set_var("RESELLGATE_ADMIN_TOKEN", &token);
     let config_text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"http://{}/billmgr\"\n[store]\npath = \"store\"\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"http://{}/billmgr\"\n[store]\npath = \"store\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken_env = \"RESELLGATE_ADMIN_TOKEN\"\n",
         sb.addr
     );
     let config_path = dir.join("config.toml");
     std::fs::write(&config_path, &config_text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = Store::open_with_cache(&config.store.path, config.store.cache_mb)?;
+    let store = Store::open_at(&config.store_location())?;
     let set = config::load_mappings(&[mappings]).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("== mappings apply mappings/demo.toml");
-    for change in set.apply_to(&store)? {
+    let cli = crate::store::Actor::cli(crate::store::Via::Mappings);
+    for change in set.apply_to_as(&store, Some(&cli))? {
         println!("   {change}");
     }
 
@@ -74,6 +85,12 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
 
     let script = Script::new(gw.addr)?;
     script.run()?;
+    let admin_url = format!("http://127.0.0.1:{admin_port}");
+    crate::app::wait_until_accepting(
+        format!("127.0.0.1:{admin_port}").parse()?,
+        Duration::from_secs(10),
+    )?;
+    script.operator(&admin_url, &crate::secret::Secret::new(token.clone()))?;
     drop(script);
 
     if once {
@@ -98,10 +115,28 @@ pub fn run(port: u16, once: bool) -> anyhow::Result<()> {
         "  curl 'http://{}/billmgr?func=certificate&out=text&authinfo={login}:{password}'",
         gw.addr
     );
+    println!();
+    println!("The operator's console and admin API:");
+    println!("  Console:  {admin_url}/console/   (log in with the token)");
+    println!("  Token:    {token}");
+    println!("  curl -H 'Authorization: Bearer {token}' {admin_url}/plans/101");
+    println!("  curl -H 'Authorization: Bearer {token}' '{admin_url}/audit?kind=plan'");
+    println!(
+        "  RESELLGATE_ADMIN_TOKEN={token} resellgate audit list --config {} --admin {admin_url}",
+        config_path.display()
+    );
     println!("Press Ctrl-C to stop.");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// A token for the demo's admin listener (32 random bytes, hex).
+fn random_token() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The scripted reseller session: the gateway reached as an upstream is, through
@@ -167,6 +202,93 @@ impl Script {
             );
         }
         Ok(doc)
+    }
+
+    /// The plans and prices `acme` imports now.
+    fn show_prices(&self, title: &str) -> anyhow::Result<()> {
+        let (login, password) = DEMO_RESELLER;
+        let doc = self.call(
+            title,
+            &format!("func=pricelist.export&itemtype=certificate&authinfo={login}:{password}"),
+        )?;
+        for p in doc.find_all("pricelist") {
+            let periods: Vec<String> = p
+                .find("price")
+                .map(|pr| {
+                    pr.find_all("period")
+                        .map(|x| {
+                            format!(
+                                "{} mo: {}",
+                                x.get_attr("length").unwrap_or("?"),
+                                x.get_attr("cost").unwrap_or("?")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "   <- plan {} {:<22} {}",
+                p.child_text("id").unwrap_or("?"),
+                p.child_text("name").unwrap_or("?"),
+                periods.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// One admin API call, printed.
+    fn admin(
+        &self,
+        url: &str,
+        token: &crate::secret::Secret,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> anyhow::Result<crate::admin::client::Answer> {
+        println!("   {method} {url}{path} {body}");
+        let a = self.rt.block_on(crate::admin::client::call(
+            url,
+            token,
+            method,
+            path,
+            "application/json",
+            body.as_bytes().to_vec(),
+        ))?;
+        Ok(a)
+    }
+
+    /// The operator changes plan 101's markup through the admin API while the gateway
+    /// serves; the reseller's next price list has the new prices; the audit log has it.
+    fn operator(&self, url: &str, token: &crate::secret::Secret) -> anyhow::Result<()> {
+        println!();
+        println!("-- the operator raises plan 101's markup to 30 % + 0.50 while the gateway serves (admin API)");
+        let a = self.admin(
+            url,
+            token,
+            "PUT",
+            "/plans/101/markup",
+            r#"{"percent": "30", "fixed": "0.50"}"#,
+        )?;
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
+        for c in v["changes"].as_array().into_iter().flatten() {
+            println!("   <- {}", c.as_str().unwrap_or("?"));
+        }
+        if a.status != 200 {
+            anyhow::bail!("the markup change was refused ({}): {}", a.status, a.text());
+        }
+        self.show_prices("the reseller's next import (pricelist.export) has the new prices")?;
+        let a = self.admin(url, token, "GET", "/audit?kind=plan&key=101&limit=1", "")?;
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
+        if let Some(e) = v["entries"].get(0) {
+            println!(
+                "   <- audit: {} token {} via {}: {}",
+                e["at"].as_str().unwrap_or("?"),
+                e["token"].as_str().unwrap_or("?"),
+                e["via"].as_str().unwrap_or("?"),
+                e["changes"][0].as_str().unwrap_or("?")
+            );
+        }
+        Ok(())
     }
 
     fn run(&self) -> anyhow::Result<()> {

@@ -7,8 +7,9 @@
 //! - [`app`]       — the process: [`app::Parts`] (the upstream client, the call path's
 //!   gateway and the background reconciler), the pingora server, the admin listener and
 //!   the background services (purge, periodic reconciliation, the job runner).
-//! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export, and
-//!   services, orders and reconciliation of the running gateway (JSON).
+//! - [`admin`]     — the operator's listener: health, metrics, mapping apply/export,
+//!   services, orders and reconciliation, JSON resources with roles and ETags, the audit
+//!   log, the web console, and the CLI's client of a running gateway.
 //! - [`proxy`]     — one call's path: the pipeline ([`proxy::Gateway`], a per-call
 //!   [`proxy::Caller`]), authentication and sessions ([`proxy::auth`]), function policy,
 //!   ownership of ids, orders claimed and finished exactly once, service history, request

@@ -11,6 +11,15 @@
 //! | `GET /services?reseller=LOGIN` | bearer | the reseller's recorded services with their history (JSON) |
 //! | `GET /orders[?state=pending\|done\|failed][&reseller=LOGIN]` | bearer | order records (JSON) |
 //! | `POST /orders/reconcile[?settle_ms=N]` | bearer | one reconciliation pass now; answers its report (JSON) |
+//! | `GET /ledger?reseller=LOGIN&month=YYYY-MM` | bearer | the month's ledger as CSV |
+//! | `GET /audit[?kind=…][&key=…][&since=…][&until=…][&limit=N]` | bearer | the audit log, newest first (JSON) |
+//! | `/resellers`, `/upstream_accounts`, `/plans` (+ `/{key}`, `/{key}/markup`) | bearer | JSON resources ([`api`]) |
+//! | `GET /resellers/{login}/pricelist` | bearer | what the reseller would import (its `pricelist.export`, JSON) |
+//! | `GET /openapi.json` | none | the OpenAPI 3 description of all of this |
+//!
+//! Tokens: `[admin] token_env` is the `write` token named `admin`; `[[admin.token]]`
+//! adds named tokens with `role = "read"` (GET only) or `"write"`. The audit log records
+//! the token's name with every change.
 //!
 //! A mapping applied here takes effect on the next proxied request: the store's cache is
 //! updated before the answer, and upstream passwords of applied accounts are resolved
@@ -18,17 +27,23 @@
 //!
 //! Services and orders are what `resellgate services list` / `orders list` print, readable
 //! while the gateway runs (the CLI needs the store unlocked, i.e. the gateway stopped).
-//! The JSON views are in [`records`]. Errors are one line of plain text: 401 without a
-//! valid token (checked before anything else about the request), 400 for a query string
-//! the endpoint does not take, 404 for an unknown path or reseller, 405 with `Allow` for
-//! another method.
+//! The JSON views are in [`records`]. Errors are JSON, `{"error": "…"}` with `field`
+//! (and `value`) when one is at fault: 401 without a valid token (checked before
+//! anything else about the request), 403 a read token asking to change something, 400
+//! for a query string the endpoint does not take (`field` = the parameter), 404 for an
+//! unknown path or reseller, 405 with `Allow` for another method.
 //!
 //! ```sh
 //! curl -H "Authorization: Bearer $RESELLGATE_ADMIN_TOKEN" 'http://127.0.0.1:1501/orders?state=pending'
 //! ```
 
+pub mod api;
+pub mod client;
+pub mod console;
 mod query;
 pub mod records;
+pub mod remote;
+pub mod routes;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,92 +55,74 @@ use pingora::protocols::http::ServerSession;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{MappingFile, MappingSet};
+use crate::config::{AdminRole, MappingFile, MappingSet};
 use crate::proxy::Gateway;
 use crate::reconcile::Reconciler;
 use crate::secret::Secret;
-use crate::store::StoreError;
+use crate::store::{Actor, StoreError, Via};
 use query::{printable, QueryError};
 use records::{OrderFilter, ServicesView};
 
 /// Largest mapping document accepted.
 const MAX_BODY: usize = 1024 * 1024;
 
-/// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Healthz,
-    Readyz,
-    Metrics,
-    ExportMappings,
-    ApplyMappings,
-    Services,
-    Orders,
-    Reconcile,
+pub use routes::{Endpoint, Unrouted};
+
+/// One admin token: its name (for the audit log), role, and the SHA-256 of its value.
+pub struct Token {
+    pub name: String,
+    pub role: AdminRole,
+    digest: [u8; 32],
 }
 
-/// Why a request has no endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unrouted {
-    NotFound,
-    /// The path exists with other methods (the `Allow` header).
-    WrongMethod {
-        allow: &'static str,
-    },
-}
-
-impl Endpoint {
-    /// The endpoint of `method` on `path` (the path without its query).
-    pub fn route(method: &str, path: &str) -> Result<Endpoint, Unrouted> {
-        let allow = match path {
-            "/healthz" | "/readyz" | "/metrics" | "/services" | "/orders" => "GET",
-            "/mappings" => "GET, POST",
-            "/orders/reconcile" => "POST",
-            _ => return Err(Unrouted::NotFound),
-        };
-        Ok(match (method, path) {
-            ("GET", "/healthz") => Endpoint::Healthz,
-            ("GET", "/readyz") => Endpoint::Readyz,
-            ("GET", "/metrics") => Endpoint::Metrics,
-            ("GET", "/mappings") => Endpoint::ExportMappings,
-            ("POST", "/mappings") => Endpoint::ApplyMappings,
-            ("GET", "/services") => Endpoint::Services,
-            ("GET", "/orders") => Endpoint::Orders,
-            ("POST", "/orders/reconcile") => Endpoint::Reconcile,
-            _ => return Err(Unrouted::WrongMethod { allow }),
-        })
-    }
-
-    /// Everything but health and metrics needs the bearer token.
-    pub fn needs_token(self) -> bool {
-        !matches!(
-            self,
-            Endpoint::Healthz | Endpoint::Readyz | Endpoint::Metrics
-        )
+impl Token {
+    pub fn new(name: impl Into<String>, role: AdminRole, secret: &Secret) -> Token {
+        Token {
+            name: name.into(),
+            role,
+            digest: Sha256::digest(secret.expose().as_bytes()).into(),
+        }
     }
 }
 
 pub struct AdminApp {
     gateway: Arc<Gateway>,
     reconciler: Arc<Reconciler>,
-    token_digest: [u8; 32],
+    tokens: Vec<Token>,
+    sessions: console::Sessions,
 }
 
 impl AdminApp {
-    pub fn new(gateway: Arc<Gateway>, reconciler: Arc<Reconciler>, token: &Secret) -> Self {
+    pub fn new(gateway: Arc<Gateway>, reconciler: Arc<Reconciler>, tokens: Vec<Token>) -> Self {
         AdminApp {
             gateway,
             reconciler,
-            token_digest: Sha256::digest(token.expose().as_bytes()).into(),
+            tokens,
+            sessions: console::Sessions::new(std::time::Duration::from_secs(3600), 64),
         }
     }
 
-    fn authorised(&self, header: Option<&str>) -> bool {
-        bearer_matches(&self.token_digest, header)
+    /// Console sessions end `ttl` after their last use; at most `max` at once
+    /// (`[admin] console_session_ttl_s`, `max_console_sessions`).
+    pub fn with_console_sessions(mut self, ttl: std::time::Duration, max: usize) -> Self {
+        self.sessions = console::Sessions::new(ttl, max);
+        self
     }
 
-    /// Apply a mapping document to the running gateway.
-    pub async fn apply(&self, text: &str) -> Result<Vec<String>, String> {
+    /// The token an `Authorization` header carries, if any matches. Every token is
+    /// compared, so the time taken says nothing about which.
+    fn token_of(&self, header: Option<&str>) -> Option<&Token> {
+        let mut found = None;
+        for t in &self.tokens {
+            if bearer_matches(&t.digest, header) && found.is_none() {
+                found = Some(t);
+            }
+        }
+        found
+    }
+
+    /// Apply a mapping document to the running gateway, audited for `actor`.
+    pub async fn apply(&self, text: &str, actor: &Actor) -> Result<Vec<String>, String> {
         let origin = Path::new("admin-api.toml");
         let file = MappingFile::parse(text, origin).map_err(|e| e.to_string())?;
         let mut set = MappingSet::default();
@@ -140,7 +137,8 @@ impl AdminApp {
             secrets.push((a.item.name.clone(), s));
         }
         let store = self.gateway.store().clone();
-        let changes = tokio::task::spawn_blocking(move || set.apply_to(&store))
+        let actor = actor.clone();
+        let changes = tokio::task::spawn_blocking(move || set.apply_to_as(&store, Some(&actor)))
             .await
             .map_err(|_| "the apply task failed".to_string())?
             .map_err(|e| e.to_string())?;
@@ -196,20 +194,34 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Vec<u8>> {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot encode an admin answer");
-            text(
+            reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the answer could not be encoded",
+                "application/json",
+                "{\"error\": \"the answer could not be encoded\"}\n",
             )
         }
     }
 }
 
+/// An error answer: `{"error": "…"}` (see [`api::ApiError`]).
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Vec<u8>> {
+    api::ApiError::new(status, message).answer()
+}
+
+/// A refused query string: the parameter at fault is the `field`.
 fn bad_query(e: QueryError) -> Response<Vec<u8>> {
-    text(StatusCode::BAD_REQUEST, e.to_string())
+    let field = match &e {
+        QueryError::Encoding(_) => None,
+        QueryError::Unknown { name, .. } | QueryError::Invalid { name, .. } => Some(name.clone()),
+        QueryError::Repeated(name) | QueryError::Empty(name) => Some(name.clone()),
+    };
+    let mut a = api::ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+    a.field = field;
+    a.answer()
 }
 
 fn no_reseller(login: &str) -> Response<Vec<u8>> {
-    text(
+    error(
         StatusCode::NOT_FOUND,
         format!("there is no reseller '{}'", printable(login)),
     )
@@ -222,7 +234,7 @@ async fn read_store<T: Send + 'static>(
 ) -> Result<T, Response<Vec<u8>>> {
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, what, "admin API: cannot read the store");
-        text(
+        error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the {what} could not be read from the store"),
         )
@@ -242,7 +254,7 @@ impl AdminApp {
             Err(e) => return bad_query(e),
         };
         let Some(login) = q.get("reseller").cloned() else {
-            return text(
+            return error(
                 StatusCode::BAD_REQUEST,
                 "query parameter 'reseller' is required: GET /services?reseller=LOGIN",
             );
@@ -305,7 +317,7 @@ impl AdminApp {
             }
             Err(e) => {
                 tracing::error!(error = %e, "reconciliation through the admin API failed");
-                text(
+                error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("the reconciliation failed: {e}"),
                 )
@@ -314,7 +326,7 @@ impl AdminApp {
     }
 
     /// `POST /mappings`.
-    async fn apply_body(&self, s: &mut ServerSession) -> Response<Vec<u8>> {
+    async fn apply_body(&self, s: &mut ServerSession, actor: &Actor) -> Response<Vec<u8>> {
         let mut body = Vec::new();
         loop {
             match s.read_request_body().await {
@@ -322,14 +334,14 @@ impl AdminApp {
                     body.extend_from_slice(&chunk)
                 }
                 Ok(Some(_)) => {
-                    return text(
+                    return error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "the mapping document is too large",
                     )
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    return text(
+                    return error(
                         StatusCode::BAD_REQUEST,
                         "the request body could not be read",
                     )
@@ -337,12 +349,12 @@ impl AdminApp {
             }
         }
         let Ok(doc) = String::from_utf8(body) else {
-            return text(StatusCode::BAD_REQUEST, "the mapping document is not UTF-8");
+            return error(StatusCode::BAD_REQUEST, "the mapping document is not UTF-8");
         };
-        match self.apply(&doc).await {
+        match self.apply(&doc, actor).await {
             Ok(changes) if changes.is_empty() => text(StatusCode::OK, "no changes"),
             Ok(changes) => text(StatusCode::OK, changes.join("\n")),
-            Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, e),
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         }
     }
 }
@@ -352,26 +364,64 @@ impl ServeHttp for AdminApp {
     async fn response(&self, s: &mut ServerSession) -> Response<Vec<u8>> {
         let method = s.req_header().method.clone();
         let uri = s.req_header().uri.clone();
+        if uri.path() == "/console" || uri.path().starts_with("/console/") {
+            return self.console(s).await;
+        }
         let endpoint = match Endpoint::route(method.as_str(), uri.path()) {
             Ok(e) => e,
-            Err(Unrouted::NotFound) => return text(StatusCode::NOT_FOUND, "not found"),
+            Err(Unrouted::NotFound) => return error(StatusCode::NOT_FOUND, "not found"),
             Err(Unrouted::WrongMethod { allow }) => {
-                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
-                r.headers_mut()
-                    .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    r.headers_mut().insert(http::header::ALLOW, v);
+                }
                 return r;
             }
         };
+        let mut actor = Actor::new("", Via::Api);
         if endpoint.needs_token() {
             let auth = s
                 .req_header()
                 .headers
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            if !self.authorised(auth) {
-                return text(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            let Some(token) = self.token_of(auth) else {
+                return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            };
+            if routes::changes(method.as_str()) && token.role != AdminRole::Write {
+                return api::ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "token '{}' has role read: {} {} needs a write token",
+                        token.name,
+                        method,
+                        uri.path()
+                    ),
+                )
+                .answer();
             }
+            actor.name = token.name.clone();
         }
+        self.serve(endpoint, s, &actor).await
+    }
+}
+
+impl AdminApp {
+    /// Answer an endpoint for an authorised `actor` (the bearer token's, or a console
+    /// session's).
+    pub(crate) async fn serve(
+        &self,
+        endpoint: Endpoint,
+        s: &mut ServerSession,
+        actor: &Actor,
+    ) -> Response<Vec<u8>> {
+        let uri = s.req_header().uri.clone();
+        let if_match = s
+            .req_header()
+            .headers
+            .get(http::header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         match endpoint {
             Endpoint::Healthz => text(StatusCode::OK, "ok"),
             Endpoint::Readyz => text(StatusCode::OK, "ready"),
@@ -380,15 +430,31 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.gateway.metrics.render(),
             ),
+            Endpoint::OpenApi => reply(StatusCode::OK, "application/json", api::OPENAPI),
             Endpoint::ExportMappings => reply(
                 StatusCode::OK,
                 "application/toml",
                 MappingFile::from_store(self.gateway.store()).to_toml(),
             ),
-            Endpoint::ApplyMappings => self.apply_body(s).await,
+            Endpoint::ApplyMappings => {
+                let mut a = actor.clone();
+                a.via = Via::Mappings;
+                self.apply_body(s, &a).await
+            }
             Endpoint::Services => self.services(uri.query()).await,
             Endpoint::Orders => self.orders(uri.query()).await,
             Endpoint::Reconcile => self.reconcile(uri.query()).await,
+            Endpoint::Ledger => self.ledger(uri.query()).await,
+            Endpoint::Audit => self.audit(uri.query()).await,
+            other => {
+                let body = match api::read_body(s).await {
+                    Ok(b) => b,
+                    Err(e) => return e.answer(),
+                };
+                self.resource(other, &body, if_match.as_deref(), actor)
+                    .await
+                    .unwrap_or_else(|e| e.answer())
+            }
         }
     }
 }
@@ -396,59 +462,6 @@ impl ServeHttp for AdminApp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes() {
-        use Endpoint::*;
-        for (m, p, e) in [
-            ("GET", "/healthz", Healthz),
-            ("GET", "/readyz", Readyz),
-            ("GET", "/metrics", Metrics),
-            ("GET", "/mappings", ExportMappings),
-            ("POST", "/mappings", ApplyMappings),
-            ("GET", "/services", Services),
-            ("GET", "/orders", Orders),
-            ("POST", "/orders/reconcile", Reconcile),
-        ] {
-            assert_eq!(Endpoint::route(m, p), Ok(e), "{m} {p}");
-        }
-        assert_eq!(
-            Endpoint::route("GET", "/orders/reconcile"),
-            Err(Unrouted::WrongMethod { allow: "POST" })
-        );
-        assert_eq!(
-            Endpoint::route("DELETE", "/mappings"),
-            Err(Unrouted::WrongMethod { allow: "GET, POST" })
-        );
-        assert_eq!(
-            Endpoint::route("POST", "/orders"),
-            Err(Unrouted::WrongMethod { allow: "GET" })
-        );
-        for p in ["/", "/order", "/orders/", "/services/acme", "/admin/orders"] {
-            assert_eq!(Endpoint::route("GET", p), Err(Unrouted::NotFound), "{p}");
-        }
-    }
-
-    #[test]
-    fn only_health_and_metrics_are_open() {
-        let open: Vec<Endpoint> = [
-            Endpoint::Healthz,
-            Endpoint::Readyz,
-            Endpoint::Metrics,
-            Endpoint::ExportMappings,
-            Endpoint::ApplyMappings,
-            Endpoint::Services,
-            Endpoint::Orders,
-            Endpoint::Reconcile,
-        ]
-        .into_iter()
-        .filter(|e| !e.needs_token())
-        .collect();
-        assert_eq!(
-            open,
-            [Endpoint::Healthz, Endpoint::Readyz, Endpoint::Metrics]
-        );
-    }
 
     #[test]
     fn the_bearer_token_is_compared_whole() {

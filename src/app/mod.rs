@@ -108,33 +108,30 @@ pub fn build(config: &Config, parts: &Parts) -> anyhow::Result<Server> {
         _ => proxy.add_tcp(&config.server.listen),
     }
     server.add_service(proxy);
-    match std::env::var(&config.admin.token_env)
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
-        Some(token) => {
-            let app = crate::admin::AdminApp::new(
-                gateway.clone(),
-                parts.reconciler.clone(),
-                &crate::secret::Secret::new(token),
-            );
-            // The same connection bounds as the proxy listener (its own counts).
-            let mut admin = pingora::services::listening::Service::new(
-                "resellgate admin".to_string(),
-                Guarded {
-                    inner: Arc::new(pingora::apps::http_app::HttpServer::new_app(app)),
-                    limits,
-                    counts: Arc::default(),
-                },
-            );
-            admin.add_tcp(&config.admin.listen);
-            admin.threads = Some(1);
-            server.add_service(admin);
-        }
-        None => tracing::warn!(
+    let tokens = admin_tokens(&config.admin);
+    if tokens.is_empty() {
+        tracing::warn!(
             variable = %config.admin.token_env,
-            "the admin token variable is unset: the admin listener is off"
-        ),
+            "no admin token variable is set: the admin listener is off"
+        );
+    } else {
+        let app = crate::admin::AdminApp::new(gateway.clone(), parts.reconciler.clone(), tokens)
+            .with_console_sessions(
+                Duration::from_secs(config.admin.console_session_ttl_s),
+                config.admin.max_console_sessions,
+            );
+        // The same connection bounds as the proxy listener (its own counts).
+        let mut admin = pingora::services::listening::Service::new(
+            "resellgate admin".to_string(),
+            Guarded {
+                inner: Arc::new(pingora::apps::http_app::HttpServer::new_app(app)),
+                limits,
+                counts: Arc::default(),
+            },
+        );
+        admin.add_tcp(&config.admin.listen);
+        admin.threads = Some(1);
+        server.add_service(admin);
     }
     server.add_service(background_service(
         "session purge",
@@ -238,4 +235,27 @@ pub fn wait_until_accepting(addr: SocketAddr, within: Duration) -> anyhow::Resul
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The admin tokens whose variables are set (non-empty): `[admin] token_env` as the
+/// write token `admin`, then each `[[admin.token]]`. A named token whose variable is
+/// unset is off (logged).
+pub fn admin_tokens(admin: &crate::config::AdminConfig) -> Vec<crate::admin::Token> {
+    let mut out = Vec::new();
+    for (name, env, role) in admin.tokens() {
+        match std::env::var(&env).ok().filter(|t| !t.is_empty()) {
+            Some(t) => out.push(crate::admin::Token::new(
+                name,
+                role,
+                &crate::secret::Secret::new(t),
+            )),
+            None if name != "admin" => tracing::warn!(
+                token = %name,
+                variable = %env,
+                "the admin token's variable is unset: that token is off"
+            ),
+            None => {}
+        }
+    }
+    out
 }

@@ -21,8 +21,8 @@ pub use mappings::{
     UpstreamAccountSpec,
 };
 pub use schema::{
-    default_verifications, AdminConfig, AuthConfig, LimitsConfig, OrdersConfig, PolicyConfig,
-    ServerConfig, StoreConfig, UpstreamConfig,
+    default_verifications, AdminConfig, AdminRole, AdminTokenConfig, AuthConfig, LimitsConfig,
+    OrdersConfig, PolicyConfig, ServerConfig, StoreConfig, UpstreamConfig,
 };
 pub use url::UpstreamUrl;
 
@@ -301,6 +301,51 @@ impl Config {
                 &self.admin.token_env,
                 "not an environment variable name (letters, digits, '_')",
             ));
+        }
+        if self.admin.console_session_ttl_s == 0 {
+            return Err(err(
+                "admin.console_session_ttl_s",
+                &0,
+                "must be greater than 0",
+            ));
+        }
+        if self.admin.max_console_sessions == 0 {
+            return Err(err(
+                "admin.max_console_sessions",
+                &0,
+                "must be greater than 0",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::from(["admin".to_string()]);
+        for (i, t) in self.admin.token.iter().enumerate() {
+            let key = |k: &str| format!("admin.token[{i}].{k}");
+            if t.name.is_empty()
+                || t.name.len() > 64
+                || !t
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(err(
+                    &key("name"),
+                    &t.name,
+                    "1 to 64 letters, digits, '.', '_' or '-'",
+                ));
+            }
+            if !names.insert(t.name.clone()) {
+                return Err(err(
+                    &key("name"),
+                    &t.name,
+                    "used twice ('admin' is the token_env token)",
+                ));
+            }
+            if !is_env_name(&t.env) {
+                return Err(err(
+                    &key("env"),
+                    &t.env,
+                    "not an environment variable name (letters, digits, '_')",
+                ));
+            }
         }
         for (i, name) in self.policy.passthrough.iter().enumerate() {
             let key = format!("policy.passthrough[{i}]");

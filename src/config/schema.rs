@@ -157,7 +157,14 @@ impl Default for StoreConfig {
 pub struct AdminConfig {
     pub listen: String,
     /// The environment variable holding the bearer token; unset means the admin API is off.
+    /// This token is a `write` token named `admin`.
     pub token_env: String,
+    /// `[[admin.token]]`: named tokens with a role, besides (or instead of) `token_env`.
+    pub token: Vec<AdminTokenConfig>,
+    /// A console session ends this long after its last use.
+    pub console_session_ttl_s: u64,
+    /// Console sessions at once; a new one ends the least recently used.
+    pub max_console_sessions: usize,
 }
 
 impl Default for AdminConfig {
@@ -165,11 +172,59 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: "127.0.0.1:1501".into(),
             token_env: "RESELLGATE_ADMIN_TOKEN".into(),
+            token: Vec::new(),
+            console_session_ttl_s: 3600,
+            max_console_sessions: 64,
+        }
+    }
+}
+
+/// `[[admin.token]]`: `name` is what the audit log records, `env` the variable holding the
+/// token (unset: this token is off), `role` what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenConfig {
+    pub name: String,
+    pub env: String,
+    #[serde(default)]
+    pub role: AdminRole,
+}
+
+/// What a token may do: `read` only reads; `write` also changes (every non-GET request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    #[default]
+    Read,
+    Write,
+}
+
+impl AdminRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Read => "read",
+            AdminRole::Write => "write",
         }
     }
 }
 
 impl AdminConfig {
+    /// Every token the config names: `token_env` as the write token `admin`, then each
+    /// `[[admin.token]]`, as (name, variable, role).
+    pub fn tokens(&self) -> Vec<(String, String, AdminRole)> {
+        std::iter::once((
+            "admin".to_string(),
+            self.token_env.clone(),
+            AdminRole::Write,
+        ))
+        .chain(
+            self.token
+                .iter()
+                .map(|t| (t.name.clone(), t.env.clone(), t.role)),
+        )
+        .collect()
+    }
+
     pub fn listen_addr(&self) -> Result<std::net::SocketAddr, std::net::AddrParseError> {
         self.listen.parse()
     }

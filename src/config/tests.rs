@@ -325,3 +325,73 @@ fn store_connection_and_timeout_bounds() {
     let e = parse_err(&format!("{MIN}[store]\npassword_env = \"not a name\"\n"));
     assert!(e.contains("store.password_env"), "{e}");
 }
+
+/// `[[admin.token]]`: named tokens with roles; names unique (`admin` is token_env's),
+/// variables valid; the console's session bounds are greater than 0.
+#[test]
+fn admin_tokens_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |extra: &str| {
+        let p = dir.path().join("config.toml");
+        std::fs::write(
+            &p,
+            format!("[upstream]\nurl = \"http://127.0.0.1:1/billmgr\"\n[admin]\n{extra}\n"),
+        )
+        .unwrap();
+        Config::load(&p)
+    };
+    let c = load("token = [{ name = \"alice\", env = \"A_TOKEN\", role = \"write\" }, { name = \"bob\", env = \"B_TOKEN\" }]").unwrap();
+    let t = c.admin.tokens();
+    assert_eq!(t.len(), 3);
+    assert_eq!((t[0].0.as_str(), t[0].2), ("admin", AdminRole::Write));
+    assert_eq!((t[1].0.as_str(), t[1].2), ("alice", AdminRole::Write));
+    assert_eq!(
+        (t[2].0.as_str(), t[2].2),
+        ("bob", AdminRole::Read),
+        "read is the default role"
+    );
+    for (extra, key, value) in [
+        (
+            "token = [{ name = \"admin\", env = \"A\" }]",
+            "admin.token[0].name",
+            "admin",
+        ),
+        (
+            "token = [{ name = \"a b\", env = \"A\" }]",
+            "admin.token[0].name",
+            "a b",
+        ),
+        (
+            "token = [{ name = \"x\", env = \"A\" }, { name = \"x\", env = \"B\" }]",
+            "admin.token[1].name",
+            "x",
+        ),
+        (
+            "token = [{ name = \"x\", env = \"NOT-A-VAR\" }]",
+            "admin.token[0].env",
+            "NOT-A-VAR",
+        ),
+        (
+            "console_session_ttl_s = 0",
+            "admin.console_session_ttl_s",
+            "0",
+        ),
+        (
+            "max_console_sessions = 0",
+            "admin.max_console_sessions",
+            "0",
+        ),
+    ] {
+        let e = load(extra).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains(value), "{extra}: {e}");
+    }
+    let e = load("token = [{ name = \"x\", env = \"A\", role = \"admin\" }]")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("role") || e.contains("admin"), "{e}");
+    let c = load("max_console_sessions = 1\nconsole_session_ttl_s = 1").unwrap();
+    assert_eq!(
+        (c.admin.max_console_sessions, c.admin.console_session_ttl_s),
+        (1, 1)
+    );
+}

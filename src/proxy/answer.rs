@@ -80,3 +80,44 @@ impl Owned {
         rewrite::reseller_answer(cat, &call, body)
     }
 }
+
+impl Gateway {
+    /// What reseller `login` would import: the answer to its `func=pricelist.export`
+    /// (JSON), made by the same path as a real call — its upstream account, its plans,
+    /// their marked-up prices — but without authenticating it (the operator's preview,
+    /// `GET /resellers/{login}/pricelist`).
+    pub async fn preview_pricelist(
+        &self,
+        login: &str,
+        format: Format,
+    ) -> Result<Bytes, super::Refusal> {
+        use super::Refusal;
+        let reseller = self.store.reseller(login).ok_or(Refusal::NoFunction)?;
+        let account = self
+            .upstream
+            .accounts()
+            .resolve(&reseller)
+            .map_err(|_| Refusal::AccountUnavailable)?;
+        let params = Params::parse(
+            Some(&format!("func=pricelist.export&out={}", format.as_str())),
+            b"",
+            &crate::billmgr::Limits::default(),
+        )
+        .map_err(Refusal::from)?;
+        let func = "pricelist.export";
+        let up = crate::catalog::map_request(&self.store, &reseller, func, &params)
+            .map_err(Refusal::Catalog)?;
+        let mut log = crate::telemetry::RequestLog::default();
+        let (body, _) = self.forward(&account, &up, &mut log).await?;
+        let secrets = [account.password.expose()];
+        let call = rewrite::Call {
+            reseller: &reseller,
+            func,
+            params: &params,
+            service_plan: None,
+            caller: format,
+            secrets: &secrets,
+        };
+        Ok(self.reseller_answer(call, body).await?)
+    }
+}

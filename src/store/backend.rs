@@ -53,6 +53,26 @@ pub trait Backend: Send + Sync + 'static {
     /// The names of the trees that hold anything (or were opened), sorted.
     fn tree_names(&self) -> Result<Vec<String>>;
 
+    /// Applies every operation of `ops` as one write: a backend that can (sled, a SQL
+    /// transaction) makes them all visible together or none of them. The default applies
+    /// them in order. Durable only after [`Backend::flush`].
+    fn write_batch(&self, ops: &[BatchOp]) -> Result<()> {
+        for op in ops {
+            match op {
+                BatchOp::Put { tree, key, value } => self.put(tree, key, value)?,
+                BatchOp::Delete { tree, key } => {
+                    self.delete(tree, key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pair with the greatest key of `tree`, if any. The default scans the tree.
+    fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.scan(tree)?.pop())
+    }
+
     /// Whether other processes (gateways of a fleet) share this backend.
     fn is_shared(&self) -> bool {
         false
@@ -102,6 +122,28 @@ impl Exclusive {
 impl std::fmt::Debug for Exclusive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Exclusive")
+    }
+}
+
+/// One operation of a [`Backend::write_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    Put {
+        tree: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        tree: &'static str,
+        key: Vec<u8>,
+    },
+}
+
+impl BatchOp {
+    fn tree(&self) -> &'static str {
+        match self {
+            BatchOp::Put { tree, .. } | BatchOp::Delete { tree, .. } => tree,
+        }
     }
 }
 
@@ -241,6 +283,49 @@ impl Backend for SledBackend {
         Ok(names)
     }
 
+    fn write_batch(&self, ops: &[BatchOp]) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(()); // sled's transaction over no tree panics
+        }
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        use sled::Transactional;
+        let mut names: Vec<&'static str> = ops.iter().map(BatchOp::tree).collect();
+        names.sort_unstable();
+        names.dedup();
+        let trees = names
+            .iter()
+            .map(|n| self.tree(n))
+            .collect::<Result<Vec<sled::Tree>>>()?;
+        let refs: Vec<&sled::Tree> = trees.iter().collect();
+        let at = |tree: &str| names.iter().position(|n| *n == tree).unwrap_or(0);
+        let r: std::result::Result<(), TransactionError<()>> = refs.as_slice().transaction(|tx| {
+            for op in ops {
+                match op {
+                    BatchOp::Put { tree, key, value } => {
+                        tx[at(tree)].insert(key.as_slice(), value.as_slice())?;
+                    }
+                    BatchOp::Delete { tree, key } => {
+                        tx[at(tree)].remove(key.as_slice())?;
+                    }
+                }
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        r.map_err(|e| BackendError::Io {
+            op: "write_batch",
+            tree: names.join(","),
+            message: match e {
+                TransactionError::Abort(()) => "aborted".to_string(),
+                TransactionError::Storage(e) => e.to_string(),
+            },
+        })
+    }
+
+    fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let v = self.tree(tree)?.last().map_err(|e| io("last", tree, e))?;
+        Ok(v.map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
     fn flush(&self) -> Result<()> {
         // Trees share the database's log, so one flush covers them all.
         self.db.flush().map_err(|e| io("flush", "*", e))?;
@@ -293,6 +378,34 @@ mod tests {
             Ok(())
         );
         assert_eq!(b.get("t", b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn sled_write_batch_spans_trees() {
+        let b = SledBackend::temporary().unwrap();
+        b.put("a", b"gone", b"x").unwrap();
+        b.write_batch(&[
+            BatchOp::Put {
+                tree: "a",
+                key: b"k".to_vec(),
+                value: b"1".to_vec(),
+            },
+            BatchOp::Put {
+                tree: "b",
+                key: b"k".to_vec(),
+                value: b"2".to_vec(),
+            },
+            BatchOp::Delete {
+                tree: "a",
+                key: b"gone".to_vec(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(b.get("a", b"k").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(b.get("b", b"k").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(b.get("a", b"gone").unwrap(), None);
+        assert_eq!(b.last("a").unwrap(), Some((b"k".to_vec(), b"1".to_vec())));
+        assert_eq!(b.last("empty").unwrap(), None);
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //!
 //! - [`model`]    — the operator's records: upstream accounts, resellers, plans, markups.
 //! - [`records`]  — writing them, one by one or as a [`Batch`], with the [`Change`]s made.
+//! - [`edit`]     — one audited edit, conditioned on an entity tag (the admin API's).
 //! - [`services`] — upstream certificates, their owner and history.
 //! - [`orders`]   — exactly-once order records and their pending and failed indexes.
 //! - [`ledger`]   — billable events and their CSV.
+//! - [`audit`]    — the audit log of operator changes, written in the same batch as them.
 //! - [`backend`], [`codec`], [`migrate`] — sled, value encoding, format versions.
 //! - [`postgres`] — the PostgreSQL backend a fleet of gateways shares; other gateways'
 //!   changes reach the caches through [`Backend::watch`] ([`Store::reload`]).
@@ -25,9 +27,11 @@
 //! The store knows neither the config nor the catalogue: mapping files become records in
 //! `crate::config::mappings`, prices are computed in `crate::catalog::pricing`.
 
+pub mod audit;
 pub mod backend;
 pub mod codec;
 pub mod copy;
+pub mod edit;
 pub mod ledger;
 pub mod migrate;
 pub mod model;
@@ -44,8 +48,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
 
-pub use backend::{Backend, BackendError, Exclusive, Invalidation, SledBackend};
+pub use audit::{Actor, AuditEntry, AuditFilter, Via};
+pub use backend::{Backend, BackendError, BatchOp, Exclusive, Invalidation, SledBackend};
 pub use codec::CodecError;
+pub use edit::Edit;
 pub use model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
 pub use postgres::{PgBackend, PgOptions};
 pub use records::{Batch, Change, ChangeOp, RecordKind};
@@ -67,7 +73,7 @@ pub mod trees {
     pub const ORDERS_PENDING: &str = "orders_pending";
     /// Index: failed orders, by the time they failed (8 big-endian bytes) then their key.
     pub const ORDERS_FAILED: &str = "orders_failed";
-    /// Reserved: the audit log of admin changes, by time-ordered id.
+    /// The audit log of admin changes, by time-ordered id ([`super::audit`]).
     pub const AUDIT: &str = "audit";
     /// The store's own facts: its format version ([`super::migrate`]).
     pub const META: &str = "meta";
@@ -96,6 +102,12 @@ pub enum StoreError {
     MissingRef { what: String, missing: String },
     #[error("{what} cannot be deleted: {by} still uses it")]
     StillUsed { what: String, by: String },
+    #[error("{what} was changed since it was read (If-Match does not match its ETag)")]
+    Stale { what: String },
+    #[error("there is no {what}")]
+    NotFound { what: String },
+    #[error("{what} exists already")]
+    Exists { what: String },
 }
 
 /// The state: a backend plus the caches the hot path reads.
@@ -111,6 +123,8 @@ struct Shared {
     plans: DashMap<u64, Arc<Plan>>,
     /// Serialises writes: backend write + flush + cache update happen as one step.
     writes: Mutex<()>,
+    /// The last audit id written (read from the backend on first use).
+    audit_last: Mutex<Option<u64>>,
 }
 
 impl fmt::Debug for Store {
@@ -185,6 +199,7 @@ impl Store {
             accounts: DashMap::new(),
             plans: DashMap::new(),
             writes: Mutex::new(()),
+            audit_last: Mutex::new(None),
         };
         for (k, v) in shared.backend.scan(trees::UPSTREAM_ACCOUNTS)? {
             let a: UpstreamAccount = decode(trees::UPSTREAM_ACCOUNTS, &k, &v)?;

@@ -102,6 +102,8 @@ struct Conn {
     insert_new: Statement,
     update_if: Statement,
     delete_if: Statement,
+    batch: Statement,
+    last: Statement,
 }
 
 /// PostgreSQL behind the [`Backend`] trait.
@@ -411,6 +413,19 @@ async fn connect(config: Connector) -> Result<Conn> {
             "DELETE FROM {t} WHERE tree = $1 AND key = $2 AND value = $3"
         ))
         .await?,
+        // One statement is one atomic write: deletes and upserts of distinct keys
+        // (`write_batch` keeps only the last operation on each key).
+        batch: prep(format!(
+            "WITH gone AS (DELETE FROM {t} k USING unnest($1::text[], $2::bytea[]) AS d(tree, key) \
+             WHERE k.tree = d.tree AND k.key = d.key) \
+             INSERT INTO {t} (tree, key, value) SELECT * FROM unnest($3::text[], $4::bytea[], $5::bytea[]) \
+             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value"
+        ))
+        .await?,
+        last: prep(format!(
+            "SELECT key, value FROM {t} WHERE tree = $1 ORDER BY key DESC LIMIT 1"
+        ))
+        .await?,
         client,
     })
 }
@@ -572,6 +587,72 @@ impl Backend for PgBackend {
                     return Ok(Ok(()));
                 }
                 Ok(Err(current))
+            }
+        })
+    }
+
+    /// One SQL statement, so all of `ops` or none: PostgreSQL runs a statement atomically,
+    /// and the change triggers announce every cached key it touched. Repeating it (the
+    /// retry on a broken connection) changes nothing more.
+    fn write_batch(&self, ops: &[super::BatchOp]) -> Result<()> {
+        use super::BatchOp;
+        // The last operation on a key decides it, as applying them in order would.
+        let mut last: std::collections::BTreeMap<(&str, &[u8]), Option<&[u8]>> =
+            std::collections::BTreeMap::new();
+        for op in ops {
+            match op {
+                BatchOp::Put { tree, key, value } => {
+                    last.insert((tree, key.as_slice()), Some(value.as_slice()))
+                }
+                BatchOp::Delete { tree, key } => last.insert((tree, key.as_slice()), None),
+            };
+        }
+        let (mut dt, mut dk) = (Vec::<String>::new(), Vec::<Vec<u8>>::new());
+        let (mut pt, mut pk, mut pv) = (Vec::<String>::new(), Vec::<Vec<u8>>::new(), Vec::<Vec<u8>>::new());
+        for ((tree, key), value) in last {
+            match value {
+                Some(v) => {
+                    pt.push(tree.to_string());
+                    pk.push(key.to_vec());
+                    pv.push(v.to_vec());
+                }
+                None => {
+                    dt.push(tree.to_string());
+                    dk.push(key.to_vec());
+                }
+            }
+        }
+        let mut trees: Vec<&str> = ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put { tree, .. } | BatchOp::Delete { tree, .. } => *tree,
+            })
+            .collect();
+        trees.sort_unstable();
+        trees.dedup();
+        self.call("write_batch", &trees.join(","), move |c| {
+            let (dt, dk, pt, pk, pv) = (dt.clone(), dk.clone(), pt.clone(), pk.clone(), pv.clone());
+            async move {
+                c.client
+                    .execute(&c.batch, &[&dt, &dk, &pt, &pk, &pv])
+                    .await
+                    .map_err(|e| io("write_batch", "*", pg_message(&e)))?;
+                Ok(())
+            }
+        })
+    }
+
+    fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let t = tree.to_string();
+        self.call("last", tree, move |c| {
+            let t = t.clone();
+            async move {
+                let row = c
+                    .client
+                    .query_opt(&c.last, &[&t])
+                    .await
+                    .map_err(|e| io("last", "*", pg_message(&e)))?;
+                Ok(row.map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1))))
             }
         })
     }

@@ -6,6 +6,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::audit::{entries_for, Actor, Snapshot};
+use super::backend::BatchOp;
+use super::edit::Edit;
 use super::model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
 use super::{encode, trees, Store, StoreError};
 
@@ -48,7 +51,7 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(
+    pub(super) fn new(
         op: ChangeOp,
         kind: RecordKind,
         key: impl fmt::Display,
@@ -88,7 +91,7 @@ pub struct Batch {
 }
 
 /// A pending write, applied to the backend first and to the cache after the flush.
-enum Write {
+pub(super) enum Write {
     Account(Arc<UpstreamAccount>),
     Reseller(Arc<Reseller>),
     Plan(Arc<Plan>),
@@ -98,120 +101,84 @@ enum Write {
 }
 
 impl Store {
-    /// Inserts or replaces an upstream account; answers what changed.
+    /// Inserts or replaces an upstream account; answers what changed. No audit entry:
+    /// operator paths use [`Store::edit`] or [`Store::apply_batch_as`].
     pub fn put_upstream_account(
         &self,
         account: UpstreamAccount,
     ) -> Result<Vec<Change>, StoreError> {
-        let _guard = self.lock();
-        let changes = diff_account(self.upstream_account(&account.name).as_deref(), &account);
-        if !changes.is_empty() {
-            self.commit(vec![Write::Account(Arc::new(account))])?;
-        }
-        Ok(changes)
+        self.edit_unaudited(Edit::PutAccount(account))
     }
 
     /// Inserts or replaces a plan; answers what changed.
     pub fn put_plan(&self, plan: Plan) -> Result<Vec<Change>, StoreError> {
-        let _guard = self.lock();
-        let changes = diff_plan(self.plan(plan.id).as_deref(), &plan);
-        if !changes.is_empty() {
-            self.commit(vec![Write::Plan(Arc::new(plan))])?;
-        }
-        Ok(changes)
+        self.edit_unaudited(Edit::PutPlan(plan))
     }
 
     /// Inserts or replaces a reseller. Its upstream account and plans must exist.
     pub fn put_reseller(&self, reseller: Reseller) -> Result<Vec<Change>, StoreError> {
-        let _guard = self.lock();
-        let what = format!("reseller '{}'", reseller.login);
-        if self.upstream_account(&reseller.upstream_account).is_none() {
-            return Err(StoreError::MissingRef {
-                what,
-                missing: format!("upstream_account '{}'", reseller.upstream_account),
-            });
-        }
-        if let Some(id) = reseller.plans.iter().find(|id| self.plan(**id).is_none()) {
-            return Err(StoreError::MissingRef {
-                what,
-                missing: format!("plan {id}"),
-            });
-        }
-        let changes = diff_reseller(self.reseller(&reseller.login).as_deref(), &reseller);
-        if !changes.is_empty() {
-            self.commit(vec![Write::Reseller(Arc::new(reseller))])?;
-        }
-        Ok(changes)
+        self.edit_unaudited(Edit::PutReseller(reseller))
     }
 
     /// Removes a reseller; answers the change, or `None` if there was no such reseller.
     pub fn delete_reseller(&self, login: &str) -> Result<Option<Change>, StoreError> {
-        let _guard = self.lock();
-        if self.reseller(login).is_none() {
-            return Ok(None);
-        }
-        self.commit(vec![Write::DeleteReseller(login.to_string())])?;
-        Ok(Some(Change::new(
-            ChangeOp::Delete,
-            RecordKind::Reseller,
-            login,
-            None,
-        )))
+        self.delete_unaudited(Edit::DeleteReseller(login.to_string()))
     }
 
     /// Removes a plan no reseller uses.
     pub fn delete_plan(&self, id: u64) -> Result<Option<Change>, StoreError> {
-        let _guard = self.lock();
-        if self.plan(id).is_none() {
-            return Ok(None);
-        }
-        if let Some(r) = self.resellers().into_iter().find(|r| r.has_plan(id)) {
-            return Err(StoreError::StillUsed {
-                what: format!("plan {id}"),
-                by: format!("reseller '{}'", r.login),
-            });
-        }
-        self.commit(vec![Write::DeletePlan(id)])?;
-        Ok(Some(Change::new(
-            ChangeOp::Delete,
-            RecordKind::Plan,
-            id,
-            None,
-        )))
+        self.delete_unaudited(Edit::DeletePlan(id))
     }
 
     /// Removes an upstream account no reseller uses.
     pub fn delete_upstream_account(&self, name: &str) -> Result<Option<Change>, StoreError> {
+        self.delete_unaudited(Edit::DeleteAccount(name.to_string()))
+    }
+
+    fn edit_unaudited(&self, edit: Edit) -> Result<Vec<Change>, StoreError> {
         let _guard = self.lock();
-        if self.upstream_account(name).is_none() {
-            return Ok(None);
+        let (changes, writes) = self.plan_edit(edit)?;
+        if !writes.is_empty() {
+            self.commit(writes, &changes, None)?;
         }
-        if let Some(r) = self
-            .resellers()
-            .into_iter()
-            .find(|r| r.upstream_account == name)
-        {
-            return Err(StoreError::StillUsed {
-                what: format!("upstream_account '{name}'"),
-                by: format!("reseller '{}'", r.login),
-            });
+        Ok(changes)
+    }
+
+    fn delete_unaudited(&self, edit: Edit) -> Result<Option<Change>, StoreError> {
+        match self.edit_unaudited(edit) {
+            Ok(c) => Ok(c.into_iter().next()),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
-        self.commit(vec![Write::DeleteAccount(name.to_string())])?;
-        Ok(Some(Change::new(
-            ChangeOp::Delete,
-            RecordKind::UpstreamAccount,
-            name,
-            None,
-        )))
+    }
+
+    /// [`Store::apply_batch_as`] without an audit entry (tests, seeding).
+    pub fn apply_batch<E: From<StoreError>>(
+        &self,
+        batch: Batch,
+        check: impl FnOnce(&Store) -> Result<(), E>,
+    ) -> Result<Vec<Change>, E> {
+        self.apply_batch_inner(None, batch, check)
     }
 
     /// Upserts every record of `batch` (nothing is deleted) after `check` has approved it
     /// against the store as it is now (e.g. references to accounts and plans the batch does
-    /// not hold); answers the changes, none when the store already matches. All writes are
-    /// flushed once, then the caches are updated. `check` runs with the write lock held:
-    /// it may read the store, not write it.
-    pub fn apply_batch<E: From<StoreError>>(
+    /// not hold); answers the changes, none when the store already matches. All writes and
+    /// their audit entries (for `actor`) are one backend write, flushed once, then the
+    /// caches are updated. `check` runs with the write lock held: it may read the store,
+    /// not write it.
+    pub fn apply_batch_as<E: From<StoreError>>(
         &self,
+        actor: &Actor,
+        batch: Batch,
+        check: impl FnOnce(&Store) -> Result<(), E>,
+    ) -> Result<Vec<Change>, E> {
+        self.apply_batch_inner(Some(actor), batch, check)
+    }
+
+    fn apply_batch_inner<E: From<StoreError>>(
+        &self,
+        actor: Option<&Actor>,
         batch: Batch,
         check: impl FnOnce(&Store) -> Result<(), E>,
     ) -> Result<Vec<Change>, E> {
@@ -241,42 +208,88 @@ impl Store {
             }
         }
         if !writes.is_empty() {
-            self.commit(writes)?;
+            self.commit(writes, &changes, actor)?;
         }
         Ok(changes)
     }
 
-    /// Writes to the backend, flushes, then updates the caches. Call with the lock held.
-    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        let b = &*self.shared.backend;
+    fn snapshot(&self, kind: RecordKind, key: &str) -> Option<String> {
+        Some(match kind {
+            RecordKind::UpstreamAccount => {
+                Snapshot::Account(&*self.upstream_account(key)?).to_json()
+            }
+            RecordKind::Reseller => Snapshot::Reseller(&*self.reseller(key)?).to_json(),
+            RecordKind::Plan => Snapshot::Plan(&*self.plan(key.parse().ok()?)?).to_json(),
+        })
+    }
+
+    /// Writes to the backend as one batch (with the audit entries of `changes` when an
+    /// `actor` is given), flushes, then updates the caches. Call with the lock held.
+    pub(super) fn commit(
+        &self,
+        writes: Vec<Write>,
+        changes: &[Change],
+        actor: Option<&Actor>,
+    ) -> Result<(), StoreError> {
+        let mut ops = Vec::new();
         for w in &writes {
-            match w {
-                Write::Account(a) => b.put(
-                    trees::UPSTREAM_ACCOUNTS,
-                    a.name.as_bytes(),
-                    &encode(&**a, || format!("upstream_account '{}'", a.name))?,
-                )?,
-                Write::Reseller(r) => b.put(
-                    trees::RESELLERS,
-                    r.login.as_bytes(),
-                    &encode(&**r, || format!("reseller '{}'", r.login))?,
-                )?,
-                Write::Plan(p) => b.put(
-                    trees::PLANS,
-                    &p.id.to_be_bytes(),
-                    &encode(&**p, || format!("plan {}", p.id))?,
-                )?,
-                Write::DeleteAccount(name) => {
-                    b.delete(trees::UPSTREAM_ACCOUNTS, name.as_bytes())?;
-                }
-                Write::DeleteReseller(login) => {
-                    b.delete(trees::RESELLERS, login.as_bytes())?;
-                }
-                Write::DeletePlan(id) => {
-                    b.delete(trees::PLANS, &id.to_be_bytes())?;
-                }
+            ops.push(match w {
+                Write::Account(a) => BatchOp::Put {
+                    tree: trees::UPSTREAM_ACCOUNTS,
+                    key: a.name.as_bytes().to_vec(),
+                    value: encode(&**a, || format!("upstream_account '{}'", a.name))?,
+                },
+                Write::Reseller(r) => BatchOp::Put {
+                    tree: trees::RESELLERS,
+                    key: r.login.as_bytes().to_vec(),
+                    value: encode(&**r, || format!("reseller '{}'", r.login))?,
+                },
+                Write::Plan(p) => BatchOp::Put {
+                    tree: trees::PLANS,
+                    key: p.id.to_be_bytes().to_vec(),
+                    value: encode(&**p, || format!("plan {}", p.id))?,
+                },
+                Write::DeleteAccount(name) => BatchOp::Delete {
+                    tree: trees::UPSTREAM_ACCOUNTS,
+                    key: name.as_bytes().to_vec(),
+                },
+                Write::DeleteReseller(login) => BatchOp::Delete {
+                    tree: trees::RESELLERS,
+                    key: login.as_bytes().to_vec(),
+                },
+                Write::DeletePlan(id) => BatchOp::Delete {
+                    tree: trees::PLANS,
+                    key: id.to_be_bytes().to_vec(),
+                },
+            });
+        }
+        if let Some(actor) = actor {
+            // After: the record as this batch writes it.
+            let after = |kind: RecordKind, key: &str| -> Option<String> {
+                writes.iter().find_map(|w| match (w, kind) {
+                    (Write::Account(a), RecordKind::UpstreamAccount) if a.name == key => {
+                        Some(Snapshot::Account(a).to_json())
+                    }
+                    (Write::Reseller(r), RecordKind::Reseller) if r.login == key => {
+                        Some(Snapshot::Reseller(r).to_json())
+                    }
+                    (Write::Plan(p), RecordKind::Plan) if p.id.to_string() == key => {
+                        Some(Snapshot::Plan(p).to_json())
+                    }
+                    _ => None,
+                })
+            };
+            for mut e in entries_for(actor, changes, |k, key| self.snapshot(k, key), after) {
+                e.id = self.next_audit_id()?;
+                ops.push(BatchOp::Put {
+                    tree: trees::AUDIT,
+                    key: e.id.to_be_bytes().to_vec(),
+                    value: encode(&e, || format!("audit entry {}", e.id))?,
+                });
             }
         }
+        let b = &*self.shared.backend;
+        b.write_batch(&ops)?;
         b.flush()?;
         for w in writes {
             match w {
@@ -340,7 +353,7 @@ fn field<T: PartialEq + fmt::Display>(out: &mut Vec<String>, name: &str, old: T,
     }
 }
 
-fn diff_account(old: Option<&UpstreamAccount>, new: &UpstreamAccount) -> Vec<Change> {
+pub(super) fn diff_account(old: Option<&UpstreamAccount>, new: &UpstreamAccount) -> Vec<Change> {
     let mut lines = Vec::new();
     if let Some(o) = old {
         field(&mut lines, "login", &o.login, &new.login);
@@ -355,7 +368,7 @@ fn diff_account(old: Option<&UpstreamAccount>, new: &UpstreamAccount) -> Vec<Cha
     )
 }
 
-fn diff_reseller(old: Option<&Reseller>, new: &Reseller) -> Vec<Change> {
+pub(super) fn diff_reseller(old: Option<&Reseller>, new: &Reseller) -> Vec<Change> {
     let mut lines = Vec::new();
     if let Some(o) = old {
         if o.password_hash != new.password_hash {
@@ -379,7 +392,7 @@ fn diff_reseller(old: Option<&Reseller>, new: &Reseller) -> Vec<Change> {
     )
 }
 
-fn diff_plan(old: Option<&Plan>, new: &Plan) -> Vec<Change> {
+pub(super) fn diff_plan(old: Option<&Plan>, new: &Plan) -> Vec<Change> {
     let mut lines = Vec::new();
     if let Some(o) = old {
         field(&mut lines, "upstream_id", o.upstream_id, new.upstream_id);

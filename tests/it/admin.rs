@@ -126,6 +126,22 @@ fn json(addr: std::net::SocketAddr, method: &str, path: &str, status: u16) -> se
     serde_json::from_slice(&resp.body).unwrap_or_else(|e| panic!("{e}: {}", resp.text()))
 }
 
+/// The message of a JSON error answer (`{"error": "…"}`).
+fn error_of(resp: &client::Response) -> String {
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json"),
+        "{}",
+        resp.text()
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.body).unwrap_or_else(|e| panic!("{e}: {}", resp.text()));
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {v}"))
+        .to_string()
+}
+
 /// The `remoteid`s of an `orders` answer, in order.
 fn remoteids(v: &serde_json::Value) -> Vec<String> {
     v["orders"]
@@ -279,7 +295,7 @@ fn records_need_the_token() {
                 "{method} {path} {token:?}: {}",
                 resp.text()
             );
-            assert_eq!(resp.text(), "a valid bearer token is required\n");
+            assert_eq!(error_of(&resp), "a valid bearer token is required");
         }
     }
     assert!(
@@ -362,8 +378,8 @@ fn bad_queries_and_unknown_resellers() {
     ] {
         let resp = admin(addr, method, path, Some(TOKEN), "");
         assert_eq!(
-            (resp.status, resp.text()),
-            (status, format!("{message}\n")),
+            (resp.status, error_of(&resp)),
+            (status, message.to_string()),
             "{method} {path}"
         );
         if status == 405 {

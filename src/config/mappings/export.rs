@@ -11,7 +11,7 @@ use super::{
 use crate::config::ConfigError;
 use crate::secret::PasswordSource;
 use crate::store::model::{Markup, Plan, Reseller, UpstreamAccount};
-use crate::store::{Batch, Change, Store, StoreError};
+use crate::store::{Actor, Batch, Change, Store, StoreError};
 
 /// Why a mapping set could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,16 @@ impl MappingSet {
     /// against the set and the store; answers the changes, none when the store already
     /// matches. All writes are flushed once.
     pub fn apply_to(&self, store: &Store) -> Result<Vec<Change>, ApplyError> {
+        self.apply_to_as(store, None)
+    }
+
+    /// [`MappingSet::apply_to`] with an audit entry per changed record for `actor`,
+    /// written with the change.
+    pub fn apply_to_as(
+        &self,
+        store: &Store,
+        actor: Option<&Actor>,
+    ) -> Result<Vec<Change>, ApplyError> {
         let batch = Batch {
             upstream_accounts: self
                 .upstream_accounts
@@ -37,12 +47,16 @@ impl MappingSet {
             plans: self.plans.iter().map(|e| e.item.clone()).collect(),
             resellers: self.resellers.iter().map(|e| e.item.clone()).collect(),
         };
-        store.apply_batch(batch, |s: &Store| {
+        let check = |s: &Store| {
             self.validate_refs(&|name| s.upstream_account(name).is_some(), &|id| {
                 s.plan(id).is_some()
             })
             .map_err(ApplyError::from)
-        })
+        };
+        match actor {
+            Some(a) => store.apply_batch_as(a, batch, check),
+            None => store.apply_batch(batch, check),
+        }
     }
 }
 
