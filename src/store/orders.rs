@@ -12,7 +12,7 @@
 //! A pending index entry's value is the `claimed_at_ms` of the claim it indexes (8
 //! big-endian bytes; empty in stores written before fleet mode). It is removed only by a
 //! compare-and-swap on that value: by the resolve of that claim, or by a reader finding
-//! it stale — its claim resolved ([`is_stale_pending`]). A new claim of the same key
+//! it stale — its claim resolved (`is_stale_pending`). A new claim of the same key
 //! writes its own value first, so neither removal can take the new claim's entry away,
 //! whether the race is between threads or between gateways sharing the store. On sled
 //! the order writes also hold the store's write lock (one process, and cheap); on a

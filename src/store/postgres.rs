@@ -608,7 +608,11 @@ impl Backend for PgBackend {
             };
         }
         let (mut dt, mut dk) = (Vec::<String>::new(), Vec::<Vec<u8>>::new());
-        let (mut pt, mut pk, mut pv) = (Vec::<String>::new(), Vec::<Vec<u8>>::new(), Vec::<Vec<u8>>::new());
+        let (mut pt, mut pk, mut pv) = (
+            Vec::<String>::new(),
+            Vec::<Vec<u8>>::new(),
+            Vec::<Vec<u8>>::new(),
+        );
         for ((tree, key), value) in last {
             match value {
                 Some(v) => {

@@ -71,20 +71,49 @@ fn a_batch_is_one_write_and_last_is_the_greatest_key() {
     each_raw_backend(|name, b| {
         b.put("t", b"gone", b"x").unwrap();
         b.write_batch(&[
-            BatchOp::Put { tree: "t", key: b"a".to_vec(), value: b"1".to_vec() },
-            BatchOp::Put { tree: "audit", key: vec![0, 2], value: b"entry".to_vec() },
-            BatchOp::Delete { tree: "t", key: b"gone".to_vec() },
-            BatchOp::Put { tree: "t", key: b"b".to_vec(), value: b"first".to_vec() },
-            BatchOp::Delete { tree: "t", key: b"b".to_vec() },
-            BatchOp::Put { tree: "t", key: b"c".to_vec(), value: b"first".to_vec() },
-            BatchOp::Put { tree: "t", key: b"c".to_vec(), value: b"second".to_vec() },
+            BatchOp::Put {
+                tree: "t",
+                key: b"a".to_vec(),
+                value: b"1".to_vec(),
+            },
+            BatchOp::Put {
+                tree: "audit",
+                key: vec![0, 2],
+                value: b"entry".to_vec(),
+            },
+            BatchOp::Delete {
+                tree: "t",
+                key: b"gone".to_vec(),
+            },
+            BatchOp::Put {
+                tree: "t",
+                key: b"b".to_vec(),
+                value: b"first".to_vec(),
+            },
+            BatchOp::Delete {
+                tree: "t",
+                key: b"b".to_vec(),
+            },
+            BatchOp::Put {
+                tree: "t",
+                key: b"c".to_vec(),
+                value: b"first".to_vec(),
+            },
+            BatchOp::Put {
+                tree: "t",
+                key: b"c".to_vec(),
+                value: b"second".to_vec(),
+            },
         ])
         .unwrap();
         b.flush().unwrap();
         let got = b.scan("t").unwrap();
         assert_eq!(
             got,
-            vec![(b"a".to_vec(), b"1".to_vec()), (b"c".to_vec(), b"second".to_vec())],
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"c".to_vec(), b"second".to_vec())
+            ],
             "{name}"
         );
         b.put("audit", &[0, 10], b"later").unwrap();
