@@ -19,7 +19,7 @@ fi
 command -v cc >/dev/null 2>&1 || { echo "deps: a C compiler (cc) is required" >&2; exit 1; }
 cmake --version | head -n 1 >&2
 
-# The console's browser tests (tests/it/console_browser.rs) drive Debian's chromium
+# The console's browser tests (tests/it/webdriver.rs) drive Debian's chromium
 # through chromedriver (WebDriver). With CI=true a missing browser fails those tests.
 if ! command -v chromedriver >/dev/null 2>&1; then
   echo "deps: installing chromium and chromium-driver" >&2

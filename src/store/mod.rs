@@ -184,6 +184,23 @@ impl Store {
         Store::with_backend(Box::new(SledBackend::open_with_cache(path, cache_mb)?))
     }
 
+    /// [`Store::open`] by a process that has just dropped its own handle of the store: sled's
+    /// flusher thread lets go of the store's lock a moment after the last handle drops, so
+    /// "in use" is retried for at most `wait`.
+    pub fn open_when_free(path: &Path, wait: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Store::open(path) {
+                Err(StoreError::Backend(BackendError::InUse { .. }))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// A store in a temporary sled database, gone when the last handle drops (tests).
     pub fn open_temporary() -> Result<Store, StoreError> {
         Store::with_backend(Box::new(SledBackend::temporary()?))

@@ -405,16 +405,28 @@ fn copy_moves_a_sled_installation_into_postgres() {
             Claim::Claimed
         ));
     }
-    let out = crate::harness::run_cli(&[
-        &"store",
-        &"copy",
-        &"--from",
-        &format!("sled:{}", sled_path.display()),
-        &"--to",
-        &db.url,
-        &"--password-env",
-        &crate::pg::PASSWORD_ENV,
-    ]);
+    // sled lets go of its lock a moment after our last handle drops: until then the copy,
+    // another process, finds the store in use.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let out = loop {
+        let out = crate::harness::run_cli(&[
+            &"store",
+            &"copy",
+            &"--from",
+            &format!("sled:{}", sled_path.display()),
+            &"--to",
+            &db.url,
+            &"--password-env",
+            &crate::pg::PASSWORD_ENV,
+        ]);
+        if out.status.success()
+            || Instant::now() > deadline
+            || !String::from_utf8_lossy(&out.stderr).contains("in use")
+        {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

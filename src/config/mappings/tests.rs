@@ -427,7 +427,7 @@ fn reopen_sees_everything() {
         let e = Store::open(&path).unwrap_err().to_string();
         assert!(e.contains("in use by a running gateway"), "{e}");
     }
-    let store = Store::open(&path).unwrap();
+    let store = Store::open_when_free(&path, std::time::Duration::from_secs(5)).unwrap();
     assert_eq!(
         store.plans().iter().map(|p| p.id).collect::<Vec<_>>(),
         vec![6, 101, 102, 103]
