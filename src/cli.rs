@@ -127,6 +127,10 @@ pub enum ServicesCommand {
     Sync {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
+        /// The running gateway's admin API (`http://HOST:PORT`); default: the store, or
+        /// the API at `[admin] listen` when a running gateway holds the store.
+        #[arg(long)]
+        admin: Option<String>,
         #[arg(long)]
         reseller: String,
     },
@@ -522,18 +526,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// A reconciler over the store for one-off upstream calls (sync, reconcile), on a runtime.
-fn with_reconciler<T>(
-    config: &Config,
-    f: impl FnOnce(
-        std::sync::Arc<crate::reconcile::Reconciler>,
-        Store,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>>>>,
-) -> Result<T, Failure> {
-    with_reconciler_on(config, open_store(config)?, f)
-}
-
-/// [`with_reconciler`] over a store already open.
+/// A reconciler over an open store for one-off upstream calls (sync, reconcile), on a
+/// runtime.
 fn with_reconciler_on<T>(
     config: &Config,
     store: Store,
@@ -552,9 +546,20 @@ fn with_reconciler_on<T>(
 
 fn services(action: ServicesCommand) -> Result<(), Failure> {
     match action {
-        ServicesCommand::Sync { config, reseller } => {
+        ServicesCommand::Sync {
+            config,
+            admin,
+            reseller,
+        } => {
             let config = load_config(&config)?;
-            with_reconciler(&config, move |rec, store| {
+            let store = match target(&config, admin.as_deref())? {
+                Target::Store(s) => s,
+                Target::Remote(r) => {
+                    print!("{}", r.sync_services(&reseller).map_err(Failure::remote)?);
+                    return Ok(());
+                }
+            };
+            with_reconciler_on(&config, store, move |rec, store| {
                 Box::pin(async move {
                     let r = store.reseller(&reseller).ok_or_else(|| {
                         Failure::config(format!("no reseller '{reseller}' in the store"))

@@ -11,6 +11,7 @@
 //! | `GET /services?reseller=LOGIN` | bearer | the reseller's recorded services with their history (JSON) |
 //! | `GET /orders[?state=pending\|done\|failed][&reseller=LOGIN]` | bearer | order records (JSON) |
 //! | `POST /orders/reconcile[?settle_ms=N]` | bearer | one reconciliation pass now; answers its report (JSON) |
+//! | `POST /services/sync?reseller=LOGIN` | bearer | record the reseller's existing upstream certificates (`services sync`); answers what was recorded (JSON) |
 //! | `GET /ledger?reseller=LOGIN&month=YYYY-MM` | bearer | the month's ledger as CSV |
 //! | `GET /audit[?kind=…][&key=…][&since=…][&until=…][&limit=N]` | bearer | the audit log, newest first (JSON) |
 //! | `/resellers`, `/upstream_accounts`, `/plans` (+ `/{key}`, `/{key}/markup`) | bearer | JSON resources ([`api`]) |
@@ -26,7 +27,8 @@
 //! first (an unresolvable one refuses the whole document).
 //!
 //! Services and orders are what `resellgate services list` / `orders list` print, readable
-//! while the gateway runs (the CLI needs the store unlocked, i.e. the gateway stopped).
+//! while the gateway runs (the CLI itself uses these endpoints when the gateway holds the
+//! store, see [`remote`]).
 //! The JSON views are in [`records`]. Errors are JSON, `{"error": "…"}` with `field`
 //! (and `value`) when one is at fault: 401 without a valid token (checked before
 //! anything else about the request), 403 a read token asking to change something, 400
@@ -325,6 +327,48 @@ impl AdminApp {
         }
     }
 
+    /// `POST /services/sync?reseller=LOGIN`: the reseller's certificates on the upstream
+    /// recorded as its services, as `resellgate services sync` does with the gateway stopped.
+    async fn sync_services(&self, query: Option<&str>) -> Response<Vec<u8>> {
+        let q = match query::parse(query, &["reseller"]) {
+            Ok(q) => q,
+            Err(e) => return bad_query(e),
+        };
+        let Some(login) = q.get("reseller") else {
+            let mut a = api::ApiError::new(StatusCode::BAD_REQUEST, "reseller=LOGIN is required");
+            a.field = Some("reseller".into());
+            return a.answer();
+        };
+        let Some(reseller) = self.gateway.store().reseller(login) else {
+            return no_reseller(login);
+        };
+        match self.reconciler.sync_services(&reseller).await {
+            Ok((recorded, refused)) => {
+                tracing::info!(
+                    reseller = %printable(login),
+                    recorded,
+                    refused = refused.len(),
+                    "services synced through the admin API"
+                );
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "reseller": reseller.login,
+                        "recorded": recorded,
+                        "refused": refused,
+                    }),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "services sync through the admin API failed");
+                error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("the services sync failed: {e}"),
+                )
+            }
+        }
+    }
+
     /// `POST /mappings`.
     async fn apply_body(&self, s: &mut ServerSession, actor: &Actor) -> Response<Vec<u8>> {
         let mut body = Vec::new();
@@ -444,6 +488,7 @@ impl AdminApp {
             Endpoint::Services => self.services(uri.query()).await,
             Endpoint::Orders => self.orders(uri.query()).await,
             Endpoint::Reconcile => self.reconcile(uri.query()).await,
+            Endpoint::SyncServices => self.sync_services(uri.query()).await,
             Endpoint::Ledger => self.ledger(uri.query()).await,
             Endpoint::Audit => self.audit(uri.query()).await,
             other => {

@@ -218,6 +218,23 @@ impl Remote {
         Ok(out)
     }
 
+    /// `services sync`: what the CLI prints when it syncs itself.
+    pub fn sync_services(&self, reseller: &str) -> Result<String, RemoteError> {
+        let path = format!(
+            "/services/sync?{}",
+            serde_urlencoded::to_string([("reseller", reseller)])
+                .map_err(|e| RemoteError::Other(e.to_string()))?
+        );
+        let a = self.call("services sync", "POST", &path, "text/plain", Vec::new())?;
+        let v: Value = serde_json::from_slice(&a.body)
+            .map_err(|e| RemoteError::Other(format!("services sync: {e}")))?;
+        let mut out = format!("{} services recorded for {reseller}\n", v["recorded"]);
+        for id in v["refused"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "! {id} belongs to another reseller: not recorded");
+        }
+        Ok(out)
+    }
+
     /// `orders reconcile`.
     pub fn reconcile(&self, settle_ms: Option<u64>) -> Result<String, RemoteError> {
         let path = match settle_ms {

@@ -98,6 +98,7 @@ fn roles() {
     for (m, p) in [
         ("POST", "/mappings"),
         ("POST", "/orders/reconcile"),
+        ("POST", "/services/sync?reseller=acme"),
         ("PUT", "/plans/101/markup"),
     ] {
         assert_eq!(call(addr, m, p, READ, &[], "{}").status, 403, "{m} {p}");
@@ -404,6 +405,74 @@ fn cli_talks_to_the_running_gateway() {
         &"nobody",
         &"--month",
         &"2026-11",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `services sync` while the gateway runs: through `POST /services/sync` (a write token),
+/// recording the reseller's certificates on the upstream; a missing or unknown reseller is
+/// named in the refusal.
+#[test]
+fn services_sync_through_the_running_gateway() {
+    let (env, addr) = operator_env("sync");
+    // A certificate acme ordered straight on the upstream, unknown to the gateway.
+    let made = env.sandbox.sandbox.order_count();
+    let r = call(addr, "POST", "/services/sync?reseller=acme", WRITE, &[], "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json_of(&r);
+    assert_eq!(v["reseller"], "acme");
+    assert!(v["recorded"].is_u64() && v["refused"].is_array(), "{v}");
+    assert_eq!(
+        env.sandbox.sandbox.order_count(),
+        made,
+        "a sync orders nothing"
+    );
+
+    let r = call(addr, "POST", "/services/sync", WRITE, &[], "");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(json_of(&r)["field"], "reseller");
+    let r = call(
+        addr,
+        "POST",
+        "/services/sync?reseller=nobody",
+        WRITE,
+        &[],
+        "",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("nobody"), "{}", r.text());
+
+    let cfg = env.dir.path().join("config.toml");
+    let o = run_cli(&[
+        &"services",
+        &"sync",
+        &"--config",
+        &cfg,
+        &"--reseller",
+        &"acme",
+    ]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.contains("using its admin API"), "{err}");
+    assert!(
+        out.contains(&format!("{} services recorded for acme", v["recorded"])),
+        "{out}"
+    );
+    let o = run_cli(&[
+        &"services",
+        &"sync",
+        &"--config",
+        &cfg,
+        &"--reseller",
+        &"nobody",
     ]);
     assert_eq!(
         o.status.code(),
