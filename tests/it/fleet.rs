@@ -515,14 +515,18 @@ fn a_fleet_gateway_at_debug_logs_no_statement_and_no_secret() {
         String::from_utf8_lossy(&out.stderr)
     );
     let log_path = dir.path().join("gateway.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
-        .args(["serve", "--config"])
-        .arg(&m.config)
-        .env("RESELLGATE_LOG", "debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    // In a `Serving`, so that a failed assertion does not leave the gateway running.
+    let serving = Serving {
+        child: std::process::Command::new(env!("CARGO_BIN_EXE_resellgate"))
+            .args(["serve", "--config"])
+            .arg(&m.config)
+            .env("RESELLGATE_LOG", "debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+        crashpoints: std::sync::mpsc::channel().1,
+    };
     resellgate::app::wait_until_accepting(m.addr, Duration::from_secs(20)).unwrap();
     let resp = client::post_form(
         m.addr,
@@ -539,8 +543,7 @@ fn a_fleet_gateway_at_debug_logs_no_statement_and_no_secret() {
     client::post_form(m.addr, "/billmgr", &format!("func=whoami&auth={sid}")).unwrap();
     client::post_form(m.addr, "/billmgr", "func=whoami&authinfo=acme:wrong-pw-991").unwrap();
     assert!(m.order("dbg1").unwrap().is_ok());
-    let _ = child.kill();
-    let _ = child.wait();
+    serving.kill();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("access"), "{log}");
     for needle in ["executing statement", "preparing query", "with parameters"] {
