@@ -81,7 +81,11 @@ impl log::Log for PingoraSafeLog {
         if record.level() > log::Level::Info {
             return;
         }
-        let msg = redact_pingora(&record.args().to_string());
+        let msg = record.args().to_string();
+        if is_pingora_noise(&msg) {
+            return;
+        }
+        let msg = redact_pingora(&msg);
         let _ = tracing_log::format_trace(
             &log::Record::builder()
                 .args(format_args!("{msg}"))
@@ -95,6 +99,13 @@ impl log::Log for PingoraSafeLog {
     }
 
     fn flush(&self) {}
+}
+
+/// pingora's records at `error` that report nothing wrong: losing a race for a pooled
+/// upstream connection (pingora then connects anew) happens under load on every busy
+/// gateway, and would teach operators to ignore `error`.
+fn is_pingora_noise(msg: &str) -> bool {
+    msg == "failed to acquire reusable stream"
 }
 
 /// A pingora log message with everything that may quote a request removed: the raw
@@ -341,6 +352,49 @@ mod tests {
             "<a message quoting the request was withheld>"
         );
         assert_eq!(redact_pingora("Accept() failed"), "Accept() failed");
+    }
+
+    /// What `PingoraSafeLog` passes on for a pingora record at `error`.
+    fn bridged(msg: &str) -> String {
+        use log::Log;
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            PingoraSafeLog.log(
+                &log::Record::builder()
+                    .args(format_args!("{msg}"))
+                    .level(log::Level::Error)
+                    .target("pingora_core::connectors")
+                    .build(),
+            )
+        });
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_lost_race_for_a_pooled_connection_is_not_an_error() {
+        assert_eq!(bridged("failed to acquire reusable stream"), "");
+        let other = bridged("failed to connect to upstream");
+        assert!(
+            other.contains("ERROR") && other.contains("failed to connect to upstream"),
+            "{other}"
+        );
     }
 
     #[test]
