@@ -7,36 +7,35 @@
 # `acknowledged` counts answers carrying a certificate id. The sandbox is seeded with a
 # balance no run exhausts. Knobs: DURATION (seconds per path, default 10), CONNS (16).
 # Prints the gateway's orders/s, p99 and the ratio gateway/direct; called by bench/run.sh.
+# BASE_BIN=path/to/an/older/resellgate adds a row for that build's gateway (A/B in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
-BIN=target/release/resellgate
+BIN=${BIN:-target/release/resellgate}
+BASE_BIN=${BASE_BIN:-}
 [ -x "$BIN" ] || cargo build --release --locked
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
 DIR=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] && cp "$DIR/gateway.log" /tmp/orders-gateway.log; rm -rf "$DIR"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] && cp "$DIR/gw/gateway.log" /tmp/orders-gateway.log; rm -rf "$DIR"; }
 trap cleanup EXIT
 
-SB=127.0.0.1:18630; GW=127.0.0.1:18530; AD=127.0.0.1:18531
+SB=127.0.0.1:18630; GW=127.0.0.1:18530; AD=127.0.0.1:18531; GB=127.0.0.1:18532
 "$BIN" sandbox --listen "$SB" --balance 1000000000 >/dev/null 2>&1 & PIDS+=($!)
-cat > "$DIR/config.toml" <<TOML
-[server]
-listen = "$GW"
-[upstream]
-url = "http://$SB/billmgr"
-[store]
-path = "store"
-[admin]
-listen = "$AD"
-TOML
 export ACME_UP_PASSWORD=acme-upstream-pw GLOBEX_UP_PASSWORD=globex-upstream-pw RESELLGATE_ADMIN_TOKEN=bench-token
-"$BIN" mappings apply --config "$DIR/config.toml" mappings/demo.toml >/dev/null
-RESELLGATE_LOG=warn "$BIN" serve --config "$DIR/config.toml" 2>"$DIR/gateway.log" & PIDS+=($!)
+gateway() { # name binary listen [admin-listen]
+  mkdir -p "$DIR/$1"
+  printf '[server]\nlisten = "%s"\n[upstream]\nurl = "http://%s/billmgr"\n[store]\npath = "store"\n' "$3" "$SB" >"$DIR/$1/config.toml"
+  [ -n "${4:-}" ] && printf '[admin]\nlisten = "%s"\n' "$4" >>"$DIR/$1/config.toml"
+  "$2" mappings apply --config "$DIR/$1/config.toml" mappings/demo.toml >/dev/null
+  RESELLGATE_LOG=warn "$2" serve --config "$DIR/$1/config.toml" 2>"$DIR/$1/gateway.log" & PIDS+=($!)
+}
+gateway gw "$BIN" "$GW" "$AD"
+[ -n "$BASE_BIN" ] && gateway base "$BASE_BIN" "$GB"
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "no listener on $1" >&2; exit 1; }
-wait_port "$SB"; wait_port "$GW"
+wait_port "$SB"; wait_port "$GW"; [ -z "$BASE_BIN" ] || wait_port "$GB"
 
 row() { # name wrk-output
   local rps p99 acked
@@ -52,7 +51,9 @@ orders() { # addr prefix [env...]
 }
 echo "durable orders: wrk -t1 -c$CONNS -d${DURATION}s, unique remoteids, $(nproc) cores" >&2
 D=$(row direct "$(orders "$SB" d$$x AUTHINFO=acme@sandbox:acme-upstream-pw PRICELIST=3033)")
+[ -z "$BASE_BIN" ] || B=$(row base "$(orders "$GB" b$$x)")
 G=$(row gateway "$(orders "$GW" g$$x)")
 awk -v d="$D" -v g="$G" 'BEGIN { printf "orders gateway/direct throughput ratio: %.2f\n", g/d }'
+[ -z "$BASE_BIN" ] || awk -v b="$B" -v g="$G" 'BEGIN { printf "orders gateway/base   throughput ratio: %.2f\n", g/b }'
 # The gateway's own counters, as an operator reads them.
-curl -fsS "http://$AD/metrics" 2>/dev/null | grep -E '^resellgate_order' >&2 || true
+curl -fsS "http://$AD/metrics" 2>/dev/null | grep -E '^resellgate_(order|store)' >&2 || true

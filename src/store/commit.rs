@@ -20,8 +20,9 @@
 //! there is nothing to group, so a write runs on the blocking pool as before, and a
 //! gateway's orders reach the database concurrently.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use super::{BackendError, Shared, Store, StoreError};
 
@@ -38,6 +39,25 @@ const MAX_GROUP: usize = 1024;
 /// The sending half of a store's committer; the thread ends when the store drops.
 pub(super) struct Committer {
     tx: mpsc::Sender<Job>,
+    stats: Arc<Counters>,
+}
+
+/// What the committer has done so far ([`Store::commit_stats`]; `/metrics`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Flushes made (one per group).
+    pub flushes: u64,
+    /// Writes made durable by them (acknowledged or not).
+    pub writes: u64,
+    /// Flushes that failed (every write of their group answered the error).
+    pub failed_flushes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    flushes: AtomicU64,
+    writes: AtomicU64,
+    failed_flushes: AtomicU64,
 }
 
 impl Committer {
@@ -45,14 +65,16 @@ impl Committer {
     /// thread keeps neither the store nor its lock alive).
     pub(super) fn start(shared: Weak<Shared>) -> std::io::Result<Committer> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let stats = Arc::new(Counters::default());
+        let counters = stats.clone();
         std::thread::Builder::new()
             .name("resellgate-commit".into())
-            .spawn(move || run(shared, rx))?;
-        Ok(Committer { tx })
+            .spawn(move || run(shared, rx, &counters))?;
+        Ok(Committer { tx, stats })
     }
 }
 
-fn run(shared: Weak<Shared>, rx: mpsc::Receiver<Job>) {
+fn run(shared: Weak<Shared>, rx: mpsc::Receiver<Job>, stats: &Counters) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -78,7 +100,12 @@ fn run(shared: Weak<Shared>, rx: mpsc::Receiver<Job>) {
             continue;
         }
         let flushed = store.shared.backend.flush();
+        stats.flushes.fetch_add(1, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(waiting.len() as u64, Ordering::Relaxed);
         if let Err(e) = &flushed {
+            stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, writes = waiting.len(), "store flush failed: none of its writes is acknowledged");
         }
         for done in waiting {
@@ -106,6 +133,16 @@ impl BackendError {
 }
 
 impl Store {
+    /// The group committer's counters (`None` on a shared backend, which has none).
+    pub fn commit_stats(&self) -> Option<CommitStats> {
+        let c = &self.shared.committer.get()?.stats;
+        Some(CommitStats {
+            flushes: c.flushes.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            failed_flushes: c.failed_flushes.load(Ordering::Relaxed),
+        })
+    }
+
     /// Runs `write` (writes without a flush, taking the write lock as they need) and
     /// answers its result once it is durable: on sled after the committer's next flush,
     /// shared with every write waiting with it (see the module doc); on a shared backend
@@ -236,7 +273,9 @@ mod tests {
             sled: SledBackend::temporary().unwrap(),
             state: state.clone(),
         };
-        (Store::with_backend(Box::new(backend)).unwrap(), state)
+        let store = Store::with_backend(Box::new(backend)).unwrap();
+        state.flushes.store(0, Ordering::SeqCst); // opening flushes too
+        (store, state)
     }
 
     fn rec(remoteid: &str) -> OrderRecord {
@@ -294,6 +333,8 @@ mod tests {
             flushes < n / 4,
             "{flushes} flushes for {n} concurrent claims"
         );
+        let stats = store.commit_stats().unwrap();
+        assert_eq!((stats.flushes, stats.writes), (flushes as u64, n as u64));
         // A replay waits for a flush too, and answers what is stored.
         let again = store.claim_order_durable(rec("o0")).await.unwrap();
         assert!(matches!(again, Claim::Pending(_)), "{again:?}");
@@ -318,6 +359,8 @@ mod tests {
             }
         }
         assert!(seen.durable.lock().unwrap().is_empty());
+        let stats = store.commit_stats().unwrap();
+        assert!(stats.failed_flushes >= 1 && stats.failed_flushes == stats.flushes);
         seen.fail.store(false, Ordering::SeqCst);
         let ok = store.claim_order_durable(rec("g")).await.unwrap();
         assert!(matches!(ok, Claim::Claimed), "{ok:?}");

@@ -52,6 +52,7 @@ use dashmap::DashMap;
 pub use audit::{Actor, AuditEntry, AuditFilter, Via};
 pub use backend::{Backend, BackendError, BatchOp, Exclusive, Invalidation, SledBackend};
 pub use codec::CodecError;
+pub use commit::CommitStats;
 pub use edit::Edit;
 pub use model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
 pub use postgres::{PgBackend, PgOptions};
