@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SERVICES=${SERVICES:-1000000}
 RUNS=${RUNS:-3}
-BIN=target/release/resellgate
+BIN=${BIN:-target/release/resellgate}
 [ -x "$BIN" ] || cargo build --release --locked
 
 DIR=$(mktemp -d)

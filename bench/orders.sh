@@ -22,27 +22,34 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] && cp "$DIR/gw/gateway.log" /tmp/orders-gateway.log; rm -rf "$DIR"; }
 trap cleanup EXIT
 
-SB=127.0.0.1:18630; GW=127.0.0.1:18530; AD=127.0.0.1:18531; GB=127.0.0.1:18532
-"$BIN" sandbox --listen "$SB" --balance 1000000000 >/dev/null 2>&1 & PIDS+=($!)
+# One sandbox per path, each starting empty: the sandbox's certificate list (read for every
+# order's ledger cost) is a scan of all its certificates, so a path run after another would
+# meet a slower upstream.
+SD=127.0.0.1:18630; SB=127.0.0.1:18633; SBB=127.0.0.1:18634
+GW=127.0.0.1:18530; AD=127.0.0.1:18531; GB=127.0.0.1:18532
+for s in "$SD" "$SB" "$SBB"; do
+  "$BIN" sandbox --listen "$s" --balance 1000000000 >/dev/null 2>&1 & PIDS+=($!)
+done
 export ACME_UP_PASSWORD=acme-upstream-pw GLOBEX_UP_PASSWORD=globex-upstream-pw RESELLGATE_ADMIN_TOKEN=bench-token
-gateway() { # name binary listen [admin-listen]
+gateway() { # name binary listen sandbox [admin-listen]
   mkdir -p "$DIR/$1"
-  printf '[server]\nlisten = "%s"\n[upstream]\nurl = "http://%s/billmgr"\n[store]\npath = "store"\n' "$3" "$SB" >"$DIR/$1/config.toml"
-  [ -n "${4:-}" ] && printf '[admin]\nlisten = "%s"\n' "$4" >>"$DIR/$1/config.toml"
+  printf '[server]\nlisten = "%s"\n[upstream]\nurl = "http://%s/billmgr"\n[store]\npath = "store"\n' "$3" "$4" >"$DIR/$1/config.toml"
+  [ -n "${5:-}" ] && printf '[admin]\nlisten = "%s"\n' "$5" >>"$DIR/$1/config.toml"
   "$2" mappings apply --config "$DIR/$1/config.toml" mappings/demo.toml >/dev/null
   RESELLGATE_LOG=warn "$2" serve --config "$DIR/$1/config.toml" 2>"$DIR/$1/gateway.log" & PIDS+=($!)
 }
-gateway gw "$BIN" "$GW" "$AD"
-[ -n "$BASE_BIN" ] && gateway base "$BASE_BIN" "$GB"
+gateway gw "$BIN" "$GW" "$SB" "$AD"
+[ -n "$BASE_BIN" ] && gateway base "$BASE_BIN" "$GB" "$SBB"
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "no listener on $1" >&2; exit 1; }
-wait_port "$SB"; wait_port "$GW"; [ -z "$BASE_BIN" ] || wait_port "$GB"
+wait_port "$SD"; wait_port "$SB"; wait_port "$SBB"; wait_port "$GW"; [ -z "$BASE_BIN" ] || wait_port "$GB"
 
 row() { # name wrk-output
-  local rps p99 acked
+  local rps p50 p99 acked
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$2")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$2")
   p99=$(awk '$1=="99%" {print $2}' <<<"$2")
   acked=$(awk '/^acknowledged/ {print $2}' <<<"$2")
-  printf '%-8s %10s orders/s   p99 %8s   acknowledged %s\n' "$1" "$rps" "$p99" "$acked" >&2
+  printf '%-8s %10s orders/s   p50 %8s   p99 %8s   acknowledged %s\n' "$1" "$rps" "$p50" "$p99" "$acked" >&2
   echo "$rps"
 }
 orders() { # addr prefix [env...]
@@ -50,7 +57,7 @@ orders() { # addr prefix [env...]
   env PREFIX="$prefix" "$@" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/orders.lua "http://$addr/"
 }
 echo "durable orders: wrk -t1 -c$CONNS -d${DURATION}s, unique remoteids, $(nproc) cores" >&2
-D=$(row direct "$(orders "$SB" d$$x AUTHINFO=acme@sandbox:acme-upstream-pw PRICELIST=3033)")
+D=$(row direct "$(orders "$SD" d$$x AUTHINFO=acme@sandbox:acme-upstream-pw PRICELIST=3033)")
 [ -z "$BASE_BIN" ] || B=$(row base "$(orders "$GB" b$$x)")
 G=$(row gateway "$(orders "$GW" g$$x)")
 awk -v d="$D" -v g="$G" 'BEGIN { printf "orders gateway/direct throughput ratio: %.2f\n", g/d }'
