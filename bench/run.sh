@@ -73,4 +73,9 @@ if command -v nginx >/dev/null 2>&1; then wait_port "$NG"; N=$(run nginx "$NG" "
 G=$(run gateway "$GW" "func=whoami&authinfo=acme:acme-demo-pw")
 awk -v d="$D" -v g="$G" 'BEGIN { printf "gateway/direct throughput ratio: %.2f\n", g/d }'
 [ -n "$N" ] && awk -v n="$N" -v g="$G" 'BEGIN { printf "gateway/nginx  throughput ratio: %.2f\n", g/n }'
+
+# Issue 13, goals 3 and 5 (their own scripts, same knobs): durable orders/s with group
+# commit against the sandbox alone, and cold start to /readyz with 1M services.
+bash bench/orders.sh
+bash bench/coldstart.sh
 exit 0

@@ -134,6 +134,14 @@ pub enum ServicesCommand {
         #[arg(long)]
         reseller: String,
     },
+    /// Record the services listed in FILE (`-`: stdin), one per line as `services list`
+    /// prints them: upstream id, reseller, remoteid, plan, period, tab-separated (`-` for
+    /// none; further columns ignored). Needs the gateway stopped, like `sync`.
+    Import {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        file: PathBuf,
+    },
     /// Print the recorded services (id, reseller, remoteid, plan, period, source, events).
     List {
         #[arg(long, default_value = "config.toml")]
@@ -574,6 +582,16 @@ fn services(action: ServicesCommand) -> Result<(), Failure> {
                 })
             })
         }
+        ServicesCommand::Import { config, file } => {
+            let config = load_config(&config)?;
+            let store = open_store(&config)?;
+            let (recorded, refused) = import_services(&store, &file)?;
+            println!("{recorded} services recorded");
+            for id in refused {
+                println!("! {id} belongs to another reseller: not recorded");
+            }
+            Ok(())
+        }
         ServicesCommand::List {
             config,
             admin,
@@ -609,6 +627,79 @@ fn services(action: ServicesCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `services import`: every line of `file` checked first (a bad line or an unknown
+/// reseller is refused, naming file and line, and nothing is written), then recorded in
+/// batches ([`Store::record_services`]).
+fn import_services(store: &Store, file: &Path) -> Result<(usize, Vec<u64>), Failure> {
+    use std::io::BufRead;
+    let input: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(file)
+            .map_err(|e| Failure::config(format!("cannot read '{}': {e}", file.display())))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut services = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let at = || format!("'{}' line {}", file.display(), n + 1);
+        let line = line.map_err(|e| Failure::config(format!("{}: {e}", at())))?;
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let svc = parse_service_line(&line, now)
+            .map_err(|e| Failure::config(format!("{}: {e}", at())))?;
+        if store.reseller(&svc.reseller).is_none() {
+            return Err(Failure::config(format!(
+                "{}: no reseller '{}' in the store",
+                at(),
+                crate::telemetry::printable(&svc.reseller, 64)
+            )));
+        }
+        services.push(svc);
+    }
+    store.record_services(services).map_err(Failure::other)
+}
+
+/// One line of `services import`: id, reseller, remoteid, plan, period (tab-separated,
+/// `-` for none), recorded at `now` (Unix seconds) as source `sync`.
+pub fn parse_service_line(line: &str, now: u64) -> Result<crate::store::services::Service, String> {
+    use crate::store::services::{Service, ServiceSource};
+    let mut cols = line.split('\t');
+    let mut col = |name: &str| {
+        cols.next()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| format!("no {name} column"))
+    };
+    let id = col("upstream id")?;
+    let upstream_id = id.parse::<u64>().map_err(|_| {
+        format!(
+            "upstream id '{}' is not a number",
+            crate::telemetry::printable(id, 64)
+        )
+    })?;
+    let reseller = col("reseller")?.to_string();
+    let opt = |c: Result<&str, String>| c.ok().filter(|c| *c != "-").map(str::to_string);
+    let remoteid = opt(col("remoteid"));
+    let plan = opt(col("plan"));
+    let period = opt(col("period"));
+    Ok(Service {
+        upstream_id,
+        reseller,
+        remoteid,
+        plan,
+        period,
+        recorded_at: now,
+        source: ServiceSource::Sync,
+        deleted: false,
+        history: Vec::new(),
+    })
 }
 
 fn orders(action: OrdersCommand) -> Result<(), Failure> {

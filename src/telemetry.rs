@@ -236,6 +236,21 @@ impl RequestLog {
     }
 }
 
+/// The store's group-commit counters in Prometheus text format (nothing on a shared
+/// backend, which commits every write itself): flushes, the durable writes they covered
+/// (writes/flushes is the mean group), and failed flushes.
+pub fn render_commit_stats(stats: Option<crate::store::CommitStats>) -> String {
+    let Some(s) = stats else {
+        return String::new();
+    };
+    format!(
+        "# HELP resellgate_store_flushes_total Group-commit flushes of the store.\n# TYPE resellgate_store_flushes_total counter\nresellgate_store_flushes_total {}\n\
+         # HELP resellgate_store_durable_writes_total Writes (order claims, outcomes, ledger entries) made durable by those flushes.\n# TYPE resellgate_store_durable_writes_total counter\nresellgate_store_durable_writes_total {}\n\
+         # HELP resellgate_store_flush_failures_total Flushes that failed; none of their writes was acknowledged.\n# TYPE resellgate_store_flush_failures_total counter\nresellgate_store_flush_failures_total {}\n",
+        s.flushes, s.writes, s.failed_flushes
+    )
+}
+
 /// Process-wide counters (rendered by [`Metrics::render`] in Prometheus text format).
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -472,7 +472,8 @@ impl AdminApp {
             Endpoint::Metrics => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.gateway.metrics.render(),
+                self.gateway.metrics.render()
+                    + &crate::telemetry::render_commit_stats(self.gateway.store().commit_stats()),
             ),
             Endpoint::OpenApi => reply(StatusCode::OK, "application/json", api::OPENAPI),
             Endpoint::ExportMappings => reply(

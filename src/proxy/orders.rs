@@ -2,7 +2,8 @@
 //! `sok`, [`functions::is_order`]) per (reseller, `remoteid`).
 //!
 //! - Claim (`Gateway::claim_order`): the key is claimed with a compare-and-swap and
-//!   flushed before the order is forwarded; an identical retry gets the stored answer,
+//!   flushed before the order is forwarded (the flush shared with the claims and
+//!   outcomes waiting with it, [`Store::write_durable`](crate::store::Store::write_durable)); an identical retry gets the stored answer,
 //!   other parameters get `exists`, a claim whose outcome is unknown `pending`.
 //! - Finish (`Gateway::finish_order`): success → the service, the order's answer and a
 //!   ledger entry are flushed before the reseller is answered; the entry's upstream cost
@@ -18,7 +19,7 @@ use super::crashpoint::{self, Point};
 use super::functions;
 use super::{Caller, Gateway, Refusal};
 use crate::billmgr::{self, BmError, Element, Format, Params};
-use crate::reconcile::record::{self, blocking, now_ms, success_doc};
+use crate::reconcile::record::{self, now_ms, success_doc};
 use crate::reconcile::Job;
 use crate::store::orders::{Claim, OrderRecord, OrderState};
 use crate::store::services::ServiceSource;
@@ -99,9 +100,7 @@ impl Gateway {
             updated_at_ms: now,
             state: OrderState::Pending,
         };
-        let store = self.store.clone();
-        let r = rec.clone();
-        let claim = blocking(move || store.claim_order(&r))
+        let claim = record::durable(self.store.claim_order_durable(rec.clone()))
             .await
             .map_err(|_| Refusal::StoreBeforeForward)?;
         match claim {

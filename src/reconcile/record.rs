@@ -1,7 +1,9 @@
 //! Writing what happened to the store: a done or failed order, a service found on the
 //! upstream, a service's history, a ledger entry. Shared by the call path (an order's
 //! outcome, a lifecycle call) and the background work (reconciliation, sync, costs);
-//! every write runs on the blocking pool and is flushed before it returns.
+//! every write is durable before it returns: an order's and a ledger entry's through the
+//! store's group committer (one flush for the writes waiting together), the others on
+//! the blocking pool, each flushed.
 
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,7 +13,7 @@ use rust_decimal::Decimal;
 use crate::billmgr::{self, Element, Format};
 use crate::catalog::pricing;
 use crate::store::ledger::{LedgerEntry, LedgerKind};
-use crate::store::orders::OrderState;
+use crate::store::orders::{OrderState, Resolve};
 use crate::store::services::{Outcome, Service, ServiceEvent, ServiceSource};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamCert;
@@ -47,6 +49,13 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(failed)
 }
 
+/// Await a write made durable by the store's group committer ([`Store::write_durable`]).
+pub async fn durable<T>(
+    write: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreFailed> {
+    write.await.map_err(failed)
+}
+
 /// `<doc><ok/><id>N</id></doc>`: the answer stored for (and replayed to) a done order.
 pub fn success_doc(id: u64) -> Element {
     Element::doc()
@@ -63,12 +72,19 @@ pub async fn fail_order(
     claimed_at_ms: u64,
     reason: &str,
 ) -> Result<bool, StoreFailed> {
-    let store = store.clone();
-    let (l, r) = (login.to_string(), remoteid.to_string());
     let state = OrderState::Failed {
         reason: reason.to_string(),
     };
-    blocking(move || store.resolve_order(&l, &r, claimed_at_ms, state, None, None, now_ms())).await
+    durable(store.resolve_order_durable(Resolve {
+        reseller: login.to_string(),
+        remoteid: remoteid.to_string(),
+        claimed_at_ms,
+        state,
+        service: None,
+        ledger: None,
+        now_ms: now_ms(),
+    }))
+    .await
 }
 
 /// Record a done order: its service, answer and ledger entry, flushed together. Answers
@@ -119,12 +135,15 @@ pub async fn record_done(
         },
         now,
     );
-    let st = store.clone();
-    let (l, r) = (login.to_string(), remoteid.to_string());
-    let written = entry.clone();
-    let resolved = blocking(move || {
-        st.resolve_order(&l, &r, claimed_at_ms, state, Some(svc), Some(&written), now)
-    })
+    let resolved = durable(store.resolve_order_durable(Resolve {
+        reseller: login.to_string(),
+        remoteid: remoteid.to_string(),
+        claimed_at_ms,
+        state,
+        service: Some(svc),
+        ledger: Some(entry.clone()),
+        now_ms: now,
+    }))
     .await?;
     if !resolved {
         return Ok(None);
@@ -213,8 +232,7 @@ pub fn ledger_entry(store: &Store, b: Billed, at_ms: u64) -> LedgerEntry {
 /// Answers whether it was written.
 pub async fn record_ledger(store: &Store, entry: LedgerEntry) -> bool {
     let (login, id) = (entry.reseller.clone(), entry.upstream_id);
-    let store = store.clone();
-    match blocking(move || store.record_ledger(&entry)).await {
+    match durable(store.write_durable(move |s| s.put_ledger_locked(&entry))).await {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(reseller = %login, id, error = %e, "cannot record a ledger entry");

@@ -107,6 +107,13 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::record_ledger`] without the flush (the caller makes it durable, e.g. with
+    /// [`Store::write_durable`]).
+    pub fn put_ledger_locked(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        self.put_ledger_unflushed(entry)
+    }
+
     /// [`Store::record_ledger`] without lock and flush (the caller holds and flushes).
     pub(crate) fn put_ledger_unflushed(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
         let v = encode(entry, || format!("ledger entry for {}", entry.upstream_id))?;

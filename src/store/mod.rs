@@ -30,6 +30,7 @@
 pub mod audit;
 pub mod backend;
 pub mod codec;
+mod commit;
 pub mod copy;
 pub mod edit;
 pub mod ledger;
@@ -51,6 +52,7 @@ use dashmap::DashMap;
 pub use audit::{Actor, AuditEntry, AuditFilter, Via};
 pub use backend::{Backend, BackendError, BatchOp, Exclusive, Invalidation, SledBackend};
 pub use codec::CodecError;
+pub use commit::CommitStats;
 pub use edit::Edit;
 pub use model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
 pub use postgres::{PgBackend, PgOptions};
@@ -125,6 +127,8 @@ struct Shared {
     writes: Mutex<()>,
     /// The last audit id written (read from the backend on first use).
     audit_last: Mutex<Option<u64>>,
+    /// The group committer of [`Store::write_durable`] (sled; none on a shared backend).
+    committer: std::sync::OnceLock<commit::Committer>,
 }
 
 impl fmt::Debug for Store {
@@ -217,6 +221,7 @@ impl Store {
             plans: DashMap::new(),
             writes: Mutex::new(()),
             audit_last: Mutex::new(None),
+            committer: std::sync::OnceLock::new(),
         };
         for (k, v) in shared.backend.scan(trees::UPSTREAM_ACCOUNTS)? {
             let a: UpstreamAccount = decode(trees::UPSTREAM_ACCOUNTS, &k, &v)?;
@@ -234,6 +239,17 @@ impl Store {
         let store = Store {
             shared: Arc::new(shared),
         };
+        if !store.shared.backend.is_shared() {
+            let committer =
+                commit::Committer::start(Arc::downgrade(&store.shared)).map_err(|e| {
+                    BackendError::Io {
+                        op: "commit",
+                        tree: "*".into(),
+                        message: e.to_string(),
+                    }
+                })?;
+            let _ = store.shared.committer.set(committer);
+        }
         if let Some(rx) = watch {
             let weak = Arc::downgrade(&store.shared);
             std::thread::Builder::new()

@@ -236,6 +236,24 @@ impl Store {
     /// it. An absent or `Failed` record can be claimed. The pending index entry is written
     /// before the compare-and-swap, so a claimed record is never missing from it.
     pub fn claim_order(&self, rec: &OrderRecord) -> Result<Claim, StoreError> {
+        let claim = self.claim_order_unflushed(rec)?;
+        if matches!(claim, Claim::Claimed) {
+            self.shared.backend.flush()?;
+        }
+        Ok(claim)
+    }
+
+    /// [`Store::claim_order`] made durable by the group committer
+    /// ([`Store::write_durable`]): answers once the claim (or, for a replay, the answer
+    /// it read) is flushed, together with the other writes waiting with it.
+    pub async fn claim_order_durable(&self, rec: OrderRecord) -> Result<Claim, StoreError> {
+        self.write_durable(move |s| s.claim_order_unflushed(&rec))
+            .await
+    }
+
+    /// [`Store::claim_order`] without the flush: the caller makes it durable before the
+    /// order is forwarded.
+    pub(crate) fn claim_order_unflushed(&self, rec: &OrderRecord) -> Result<Claim, StoreError> {
         let b = &*self.shared.backend;
         let k = order_key(&rec.reseller, &rec.remoteid);
         let new = encode(rec, || format!("order '{}'", rec.remoteid))?;
@@ -259,7 +277,6 @@ impl Store {
                         b.delete(trees::ORDERS_FAILED, &failed_key(at, &k))?;
                     }
                     drop(guard);
-                    b.flush()?;
                     return Ok(Claim::Claimed);
                 }
                 Err(_) => continue, // changed meanwhile: look again
@@ -282,6 +299,50 @@ impl Store {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let _guard = self.order_lock();
+        let swapped = self.resolve_order_unflushed(
+            reseller,
+            remoteid,
+            claimed_at_ms,
+            state,
+            service,
+            ledger,
+            now_ms,
+        )?;
+        self.shared.backend.flush()?;
+        Ok(swapped)
+    }
+
+    /// [`Store::resolve_order`] made durable by the group committer
+    /// ([`Store::write_durable`]): answers once the outcome is flushed.
+    pub async fn resolve_order_durable(&self, resolve: Resolve) -> Result<bool, StoreError> {
+        self.write_durable(move |s| {
+            let _guard = s.order_lock();
+            s.resolve_order_unflushed(
+                &resolve.reseller,
+                &resolve.remoteid,
+                resolve.claimed_at_ms,
+                resolve.state,
+                resolve.service,
+                resolve.ledger.as_ref(),
+                resolve.now_ms,
+            )
+        })
+        .await
+    }
+
+    /// [`Store::resolve_order`] without lock and flush (the caller holds the order lock and
+    /// flushes).
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_order_unflushed(
+        &self,
+        reseller: &str,
+        remoteid: &str,
+        claimed_at_ms: u64,
+        state: OrderState,
+        service: Option<Service>,
+        ledger: Option<&super::ledger::LedgerEntry>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
         let k = order_key(reseller, remoteid);
         let Some(bytes) = self.shared.backend.get(trees::ORDERS, &k)? else {
             return Ok(false);
@@ -319,9 +380,23 @@ impl Store {
                 }
             }
         }
-        b.flush()?;
         Ok(swapped)
     }
+}
+
+/// A resolve of one pending claim, as [`Store::resolve_order_durable`] takes it (the
+/// arguments of [`Store::resolve_order`], owned).
+#[derive(Debug, Clone)]
+pub struct Resolve {
+    pub reseller: String,
+    pub remoteid: String,
+    /// The claim resolved (see [`OrderRecord::claimed_at_ms`]).
+    pub claimed_at_ms: u64,
+    pub state: OrderState,
+    /// Recorded first, when given.
+    pub service: Option<Service>,
+    pub ledger: Option<super::ledger::LedgerEntry>,
+    pub now_ms: u64,
 }
 
 #[cfg(test)]

@@ -119,6 +119,9 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// Services [`Store::record_services`] writes per flush.
+pub const IMPORT_BATCH: usize = 10_000;
+
 fn key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
@@ -153,6 +156,31 @@ impl Store {
         let ok = self.put_service_unflushed(svc)?;
         self.shared.backend.flush()?;
         Ok(ok)
+    }
+
+    /// Records every service of `services` as [`Store::record_service`] does, flushed once
+    /// per [`IMPORT_BATCH`] services (and at the end) instead of once each: the import of a
+    /// large list. Answers how many were recorded and the ids refused (recorded for
+    /// another reseller).
+    pub fn record_services(
+        &self,
+        services: impl IntoIterator<Item = Service>,
+    ) -> Result<(usize, Vec<u64>), StoreError> {
+        let (mut recorded, mut refused) = (0, Vec::new());
+        let mut services = services.into_iter().peekable();
+        while services.peek().is_some() {
+            let _guard = self.lock();
+            for svc in services.by_ref().take(IMPORT_BATCH) {
+                let id = svc.upstream_id;
+                if self.put_service_unflushed(svc)? {
+                    recorded += 1;
+                } else {
+                    refused.push(id);
+                }
+            }
+            self.shared.backend.flush()?;
+        }
+        Ok((recorded, refused))
     }
 
     /// [`Store::record_service`] without the flush (the caller flushes). Hold the lock.
@@ -226,5 +254,39 @@ mod tests {
             assert_eq!(Outcome::parse(s).unwrap().to_string(), s);
         }
         assert_eq!(Outcome::parse("fine"), None);
+    }
+
+    fn svc(id: u64, reseller: &str) -> Service {
+        Service {
+            upstream_id: id,
+            reseller: reseller.into(),
+            remoteid: Some(format!("r{id}")),
+            plan: None,
+            period: None,
+            recorded_at: 1,
+            source: ServiceSource::Sync,
+            deleted: false,
+            history: Vec::new(),
+        }
+    }
+
+    /// A batch import records what a one-by-one record would, over more than one flush,
+    /// and never reassigns a service recorded for another reseller.
+    #[test]
+    fn record_services_in_batches() {
+        let store = Store::open_temporary().unwrap();
+        assert!(store.record_service(svc(5, "globex")).unwrap());
+        let n = IMPORT_BATCH as u64 + 7;
+        let (recorded, refused) = store
+            .record_services((1..=n).map(|id| svc(id, "acme")))
+            .unwrap();
+        assert_eq!((recorded as u64, refused), (n - 1, vec![5]));
+        assert_eq!(store.services(Some("acme")).unwrap().len() as u64, n - 1);
+        assert_eq!(store.service(5).unwrap().unwrap().reseller, "globex");
+        assert_eq!(
+            store.service(n).unwrap().unwrap().remoteid.as_deref(),
+            Some(format!("r{n}").as_str())
+        );
+        assert_eq!(store.record_services(Vec::new()).unwrap(), (0, vec![]));
     }
 }

@@ -131,6 +131,65 @@ fn mappings_apply_refuses_unknown_references() {
     );
 }
 
+/// `services import` records what `services list` prints (round trip); a bad line or an
+/// unknown reseller is refused with 64, naming file and line, and nothing is written.
+#[test]
+fn services_import_round_trips_with_list_and_refuses_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[upstream]\nurl = \"http://127.0.0.1:1/billmgr\"\n[store]\npath = \"store\"\n",
+    )
+    .unwrap();
+    let maps = write_mappings(dir.path());
+    assert!(run_cli(&[&"mappings", &"apply", &"--config", &cfg, &maps])
+        .status
+        .success());
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(&bad, "7\tacme\tr7\t3033\t12\nx8\tacme\n").unwrap();
+    let o = run_cli(&[&"services", &"import", &"--config", &cfg, &bad]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("bad.tsv' line 2") && err.contains("x8"),
+        "{err}"
+    );
+    std::fs::write(&bad, "7\tacme\tr7\t3033\t12\n8\tnobody\t-\t-\t-\n").unwrap();
+    let o = run_cli(&[&"services", &"import", &"--config", &cfg, &bad]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(64), "{err}");
+    assert!(err.contains("line 2") && err.contains("nobody"), "{err}");
+    let o = run_cli(&[&"services", &"list", &"--config", &cfg]);
+    assert_eq!(text(&o).0, "", "a refused import wrote something");
+
+    let good = dir.path().join("services.tsv");
+    std::fs::write(
+        &good,
+        "# id reseller remoteid plan period\n7\tacme\tr7\t3033\t12\n8\tglobex\t-\t-\t-\n",
+    )
+    .unwrap();
+    let o = run_cli(&[&"services", &"import", &"--config", &cfg, &good]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(out.trim(), "2 services recorded");
+    let o = run_cli(&[&"services", &"list", &"--config", &cfg]);
+    let (listed, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        listed,
+        "7\tacme\tr7\t3033\t12\tsync\t0 events\n8\tglobex\t-\t-\t-\tsync\t0 events\n"
+    );
+    // what list printed imports again: the same services, nothing new
+    let again = dir.path().join("again.tsv");
+    std::fs::write(&again, &listed).unwrap();
+    let o = run_cli(&[&"services", &"import", &"--config", &cfg, &again]);
+    assert!(o.status.success());
+    assert_eq!(text(&o).0.trim(), "2 services recorded");
+    let o = run_cli(&[&"services", &"list", &"--config", &cfg]);
+    assert_eq!(text(&o).0, listed);
+}
+
 /// The demo runs its whole script against the sandbox and exits cleanly with --once.
 #[test]
 fn demo_once() {
