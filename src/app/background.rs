@@ -5,8 +5,6 @@
 //! - [`Reconcile`] — a reconciliation pass at start-up and every
 //!   `[orders] reconcile_interval_s`.
 //! - [`Jobs`] — runs the work the call path queued for after its answers.
-//! - [`TrimMemory`] — every 10 s: the allocator hands freed memory back to the system
-//!   (when the binary installed a trim, see [`set_memory_trim`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,48 +54,6 @@ impl BackgroundService for Purge {
                         Ok(Err(e)) => tracing::error!(error = %e, "cannot prune failed order records"),
                         Err(e) => tracing::error!(error = %e, "the order pruning task failed"),
                     }
-                }
-            }
-        }
-    }
-}
-
-static TRIM: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
-
-/// Installs what [`TrimMemory`] calls: the `resellgate` binary passes glibc's
-/// `malloc_trim`. Under sustained load glibc keeps memory that was freed in its per-thread
-/// arenas (the gateway's live heap stays flat while RSS creeps up by about a megabyte a
-/// minute); trimming returns those pages. The library itself has no unsafe code, so the
-/// call lives in `main.rs`. The first installation wins.
-pub fn set_memory_trim(trim: fn()) {
-    let _ = TRIM.set(trim);
-}
-
-/// Every 10 s, on the blocking pool: the installed trim, if any.
-pub struct TrimMemory;
-
-impl TrimMemory {
-    pub const PERIOD: Duration = Duration::from_secs(10);
-
-    /// Whether a trim was installed (else the service is not started).
-    pub fn installed() -> bool {
-        TRIM.get().is_some()
-    }
-}
-
-#[async_trait]
-impl BackgroundService for TrimMemory {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(trim) = TRIM.get().copied() else {
-            return;
-        };
-        let mut tick = tokio::time::interval(TrimMemory::PERIOD);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {
-                    let _ = tokio::task::spawn_blocking(trim).await;
                 }
             }
         }

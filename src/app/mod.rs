@@ -140,9 +140,6 @@ pub fn build(config: &Config, parts: &Parts) -> anyhow::Result<Server> {
             failed_retention: Duration::from_secs(config.orders.failed_retention_s),
         },
     ));
-    if background::TrimMemory::installed() {
-        server.add_service(background_service("memory trim", background::TrimMemory));
-    }
     server.add_service(background_service(
         "order reconciliation",
         background::Reconcile {
