@@ -427,7 +427,7 @@ impl AdminApp {
             Endpoint::Readyz => text(StatusCode::OK, "ready"),
             Endpoint::Metrics => reply(
                 StatusCode::OK,
-                "text/plain; version=0.0.4",
+                crate::telemetry::METRICS_CONTENT_TYPE,
                 self.gateway.metrics.render(),
             ),
             Endpoint::OpenApi => reply(StatusCode::OK, "application/json", api::OPENAPI),
