@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | none | `ok` while the process serves |
 //! | `GET /readyz` | none | `ready` once the store is open and the cache loaded (always, once listening) |
-//! | `GET /metrics` | none | Prometheus counters: requests by outcome, refused functions by name |
+//! | `GET /metrics` | none | OpenMetrics text ([`crate::telemetry::Metrics`]): requests by outcome, refused functions, latency histograms by func, order counters |
 //! | `GET /mappings` | bearer | the store as a mapping file (`mappings export`) |
 //! | `POST /mappings` | bearer | apply a mapping document (TOML body) to the running gateway; answers the changes, one per line |
 //! | `GET /services?reseller=LOGIN` | bearer | the reseller's recorded services with their history (JSON) |
