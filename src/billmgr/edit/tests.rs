@@ -151,27 +151,51 @@ fn without_items_is_a_rewrite_that_keeps_none() {
     let many_keys: String = (0..12).map(|i| format!("\"k{i}\":{i},")).collect();
     for (body, f) in [
         ("<doc><elem a=\"1\" a=\"2\"/></doc>", Format::Xml),
-        (&*format!("<doc><elem><x{many_attrs} a3=\"x\"/></elem></doc>"), Format::Xml),
-        (&*format!("<doc><elem{many_attrs}><id>1</id></elem></doc>"), Format::Xml),
+        (
+            &*format!("<doc><elem><x{many_attrs} a3=\"x\"/></elem></doc>"),
+            Format::Xml,
+        ),
+        (
+            &*format!("<doc><elem{many_attrs}><id>1</id></elem></doc>"),
+            Format::Xml,
+        ),
         ("<doc><elem><id>&bogus;</id></elem></doc>", Format::Xml),
         ("<doc><elem><id>1</id></doc>", Format::Xml),
-        ("<doc><elem><![CDATA[x]]><b/></elem><p>1</p></doc>", Format::Xml),
+        (
+            "<doc><elem><![CDATA[x]]><b/></elem><p>1</p></doc>",
+            Format::Xml,
+        ),
         ("<doc><elem><!DOCTYPE x></elem></doc>", Format::Xml),
         ("<doc><elem><id>1</id>", Format::Xml),
-        (&*format!("<doc>{}</doc>", "<elem>".repeat(80) + &"</elem>".repeat(80)), Format::Xml),
+        (
+            &*format!("<doc>{}</doc>", "<elem>".repeat(80) + &"</elem>".repeat(80)),
+            Format::Xml,
+        ),
         (r#"{"doc":{"elem":[{"a":1,"a":2}]}}"#, Format::Json),
-        (&*format!(r#"{{"doc":{{"elem":{{{many_keys}"k3":0}}}}}}"#), Format::Json),
-        (&*format!(r#"{{"doc":{{"elem":[{{{many_keys}"z":0}}],"p":1}}}}"#), Format::Json),
+        (
+            &*format!(r#"{{"doc":{{"elem":{{{many_keys}"k3":0}}}}}}"#),
+            Format::Json,
+        ),
+        (
+            &*format!(r#"{{"doc":{{"elem":[{{{many_keys}"z":0}}],"p":1}}}}"#),
+            Format::Json,
+        ),
         (r#"{"doc":{"elem":{"a\u0041":1,"aA":2}}}"#, Format::Json),
         (r#"{"doc":{"x":1,"x":2}}"#, Format::Json),
-        (r#"{"doc":{"elem":[1,[2,{"b":null}]],"p":true}}"#, Format::Json),
+        (
+            r#"{"doc":{"elem":[1,[2,{"b":null}]],"p":true}}"#,
+            Format::Json,
+        ),
         (r#"{"elem":[{"a":1}],"p":{"$":"1"}}"#, Format::Bjson),
         (r#"{"elem":{"a":1,"a":1}}"#, Format::Bjson),
     ] {
         cases.push((body.as_bytes().to_vec(), f));
     }
     let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
-    cases.push((format!("{{\"doc\":{{\"elem\":{deep}}}}}").into_bytes(), Format::Json));
+    cases.push((
+        format!("{{\"doc\":{{\"elem\":{deep}}}}}").into_bytes(),
+        Format::Json,
+    ));
     for (body, f) in cases {
         let dropped = rewrite_items(&body, f, &items, &mut |_, _| Vec::new());
         assert_eq!(
