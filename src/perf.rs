@@ -189,9 +189,9 @@ pub fn list_doc(rows: usize, plans: usize, format: Format) -> Vec<u8> {
                      <status_msg>Active</status_msg><item_status>2</item_status><cost>{cost}</cost></elem>"
                 );
             }
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<p_num>1</p_num><p_cnt>{rows}</p_cnt><p_elems>{rows}</p_elems></doc>\n"
+                "<p_num>1</p_num><p_cnt>{rows}</p_cnt><p_elems>{rows}</p_elems></doc>"
             );
         }
         _ => {

@@ -513,7 +513,7 @@ fn form_values(cx: &Ctx, asked: &[Arc<Plan>], e: &mut Node) -> bool {
                 for plan in set_plans_for(cx, up) {
                     let mut v = val.clone();
                     v.set_field("pricelist", &plan.id.to_string());
-                    let m = effective_markup(reseller, &plan);
+                    let m = effective_markup(reseller, plan);
                     if mark_val(reseller, Some(m.as_ref()), &mut v) {
                         out.push(v);
                     }
@@ -551,7 +551,7 @@ fn plan_choice(cx: &Ctx, fallback: &Option<Option<Markup>>, val: Node) -> Vec<No
         for plan in set_plans_for(cx, up) {
             let mut v = val.clone();
             v.set_field("key", &plan.id.to_string());
-            let m = effective_markup(reseller, &plan);
+            let m = effective_markup(reseller, plan);
             if !mark_val(reseller, Some(m.as_ref()), &mut v) {
                 continue;
             }
