@@ -227,7 +227,7 @@ impl RequestLog {
 /// OpenMetrics text format through `prometheus-client` (no global registry: one per
 /// gateway). Every label is bounded: outcomes and order events are fixed words, `func` is
 /// a function of the function table or `other` ([`func_label`]), refused function names
-/// are capped at [`MAX_FUNC_LABELS`].
+/// are capped at 256 (then `other`).
 ///
 /// | series | type | labels |
 /// |---|---|---|

@@ -307,7 +307,8 @@ fn json_object_items(
         } else if let (true, Some(f)) = (is_item, f.as_deref_mut()) {
             if raw.trim_start().starts_with('[') {
                 let list: Vec<&RawValue> = serde_json::from_str(raw).map_err(json_err)?;
-                let mut buf = vec![b'['];
+                let mut buf = Vec::with_capacity(raw.len() + raw.len() / 8 + 2);
+                buf.push(b'[');
                 let mut n = 0;
                 for it in list {
                     let item = checked_json(it.get().as_bytes(), depth + 2)?;
