@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLANS=${PLANS:-500}; ROWS=${ROWS:-200}; ITERATIONS=${ITERATIONS:-2000}; DURATION=${DURATION:-5}
-BIN=target/release/resellgate
+BIN=${BIN:-target/release/resellgate}
 [ -x "$BIN" ] || cargo build --release --locked
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -27,7 +27,7 @@ DIR=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
 trap cleanup EXIT
-OR=127.0.0.1:18630; GW=127.0.0.1:18530
+OR=127.0.0.1:28630; GW=127.0.0.1:28530
 HASH=$(printf 'bench-pw' | "$BIN" hash-password)
 "$BIN" bench-rewrite --plans "$PLANS" --rows "$ROWS" --write "$DIR" "$HASH"
 # The origin: every answer from memory, chosen by func and out (query or form body).
@@ -49,7 +49,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
-python3 "$DIR/origin.py" "${OR#*:}" "$DIR" & PIDS+=($!)
+python3 "$DIR/origin.py" "${OR#*:}" "$DIR" 2>/dev/null & PIDS+=($!)
 cat > "$DIR/config.toml" <<TOML
 [server]
 listen = "$GW"
