@@ -34,6 +34,7 @@ lint:
 ## Benchmarks (run on purpose; see bench/README.md).
 bench: build
 	bash bench/run.sh
+	bash bench/rewrite.sh
 
 ## Fleet mode: durable orders/s and pass-through, sled vs PostgreSQL (see bench/README.md).
 bench-fleet: build

@@ -95,6 +95,24 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Time the gateway's own work on price lists and certificate lists, in process
+    /// (`bench/rewrite.sh`; see [`crate::perf`]).
+    #[command(hide = true)]
+    BenchRewrite {
+        /// Plans of the reseller and of the upstream's export.
+        #[arg(long, default_value_t = 500)]
+        plans: usize,
+        /// Rows of the certificate list.
+        #[arg(long, default_value_t = 200)]
+        rows: usize,
+        /// Answers timed per case.
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+        /// Instead of timing, write the upstream documents and a mapping file for reseller
+        /// `bench` (with this argon2id hash) into DIR.
+        #[arg(long, value_names = ["DIR", "HASH"], num_args = 2)]
+        write: Option<Vec<String>>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -530,6 +548,38 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             crate::telemetry::init();
             crate::demo::run(port, admin_port, once).map_err(Failure::other)
+        }
+        Command::BenchRewrite {
+            plans,
+            rows,
+            iterations,
+            write,
+        } => {
+            if let Some([dir, hash]) = write.as_deref() {
+                return crate::perf::write_files(Path::new(dir), plans, rows, hash)
+                    .map_err(Failure::other);
+            }
+            let timings =
+                crate::perf::rewrite_bench(plans, rows, iterations).map_err(Failure::other)?;
+            println!(
+                "case format bytes wall_p50_us wall_p99_us wall_max_us cpu_p50_us cpu_p99_us check_cpu_p50_us"
+            );
+            for t in timings {
+                let us = |d: std::time::Duration| d.as_micros();
+                println!(
+                    "{} {} {} {} {} {} {} {} {}",
+                    t.case.replace(' ', "_"),
+                    t.format.as_str(),
+                    t.bytes,
+                    us(t.wall.p50),
+                    us(t.wall.p99),
+                    us(t.wall.max),
+                    us(t.cpu.p50),
+                    us(t.cpu.p99),
+                    us(t.check_cpu.p50),
+                );
+            }
+            Ok(())
         }
     }
 }

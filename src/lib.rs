@@ -2,7 +2,7 @@
 //!
 //! Map of the modules. Dependencies run one way, top to bottom:
 //! `app → admin → proxy → reconcile → {upstream, catalog, config} → store →
-//! {billmgr, secret, telemetry}`; `cli`, `demo` and `sandbox` sit beside the stack.
+//! {billmgr, secret, telemetry}`; `cli`, `demo`, `sandbox` and `perf` sit beside the stack.
 //!
 //! - [`app`]       — the process: [`app::Parts`] (the upstream client, the call path's
 //!   gateway and the background reconciler), the pingora server, the admin listener and
@@ -44,6 +44,7 @@
 //!   the one `printable` escaping of untrusted text.
 //! - [`sandbox`]   — a built-in upstream BILLmanager simulator for the demo, tests and benches.
 //! - [`demo`]      — `resellgate demo`: sandbox + gateway + a scripted reseller session.
+//! - [`perf`]      — in-process timings of the gateway's own work on an answer, for `bench/`.
 //! - [`cli`]       — the command line; `main.rs` only calls [`cli::main`].
 #![forbid(unsafe_code)]
 
@@ -54,6 +55,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod perf;
 pub mod proxy;
 pub mod reconcile;
 pub mod sandbox;

@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
 use std::time::Duration;
 
-use dashmap::DashMap;
-
 /// Install the global subscriber once (later calls do nothing).
 pub fn init() {
     static ONCE: Once = Once::new();
@@ -236,99 +234,286 @@ impl RequestLog {
     }
 }
 
-/// The store's group-commit counters in Prometheus text format (nothing on a shared
-/// backend, which commits every write itself): flushes, the durable writes they covered
-/// (writes/flushes is the mean group), and failed flushes.
-pub fn render_commit_stats(stats: Option<crate::store::CommitStats>) -> String {
+/// The store's group-commit counters in OpenMetrics text (nothing on a shared backend,
+/// which commits every write itself): flushes, the durable writes they covered
+/// (writes/flushes is the mean group), and failed flushes. [`Metrics::render_with`] puts
+/// them before the closing `# EOF`.
+fn commit_stats_text(stats: Option<crate::store::CommitStats>) -> String {
     let Some(s) = stats else {
         return String::new();
     };
     format!(
-        "# HELP resellgate_store_flushes_total Group-commit flushes of the store.\n# TYPE resellgate_store_flushes_total counter\nresellgate_store_flushes_total {}\n\
-         # HELP resellgate_store_durable_writes_total Writes (order claims, outcomes, ledger entries) made durable by those flushes.\n# TYPE resellgate_store_durable_writes_total counter\nresellgate_store_durable_writes_total {}\n\
-         # HELP resellgate_store_flush_failures_total Flushes that failed; none of their writes was acknowledged.\n# TYPE resellgate_store_flush_failures_total counter\nresellgate_store_flush_failures_total {}\n",
+        "# HELP resellgate_store_flushes Group-commit flushes of the store.\n# TYPE resellgate_store_flushes counter\nresellgate_store_flushes_total {}\n\
+         # HELP resellgate_store_durable_writes Writes (order claims, outcomes, ledger entries) made durable by those flushes.\n# TYPE resellgate_store_durable_writes counter\nresellgate_store_durable_writes_total {}\n\
+         # HELP resellgate_store_flush_failures Flushes that failed; none of their writes was acknowledged.\n# TYPE resellgate_store_flush_failures counter\nresellgate_store_flush_failures_total {}\n",
         s.flushes, s.writes, s.failed_flushes
     )
 }
 
-/// Process-wide counters (rendered by [`Metrics::render`] in Prometheus text format).
-#[derive(Debug, Default)]
+/// Process-wide counters and latency histograms, rendered by [`Metrics::render`] in the
+/// OpenMetrics text format through `prometheus-client` (no global registry: one per
+/// gateway). Every label is bounded: outcomes and order events are fixed words, `func` is
+/// a function of the function table or `other` ([`func_label`]), refused function names
+/// are capped at 256 (then `other`).
+///
+/// | series | type | labels |
+/// |---|---|---|
+/// | `resellgate_requests_total` | counter | `outcome` |
+/// | `resellgate_refused_functions_total` | counter | `func` (the name refused) |
+/// | `resellgate_request_duration_seconds` | histogram | `func`: first byte read to answer written |
+/// | `resellgate_upstream_duration_seconds` | histogram | `func`: one upstream call |
+/// | `resellgate_rewrite_duration_seconds` | histogram | `func`: the answer rewritten for the reseller |
+/// | `resellgate_orders_total` | counter | `event` ([`OrderEvent`]) |
 pub struct Metrics {
-    outcomes: DashMap<&'static str, AtomicU64>,
-    refused_funcs: DashMap<String, AtomicU64>,
+    registry: prometheus_client::registry::Registry,
+    outcomes: Family<OutcomeLabel, Counter>,
+    refused_funcs: Family<RefusedLabel, Counter>,
+    /// Distinct refused names counted so far (bounds `refused_funcs`).
+    refused_names: AtomicU64,
+    requests: Family<FuncLabel, Histogram, fn() -> Histogram>,
+    upstream: Family<FuncLabel, Histogram, fn() -> Histogram>,
+    rewrites: Family<FuncLabel, Histogram, fn() -> Histogram>,
+    orders: Family<OrderLabel, Counter>,
+}
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    /// Borrowed when counted (no allocation per request), owned when looked up.
+    outcome: std::borrow::Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabel {
+    func: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FuncLabel {
+    func: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrderLabel {
+    event: &'static str,
 }
 
 /// At most this many distinct refused function names are counted; the rest go to `other`.
 const MAX_FUNC_LABELS: usize = 256;
 
+/// Bucket bounds of the latency histograms, in seconds: 50 µs to 30 s (the default
+/// upstream read timeout).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS.iter().copied())
+}
+
+/// The `func` label of a call: its name when the function table knows it, else `other`
+/// (a client chooses `func`: an unbounded label would let it grow the metrics without
+/// end).
+pub fn func_label(func: Option<&str>) -> &'static str {
+    func.and_then(crate::billmgr::functions::lookup)
+        .map_or("other", |f| f.name)
+}
+
+/// What happened to an exactly-once order (`resellgate_orders_total{event}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEvent {
+    /// Its (reseller, remoteid) claim was made durable: it is forwarded.
+    Claimed,
+    /// An identical order was answered before: its stored answer was sent again.
+    Replayed,
+    /// The upstream accepted it and its outcome was recorded before the answer.
+    Acknowledged,
+    /// The upstream refused it (or could not be reached): the claim was released.
+    Failed,
+    /// Its outcome is not known (timeout, reset, an answer without an id): left pending
+    /// for reconciliation.
+    Unknown,
+    /// Refused: the same key is still pending.
+    Pending,
+    /// Refused: the key was used for different parameters.
+    Conflict,
+    /// The store failed before or after the forward.
+    StoreError,
+}
+
+impl OrderEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderEvent::Claimed => "claimed",
+            OrderEvent::Replayed => "replayed",
+            OrderEvent::Acknowledged => "acknowledged",
+            OrderEvent::Failed => "failed",
+            OrderEvent::Unknown => "unknown",
+            OrderEvent::Pending => "pending",
+            OrderEvent::Conflict => "conflict",
+            OrderEvent::StoreError => "store_error",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("resellgate");
+        let m = Metrics {
+            outcomes: Family::default(),
+            refused_funcs: Family::default(),
+            refused_names: AtomicU64::new(0),
+            requests: Family::new_with_constructor(latency_histogram),
+            upstream: Family::new_with_constructor(latency_histogram),
+            rewrites: Family::new_with_constructor(latency_histogram),
+            orders: Family::default(),
+            registry: prometheus_client::registry::Registry::default(),
+        };
+        registry.register("requests", "Requests by outcome.", m.outcomes.clone());
+        registry.register(
+            "refused_functions",
+            "Calls refused by the function policy, by func.",
+            m.refused_funcs.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's first byte read to its answer written, by func.",
+            m.requests.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time of one upstream call (request sent to answer read), by func.",
+            m.upstream.clone(),
+        );
+        registry.register(
+            "rewrite_duration_seconds",
+            "Time to rewrite an upstream answer for the reseller (the gateway's own work on it), by func.",
+            m.rewrites.clone(),
+        );
+        registry.register(
+            "orders",
+            "Exactly-once orders by event: claimed, replayed, acknowledged, failed, unknown, pending, conflict, store_error.",
+            m.orders.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 impl Metrics {
     pub fn count_outcome(&self, outcome: &'static str) {
         self.outcomes
-            .entry(outcome)
-            .or_default()
-            .fetch_add(1, Ordering::Relaxed);
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn count_refused_func(&self, func: &str) {
-        if let Some(c) = self.refused_funcs.get(func) {
-            c.fetch_add(1, Ordering::Relaxed);
+        let label = RefusedLabel {
+            func: func.to_string(),
+        };
+        if let Some(c) = self.refused_funcs.get(&label) {
+            c.inc();
             return;
         }
-        let key = if self.refused_funcs.len() >= MAX_FUNC_LABELS {
-            "other"
+        let label = if self.refused_names.fetch_add(1, Ordering::Relaxed) >= MAX_FUNC_LABELS as u64
+        {
+            RefusedLabel {
+                func: "other".into(),
+            }
         } else {
-            func
+            label
         };
-        self.refused_funcs
-            .entry(key.to_string())
-            .or_default()
-            .fetch_add(1, Ordering::Relaxed);
+        self.refused_funcs.get_or_create(&label).inc();
     }
 
     pub fn refused_func_count(&self, func: &str) -> u64 {
         self.refused_funcs
-            .get(func)
-            .map(|c| c.load(Ordering::Relaxed))
-            .unwrap_or(0)
+            .get(&RefusedLabel {
+                func: func.to_string(),
+            })
+            .map_or(0, |c| c.get())
     }
 
     pub fn outcome_count(&self, outcome: &str) -> u64 {
         self.outcomes
-            .get(outcome)
-            .map(|c| c.load(Ordering::Relaxed))
-            .unwrap_or(0)
+            .get(&OutcomeLabel {
+                outcome: outcome.to_string().into(),
+            })
+            .map_or(0, |c| c.get())
     }
 
-    /// Prometheus text exposition of the counters.
+    /// One request's time, and its upstream call's when it made one.
+    pub fn observe_request(&self, func: Option<&str>, total: Duration, upstream: Option<Duration>) {
+        let label = FuncLabel {
+            func: func_label(func),
+        };
+        self.requests
+            .get_or_create(&label)
+            .observe(total.as_secs_f64());
+        if let Some(u) = upstream {
+            self.upstream.get_or_create(&label).observe(u.as_secs_f64());
+        }
+    }
+
+    /// The time one answer to `func` took to rewrite for the reseller.
+    pub fn observe_rewrite(&self, func: &str, took: Duration) {
+        self.rewrites
+            .get_or_create(&FuncLabel {
+                func: func_label(Some(func)),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn count_order(&self, event: OrderEvent) {
+        self.orders
+            .get_or_create(&OrderLabel {
+                event: event.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn order_count(&self, event: OrderEvent) -> u64 {
+        self.orders
+            .get(&OrderLabel {
+                event: event.as_str(),
+            })
+            .map_or(0, |c| c.get())
+    }
+
+    /// The OpenMetrics text exposition ([`METRICS_CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP resellgate_requests_total Requests by outcome.\n# TYPE resellgate_requests_total counter\n");
-        let mut rows: Vec<_> = self
-            .outcomes
-            .iter()
-            .map(|e| (*e.key(), e.value().load(Ordering::Relaxed)))
-            .collect();
-        rows.sort();
-        for (k, v) in rows {
-            out.push_str(&format!(
-                "resellgate_requests_total{{outcome=\"{k}\"}} {v}\n"
-            ));
-        }
-        out.push_str("# HELP resellgate_refused_functions_total Calls refused by the function policy, by func.\n# TYPE resellgate_refused_functions_total counter\n");
-        let mut rows: Vec<_> = self
-            .refused_funcs
-            .iter()
-            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
-            .collect();
-        rows.sort();
-        for (k, v) in rows {
-            out.push_str(&format!(
-                "resellgate_refused_functions_total{{func=\"{k}\"}} {v}\n"
-            ));
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
         }
         out
     }
+
+    /// [`Metrics::render`] with the store's group-commit counters (sled) added.
+    pub fn render_with(&self, commit: Option<crate::store::CommitStats>) -> String {
+        let out = self.render();
+        let extra = commit_stats_text(commit);
+        match out.strip_suffix("# EOF\n") {
+            Some(body) if !extra.is_empty() => format!("{body}{extra}# EOF\n"),
+            _ => out,
+        }
+    }
 }
+
+/// The content type of [`Metrics::render`]'s text.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
@@ -410,6 +595,32 @@ mod tests {
             other.contains("ERROR") && other.contains("failed to connect to upstream"),
             "{other}"
         );
+    }
+
+    /// The group commit's counters sit inside the exposition, before its closing `# EOF`.
+    #[test]
+    fn commit_counters_come_before_eof() {
+        let m = Metrics::default();
+        m.count_outcome("ok");
+        assert_eq!(m.render_with(None), m.render());
+        let text = m.render_with(Some(crate::store::CommitStats {
+            flushes: 3,
+            writes: 12,
+            failed_flushes: 1,
+        }));
+        for line in [
+            "# TYPE resellgate_store_flushes counter\nresellgate_store_flushes_total 3\n",
+            "resellgate_store_durable_writes_total 12\n",
+            "resellgate_store_flush_failures_total 1\n",
+            "resellgate_requests_total{outcome=\"ok\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        assert!(
+            text.ends_with("resellgate_store_flush_failures_total 1\n# EOF\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }
 
     #[test]

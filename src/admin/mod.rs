@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | none | `ok` while the process serves |
 //! | `GET /readyz` | none | `ready` once the store is open and the cache loaded (always, once listening) |
-//! | `GET /metrics` | none | Prometheus counters: requests by outcome, refused functions by name |
+//! | `GET /metrics` | none | OpenMetrics text ([`crate::telemetry::Metrics`]): requests by outcome, refused functions, latency histograms by func, order counters |
 //! | `GET /mappings` | bearer | the store as a mapping file (`mappings export`) |
 //! | `POST /mappings` | bearer | apply a mapping document (TOML body) to the running gateway; answers the changes, one per line |
 //! | `GET /services?reseller=LOGIN` | bearer | the reseller's recorded services with their history (JSON) |
@@ -471,9 +471,10 @@ impl AdminApp {
             Endpoint::Readyz => text(StatusCode::OK, "ready"),
             Endpoint::Metrics => reply(
                 StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.gateway.metrics.render()
-                    + &crate::telemetry::render_commit_stats(self.gateway.store().commit_stats()),
+                crate::telemetry::METRICS_CONTENT_TYPE,
+                self.gateway
+                    .metrics
+                    .render_with(self.gateway.store().commit_stats()),
             ),
             Endpoint::OpenApi => reply(StatusCode::OK, "application/json", api::OPENAPI),
             Endpoint::ExportMappings => reply(

@@ -211,6 +211,16 @@ fn push_xml_name(name: &str, out: &mut String) {
         out.push('_');
         return;
     }
+    // The usual name needs no replacement: copied whole.
+    let b = name.as_bytes();
+    if (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'))
+    {
+        out.push_str(name);
+        return;
+    }
     for (i, c) in name.chars().enumerate() {
         let ok = c.is_alphanumeric() || c == '_' || (i > 0 && matches!(c, '-' | '.' | ':'));
         out.push(if ok { c } else { '_' });
@@ -218,6 +228,14 @@ fn push_xml_name(name: &str, out: &mut String) {
 }
 
 fn escape_xml(s: &str, attr: bool, out: &mut String) {
+    // The usual text has nothing to escape: copied whole. (0xEF starts U+FFFE/U+FFFF, so
+    // text holding it takes the careful way.)
+    if s.bytes()
+        .all(|b| b >= 0x20 && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | 0xEF))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),

@@ -23,7 +23,6 @@
 //!   amount in its text marked up.
 //! - An upstream error about `pricelist` shows the local id it was sent as.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
@@ -32,6 +31,7 @@ use rust_decimal::Decimal;
 use crate::billmgr::edit::{rewrite_items, rewrite_whole};
 use crate::billmgr::{DocError, Format, Node, Params};
 use crate::store::model::{Markup, Plan, Reseller};
+use crate::store::plan_index::{AllPlans, ResellerPlans};
 use crate::store::Store;
 
 use super::markup;
@@ -85,48 +85,36 @@ fn parse_id(s: Option<String>) -> Option<u64> {
     s.and_then(|s| s.trim().parse().ok())
 }
 
-/// The reseller's plans indexed by upstream id, built once per answer: a price list of n
-/// plans then costs n look-ups, not n × the reseller's plans.
+/// The reseller's plans indexed by upstream id and by name, and every plan by upstream
+/// id: the store's indexes, rebuilt once per catalogue change
+/// ([`crate::store::plan_index`]), so a price list of n plans costs n look-ups and no
+/// answer rebuilds them.
 struct Plans {
-    /// The reseller's local plans over each upstream plan, in the reseller's order.
-    mine: HashMap<u64, Vec<Arc<Plan>>>,
-    /// Any local plan over each upstream plan (read once, when first needed).
-    all: OnceLock<HashMap<u64, Arc<Plan>>>,
+    mine: Arc<ResellerPlans>,
+    /// Any local plan over each upstream plan (fetched once, when first needed).
+    all: OnceLock<Arc<AllPlans>>,
 }
 
 impl Plans {
     fn new(store: &Store, reseller: &Reseller) -> Plans {
-        let mut mine: HashMap<u64, Vec<Arc<Plan>>> = HashMap::new();
-        for plan in reseller.plans.iter().filter_map(|id| store.plan(*id)) {
-            mine.entry(plan.upstream_id).or_default().push(plan);
-        }
         Plans {
-            mine,
+            mine: store.reseller_plans(reseller),
             all: OnceLock::new(),
         }
     }
 
     /// The reseller's local plans over upstream plan `up`, in the reseller's order.
-    fn mine(&self, up: u64) -> Vec<Arc<Plan>> {
-        self.mine.get(&up).cloned().unwrap_or_default()
+    fn mine(&self, up: u64) -> &[Arc<Plan>] {
+        self.mine.over(up)
     }
 
     /// The local plan to show for upstream plan `up`: one of the reseller's, else any
     /// local plan over it (a certificate bought before the reseller's set changed).
     fn any(&self, store: &Store, up: u64) -> Option<Arc<Plan>> {
-        if let Some(p) = self.mine.get(&up).and_then(|v| v.first()) {
+        if let Some(p) = self.mine.over(up).first() {
             return Some(p.clone());
         }
-        self.all
-            .get_or_init(|| {
-                let mut all = HashMap::new();
-                for p in store.plans() {
-                    all.entry(p.upstream_id).or_insert(p);
-                }
-                all
-            })
-            .get(&up)
-            .cloned()
+        self.all.get_or_init(|| store.all_plans()).over(up).cloned()
     }
 }
 
@@ -135,11 +123,11 @@ struct Ctx<'a> {
     cat: Catalog<'a>,
     reseller: &'a Reseller,
     plans: Plans,
-    /// [`plan_independent_markup`] of the reseller, read once per answer.
+    /// [`plan_independent_markup`] of the reseller.
     fallback: Option<Option<Markup>>,
 }
 
-fn set_plans_for(cx: &Ctx, up: u64) -> Vec<Arc<Plan>> {
+fn set_plans_for<'c>(cx: &'c Ctx, up: u64) -> &'c [Arc<Plan>] {
     cx.plans.mine(up)
 }
 
@@ -150,30 +138,19 @@ fn any_plan_for(cx: &Ctx, up: u64) -> Option<Arc<Plan>> {
 /// The plan a name stands for: an upstream name seen in a price list, else one of the
 /// reseller's plans shown under that display name.
 fn plan_by_name(cx: &Ctx, name: &str) -> Option<Arc<Plan>> {
-    let (cat, reseller) = (cx.cat, cx.reseller);
-    if let Some(up) = cat.names.get(name) {
+    if let Some(up) = cx.cat.names.get(name) {
         return any_plan_for(cx, up);
     }
-    reseller
-        .plans
-        .iter()
-        .filter_map(|id| cat.store.plan(*id))
-        .find(|p| p.name.as_deref().map(str::trim) == Some(name.trim()))
+    cx.plans.mine.named(name).cloned()
 }
 
 /// The one markup that applies whatever the plan, if there is one: the reseller's own,
 /// or the markup all of its plans share.
-fn plan_independent_markup(store: &Store, reseller: &Reseller) -> Option<Option<Markup>> {
+fn plan_independent_markup(reseller: &Reseller, plans: &ResellerPlans) -> Option<Option<Markup>> {
     if reseller.markup.is_some() {
         return Some(reseller.markup);
     }
-    let mut all = reseller
-        .plans
-        .iter()
-        .filter_map(|id| store.plan(*id))
-        .map(|p| p.markup);
-    let first = all.next()?;
-    all.all(|m| m == first).then_some(first)
+    plans.shared_markup()
 }
 
 /// Whether rewriting `func`'s answer may read the store's backend (not only its cache):
@@ -205,11 +182,12 @@ pub fn rewrite(
     body: &[u8],
     format: Format,
 ) -> Result<Option<Vec<u8>>, DocError> {
+    let plans = Plans::new(cat.store, reseller);
     let cx = Ctx {
         cat,
         reseller,
-        plans: Plans::new(cat.store, reseller),
-        fallback: plan_independent_markup(cat.store, reseller),
+        fallback: plan_independent_markup(reseller, &plans.mine),
+        plans,
     };
     let cx = &cx;
     match func {
@@ -287,23 +265,29 @@ fn export_plan(cx: &Ctx, wanted: &[u64], node: Node) -> Vec<Node> {
     if let Some(name) = node.field("name") {
         cat.names.learn(&name, up);
     }
-    let mut out = Vec::new();
-    for plan in set_plans_for(cx, up) {
-        if !wanted.is_empty() && !wanted.contains(&plan.id) {
-            continue;
-        }
-        let mut c = node.clone();
-        match rewrite_plan(reseller, &plan, &mut c) {
-            Ok(()) => out.push(c),
-            Err(field) => tracing::warn!(
-                reseller = %reseller.login,
-                plan = plan.id,
-                upstream_plan = up,
-                field,
-                "withholding a plan whose upstream price cannot be read or marked up"
-            ),
-        }
+    let mine: Vec<&Arc<Plan>> = set_plans_for(cx, up)
+        .iter()
+        .filter(|p| wanted.is_empty() || wanted.contains(&p.id))
+        .collect();
+    let Some((last, before)) = mine.split_last() else {
+        return Vec::new(); // not the reseller's: dropped without a copy
+    };
+    let mut out = Vec::with_capacity(mine.len());
+    let mut push = |plan: &Plan, mut c: Node| match rewrite_plan(reseller, plan, &mut c) {
+        Ok(()) => out.push(c),
+        Err(field) => tracing::warn!(
+            reseller = %reseller.login,
+            plan = plan.id,
+            upstream_plan = up,
+            field,
+            "withholding a plan whose upstream price cannot be read or marked up"
+        ),
+    };
+    // Copies for all local plans over it but the last, which gets the upstream's own.
+    for plan in before {
+        push(plan, node.clone());
     }
+    push(last, node);
     out
 }
 
@@ -529,7 +513,7 @@ fn form_values(cx: &Ctx, asked: &[Arc<Plan>], e: &mut Node) -> bool {
                 for plan in set_plans_for(cx, up) {
                     let mut v = val.clone();
                     v.set_field("pricelist", &plan.id.to_string());
-                    let m = effective_markup(reseller, &plan);
+                    let m = effective_markup(reseller, plan);
                     if mark_val(reseller, Some(m.as_ref()), &mut v) {
                         out.push(v);
                     }
@@ -567,7 +551,7 @@ fn plan_choice(cx: &Ctx, fallback: &Option<Option<Markup>>, val: Node) -> Vec<No
         for plan in set_plans_for(cx, up) {
             let mut v = val.clone();
             v.set_field("key", &plan.id.to_string());
-            let m = effective_markup(reseller, &plan);
+            let m = effective_markup(reseller, plan);
             if !mark_val(reseller, Some(m.as_ref()), &mut v) {
                 continue;
             }

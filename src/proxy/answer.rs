@@ -3,6 +3,7 @@
 //! certificate list), so it never stalls the other calls on this thread.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -27,12 +28,22 @@ impl Gateway {
                 store: &self.store,
                 names: &self.plan_names,
             };
-            return rewrite::reseller_answer(cat, &call, body);
+            let started = Instant::now();
+            let answer = rewrite::reseller_answer(cat, &call, body);
+            self.metrics.observe_rewrite(call.func, started.elapsed());
+            return answer;
         }
         let owned = Owned::from(&call, self.store.clone(), self.plan_names.clone());
-        tokio::task::spawn_blocking(move || owned.answer(body))
-            .await
-            .unwrap_or(Err(UpstreamError::Garbage))
+        let (answer, took) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let answer = owned.answer(body);
+            (answer, started.elapsed())
+        })
+        .await
+        .unwrap_or((Err(UpstreamError::Garbage), Duration::ZERO));
+        // The time on the blocking pool, not the wait for a thread of it.
+        self.metrics.observe_rewrite(call.func, took);
+        answer
     }
 }
 

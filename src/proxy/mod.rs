@@ -5,7 +5,8 @@
 //! - [`policy`]    — which functions pass (the table plus the operator's passthrough);
 //!   refused ones counted by name.
 //! - [`ownership`] — every `elid` must be the reseller's ([`elid_cache`] remembers refusals).
-//! - [`orders`]    — exactly-once orders: the claim before the forward, the finish after.
+//! - [`orders`]    — exactly-once orders: the claim before the forward, the finish after;
+//!   [`order_events`] names each for the order counters.
 //! - [`history`]   — lifecycle calls recorded in their service's history; renewals billed.
 //! - [`rewrite`]   — what the reseller gets back (rewritten in its own shape, secrets the
 //!   upstream echoed redacted).
@@ -31,6 +32,7 @@ pub mod crashpoint;
 pub mod elid_cache;
 pub use crate::billmgr::functions;
 pub mod history;
+pub mod order_events;
 pub mod orders;
 pub mod ownership;
 pub mod policy;
@@ -228,7 +230,11 @@ impl Gateway {
             Vec::new()
         };
         let claim = if is_order {
-            match self.claim_order(&caller, &up_params).await? {
+            let claimed = self.claim_order(&caller, &up_params).await;
+            if let Some(event) = order_events::claim_event(&claimed) {
+                self.metrics.count_order(event);
+            }
+            match claimed? {
                 orders::Claimed::Forward(claim) => Some(claim),
                 orders::Claimed::Replay(doc) => {
                     log.outcome = "replayed";
@@ -244,7 +250,12 @@ impl Gateway {
         };
         let result = self.forward(&caller.account, &up_params, log).await;
         let (body, doc) = match claim {
-            Some(claim) => self.finish_order(&caller, claim, result).await?,
+            Some(claim) => {
+                let finished = self.finish_order(&caller, claim, result).await;
+                self.metrics
+                    .count_order(order_events::finish_event(&finished));
+                finished?
+            }
             None => self.record_call(&caller, func, &up_params, result).await?,
         };
         if let Some(err) = BmError::from_doc(&doc) {

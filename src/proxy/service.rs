@@ -234,8 +234,11 @@ impl ProxyHttp for GatewayService {
     }
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        self.gateway.metrics.count_outcome(ctx.log.outcome);
-        ctx.log.emit(ctx.started.elapsed());
+        let total = ctx.started.elapsed();
+        let metrics = &self.gateway.metrics;
+        metrics.count_outcome(ctx.log.outcome);
+        metrics.observe_request(ctx.log.func.as_deref(), total, ctx.log.upstream_latency);
+        ctx.log.emit(total);
     }
 
     /// pingora prints this in its error lines; the default includes the query string,

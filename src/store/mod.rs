@@ -14,6 +14,7 @@
 //! date when it is opened.
 //!
 //! - [`model`]    — the operator's records: upstream accounts, resellers, plans, markups.
+//! - [`plan_index`] — plans indexed by upstream id and name, rebuilt per catalogue change.
 //! - [`records`]  — writing them, one by one or as a [`Batch`], with the [`Change`]s made.
 //! - [`edit`]     — one audited edit, conditioned on an entity tag (the admin API's).
 //! - [`services`] — upstream certificates, their owner and history.
@@ -38,6 +39,7 @@ pub mod migrate;
 pub mod model;
 pub mod orders;
 mod pg_tls;
+pub mod plan_index;
 pub mod postgres;
 pub mod records;
 pub mod services;
@@ -129,6 +131,10 @@ struct Shared {
     audit_last: Mutex<Option<u64>>,
     /// The group committer of [`Store::write_durable`] (sled; none on a shared backend).
     committer: std::sync::OnceLock<commit::Committer>,
+    /// Bumped after every change of a cached reseller or plan ([`plan_index`]).
+    catalog_generation: std::sync::atomic::AtomicU64,
+    /// Plans indexed for the answer rewrites, rebuilt per catalogue generation.
+    plan_indexes: plan_index::PlanIndexes,
 }
 
 impl fmt::Debug for Store {
@@ -222,6 +228,8 @@ impl Store {
             writes: Mutex::new(()),
             audit_last: Mutex::new(None),
             committer: std::sync::OnceLock::new(),
+            catalog_generation: std::sync::atomic::AtomicU64::new(1),
+            plan_indexes: Default::default(),
         };
         for (k, v) in shared.backend.scan(trees::UPSTREAM_ACCOUNTS)? {
             let a: UpstreamAccount = decode(trees::UPSTREAM_ACCOUNTS, &k, &v)?;
@@ -434,7 +442,10 @@ fn cache_put(
                 shared.plans.remove(&u64::from_be_bytes(id));
             }
         }
-        _ => {}
+        _ => return Ok(()),
+    }
+    if tree != trees::UPSTREAM_ACCOUNTS {
+        Store::bump_catalog(shared);
     }
     Ok(())
 }

@@ -313,6 +313,7 @@ impl Store {
                 }
             }
         }
+        Store::bump_catalog(&self.shared);
         Ok(())
     }
 }

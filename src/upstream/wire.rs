@@ -48,8 +48,9 @@ pub fn read_answer(
 ) -> Result<Element, UpstreamError> {
     let f = upstream_format(caller);
     let parsed = match items {
-        Some(items) => billmgr::edit::rewrite_items(body, f, items, &mut |_, _| Vec::new())
-            .and_then(|light| billmgr::parse(&light, f)),
+        Some(items) => {
+            billmgr::edit::without_items(body, f, items).and_then(|light| billmgr::parse(&light, f))
+        }
         None => billmgr::parse(body, f),
     };
     let parsed = parsed.and_then(|doc| {

@@ -89,6 +89,103 @@ fn health_metrics_and_token() {
     assert!(!export.text().contains("upstream-pw"));
 }
 
+/// The value of the series `name` whose labels include `label` (0 when absent).
+fn series(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `/metrics` shows what an operator needs to watch the gateway's latency: histograms of
+/// requests, upstream calls and answer rewrites by func (functions outside the table as
+/// `other`, so a client cannot grow the labels), and order counters by event; each
+/// call adds to them.
+#[test]
+fn metrics_have_latency_histograms_by_func_and_order_counters() {
+    let (env, addr) = admin_env("RG_TEST_ADMIN_TOKEN_M");
+    let get = || admin(addr, "GET", "/metrics", None, "");
+    let before = get();
+    assert_eq!(before.status, 200);
+    let before = before.text();
+    for _ in 0..3 {
+        assert!(!env.acme("func=whoami").text().contains("<error"));
+    }
+    env.acme("func=pricelist.export");
+    let first = env.acme(&order("m-1", "m1.example.com")).text();
+    assert!(!first.contains("<error"), "{first}");
+    env.acme(&order("m-1", "m1.example.com")); // the same order again: replayed
+    env.acme("func=no.such.function.xyz");
+    let resp = get();
+    assert!(
+        resp.header("content-type")
+            .is_some_and(|c| c.starts_with("application/openmetrics-text")),
+        "{:?}",
+        resp.header("content-type")
+    );
+    let after = resp.text();
+    let grew = |name: &str, label: &str| series(&after, name, label) - series(&before, name, label);
+    let whoami = "func=\"whoami\"";
+    assert_eq!(
+        grew("resellgate_request_duration_seconds_count", whoami),
+        3.0,
+        "{after}"
+    );
+    assert_eq!(
+        grew("resellgate_upstream_duration_seconds_count", whoami),
+        3.0,
+        "{after}"
+    );
+    assert!(grew("resellgate_request_duration_seconds_sum", whoami) > 0.0);
+    // Every bucket line is there, up to +Inf, counting all three.
+    assert_eq!(
+        series(
+            &after,
+            "resellgate_request_duration_seconds_bucket",
+            &format!("{whoami},le=\"+Inf\"")
+        ) + series(
+            &after,
+            "resellgate_request_duration_seconds_bucket",
+            &format!("le=\"+Inf\",{whoami}")
+        ),
+        series(&after, "resellgate_request_duration_seconds_count", whoami),
+        "{after}"
+    );
+    let export = "func=\"pricelist.export\"";
+    assert_eq!(
+        grew("resellgate_rewrite_duration_seconds_count", export),
+        1.0,
+        "{after}"
+    );
+    // Not in the function table: counted as `other`, never under the name a client sent.
+    assert!(
+        !after
+            .lines()
+            .any(|l| l.starts_with("resellgate_request_duration") && l.contains("no.such")),
+        "{after}"
+    );
+    assert!(
+        grew(
+            "resellgate_request_duration_seconds_count",
+            "func=\"other\""
+        ) >= 1.0
+    );
+    for (event, n) in [("claimed", 1.0), ("acknowledged", 1.0), ("replayed", 1.0)] {
+        assert_eq!(
+            grew("resellgate_orders_total", &format!("event=\"{event}\"")),
+            n,
+            "{event}: {after}"
+        );
+    }
+    // The counters the gateway had before keep their names.
+    assert!(
+        after.contains("resellgate_requests_total{outcome=\"ok\"}"),
+        "{after}"
+    );
+    assert!(after.trim_end().ends_with("# EOF"), "{after}");
+}
+
 /// A markup changed through the admin API is what the next price list shows.
 #[test]
 fn mappings_applied_live_take_effect_on_the_next_request() {

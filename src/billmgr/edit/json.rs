@@ -78,6 +78,114 @@ impl<'de> Visitor<'de> for Checked {
     }
 }
 
+/// [`Checked`]'s checks without building the value.
+struct CheckOnly(usize);
+
+impl<'de> DeserializeSeed<'de> for CheckOnly {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// An object key, borrowed from the document when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(v.to_string().into()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Visitor<'de> for CheckOnly {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a json value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.0 >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("nested too deep"));
+        }
+        while seq.next_element_seed(CheckOnly(self.0 + 1))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.0 >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("nested too deep"));
+        }
+        // Compared one by one while few (the usual element), hashed past that.
+        const FEW: usize = 8;
+        let mut few: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut many: Option<HashSet<std::borrow::Cow<'de, str>>> = None;
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let dup = match &mut many {
+                Some(set) => !set.insert(k),
+                None if few.len() < FEW => {
+                    let dup = few.contains(&k);
+                    few.push(k);
+                    dup
+                }
+                None => {
+                    let mut set: HashSet<_> = std::mem::take(&mut few).into_iter().collect();
+                    let dup = !set.insert(k);
+                    many = Some(set);
+                    dup
+                }
+            };
+            if dup {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(CheckOnly(self.0 + 1))?;
+        }
+        Ok(())
+    }
+}
+
+/// [`checked_json`]'s checks without building the value.
+fn check_json(body: &[u8], depth: usize) -> Result<(), DocError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    CheckOnly(depth).deserialize(&mut de).map_err(json_err)?;
+    de.end().map_err(json_err)
+}
+
 fn json_err(e: serde_json::Error) -> DocError {
     let s = e.to_string();
     if s.contains("nested too deep") {
@@ -129,17 +237,18 @@ impl<'de> serde::Deserialize<'de> for RawObject<'de> {
 }
 
 /// The top-level items of a json/sjson (`{"doc":{…}}`) or bjson (`bjson`) document
-/// rewritten one at a time (see [`super::rewrite_items`]).
+/// rewritten one at a time (see [`super::rewrite_items`]), or (`f` = `None`) checked and
+/// left out.
 pub(super) fn items(
     body: &[u8],
     bjson: bool,
     items: &[&str],
-    f: &mut ItemFn<'_>,
+    mut f: Option<&mut ItemFn<'_>>,
 ) -> Result<Vec<u8>, DocError> {
     let root: RawObject = serde_json::from_slice(body).map_err(json_err)?;
     let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 16);
     if bjson {
-        json_object_items(&root, 0, true, items, f, &mut out)?;
+        json_object_items(&root, 0, true, items, &mut f, &mut out)?;
         return Ok(out);
     }
     if !root.0.iter().any(|(k, _)| k == "doc") {
@@ -153,9 +262,9 @@ pub(super) fn items(
         push_key(&mut out, k);
         if k == "doc" {
             let doc: RawObject = serde_json::from_str(v.get()).map_err(json_err)?;
-            json_object_items(&doc, 1, false, items, f, &mut out)?;
+            json_object_items(&doc, 1, false, items, &mut f, &mut out)?;
         } else {
-            checked_json(v.get().as_bytes(), 1)?;
+            check_json(v.get().as_bytes(), 1)?;
             out.extend_from_slice(v.get().as_bytes());
         }
     }
@@ -174,7 +283,7 @@ fn json_object_items(
     depth: usize,
     bjson: bool,
     items: &[&str],
-    f: &mut ItemFn<'_>,
+    f: &mut Option<&mut ItemFn<'_>>,
     out: &mut Vec<u8>,
 ) -> Result<(), DocError> {
     let wrap = |v: Value| if bjson { Node::Bjson(v) } else { Node::Json(v) };
@@ -182,10 +291,24 @@ fn json_object_items(
     let mut first = true;
     for (k, v) in &obj.0 {
         let raw = v.get();
-        let value: Option<Vec<u8>> = if items.contains(&k.as_str()) {
+        let is_item = items.contains(&k.as_str());
+        let value: Option<Vec<u8>> = if is_item && f.is_none() {
+            // Checked only: an array of items stays an (empty) array, one item goes.
             if raw.trim_start().starts_with('[') {
                 let list: Vec<&RawValue> = serde_json::from_str(raw).map_err(json_err)?;
-                let mut buf = vec![b'['];
+                for it in list {
+                    check_json(it.get().as_bytes(), depth + 2)?;
+                }
+                Some(b"[]".to_vec())
+            } else {
+                check_json(raw.as_bytes(), depth + 1)?;
+                None
+            }
+        } else if let (true, Some(f)) = (is_item, f.as_deref_mut()) {
+            if raw.trim_start().starts_with('[') {
+                let list: Vec<&RawValue> = serde_json::from_str(raw).map_err(json_err)?;
+                let mut buf = Vec::with_capacity(raw.len() + raw.len() / 8 + 2);
+                buf.push(b'[');
                 let mut n = 0;
                 for it in list {
                     let item = checked_json(it.get().as_bytes(), depth + 2)?;
@@ -210,7 +333,7 @@ fn json_object_items(
                 }
             }
         } else {
-            checked_json(raw.as_bytes(), depth + 1)?;
+            check_json(raw.as_bytes(), depth + 1)?;
             Some(raw.as_bytes().to_vec())
         };
         if let Some(bytes) = value {

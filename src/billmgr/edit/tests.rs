@@ -129,3 +129,80 @@ fn what_is_refused() {
         Err(DocError::TooDeep(MAX_DEPTH))
     );
 }
+
+/// The check-only pass an upstream list answer is judged by gives what a rewrite that
+/// keeps no item gives: the same light document, or the same refusal.
+#[test]
+fn without_items_is_a_rewrite_that_keeps_none() {
+    let items = ["elem", "pricelist", "error"];
+    let mut cases: Vec<(Vec<u8>, Format)> = Vec::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("xml") => Format::Xml,
+            Some("json" | "sjson" | "json-arrays") => Format::Json,
+            Some("bjson") => Format::Bjson,
+            _ => continue,
+        };
+        cases.push((std::fs::read(&path).unwrap(), format));
+    }
+    let many_attrs: String = (0..12).map(|i| format!(" a{i}=\"{i}\"")).collect();
+    let many_keys: String = (0..12).map(|i| format!("\"k{i}\":{i},")).collect();
+    for (body, f) in [
+        ("<doc><elem a=\"1\" a=\"2\"/></doc>", Format::Xml),
+        (
+            &*format!("<doc><elem><x{many_attrs} a3=\"x\"/></elem></doc>"),
+            Format::Xml,
+        ),
+        (
+            &*format!("<doc><elem{many_attrs}><id>1</id></elem></doc>"),
+            Format::Xml,
+        ),
+        ("<doc><elem><id>&bogus;</id></elem></doc>", Format::Xml),
+        ("<doc><elem><id>1</id></doc>", Format::Xml),
+        (
+            "<doc><elem><![CDATA[x]]><b/></elem><p>1</p></doc>",
+            Format::Xml,
+        ),
+        ("<doc><elem><!DOCTYPE x></elem></doc>", Format::Xml),
+        ("<doc><elem><id>1</id>", Format::Xml),
+        (
+            &*format!("<doc>{}</doc>", "<elem>".repeat(80) + &"</elem>".repeat(80)),
+            Format::Xml,
+        ),
+        (r#"{"doc":{"elem":[{"a":1,"a":2}]}}"#, Format::Json),
+        (
+            &*format!(r#"{{"doc":{{"elem":{{{many_keys}"k3":0}}}}}}"#),
+            Format::Json,
+        ),
+        (
+            &*format!(r#"{{"doc":{{"elem":[{{{many_keys}"z":0}}],"p":1}}}}"#),
+            Format::Json,
+        ),
+        (r#"{"doc":{"elem":{"a\u0041":1,"aA":2}}}"#, Format::Json),
+        (r#"{"doc":{"x":1,"x":2}}"#, Format::Json),
+        (
+            r#"{"doc":{"elem":[1,[2,{"b":null}]],"p":true}}"#,
+            Format::Json,
+        ),
+        (r#"{"elem":[{"a":1}],"p":{"$":"1"}}"#, Format::Bjson),
+        (r#"{"elem":{"a":1,"a":1}}"#, Format::Bjson),
+    ] {
+        cases.push((body.as_bytes().to_vec(), f));
+    }
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    cases.push((
+        format!("{{\"doc\":{{\"elem\":{deep}}}}}").into_bytes(),
+        Format::Json,
+    ));
+    for (body, f) in cases {
+        let dropped = rewrite_items(&body, f, &items, &mut |_, _| Vec::new());
+        assert_eq!(
+            without_items(&body, f, &items),
+            dropped,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}

@@ -20,17 +20,96 @@ pub(crate) fn xml_start(s: &BytesStart) -> Result<Element, DocError> {
         .map_err(|_| DocError::Utf8)?
         .to_string();
     let mut el = Element::new(name);
-    let mut seen = HashSet::new();
+    let mut seen = Seen::default();
     for a in s.attributes().with_checks(false) {
         let a = a.map_err(xml_err)?;
         let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| DocError::Utf8)?;
-        if !seen.insert(key.to_string()) {
+        if !seen.insert(key, el.attrs.iter().map(|(k, _)| k.as_str())) {
             return Err(DocError::Xml(format!("duplicate attribute '{key}'")));
         }
         let v = a.unescape_value().map_err(xml_err)?.into_owned();
         el.attrs.push((key.to_string(), v));
     }
     Ok(el)
+}
+
+/// Attribute names seen so far in one start tag: compared one by one while there are
+/// few (no allocation for the usual handful), hashed past [`Seen::FEW`] so a tag with
+/// many attributes is still checked in linear time.
+#[derive(Default)]
+struct Seen {
+    count: usize,
+    many: Option<HashSet<String>>,
+}
+
+impl Seen {
+    const FEW: usize = 8;
+
+    /// False when `key` was seen; `before` are the names seen so far, in order.
+    fn insert<'a>(&mut self, key: &str, before: impl Iterator<Item = &'a str>) -> bool {
+        self.count += 1;
+        if self.count <= Self::FEW {
+            let mut before = before;
+            return !before.any(|k| k == key);
+        }
+        let many = self
+            .many
+            .get_or_insert_with(|| before.map(str::to_string).collect());
+        many.insert(key.to_string())
+    }
+}
+
+/// [`xml_start`]'s checks without building the element.
+fn check_start(s: &BytesStart) -> Result<(), DocError> {
+    std::str::from_utf8(s.name().as_ref()).map_err(|_| DocError::Utf8)?;
+    let mut seen = Seen::default();
+    let mut keys: Vec<&[u8]> = Vec::new();
+    for a in s.attributes().with_checks(false) {
+        let a = a.map_err(xml_err)?;
+        let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| DocError::Utf8)?;
+        let before = keys.iter().filter_map(|k| std::str::from_utf8(k).ok());
+        if !seen.insert(key, before) {
+            return Err(DocError::Xml(format!("duplicate attribute '{key}'")));
+        }
+        if seen.count <= Seen::FEW {
+            keys.push(a.key.into_inner());
+        }
+        a.unescape_value().map_err(xml_err)?;
+    }
+    Ok(())
+}
+
+/// [`xml_subtree`]'s checks without building the subtree: the rest of an element whose
+/// start tag was just read, through its end tag.
+fn check_subtree(reader: &mut quick_xml::Reader<&[u8]>, depth: usize) -> Result<(), DocError> {
+    let mut open = 1usize;
+    loop {
+        match reader.read_event().map_err(xml_err)? {
+            Event::Start(s) => {
+                if depth + open > MAX_DEPTH {
+                    return Err(DocError::TooDeep(MAX_DEPTH));
+                }
+                check_start(&s)?;
+                open += 1;
+            }
+            Event::Empty(s) => check_start(&s)?,
+            Event::End(_) => {
+                open -= 1;
+                if open == 0 {
+                    return Ok(());
+                }
+            }
+            Event::Text(t) => {
+                t.unescape().map_err(xml_err)?;
+            }
+            Event::CData(c) => {
+                std::str::from_utf8(&c).map_err(|_| DocError::Utf8)?;
+            }
+            Event::DocType(_) => return Err(xml_err("DOCTYPE is not accepted")),
+            Event::Eof => return Err(xml_err("the document ends inside an element")),
+            _ => {}
+        }
+    }
 }
 
 /// Read the rest of an element whose start tag was just read, through its end tag.
@@ -89,13 +168,23 @@ pub(crate) fn xml_subtree(
     }
 }
 
-pub(super) fn items(body: &[u8], items: &[&str], f: &mut ItemFn<'_>) -> Result<Vec<u8>, DocError> {
+/// The document with each item rewritten by `f`, or (`f` = `None`) checked and left out.
+pub(super) fn items(
+    body: &[u8],
+    items: &[&str],
+    mut f: Option<&mut ItemFn<'_>>,
+) -> Result<Vec<u8>, DocError> {
     // A byte-order mark is not content (and would shift the reader's positions).
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     let mut reader = quick_xml::Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
-    let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 16);
+    let mut out = match f {
+        Some(_) => Vec::with_capacity(body.len() + body.len() / 8 + 16),
+        None => Vec::new(),
+    };
+    // One buffer for every rewritten item.
+    let mut item = String::new();
     let mut depth = 0usize;
     let mut root_seen = false;
     loop {
@@ -116,25 +205,38 @@ pub(super) fn items(body: &[u8], items: &[&str], f: &mut ItemFn<'_>) -> Result<V
                     depth = 1;
                 }
             }
-            Event::Start(s) | Event::Empty(s) => {
-                let el = xml_start(s)?;
-                if depth == 1 && items.contains(&el.name.as_str()) {
-                    let name = el.name.clone();
-                    let el = if matches!(ev, Event::Start(_)) {
-                        xml_subtree(&mut reader, el, depth + 1)?
-                    } else {
-                        el
-                    };
-                    let mut s = String::new();
-                    for n in f(&name, Node::Xml(el)) {
-                        if let Node::Xml(mut e) = n {
-                            e.name = name.clone();
-                            write_xml(&e, &mut s);
-                        }
+            Event::Start(s) | Event::Empty(s)
+                if depth == 1 && items.iter().any(|i| i.as_bytes() == s.name().as_ref()) =>
+            {
+                let Some(f) = f.as_deref_mut() else {
+                    // Checked only: the item is left out.
+                    check_start(s)?;
+                    if matches!(ev, Event::Start(_)) {
+                        check_subtree(&mut reader, depth + 1)?;
                     }
-                    out.extend_from_slice(s.as_bytes());
                     continue;
+                };
+                let el = xml_start(s)?;
+                let name = el.name.clone();
+                let el = if matches!(ev, Event::Start(_)) {
+                    xml_subtree(&mut reader, el, depth + 1)?
+                } else {
+                    el
+                };
+                item.clear();
+                for n in f(&name, Node::Xml(el)) {
+                    if let Node::Xml(mut e) = n {
+                        if e.name != name {
+                            e.name = name.clone();
+                        }
+                        write_xml(&e, &mut item);
+                    }
                 }
+                out.extend_from_slice(item.as_bytes());
+                continue;
+            }
+            Event::Start(s) | Event::Empty(s) => {
+                check_start(s)?;
                 if matches!(ev, Event::Start(_)) {
                     depth += 1;
                     if depth > MAX_DEPTH {
