@@ -211,28 +211,7 @@ impl Script {
             title,
             &format!("func=pricelist.export&itemtype=certificate&authinfo={login}:{password}"),
         )?;
-        for p in doc.find_all("pricelist") {
-            let periods: Vec<String> = p
-                .find("price")
-                .map(|pr| {
-                    pr.find_all("period")
-                        .map(|x| {
-                            format!(
-                                "{} mo: {}",
-                                x.get_attr("length").unwrap_or("?"),
-                                x.get_attr("cost").unwrap_or("?")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            println!(
-                "   <- plan {} {:<22} {}",
-                p.child_text("id").unwrap_or("?"),
-                p.child_text("name").unwrap_or("?"),
-                periods.join(", ")
-            );
-        }
+        print_plans(&doc);
         Ok(())
     }
 
@@ -324,28 +303,7 @@ impl Script {
             "import tariffs (pricelist.export)",
             &format!("func=pricelist.export&itemtype=certificate&onlyavailable=on&{auth}"),
         )?;
-        for p in doc.find_all("pricelist") {
-            let periods: Vec<String> = p
-                .find("price")
-                .map(|pr| {
-                    pr.find_all("period")
-                        .map(|x| {
-                            format!(
-                                "{} mo: {}",
-                                x.get_attr("length").unwrap_or("?"),
-                                x.get_attr("cost").unwrap_or("?")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            println!(
-                "   <- plan {} {:<22} {}",
-                p.child_text("id").unwrap_or("?"),
-                p.child_text("name").unwrap_or("?"),
-                periods.join(", ")
-            );
-        }
+        print_plans(&doc);
 
         let order = [
             "func=certificate.order.param",
@@ -443,5 +401,31 @@ impl Script {
         )?;
         println!("   <- deleted");
         Ok(())
+    }
+}
+
+/// One line per plan of a `pricelist.export` answer: id, name, each period's cost.
+fn print_plans(doc: &Element) {
+    for p in doc.find_all("pricelist") {
+        let periods: Vec<String> = p
+            .find("price")
+            .map(|pr| {
+                pr.find_all("period")
+                    .map(|x| {
+                        format!(
+                            "{} mo: {}",
+                            x.get_attr("length").unwrap_or("?"),
+                            x.get_attr("cost").unwrap_or("?")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "   <- plan {} {:<22} {}",
+            p.child_text("id").unwrap_or("?"),
+            p.child_text("name").unwrap_or("?"),
+            periods.join(", ")
+        );
     }
 }

@@ -249,8 +249,7 @@ impl AdminApp {
             );
         };
         let etag = store.etag(RecordKind::Plan, id).unwrap_or_default();
-        let m = plan.markup.unwrap_or_default();
-        let has = plan.markup.is_some();
+        let [percent, fixed, round_to] = markup_fields(plan.markup);
         let addons: Vec<String> = plan
             .addons
             .iter()
@@ -277,30 +276,9 @@ impl AdminApp {
             etag = esc(&etag),
             up = val("upstream_id", plan.upstream_id.to_string()),
             name = val("name", plan.name.clone().unwrap_or_default()),
-            pc = val(
-                "markup_percent",
-                if has {
-                    m.percent.to_string()
-                } else {
-                    String::new()
-                }
-            ),
-            fx = val(
-                "markup_fixed",
-                if has {
-                    m.fixed.to_string()
-                } else {
-                    String::new()
-                }
-            ),
-            rt = val(
-                "markup_round_to",
-                if has {
-                    m.round_to.to_string()
-                } else {
-                    String::new()
-                }
-            ),
+            pc = val("markup_percent", percent),
+            fx = val("markup_fixed", fixed),
+            rt = val("markup_round_to", round_to),
             ad = val("addons", addons.join(", ")),
         );
         let users: Vec<_> = store
@@ -428,8 +406,7 @@ impl AdminApp {
             );
         };
         let etag = store.etag(RecordKind::Reseller, login).unwrap_or_default();
-        let m = r.markup.unwrap_or_default();
-        let has = r.markup.is_some();
+        let [percent, fixed, round_to] = markup_fields(r.markup);
         let val = |name: &str, current: String| -> String {
             esc(&form.map_or(current, |f| field(f, name).to_string()))
         };
@@ -451,30 +428,9 @@ impl AdminApp {
             etag = esc(&etag),
             ua = val("upstream_account", r.upstream_account.clone()),
             pl = val("plans", plans.join(", ")),
-            pc = val(
-                "markup_percent",
-                if has {
-                    m.percent.to_string()
-                } else {
-                    String::new()
-                }
-            ),
-            fx = val(
-                "markup_fixed",
-                if has {
-                    m.fixed.to_string()
-                } else {
-                    String::new()
-                }
-            ),
-            rt = val(
-                "markup_round_to",
-                if has {
-                    m.round_to.to_string()
-                } else {
-                    String::new()
-                }
-            ),
+            pc = val("markup_percent", percent),
+            fx = val("markup_fixed", fixed),
+            rt = val("markup_round_to", round_to),
         );
         b.push_str(&self.preview_html(login, None).await);
         b.push_str("</aside></div>");
@@ -528,5 +484,17 @@ impl AdminApp {
                     .await
             }
         }
+    }
+}
+
+/// A markup's percent, fixed amount and rounding as the form shows them (empty: none).
+fn markup_fields(m: Option<crate::store::Markup>) -> [String; 3] {
+    match m {
+        Some(m) => [
+            m.percent.to_string(),
+            m.fixed.to_string(),
+            m.round_to.to_string(),
+        ],
+        None => Default::default(),
     }
 }
