@@ -54,8 +54,24 @@ pub fn run_cli(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
         .unwrap()
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, for a server the test starts by its address.
+///
+/// nextest runs each test in its own process, in parallel. A port the OS picks for a
+/// probe (`bind :0`) is free again once the probe closes, so two tests could be handed
+/// the same one and one gateway would answer on the other's address. Each process takes
+/// its ports from its own slice of 20 below the OS's ephemeral range (10000–29999, by
+/// process id), so concurrent tests never share a port and no OS-picked port (the
+/// sandboxes' `:0`, client sockets) falls in it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10_000 + (std::process::id() % 1000) as u16 * 20;
+    for _ in 0..20 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 20;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
