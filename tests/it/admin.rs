@@ -117,7 +117,26 @@ fn metrics_have_latency_histograms_by_func_and_order_counters() {
     assert!(!first.contains("<error"), "{first}");
     env.acme(&order("m-1", "m1.example.com")); // the same order again: replayed
     env.acme("func=no.such.function.xyz");
-    let resp = get();
+    // A request is counted in its logging phase, just after its answer went out: read
+    // until the last call shows (at most 5 s), then check everything.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let resp = loop {
+        let resp = get();
+        let other = "func=\"other\"";
+        let counted = |name: &str, label: &str| {
+            series(&resp.text(), name, label) - series(&before, name, label)
+        };
+        if std::time::Instant::now() > deadline
+            || (counted("resellgate_request_duration_seconds_count", other) >= 1.0
+                && counted(
+                    "resellgate_request_duration_seconds_count",
+                    "func=\"whoami\"",
+                ) >= 3.0)
+        {
+            break resp;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert!(
         resp.header("content-type")
             .is_some_and(|c| c.starts_with("application/openmetrics-text")),
