@@ -48,11 +48,10 @@ impl BackgroundService for Purge {
                             Err(e) => tracing::error!(error = %e, "the session pruning task failed"),
                         }
                     }
-                    match tokio::task::spawn_blocking(move || store.prune_failed_orders(cutoff)).await {
-                        Ok(Ok(0)) => {}
-                        Ok(Ok(n)) => tracing::info!(pruned = n, "failed order records past their retention deleted"),
-                        Ok(Err(e)) => tracing::error!(error = %e, "cannot prune failed order records"),
-                        Err(e) => tracing::error!(error = %e, "the order pruning task failed"),
+                    match store.prune_failed_orders_durable(cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(pruned = n, "failed order records past their retention deleted"),
+                        Err(e) => tracing::error!(error = %e, "cannot prune failed order records"),
                     }
                 }
             }

@@ -68,6 +68,14 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The first `limit` pairs of `tree` in key order (a bounded read of its head). The
+    /// default scans the tree.
+    fn first(&self, tree: &str, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut all = self.scan(tree)?;
+        all.truncate(limit);
+        Ok(all)
+    }
+
     /// The pair with the greatest key of `tree`, if any. The default scans the tree.
     fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         Ok(self.scan(tree)?.pop())
@@ -319,6 +327,17 @@ impl Backend for SledBackend {
                 TransactionError::Storage(e) => e.to_string(),
             },
         })
+    }
+
+    fn first(&self, tree: &str, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree(tree)?
+            .iter()
+            .take(limit)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| io("first", tree, e))
+            })
+            .collect()
     }
 
     fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {

@@ -100,6 +100,9 @@ fn failed_key(updated_at_ms: u64, order_key: &[u8]) -> Vec<u8> {
 /// (its compare-and-swap lost a race, or the process died between the two writes).
 const LOST_CLAIM_MS: u64 = 3_600_000;
 
+/// Failed-index entries one prune write takes at most ([`Store::prune_failed_orders_durable`]).
+pub const PRUNE_CHUNK: usize = 512;
+
 /// Whether the pending index entry `value` no longer indexes a pending claim of `rec`
 /// (`None`: no record), at `now_ms`.
 fn is_stale_pending(value: &[u8], rec: Option<&OrderRecord>, now_ms: u64) -> bool {
@@ -194,15 +197,53 @@ impl Store {
     /// the cutoff, so the orders kept are not read. A record claimed again meanwhile is
     /// kept (checked under the write lock).
     pub fn prune_failed_orders(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        loop {
+            let (n, more) = self.prune_failed_unflushed(cutoff_ms, PRUNE_CHUNK)?;
+            pruned += n;
+            if !more {
+                self.shared.backend.flush()?;
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// [`Store::prune_failed_orders`] on the group committer ([`Store::write_durable`]),
+    /// [`PRUNE_CHUNK`] index entries per write, so the writes of the order path and
+    /// their frees stay on one thread and a long prune never holds up the orders
+    /// waiting behind it for more than one chunk.
+    pub async fn prune_failed_orders_durable(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        loop {
+            let (n, more) = self
+                .write_durable(move |s| s.prune_failed_unflushed(cutoff_ms, PRUNE_CHUNK))
+                .await?;
+            pruned += n;
+            if !more {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// One chunk of the prune, unflushed: at most `limit` failed-index entries before
+    /// `cutoff_ms`. Answers how many records went and whether entries before the cutoff
+    /// may be left.
+    fn prune_failed_unflushed(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<(usize, bool), StoreError> {
         let b = &*self.shared.backend;
         let mut pruned = 0;
-        let mut changed = false;
-        for (ik, _) in b.scan(trees::ORDERS_FAILED)? {
+        let mut seen = 0;
+        for (ik, _) in b.first(trees::ORDERS_FAILED, limit)? {
+            seen += 1;
             let Some((at, k)) = ik.split_first_chunk::<8>() else {
-                changed |= b.delete(trees::ORDERS_FAILED, &ik)?;
+                b.delete(trees::ORDERS_FAILED, &ik)?;
                 continue;
             };
             if u64::from_be_bytes(*at) >= cutoff_ms {
+                seen = 0; // reached the cutoff: nothing is left
                 break;
             }
             let _guard = self.order_lock();
@@ -224,12 +265,8 @@ impl Store {
             }
             // Pruned, or stale (the record failed again later, or was claimed again).
             b.delete(trees::ORDERS_FAILED, &ik)?;
-            changed = true;
         }
-        if changed {
-            b.flush()?;
-        }
-        Ok(pruned)
+        Ok((pruned, seen == limit))
     }
 
     /// Claims `rec`'s key atomically (compare-and-swap) and flushes, or answers what holds
@@ -464,6 +501,37 @@ mod tests {
         assert_eq!(store.prune_failed_orders(3_001).unwrap(), 1);
         assert!(store.order("acme", "edge-failed").unwrap().is_none());
         assert_eq!(store.prune_failed_orders(3_001).unwrap(), 0);
+    }
+
+    /// The gateway prunes through the committer, [`PRUNE_CHUNK`] index entries per write:
+    /// more than one chunk before the cutoff all go, in as many writes as chunks, and
+    /// nothing at or after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_prune_of_more_than_one_chunk_goes_through_the_committer() {
+        let store = Store::open_temporary().unwrap();
+        let old = PRUNE_CHUNK * 2 + 1;
+        for i in 0..old {
+            put(&store, &format!("old-{i}"), failed(), 1_000 + i as u64);
+        }
+        put(&store, "at-cutoff", failed(), 9_000);
+        let before = store.commit_stats().unwrap();
+        assert_eq!(store.prune_failed_orders_durable(9_000).await.unwrap(), old);
+        let after = store.commit_stats().unwrap();
+        assert_eq!(after.writes - before.writes, 3, "one write per chunk");
+        let left: Vec<String> = store
+            .orders()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.remoteid)
+            .collect();
+        assert_eq!(left, vec!["at-cutoff"]);
+        assert_eq!(store.prune_failed_orders_durable(9_000).await.unwrap(), 0);
+        // exactly one chunk: a second write finds nothing and stops
+        for i in 0..PRUNE_CHUNK {
+            put(&store, &format!("again-{i}"), failed(), 2_000);
+        }
+        assert_eq!(store.prune_failed_orders(9_000).unwrap(), PRUNE_CHUNK);
+        assert_eq!(store.orders().unwrap().len(), 1);
     }
 
     fn index(store: &Store, tree: &str) -> Vec<Vec<u8>> {

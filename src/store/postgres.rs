@@ -104,6 +104,7 @@ struct Conn {
     delete_if: Statement,
     batch: Statement,
     last: Statement,
+    first: Statement,
 }
 
 /// PostgreSQL behind the [`Backend`] trait.
@@ -426,6 +427,10 @@ async fn connect(config: Connector) -> Result<Conn> {
             "SELECT key, value FROM {t} WHERE tree = $1 ORDER BY key DESC LIMIT 1"
         ))
         .await?,
+        first: prep(format!(
+            "SELECT key, value FROM {t} WHERE tree = $1 ORDER BY key LIMIT $2"
+        ))
+        .await?,
         client,
     })
 }
@@ -657,6 +662,25 @@ impl Backend for PgBackend {
                     .await
                     .map_err(|e| io("last", "*", pg_message(&e)))?;
                 Ok(row.map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1))))
+            }
+        })
+    }
+
+    fn first(&self, tree: &str, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let t = tree.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call("first", tree, move |c| {
+            let t = t.clone();
+            async move {
+                let rows = c
+                    .client
+                    .query(&c.first, &[&t, &limit])
+                    .await
+                    .map_err(|e| io("first", "*", pg_message(&e)))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                    .collect())
             }
         })
     }

@@ -64,7 +64,7 @@ fn keys_scan_in_byte_order_and_deletes_answer_presence() {
 }
 
 /// A batch (an admin change and its audit entry) is one write on either backend: the last
-/// operation on a key decides it; `last` is the greatest key.
+/// operation on a key decides it; `last` is the greatest key, `first` the head.
 #[test]
 fn a_batch_is_one_write_and_last_is_the_greatest_key() {
     use resellgate::store::BatchOp;
@@ -123,6 +123,18 @@ fn a_batch_is_one_write_and_last_is_the_greatest_key() {
             Some((vec![0, 10], b"later".to_vec())),
             "{name}"
         );
+        // `first` reads the head only, in key order, at most `limit` pairs
+        assert_eq!(
+            b.first("audit", 2).unwrap(),
+            vec![
+                (vec![0, 1], b"earlier".to_vec()),
+                (vec![0, 2], b"entry".to_vec())
+            ],
+            "{name}"
+        );
+        assert_eq!(b.first("audit", 10).unwrap().len(), 3, "{name}");
+        assert!(b.first("audit", 0).unwrap().is_empty(), "{name}");
+        assert!(b.first("nothing-here", 5).unwrap().is_empty(), "{name}");
         assert_eq!(b.last("empty").unwrap(), None, "{name}");
         b.write_batch(&[]).unwrap();
     });
