@@ -5,7 +5,8 @@
 # Builds the store with the product's own commands: `mappings apply` of the demo catalogue
 # plus RESELLERS (default 10,000) generated resellers, then `services import` of SERVICES
 # (default 1,000,000) services spread over them. Starts the sandbox and `serve` with the
-# default config (only ports and paths set), then for DURATION seconds (default 120):
+# default config (only ports and paths set; knobs CACHE_MB for `[store] cache_mb`,
+# CONFIG_EXTRA for more lines), then for DURATION seconds (default 120):
 #   - wrk -c$CONNS (default 16), bench/memory.lua: per 10 requests 5 `whoami` and 5
 #     `certificate.edit` of a random service of a random one of the first ACTIVE (default
 #     1,000) resellers (random reads of the 1M-service store: the ownership check), each
@@ -44,9 +45,12 @@ listen = "$GW"
 url = "http://$SB/billmgr"
 [store]
 path = "store"
+${CACHE_MB:+cache_mb = $CACHE_MB}
 [admin]
 listen = "$AD"
 TOML
+# CONFIG_EXTRA: more config.toml lines, e.g. $'[auth]\nmax_concurrent_verifications = 1'
+[ -n "${CONFIG_EXTRA:-}" ] && printf '%s\n' "$CONFIG_EXTRA" >>"$DIR/config.toml"
 
 # The demo catalogue, then RESELLERS resellers r1..rN (password bench-pw, one hash shared:
 # each login still verifies it), half on each upstream account.
