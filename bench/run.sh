@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
-BIN=target/release/resellgate
+BIN=${BIN:-target/release/resellgate}
 [ -x "$BIN" ] || cargo build --release --locked
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
