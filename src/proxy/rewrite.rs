@@ -72,6 +72,53 @@ pub const MIN_REDACTED_LEN: usize = 4;
 /// json or a form would escape it (an upstream error page may echo the request). `None`
 /// when no secret appears.
 pub fn redact(body: &[u8], secrets: &[&str]) -> Option<Vec<u8>> {
+    with_forms(secrets, |forms| replace_forms(body, forms))
+}
+
+/// How many secret lists each worker thread remembers the spelled-out forms of.
+const FORMS_CACHED: usize = 8;
+
+/// A secret list and its forms.
+type CachedForms = (Vec<String>, std::rc::Rc<Vec<Vec<u8>>>);
+
+thread_local! {
+    /// The last secret lists seen on this thread and their forms (longest first): the
+    /// same account's password comes with every call, so its forms are spelled out once
+    /// rather than five allocations per answer.
+    static FORMS: std::cell::RefCell<Vec<CachedForms>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` over the forms of `secrets` ([`secret_forms`]), from this thread's cache.
+fn with_forms<R>(secrets: &[&str], f: impl FnOnce(&[Vec<u8>]) -> R) -> R {
+    let hit = FORMS.with_borrow(|cache| {
+        cache
+            .iter()
+            .find(|(k, _)| k.len() == secrets.len() && k.iter().zip(secrets).all(|(a, b)| a == b))
+            .map(|(_, forms)| forms.clone())
+    });
+    let forms = match hit {
+        Some(forms) => forms,
+        None => {
+            let forms = std::rc::Rc::new(secret_forms(secrets));
+            FORMS.with_borrow_mut(|cache| {
+                if cache.len() >= FORMS_CACHED {
+                    cache.remove(0);
+                }
+                cache.push((
+                    secrets.iter().map(|s| s.to_string()).collect(),
+                    forms.clone(),
+                ));
+            });
+            forms
+        }
+    };
+    f(&forms)
+}
+
+/// Every spelling of `secrets` searched for (as written, json-, xml-, form-escaped, with
+/// `&` as a character reference), distinct, longest first.
+pub fn secret_forms(secrets: &[&str]) -> Vec<Vec<u8>> {
     let mut forms: Vec<Vec<u8>> = Vec::new();
     for s in secrets.iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
         let json = serde_json::to_string(s).unwrap_or_default();
@@ -104,8 +151,13 @@ pub fn redact(body: &[u8], secrets: &[&str]) -> Option<Vec<u8>> {
     }
     // Longest first, so that a form containing another is replaced whole.
     forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms
+}
+
+/// `body` with every appearance of each of `forms` (longest first) replaced by `***`.
+fn replace_forms(body: &[u8], forms: &[Vec<u8>]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
-    for f in &forms {
+    for f in forms {
         let cur = out.as_deref().unwrap_or(body);
         if memchr::memmem::find(cur, f).is_none() {
             continue;
@@ -158,6 +210,32 @@ mod tests {
         assert_eq!(redact(b"<doc><ok/></doc>", &[pw, "login"]), None);
         // Too short to search for: left alone.
         assert_eq!(redact(b"<doc><ok/></doc>", &["ok"]), None);
+    }
+
+    #[test]
+    fn cached_forms_follow_the_secrets_asked_for() {
+        // More secret lists than the cache holds, each asked twice: every answer is
+        // redacted with its own secrets, whatever the cache held before.
+        for round in 0..2 {
+            for i in 0..(FORMS_CACHED + 3) {
+                let pw = format!("pw-{i}-s&cret");
+                let other = format!("pw-{}-s&cret", i + 1);
+                let body = format!("<doc><msg>{pw} &amp; {other}</msg></doc>");
+                let out = String::from_utf8(redact(body.as_bytes(), &[&pw]).unwrap()).unwrap();
+                assert_eq!(
+                    out,
+                    format!("<doc><msg>*** &amp; {other}</msg></doc>"),
+                    "round {round}"
+                );
+                let xml = format!("<doc><msg>pw-{i}-s&amp;cret</msg></doc>");
+                assert_eq!(
+                    redact(xml.as_bytes(), &[&pw]).as_deref(),
+                    Some(&b"<doc><msg>***</msg></doc>"[..])
+                );
+                assert_eq!(redact(xml.as_bytes(), &[&other]), None);
+            }
+        }
+        assert_eq!(secret_forms(&["abc"]), Vec::<Vec<u8>>::new());
     }
 
     #[test]

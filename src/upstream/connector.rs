@@ -215,18 +215,17 @@ impl Upstream {
         };
         let mut req = RequestHeader::build("POST", self.settings.path.as_bytes(), None)
             .map_err(|_| UpstreamError::Connect)?;
-        let headers = [
-            ("Host", self.host_header.clone()),
+        // Borrowed values: no String per header per call.
+        let length = form.len().to_string();
+        let headers: [(&str, &str); 5] = [
+            ("Host", &self.host_header),
             (
                 "User-Agent",
-                concat!("resellgate/", env!("CARGO_PKG_VERSION")).to_string(),
+                concat!("resellgate/", env!("CARGO_PKG_VERSION")),
             ),
-            (
-                "Content-Type",
-                "application/x-www-form-urlencoded".to_string(),
-            ),
-            ("Content-Length", form.len().to_string()),
-            ("Accept-Encoding", "identity".to_string()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Length", &length),
+            ("Accept-Encoding", "identity"),
         ];
         for (k, v) in headers {
             req.insert_header(k, v)
@@ -254,13 +253,17 @@ impl Upstream {
         if (100..200).contains(&status) {
             return Err(UpstreamError::Status(status));
         }
+        // An answer that arrives in one chunk is kept as that chunk (pingora's own copy
+        // of it): no second copy of the whole document. Later chunks are appended.
+        let mut first: Option<Bytes> = None;
         let mut body = Vec::new();
         let mut permit = None;
         while let Some(chunk) = session.read_response_body().await.map_err(io)? {
-            if body.len() + chunk.len() > self.settings.max_response_bytes {
+            let held = first.as_ref().map_or(0, Bytes::len) + body.len();
+            if held + chunk.len() > self.settings.max_response_bytes {
                 return Err(UpstreamError::TooLarge(self.settings.max_response_bytes));
             }
-            if permit.is_none() && body.len() + chunk.len() > self.settings.large_response_bytes {
+            if permit.is_none() && held + chunk.len() > self.settings.large_response_bytes {
                 // Wait for a large-answer permit before holding more; the call's deadline
                 // still runs.
                 permit = Some(
@@ -270,6 +273,14 @@ impl Upstream {
                         .await
                         .map_err(|_| UpstreamError::Closed)?,
                 );
+            }
+            if held == 0 && first.is_none() {
+                first = Some(chunk);
+                continue;
+            }
+            if let Some(f) = first.take() {
+                body.reserve(f.len() + chunk.len());
+                body.extend_from_slice(&f);
             }
             body.extend_from_slice(&chunk);
         }
@@ -281,12 +292,16 @@ impl Upstream {
         if status != 200 {
             return Err(UpstreamError::Status(status));
         }
-        let body = match permit {
-            Some(p) => Bytes::from_owner(LargeBody {
-                bytes: body,
+        let body = match (permit, first) {
+            (Some(p), first) => Bytes::from_owner(LargeBody {
+                bytes: match first {
+                    Some(f) => f.to_vec(),
+                    None => body,
+                },
                 _permit: p,
             }),
-            None => Bytes::from(body),
+            (None, Some(f)) => f,
+            (None, None) => Bytes::from(body),
         };
         Ok((status, body))
     }
