@@ -35,6 +35,7 @@ lint:
 bench: build
 	bash bench/run.sh
 	bash bench/rewrite.sh
+	bash bench/memory.sh
 
 ## Fleet mode: durable orders/s and pass-through, sled vs PostgreSQL (see bench/README.md).
 bench-fleet: build
