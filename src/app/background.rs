@@ -18,7 +18,7 @@ use crate::proxy::Gateway;
 use crate::reconcile::Reconciler;
 
 /// Purges expired sessions and stale failure counters once a minute, and failed order
-/// records older than `[orders] failed_retention_s` every [`ORDER_PRUNE_EVERY`].
+/// records older than `[orders] failed_retention_s` every 5 s.
 pub struct Purge {
     pub gateway: Arc<Gateway>,
     pub failed_retention: Duration,
