@@ -324,7 +324,10 @@ fn set_text_of(src: &str, slot: &mut RVal, text: &str) {
     match slot {
         RVal::Obj(m) => match m.iter_mut().find(|(k, _)| key_is(src, k, "$", false)) {
             Some((_, t)) => set_text_of(src, t, text),
-            None => m.push((RKey::Owned("$".into()), RVal::Val(Value::String(text.into())))),
+            None => m.push((
+                RKey::Owned("$".into()),
+                RVal::Val(Value::String(text.into())),
+            )),
         },
         RVal::Arr(a) => match a.first_mut() {
             Some(first) => set_text_of(src, first, text),
@@ -390,7 +393,9 @@ impl RawJson {
         let bjson = self.bjson;
         let src = &*self.src;
         if let RVal::Obj(m) = &mut self.v {
-            m.retain(|(k, _)| !key_is(src, k, name, false) && (bjson || !key_is(src, k, name, true)));
+            m.retain(|(k, _)| {
+                !key_is(src, k, name, false) && (bjson || !key_is(src, k, name, true))
+            });
         }
     }
 
@@ -421,7 +426,11 @@ impl RawJson {
             return;
         }
         m.retain(|(k, _)| !key_is(&src, k, to, dollar));
-        let new: Box<str> = if dollar { format!("${to}").into() } else { to.into() };
+        let new: Box<str> = if dollar {
+            format!("${to}").into()
+        } else {
+            to.into()
+        };
         for (k, _) in m.iter_mut() {
             if key_is(&src, k, from, dollar) {
                 *k = RKey::Owned(new.clone());
@@ -489,7 +498,11 @@ impl RawJson {
         }
     }
 
-    pub(super) fn flat_map_children(&mut self, name: &str, f: &mut dyn FnMut(RawJson) -> Vec<RVal>) {
+    pub(super) fn flat_map_children(
+        &mut self,
+        name: &str,
+        f: &mut dyn FnMut(RawJson) -> Vec<RVal>,
+    ) {
         let proto = self.with(RVal::Val(Value::Null));
         let src = self.src.clone();
         let RVal::Obj(m) = &mut self.v else { return };
