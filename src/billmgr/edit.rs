@@ -11,7 +11,11 @@
 //! Large lists (`pricelist.export`, `certificate`) are rewritten one top-level item at a
 //! time ([`rewrite_items`]): everything outside the items is copied byte for byte, each
 //! item is parsed, rewritten and written back on its own, so a rewrite holds the input,
-//! the output and one item, never a tree of the whole document. Everything is checked on
+//! the output and one item, never a tree of the whole document. A json item is read in
+//! the same single pass over the document into [`Node::Raw`]: its strings and keys are
+//! spans of the upstream's text, only the values edited are replaced, and it is written
+//! back exactly as serde_json would write its value (unchanged strings copied as they
+//! came), without a map or a string per field. Everything is checked on
 //! the way (well-formed, UTF-8, root `doc`, no DTD, no duplicate keys or attributes,
 //! bounded depth), in time linear in the document's size.
 
@@ -39,7 +43,7 @@ pub enum Node {
     /// A bjson element: plain keys for attributes and children, or a scalar.
     Bjson(Value),
     /// A json, sjson or bjson list item as read from the upstream's document: strings and
-    /// keys are spans of it, written back as they came ([`raw`]).
+    /// keys are spans of it, written back as they came.
     Raw(raw::RawJson),
 }
 
