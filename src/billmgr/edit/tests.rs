@@ -296,3 +296,44 @@ fn json_item_edits_match_value_edits() {
         String::from_utf8(want).unwrap()
     );
 }
+
+/// The span-based json reader refuses what the `Value` reader refused: duplicate keys
+/// (spelled alike or through escapes, among few keys or many), nesting past the bound
+/// inside an item, invalid UTF-8; the rewrite and the check pass alike.
+#[test]
+fn json_items_refuse_what_values_refused() {
+    let many: String = (0..12).map(|i| format!("\"k{i}\":{i},")).collect();
+    let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+    let cases: Vec<Vec<u8>> = vec![
+        br#"{"doc":{"elem":[{"a":1,"\u0061":2}]}}"#.to_vec(),
+        format!(r#"{{"doc":{{"elem":[{{{many}"k3":1}}]}}}}"#).into_bytes(),
+        format!(r#"{{"doc":{{"elem":{{{many}"\u006b3":1}}}}}}"#).into_bytes(),
+        format!(r#"{{"doc":{{"elem":[{{"x":{deep}}}]}}}}"#).into_bytes(),
+        b"{\"doc\":{\"elem\":[{\"a\":\"\xff\"}]}}".to_vec(),
+        br#"{"doc":{"elem":[]},"doc":{}}"#.to_vec(),
+    ];
+    for body in &cases {
+        for f in [Format::Json, Format::Bjson] {
+            let shown = String::from_utf8_lossy(body);
+            assert!(
+                rewrite_items(body, f, &["elem"], &mut |_, n| vec![n]).is_err(),
+                "{shown}"
+            );
+            assert!(without_items(body, f, &["elem"]).is_err(), "{shown}");
+        }
+    }
+    let body = format!(r#"{{"doc":{{"elem":[{{"x":{deep}}}]}}}}"#);
+    assert_eq!(
+        rewrite_items(body.as_bytes(), Format::Json, &["elem"], &mut |_, n| vec![
+            n
+        ]),
+        Err(DocError::TooDeep(MAX_DEPTH))
+    );
+    // Many distinct keys are fine, and written back in order.
+    let body = format!(r#"{{"doc":{{"elem":[{{{many}"z":"y"}}]}}}}"#);
+    let out = rewrite_items(body.as_bytes(), Format::Json, &["elem"], &mut |_, n| {
+        vec![n]
+    })
+    .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), body);
+}
