@@ -11,11 +11,16 @@
 //! Large lists (`pricelist.export`, `certificate`) are rewritten one top-level item at a
 //! time ([`rewrite_items`]): everything outside the items is copied byte for byte, each
 //! item is parsed, rewritten and written back on its own, so a rewrite holds the input,
-//! the output and one item, never a tree of the whole document. Everything is checked on
+//! the output and one item, never a tree of the whole document. A json item is read in
+//! the same single pass over the document into [`Node::Raw`]: its strings and keys are
+//! spans of the upstream's text, only the values edited are replaced, and it is written
+//! back exactly as serde_json would write its value (unchanged strings copied as they
+//! came), without a map or a string per field. Everything is checked on
 //! the way (well-formed, UTF-8, root `doc`, no DTD, no duplicate keys or attributes,
 //! bounded depth), in time linear in the document's size.
 
 mod json;
+mod raw;
 mod xml;
 
 use std::collections::HashSet;
@@ -37,6 +42,9 @@ pub enum Node {
     Json(Value),
     /// A bjson element: plain keys for attributes and children, or a scalar.
     Bjson(Value),
+    /// A json, sjson or bjson list item as read from the upstream's document: strings and
+    /// keys are spans of it, written back as they came.
+    Raw(raw::RawJson),
 }
 
 /// Text of a json scalar as BILLmanager means it (an object's `"$"`, an array's first).
@@ -95,6 +103,15 @@ impl Node {
         matches!(self, Node::Bjson(_))
     }
 
+    /// A node as a [`raw::RVal`] (to go back into a [`Node::Raw`] tree).
+    fn raw_rval(n: Node) -> Option<raw::RVal> {
+        match n {
+            Node::Raw(r) => Some(r.v),
+            Node::Json(v) | Node::Bjson(v) => Some(raw::from_value(v)),
+            Node::Xml(_) => None,
+        }
+    }
+
     fn wrap(&self, v: Value) -> Node {
         if self.is_bjson() {
             Node::Bjson(v)
@@ -107,6 +124,7 @@ impl Node {
     pub fn into_value(self) -> Value {
         match self {
             Node::Json(v) | Node::Bjson(v) => v,
+            Node::Raw(r) => r.into_value(),
             Node::Xml(_) => Value::Null,
         }
     }
@@ -117,6 +135,7 @@ impl Node {
             Node::Xml(e) => e.clone(),
             Node::Json(v) => super::doc::from_json(name.into(), v, 0).unwrap_or_default(),
             Node::Bjson(v) => super::doc::from_bjson(name.into(), v, 0).unwrap_or_default(),
+            Node::Raw(r) => r.clone().into_node().to_element(name),
         }
     }
 
@@ -129,6 +148,7 @@ impl Node {
                 .or_else(|| m.get(&format!("${name}")))
                 .and_then(scalar_text),
             Node::Bjson(Value::Object(m)) => m.get(name).and_then(scalar_text),
+            Node::Raw(r) => r.field(name),
             _ => None,
         }
     }
@@ -168,6 +188,7 @@ impl Node {
                 }
                 None => false,
             },
+            Node::Raw(r) => r.set_field(name, value),
             _ => false,
         }
     }
@@ -186,6 +207,7 @@ impl Node {
             Node::Bjson(Value::Object(m)) => {
                 m.shift_remove(name);
             }
+            Node::Raw(r) => r.remove_field(name),
             _ => {}
         }
     }
@@ -206,6 +228,7 @@ impl Node {
                 .map(|k| k.strip_prefix('$').unwrap_or(k).to_string())
                 .collect(),
             Node::Bjson(Value::Object(m)) => m.keys().filter(|k| *k != "$").cloned().collect(),
+            Node::Raw(r) => r.field_names(),
             _ => Vec::new(),
         };
         names
@@ -230,6 +253,7 @@ impl Node {
                 rename_key(m, &format!("${from}"), &format!("${to}"));
             }
             Node::Bjson(Value::Object(m)) => rename_key(m, from, to),
+            Node::Raw(r) => r.rename_field(from, to),
             _ => {}
         }
     }
@@ -243,6 +267,7 @@ impl Node {
             }
             Node::Json(Value::Array(_)) | Node::Bjson(Value::Array(_)) => None,
             Node::Json(v) | Node::Bjson(v) => scalar_text(v),
+            Node::Raw(r) => r.text(),
         }
     }
 
@@ -256,12 +281,20 @@ impl Node {
                 }
             }
             Node::Json(v) | Node::Bjson(v) => set_scalar(v, t),
+            Node::Raw(r) => r.set_text(t),
         }
     }
 
     /// Call `f` on every child named `name`, in order.
     pub fn for_children(&mut self, name: &str, f: &mut dyn FnMut(&mut Node)) {
         match self {
+            Node::Raw(r) => r.for_children(name, &mut |c| {
+                let mut n = Node::Raw(std::mem::replace(c, c.with_null()));
+                f(&mut n);
+                if let Some(v) = Node::raw_rval(n) {
+                    c.v = v;
+                }
+            }),
             Node::Xml(e) => {
                 for c in e.children.iter_mut().filter(|c| c.name == name) {
                     let mut n = Node::Xml(std::mem::take(c));
@@ -301,6 +334,12 @@ impl Node {
     /// array only when several do.
     pub fn flat_map_children(&mut self, name: &str, f: &mut dyn FnMut(Node) -> Vec<Node>) {
         match self {
+            Node::Raw(r) => r.flat_map_children(name, &mut |c| {
+                f(Node::Raw(c))
+                    .into_iter()
+                    .filter_map(Node::raw_rval)
+                    .collect()
+            }),
             Node::Xml(e) => {
                 let old = std::mem::take(&mut e.children);
                 for c in old {

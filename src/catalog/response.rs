@@ -337,21 +337,25 @@ fn rewrite_prices(m: Option<&Markup>, price_el: &mut Node) -> Result<(), ()> {
 /// amounts (the cost again → the new cost, any other amount marked up). Without a cost
 /// the text's amounts are the price.
 fn mark_period(m: Option<&Markup>, e: &mut Node) -> Result<(), ()> {
-    let cost = e.field("cost");
-    let new_cost = match &cost {
+    let new_cost = match e.field("cost") {
         Some(c) => {
-            let new = price(m, c).ok_or(())?;
+            // Read once: the price to mark up, and the amount the text may repeat.
+            let cost = markup::parse_price(&c).ok_or(())?;
+            let new = match m {
+                Some(m) => markup::apply(m, cost).ok_or(())?.to_string(),
+                None => c.trim().to_string(),
+            };
             e.set_field("cost", &new);
-            Some((markup::parse_price(c).ok_or(())?, new))
+            Some((cost, new))
         }
         None => None,
-    };
-    let Some(text) = e.text().filter(|t| !t.trim().is_empty()) else {
-        return Ok(());
     };
     if m.is_none() {
         return Ok(()); // nothing to mark up: the text stays as written
     }
+    let Some(text) = e.text().filter(|t| !t.trim().is_empty()) else {
+        return Ok(());
+    };
     let new_text = mark_amounts(m, &text, new_cost.as_ref()).ok_or(())?;
     if new_text != text {
         e.set_text(&new_text);

@@ -3,11 +3,13 @@
 //! outside the items copied as they came.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::raw::{self, RVal, RawJson, Seed};
 use super::{ItemFn, Node};
 use crate::billmgr::doc::{DocError, MAX_DEPTH};
 
@@ -179,13 +181,6 @@ impl<'de> Visitor<'de> for CheckOnly {
     }
 }
 
-/// [`checked_json`]'s checks without building the value.
-fn check_json(body: &[u8], depth: usize) -> Result<(), DocError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    CheckOnly(depth).deserialize(&mut de).map_err(json_err)?;
-    de.end().map_err(json_err)
-}
-
 fn json_err(e: serde_json::Error) -> DocError {
     let s = e.to_string();
     if s.contains("nested too deep") {
@@ -209,67 +204,16 @@ pub fn read_json(body: &[u8]) -> Result<Value, DocError> {
     checked_json(body, 0)
 }
 
-/// An object's members in order, values left unparsed; duplicate keys refused.
-struct RawObject<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> serde::Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut seen = HashSet::new();
-                let mut out = Vec::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    if !seen.insert(k.clone()) {
-                        return Err(serde::de::Error::custom("duplicate key"));
-                    }
-                    out.push((k, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(RawObject(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 /// The top-level items of a json/sjson (`{"doc":{…}}`) or bjson (`bjson`) document
 /// rewritten one at a time (see [`super::rewrite_items`]), or (`f` = `None`) checked and
-/// left out.
+/// left out (an array of items stays an, empty, array; one item goes).
 pub(super) fn items(
     body: &[u8],
     bjson: bool,
     items: &[&str],
-    mut f: Option<&mut ItemFn<'_>>,
+    f: Option<&mut ItemFn<'_>>,
 ) -> Result<Vec<u8>, DocError> {
-    let root: RawObject = serde_json::from_slice(body).map_err(json_err)?;
-    let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 16);
-    if bjson {
-        json_object_items(&root, 0, true, items, &mut f, &mut out)?;
-        return Ok(out);
-    }
-    if !root.0.iter().any(|(k, _)| k == "doc") {
-        return Err(DocError::Json("the root has no 'doc'".into()));
-    }
-    out.push(b'{');
-    for (i, (k, v)) in root.0.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_key(&mut out, k);
-        if k == "doc" {
-            let doc: RawObject = serde_json::from_str(v.get()).map_err(json_err)?;
-            json_object_items(&doc, 1, false, items, &mut f, &mut out)?;
-        } else {
-            check_json(v.get().as_bytes(), 1)?;
-            out.extend_from_slice(v.get().as_bytes());
-        }
-    }
-    out.push(b'}');
-    Ok(out)
+    rewrite(body, bjson, items, f)
 }
 
 fn push_key(out: &mut Vec<u8>, k: &str) {
@@ -278,73 +222,314 @@ fn push_key(out: &mut Vec<u8>, k: &str) {
     out.push(b':');
 }
 
-fn json_object_items(
-    obj: &RawObject,
-    depth: usize,
+// ---------- rewriting in one pass ----------
+
+/// The document with its top-level `items` rewritten by `f`, read in one pass: each item
+/// is read once into a [`RawJson`] (strings and keys spans of the document) and written
+/// back with its unchanged strings as they came; every other value of the root and of
+/// `doc` is checked and copied byte for byte.
+fn rewrite(
+    body: &[u8],
     bjson: bool,
     items: &[&str],
-    f: &mut Option<&mut ItemFn<'_>>,
+    f: Option<&mut ItemFn<'_>>,
+) -> Result<Vec<u8>, DocError> {
+    let text = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
+    // The items' nodes share one copy of the document (their strings are spans of it);
+    // a check reads the upstream's bytes as they are.
+    let (src, mut out): (Arc<str>, _) = match f {
+        Some(_) => (
+            Arc::from(text),
+            Vec::with_capacity(body.len() + body.len() / 8 + 16),
+        ),
+        None => (Arc::from(""), Vec::new()),
+    };
+    let mut de = serde_json::Deserializer::from_str(if f.is_some() { &src } else { text });
+    let doc = DocItems {
+        src: &src,
+        depth: 0,
+        bjson,
+        items,
+        f,
+        out: &mut out,
+    };
+    if bjson {
+        de.deserialize_map(doc).map_err(json_err)?;
+    } else {
+        de.deserialize_map(RootItems(doc)).map_err(json_err)?;
+    }
+    de.end().map_err(json_err)?;
+    Ok(out)
+}
+
+/// Reads the `doc` object at nesting level `depth` of document `src`, writing it to
+/// `out` with its `items` rewritten by `f`.
+struct DocItems<'x, 'f, 'de> {
+    src: &'de Arc<str>,
+    depth: usize,
+    bjson: bool,
+    items: &'x [&'x str],
+    /// `None`: the items are checked and left out.
+    f: Option<&'x mut ItemFn<'f>>,
+    out: &'x mut Vec<u8>,
+}
+
+/// Another value: checked, and copied as it came.
+fn copy_checked<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    depth: usize,
     out: &mut Vec<u8>,
-) -> Result<(), DocError> {
-    let wrap = |v: Value| if bjson { Node::Bjson(v) } else { Node::Json(v) };
-    out.push(b'{');
-    let mut first = true;
-    for (k, v) in &obj.0 {
-        let raw = v.get();
-        let is_item = items.contains(&k.as_str());
-        let value: Option<Vec<u8>> = if is_item && f.is_none() {
-            // Checked only: an array of items stays an (empty) array, one item goes.
-            if raw.trim_start().starts_with('[') {
-                let list: Vec<&RawValue> = serde_json::from_str(raw).map_err(json_err)?;
-                for it in list {
-                    check_json(it.get().as_bytes(), depth + 2)?;
-                }
-                Some(b"[]".to_vec())
-            } else {
-                check_json(raw.as_bytes(), depth + 1)?;
-                None
+) -> Result<(), A::Error> {
+    let raw: &'de RawValue = map.next_value()?;
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    CheckOnly(depth)
+        .deserialize(&mut de)
+        .map_err(serde::de::Error::custom)?;
+    out.extend_from_slice(raw.get().as_bytes());
+    Ok(())
+}
+
+/// Whether `k` was seen in this object (linear while few keys, hashed past that).
+fn seen_before<'de>(
+    few: &mut Vec<std::borrow::Cow<'de, str>>,
+    many: &mut Option<HashSet<std::borrow::Cow<'de, str>>>,
+    k: std::borrow::Cow<'de, str>,
+) -> bool {
+    const FEW: usize = 8;
+    match many {
+        Some(set) => !set.insert(k),
+        None if few.len() < FEW => {
+            let dup = few.contains(&k);
+            few.push(k);
+            dup
+        }
+        None => {
+            let mut set: HashSet<_> = std::mem::take(few).into_iter().collect();
+            let dup = !set.insert(k);
+            *many = Some(set);
+            dup
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DocItems<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let DocItems {
+            src,
+            depth,
+            bjson,
+            items,
+            mut f,
+            out,
+        } = self;
+        let base: &'de str = src;
+        out.push(b'{');
+        let mut first = true;
+        let (mut few, mut many) = (Vec::new(), None);
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            if seen_before(&mut few, &mut many, k.clone()) {
+                return Err(serde::de::Error::custom("duplicate key"));
             }
-        } else if let (true, Some(f)) = (is_item, f.as_deref_mut()) {
-            if raw.trim_start().starts_with('[') {
-                let list: Vec<&RawValue> = serde_json::from_str(raw).map_err(json_err)?;
-                let mut buf = Vec::with_capacity(raw.len() + raw.len() / 8 + 2);
-                buf.push(b'[');
-                let mut n = 0;
-                for it in list {
-                    let item = checked_json(it.get().as_bytes(), depth + 2)?;
-                    for new in f(k, wrap(item)) {
-                        if n > 0 {
-                            buf.push(b',');
+            if !items.contains(&&*k) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                push_key(out, &k);
+                copy_checked(&mut map, depth + 1, out)?;
+                continue;
+            }
+            let item = |v: RVal| {
+                Node::Raw(RawJson {
+                    src: src.clone(),
+                    bjson,
+                    v,
+                })
+            };
+            let write = |n: Node, out: &mut Vec<u8>| match n {
+                Node::Raw(r) => raw::write(&r.src, &r.v, out),
+                other => {
+                    let _ = serde_json::to_writer(&mut *out, &other.into_value());
+                }
+            };
+            let Some(f) = f.as_deref_mut() else {
+                // Checked only: an array of items stays an (empty) array, one item goes.
+                if map.next_value_seed(ListCheck(depth + 1))? {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    push_key(out, &k);
+                    out.extend_from_slice(b"[]");
+                }
+                continue;
+            };
+            let value = map.next_value_seed(Seed {
+                base,
+                depth: depth + 1,
+            })?;
+            match value {
+                // A list stays a list, whatever its length.
+                RVal::Arr(list) => {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    push_key(out, &k);
+                    out.push(b'[');
+                    let mut n = 0;
+                    for it in list {
+                        for new in f(&k, item(it)) {
+                            if n > 0 {
+                                out.push(b',');
+                            }
+                            n += 1;
+                            write(new, out);
                         }
-                        n += 1;
-                        let _ = serde_json::to_writer(&mut buf, &new.into_value());
+                    }
+                    out.push(b']');
+                }
+                // One item stays one, goes when dropped, becomes a list when repeated.
+                one => {
+                    let new = f(&k, item(one));
+                    if new.is_empty() {
+                        continue;
+                    }
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    push_key(out, &k);
+                    let several = new.len() > 1;
+                    if several {
+                        out.push(b'[');
+                    }
+                    for (i, n) in new.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        write(n, out);
+                    }
+                    if several {
+                        out.push(b']');
                     }
                 }
-                buf.push(b']');
-                Some(buf)
-            } else {
-                let item = checked_json(raw.as_bytes(), depth + 1)?;
-                let mut new: Vec<Value> =
-                    f(k, wrap(item)).into_iter().map(Node::into_value).collect();
-                match new.len() {
-                    0 => None,
-                    1 => serde_json::to_vec(&new.pop().unwrap_or_default()).ok(),
-                    _ => serde_json::to_vec(&Value::Array(new)).ok(),
-                }
             }
-        } else {
-            check_json(raw.as_bytes(), depth + 1)?;
-            Some(raw.as_bytes().to_vec())
-        };
-        if let Some(bytes) = value {
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Reads a json/sjson root: `doc` through [`DocItems`], every other member checked and
+/// copied; a root without `doc` is refused.
+struct RootItems<'x, 'f, 'de>(DocItems<'x, 'f, 'de>);
+
+impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let DocItems {
+            src,
+            bjson,
+            items,
+            mut f,
+            out,
+            ..
+        } = self.0;
+        out.push(b'{');
+        let mut first = true;
+        let mut doc_seen = false;
+        let (mut few, mut many) = (Vec::new(), None);
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            if seen_before(&mut few, &mut many, k.clone()) {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
             if !first {
                 out.push(b',');
             }
             first = false;
-            push_key(out, k);
-            out.extend_from_slice(&bytes);
+            push_key(out, &k);
+            if k == "doc" {
+                doc_seen = true;
+                map.next_value_seed(DocItems {
+                    src,
+                    depth: 1,
+                    bjson,
+                    items,
+                    f: f.as_deref_mut(),
+                    out: &mut *out,
+                })?;
+            } else {
+                copy_checked(&mut map, 1, out)?;
+            }
         }
+        if !doc_seen {
+            return Err(serde::de::Error::custom("the root has no 'doc'"));
+        }
+        out.push(b'}');
+        Ok(())
     }
-    out.push(b'}');
-    Ok(())
+}
+
+/// Checks a list of items or one item ([`CheckOnly`]); answers whether it was a list.
+struct ListCheck(usize);
+
+impl<'de> DeserializeSeed<'de> for ListCheck {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListCheck {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a json value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_none<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        CheckOnly(self.0).visit_seq(seq).map(|()| true)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        CheckOnly(self.0).visit_map(map).map(|()| false)
+    }
 }

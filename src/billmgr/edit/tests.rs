@@ -206,3 +206,134 @@ fn without_items_is_a_rewrite_that_keeps_none() {
         );
     }
 }
+
+/// The old item rewrite: each item parsed into a `serde_json::Value` and written back by
+/// serde_json (what a span-based item must be indistinguishable from).
+fn via_values(body: &[u8], bjson: bool, f: &mut dyn FnMut(&mut Node)) -> Vec<u8> {
+    let mut root = read_json(body).unwrap();
+    let doc = if bjson {
+        &mut root
+    } else {
+        root.get_mut("doc").unwrap()
+    };
+    let mut n = if bjson {
+        Node::Bjson(std::mem::take(doc))
+    } else {
+        Node::Json(std::mem::take(doc))
+    };
+    n.for_children("elem", f);
+    *doc = n.into_value();
+    serde_json::to_vec(&root).unwrap()
+}
+
+/// A json item is written back as serde_json writes its value: unchanged strings (plain,
+/// non-ASCII, escaped), numbers and nested values, edited fields in place, whichever
+/// json spelling the upstream chose.
+#[test]
+fn json_items_are_written_as_their_values() {
+    let body = r#"{"doc":{"elem":[{"id":{"$":"7"},"name":{"$":"\u0421\u0435\u0440\u0442 \"A\" / x"},"cost":{"$":"10.50"},"n":1.50,"t":true,"z":null,"plain":{"$":"\u00e9 ok"},"deep":{"a":[{"b":{"$":"c"}}]},"$attr":"v"},{"id":{"$":"8"},"cost":"3","name":"Сертификат \\ x"}],"p_cnt":{"$":"2"}}}"#;
+    let body = body.as_bytes();
+    let edit = &mut |n: &mut Node| {
+        n.set_field("cost", "12.60");
+        n.set_field("attr", "w");
+        n.set_field("n", "2");
+    };
+    let want = via_values(body, false, edit);
+    let got = rewrite_items(body, Format::Json, &["elem"], &mut |_, mut n| {
+        edit(&mut n);
+        vec![n]
+    })
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        String::from_utf8(want).unwrap()
+    );
+    // Unedited: the same, and each field read as before.
+    let got = rewrite_items(body, Format::Json, &["elem"], &mut |_, n| {
+        assert_eq!(
+            n.field("attr").as_deref().is_some(),
+            n.field("id").as_deref() == Some("7")
+        );
+        assert!(n.field("name").is_some());
+        vec![n]
+    })
+    .unwrap();
+    assert_eq!(got, via_values(body, false, &mut |_| {}));
+}
+
+/// Fields read, renamed, removed and children rewritten in a span-based item behave as in
+/// a `serde_json::Value`.
+#[test]
+fn json_item_edits_match_value_edits() {
+    let body = br#"{"elem":[{"id":"1","addon":[{"id":"5","cost":"2"},{"id":"6"}],"price":{"cost":"1","period":[{"$":"1 year","cost":"1"}]},"addon_5":"x","x":"y"}],"n":1}"#;
+    let edit = &mut |n: &mut Node| {
+        n.flat_map_children("addon", &mut |mut a| {
+            if a.field("id").as_deref() == Some("6") {
+                return Vec::new();
+            }
+            a.set_field("id", "50");
+            vec![a.clone(), a]
+        });
+        n.for_children("price", &mut |p| {
+            p.set_field("cost", "1.10");
+            p.for_children("period", &mut |q| {
+                assert_eq!(q.text().as_deref(), Some("1 year"));
+                q.set_text("1 год");
+            });
+        });
+        assert_eq!(n.field_names(), ["id", "addon", "price", "addon_5", "x"]);
+        n.rename_field("addon_5", "addon_50");
+        n.remove_field("x");
+    };
+    let want = via_values(body, true, edit);
+    let got = rewrite_items(body, Format::Bjson, &["elem"], &mut |_, mut n| {
+        edit(&mut n);
+        vec![n]
+    })
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        String::from_utf8(want).unwrap()
+    );
+}
+
+/// The span-based json reader refuses what the `Value` reader refused: duplicate keys
+/// (spelled alike or through escapes, among few keys or many), nesting past the bound
+/// inside an item, invalid UTF-8; the rewrite and the check pass alike.
+#[test]
+fn json_items_refuse_what_values_refused() {
+    let many: String = (0..12).map(|i| format!("\"k{i}\":{i},")).collect();
+    let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+    let cases: Vec<Vec<u8>> = vec![
+        br#"{"doc":{"elem":[{"a":1,"\u0061":2}]}}"#.to_vec(),
+        format!(r#"{{"doc":{{"elem":[{{{many}"k3":1}}]}}}}"#).into_bytes(),
+        format!(r#"{{"doc":{{"elem":{{{many}"\u006b3":1}}}}}}"#).into_bytes(),
+        format!(r#"{{"doc":{{"elem":[{{"x":{deep}}}]}}}}"#).into_bytes(),
+        b"{\"doc\":{\"elem\":[{\"a\":\"\xff\"}]}}".to_vec(),
+        br#"{"doc":{"elem":[]},"doc":{}}"#.to_vec(),
+    ];
+    for body in &cases {
+        for f in [Format::Json, Format::Bjson] {
+            let shown = String::from_utf8_lossy(body);
+            assert!(
+                rewrite_items(body, f, &["elem"], &mut |_, n| vec![n]).is_err(),
+                "{shown}"
+            );
+            assert!(without_items(body, f, &["elem"]).is_err(), "{shown}");
+        }
+    }
+    let body = format!(r#"{{"doc":{{"elem":[{{"x":{deep}}}]}}}}"#);
+    assert_eq!(
+        rewrite_items(body.as_bytes(), Format::Json, &["elem"], &mut |_, n| vec![
+            n
+        ]),
+        Err(DocError::TooDeep(MAX_DEPTH))
+    );
+    // Many distinct keys are fine, and written back in order.
+    let body = format!(r#"{{"doc":{{"elem":[{{{many}"z":"y"}}]}}}}"#);
+    let out = rewrite_items(body.as_bytes(), Format::Json, &["elem"], &mut |_, n| {
+        vec![n]
+    })
+    .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), body);
+}
