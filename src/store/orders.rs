@@ -235,15 +235,16 @@ impl Store {
     ) -> Result<(usize, bool), StoreError> {
         let b = &*self.shared.backend;
         let mut pruned = 0;
-        let mut seen = 0;
-        for (ik, _) in b.first(trees::ORDERS_FAILED, limit)? {
-            seen += 1;
+        let head = b.first(trees::ORDERS_FAILED, limit)?;
+        // A full chunk may have more behind it, unless it reached the cutoff.
+        let mut more = !head.is_empty() && head.len() == limit;
+        for (ik, _) in head {
             let Some((at, k)) = ik.split_first_chunk::<8>() else {
                 b.delete(trees::ORDERS_FAILED, &ik)?;
                 continue;
             };
             if u64::from_be_bytes(*at) >= cutoff_ms {
-                seen = 0; // reached the cutoff: nothing is left
+                more = false;
                 break;
             }
             let _guard = self.order_lock();
@@ -266,7 +267,7 @@ impl Store {
             // Pruned, or stale (the record failed again later, or was claimed again).
             b.delete(trees::ORDERS_FAILED, &ik)?;
         }
-        Ok((pruned, seen == limit))
+        Ok((pruned, more))
     }
 
     /// Claims `rec`'s key atomically (compare-and-swap) and flushes, or answers what holds
@@ -336,15 +337,15 @@ impl Store {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let _guard = self.order_lock();
-        let swapped = self.resolve_order_unflushed(
-            reseller,
-            remoteid,
+        let swapped = self.resolve_order_unflushed(Resolve {
+            reseller: reseller.to_string(),
+            remoteid: remoteid.to_string(),
             claimed_at_ms,
             state,
             service,
-            ledger,
+            ledger: ledger.cloned(),
             now_ms,
-        )?;
+        })?;
         self.shared.backend.flush()?;
         Ok(swapped)
     }
@@ -354,33 +355,24 @@ impl Store {
     pub async fn resolve_order_durable(&self, resolve: Resolve) -> Result<bool, StoreError> {
         self.write_durable(move |s| {
             let _guard = s.order_lock();
-            s.resolve_order_unflushed(
-                &resolve.reseller,
-                &resolve.remoteid,
-                resolve.claimed_at_ms,
-                resolve.state,
-                resolve.service,
-                resolve.ledger.as_ref(),
-                resolve.now_ms,
-            )
+            s.resolve_order_unflushed(resolve)
         })
         .await
     }
 
     /// [`Store::resolve_order`] without lock and flush (the caller holds the order lock and
     /// flushes).
-    #[allow(clippy::too_many_arguments)]
-    fn resolve_order_unflushed(
-        &self,
-        reseller: &str,
-        remoteid: &str,
-        claimed_at_ms: u64,
-        state: OrderState,
-        service: Option<Service>,
-        ledger: Option<&super::ledger::LedgerEntry>,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let k = order_key(reseller, remoteid);
+    fn resolve_order_unflushed(&self, r: Resolve) -> Result<bool, StoreError> {
+        let Resolve {
+            reseller,
+            remoteid,
+            claimed_at_ms,
+            state,
+            service,
+            ledger,
+            now_ms,
+        } = r;
+        let k = order_key(&reseller, &remoteid);
         let Some(bytes) = self.shared.backend.get(trees::ORDERS, &k)? else {
             return Ok(false);
         };
@@ -392,7 +384,7 @@ impl Store {
             self.put_service_unflushed(svc)?;
         }
         if let Some(entry) = ledger {
-            self.put_ledger_unflushed(entry)?;
+            self.put_ledger_unflushed(&entry)?;
         }
         let failed = matches!(state, OrderState::Failed { .. });
         rec.state = state;
