@@ -19,7 +19,7 @@ SAMPLE_S=${SAMPLE_S:-10}
 RETENTION_S=${RETENTION_S:-60}
 CACHE_MB=${CACHE_MB:-16}
 RECONCILE_S=${RECONCILE_S:-60}
-BIN=target/release/resellgate
+BIN=${BIN:-target/release/resellgate}
 [ -x "$BIN" ] || cargo build --release --locked
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -30,7 +30,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
 trap cleanup EXIT
 
-SB=127.0.0.1:18610; GW=127.0.0.1:18510
+SB=127.0.0.1:${SB_PORT:-18610}; GW=127.0.0.1:${GW_PORT:-18510}
 "$BIN" sandbox --listen "$SB" >/dev/null 2>&1 & PIDS+=($!)
 cat > "$DIR/config.toml" <<TOML
 [server]
@@ -56,12 +56,12 @@ echo "soak: ${DURATION}s, wrk -t1 -c$CONNS, warm-up ${WARMUP}s, RSS every ${SAMP
 wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s bench/soak.lua "http://$GW" >"$DIR/wrk.out" 2>&1 & WRK=$!; PIDS+=($WRK)
 
 START=$(date +%s); BASE=""; MAX=0; LAST=0
-printf '%6s %10s\n' "t(s)" "RSS(KiB)" >&2
+printf '%6s %10s %10s\n' "t(s)" "RSS(KiB)" "store(KiB)" >&2
 while kill -0 "$WRK" 2>/dev/null; do
   sleep "$SAMPLE_S"
   kill -0 "$GWPID" 2>/dev/null || { echo "FAIL: the gateway exited" >&2; exit 1; }
   T=$(( $(date +%s) - START )); R=$(rss_kb); LAST=$R
-  printf '%6s %10s\n' "$T" "$R" >&2
+  printf '%6s %10s %10s\n' "$T" "$R" "$(du -sk "$DIR/store" | cut -f1)" >&2
   if [ -z "$BASE" ] && [ "$T" -ge "$WARMUP" ]; then BASE=$R; fi
   if [ -n "$BASE" ] && [ "$R" -gt "$MAX" ]; then MAX=$R; fi
 done
