@@ -51,3 +51,38 @@ fn refused_order_records_are_pruned_after_retention() {
     let id = id_of(&env.acme(&order("gone", "gone.example.com")), Format::Xml);
     assert_ne!(id, good);
 }
+
+/// The running gateway prunes by itself (every 5 s, on the store's committer): a refused
+/// order's record is gone soon after its retention, with no call to prune.
+#[test]
+fn the_running_gateway_prunes_refused_orders_by_itself() {
+    let env = TestEnv::builder()
+        .config("[orders]\nfailed_retention_s = 1")
+        .start();
+    let refused =
+        order("gone", "gone.example.com").replace("&approver_email_1=admin%40gone.example.com", "");
+    let resp = env.acme(&refused);
+    assert_ne!(
+        error_of(&resp, Format::Xml).kind.as_str(),
+        "upstream",
+        "{}",
+        resp.text()
+    );
+    assert_eq!(
+        env.store
+            .order("acme", "gone")
+            .unwrap()
+            .unwrap()
+            .state_name(),
+        "failed"
+    );
+    // retention 1 s + at most one 5 s period, with room for a loaded machine
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while env.store.order("acme", "gone").unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed record was not pruned within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
