@@ -108,6 +108,9 @@ pub enum Command {
         /// Answers timed per case.
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
+        /// Only these formats (comma-separated: xml, json), e.g. to profile one of them.
+        #[arg(long, value_delimiter = ',', default_value = "xml,json")]
+        formats: Vec<String>,
         /// Instead of timing, write the upstream documents and a mapping file for reseller
         /// `bench` (with this argon2id hash) into DIR.
         #[arg(long, value_names = ["DIR", "HASH"], num_args = 2)]
@@ -553,14 +556,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             plans,
             rows,
             iterations,
+            formats,
             write,
         } => {
             if let Some([dir, hash]) = write.as_deref() {
                 return crate::perf::write_files(Path::new(dir), plans, rows, hash)
                     .map_err(Failure::other);
             }
-            let timings =
-                crate::perf::rewrite_bench(plans, rows, iterations).map_err(Failure::other)?;
+            let timings = crate::perf::rewrite_bench(plans, rows, iterations, &formats)
+                .map_err(Failure::other)?;
             println!(
                 "case format bytes wall_p50_us wall_p99_us wall_max_us cpu_p50_us cpu_p99_us check_cpu_p50_us"
             );

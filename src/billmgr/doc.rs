@@ -227,7 +227,7 @@ fn push_xml_name(name: &str, out: &mut String) {
     }
 }
 
-fn escape_xml(s: &str, attr: bool, out: &mut String) {
+pub(super) fn escape_xml(s: &str, attr: bool, out: &mut String) {
     // The usual text has nothing to escape: copied whole. (0xEF starts U+FFFE/U+FFFF, so
     // text holding it takes the careful way.)
     if s.bytes()

@@ -22,7 +22,9 @@
 mod json;
 mod raw;
 mod xml;
+mod xml_item;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
@@ -388,6 +390,124 @@ impl Node {
     }
 }
 
+// ---------- what the catalogue edits ----------
+
+/// What the catalogue reads and edits of one element, whatever the format and whatever
+/// holds it: a [`Node`], or an element of an xml list item edited in the upstream's own
+/// bytes. A field is a child's text, else the attribute of that name (see
+/// [`Node::field`]).
+pub trait Fields {
+    /// The text of field `name`: a child's text, else the attribute `name`.
+    fn field(&self, name: &str) -> Option<Cow<'_, str>>;
+    /// Set field `name` where it is (child text or attribute). False when absent.
+    fn set_field(&mut self, name: &str, value: &str) -> bool;
+    /// The element's own text (not its children's).
+    fn text(&self) -> Option<Cow<'_, str>>;
+    /// Replace the element's own text.
+    fn set_text(&mut self, t: &str);
+    /// Call `keep` on every child named `name`, in order; a child it answers false for
+    /// is left out. (In json a list keeps its shape: see [`Node::flat_map_children`].)
+    fn retain_children(&mut self, name: &str, keep: &mut dyn FnMut(&mut dyn Fields) -> bool);
+    /// Call `f` on every child named `name`, in order.
+    fn each_child(&mut self, name: &str, f: &mut dyn FnMut(&mut dyn Fields)) {
+        self.retain_children(name, &mut |c| {
+            f(c);
+            true
+        });
+    }
+}
+
+impl Fields for Node {
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        Node::field(self, name).map(Cow::Owned)
+    }
+    fn set_field(&mut self, name: &str, value: &str) -> bool {
+        Node::set_field(self, name, value)
+    }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        Node::text(self).map(Cow::Owned)
+    }
+    fn set_text(&mut self, t: &str) {
+        Node::set_text(self, t)
+    }
+    fn retain_children(&mut self, name: &str, keep: &mut dyn FnMut(&mut dyn Fields) -> bool) {
+        self.flat_map_children(name, &mut |mut c| {
+            if keep(&mut c) {
+                vec![c]
+            } else {
+                Vec::new()
+            }
+        });
+    }
+    fn each_child(&mut self, name: &str, f: &mut dyn FnMut(&mut dyn Fields)) {
+        self.for_children(name, &mut |c| f(c));
+    }
+}
+
+/// One top-level item of a list answer being rewritten: copies of the upstream's item
+/// are edited and written out, none (the item is dropped), one or several (one upstream
+/// plan shown as several local plans).
+pub trait ListItem {
+    /// The upstream's item as it came, to read (before any copy is asked for).
+    fn upstream(&mut self) -> &dyn Fields;
+    /// A fresh copy of the upstream's item, to edit; `last` when no other copy will be
+    /// asked for.
+    fn copy(&mut self, last: bool) -> &mut dyn Fields;
+    /// Write the copy being edited in the item's place.
+    fn emit(&mut self);
+}
+
+/// A [`Node`] item as a [`ListItem`]: copies are clones, written as nodes.
+struct NodeItem {
+    upstream: Option<Node>,
+    copy: Option<Node>,
+    out: Vec<Node>,
+}
+
+impl ListItem for NodeItem {
+    fn upstream(&mut self) -> &dyn Fields {
+        self.upstream.get_or_insert(Node::Json(Value::Null))
+    }
+    fn copy(&mut self, last: bool) -> &mut dyn Fields {
+        let node = match (last, &mut self.upstream) {
+            (true, up) => up.take(),
+            (false, up) => up.clone(),
+        };
+        self.copy.insert(node.unwrap_or(Node::Json(Value::Null)))
+    }
+    fn emit(&mut self) {
+        self.out.extend(self.copy.take());
+    }
+}
+
+/// What to do with one top-level item of a list: its name and the item, whose copies it
+/// edits and writes ([`ListItem`]).
+pub type ListFn<'f> = dyn FnMut(&str, &mut dyn ListItem) + 'f;
+
+/// Rewrite the top-level items (children of the root `doc`) named in `items`, one at a
+/// time, copying everything else as it is: [`rewrite_items`] for a function that edits
+/// [`Fields`]. xml items are edited in the upstream's own bytes (an element nothing
+/// changed in goes out as it came); json items as [`Node`]s.
+pub fn rewrite_list(
+    body: &[u8],
+    format: Format,
+    items: &[&str],
+    f: &mut ListFn<'_>,
+) -> Result<Vec<u8>, DocError> {
+    match format {
+        Format::Xml => xml::items(body, items, xml::Mode::Edit(f)),
+        _ => rewrite_items(body, format, items, &mut |name, node| {
+            let mut item = NodeItem {
+                upstream: Some(node),
+                copy: None,
+                out: Vec::new(),
+            };
+            f(name, &mut item);
+            item.out
+        }),
+    }
+}
+
 // ---------- streaming item rewrites ----------
 
 /// What to do with one top-level item: its name and the item; answers the items to write
@@ -404,7 +524,7 @@ pub fn rewrite_items(
     f: &mut ItemFn<'_>,
 ) -> Result<Vec<u8>, DocError> {
     match format {
-        Format::Xml => xml::items(body, items, Some(f)),
+        Format::Xml => xml::items(body, items, xml::Mode::Nodes(f)),
         Format::Json | Format::Sjson => json::items(body, false, items, Some(f)),
         Format::Bjson => json::items(body, true, items, Some(f)),
         Format::Text => Err(DocError::Unsupported("text")),
@@ -417,10 +537,22 @@ pub fn rewrite_items(
 /// list answer is judged by).
 pub fn without_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
     match format {
-        Format::Xml => xml::items(body, items, None),
+        Format::Xml => xml::items(body, items, xml::Mode::Check),
         Format::Json | Format::Sjson => json::items(body, false, items, None),
         Format::Bjson => json::items(body, true, items, None),
         Format::Text => Err(DocError::Unsupported("text")),
+    }
+}
+
+/// The document without its top-level `items`, for a caller that reads the items
+/// afterwards with [`rewrite_list`] or [`rewrite_items`] (which check them): xml items are
+/// only delimited by their structure here (tags, quotes, comments, CDATA), not read, so
+/// an xml list is read once rather than twice; what is left is for the strict reader
+/// ([`super::parse`]). json as [`without_items`].
+pub fn delimit_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
+    match format {
+        Format::Xml => xml::delimit(body, items),
+        _ => without_items(body, format, items),
     }
 }
 

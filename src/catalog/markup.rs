@@ -25,6 +25,16 @@ pub fn parse_price(s: &str) -> Option<Decimal> {
     if s.is_empty() || s.len() > MAX_PRICE_LEN {
         return None;
     }
+    // The usual spelling (`913.9286`, `9`): digits with at most one dot inside them,
+    // read as it is.
+    let b = s.as_bytes();
+    if b.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+        && b.iter().filter(|c| **c == b'.').count() <= 1
+        && b[0].is_ascii_digit()
+        && b[b.len() - 1].is_ascii_digit()
+    {
+        return s.parse::<Decimal>().ok();
+    }
     let compact: String = s
         .chars()
         .filter(|c| !matches!(c, ' ' | '\u{00A0}' | '\u{202F}' | '\u{2009}' | '\''))
@@ -85,16 +95,28 @@ pub fn apply(markup: &Markup, price: Decimal) -> Option<Decimal> {
     if step <= Decimal::ZERO {
         return None;
     }
-    let factor = Decimal::ONE.checked_add(markup.percent.checked_div(Decimal::ONE_HUNDRED)?)?;
+    // percent / 100 is the same digits two places further right (exact, no division).
+    let mut share = markup.percent;
+    let share = match share.set_scale(share.scale() + 2) {
+        Ok(()) => share,
+        Err(_) => markup.percent.checked_div(Decimal::ONE_HUNDRED)?,
+    };
+    let factor = Decimal::ONE.checked_add(share)?;
     let raw = price.checked_mul(factor)?.checked_add(markup.fixed)?;
     if raw.is_sign_negative() && !raw.is_zero() {
         return None;
     }
-    let steps = raw
-        .checked_div(step)?
-        .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
-    let mut out = steps.checked_mul(step)?;
     let scale = step.scale();
+    let mut out = if step.mantissa() == 1 {
+        // A step of 1, 0.1, 0.01…: rounding to a multiple of it is rounding to its
+        // decimals (the same result without the division).
+        raw.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero)
+    } else {
+        let steps = raw
+            .checked_div(step)?
+            .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
+        steps.checked_mul(step)?
+    };
     // Exact by construction: a multiple of `step` has at most `step`'s decimals.
     out = out.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
     out.rescale(scale);
@@ -110,6 +132,15 @@ pub fn mark_up_str(markup: &Markup, s: &str) -> Option<String> {
     apply(markup, parse_price(s)?).map(|d| d.to_string())
 }
 
+/// Whether `text` may hold an amount [`replace_amounts`] changes: an amount has a
+/// decimal part, so a digit, a `.` or `,`, and a digit in a row. A label (`1 year`,
+/// `12 месяцев`) has none, and [`replace_amounts`] would give it back as it is.
+pub fn may_hold_amounts(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w[0].is_ascii_digit() && matches!(w[1], b'.' | b',') && w[2].is_ascii_digit())
+}
+
 /// Amounts written inside a free text (`1 year — 913.93 EUR`, `1 234,50 руб.`): runs of
 /// digits with `.`/`,` separators (and spaces between thousands groups) that have a
 /// decimal part. A label without one (`1 year`, `12 месяцев`) has none. Each amount is
@@ -118,6 +149,9 @@ pub fn replace_amounts(
     text: &str,
     mut f: impl FnMut(Decimal, &str) -> Option<String>,
 ) -> Option<String> {
+    if !may_hold_amounts(text) {
+        return Some(text.to_string());
+    }
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;

@@ -28,7 +28,9 @@ use std::sync::{Arc, OnceLock};
 use dashmap::DashMap;
 use rust_decimal::Decimal;
 
-use crate::billmgr::edit::{rewrite_items, rewrite_whole};
+use std::borrow::Cow;
+
+use crate::billmgr::edit::{rewrite_list, rewrite_whole, Fields, ListItem};
 use crate::billmgr::{DocError, Format, Node, Params};
 use crate::store::model::{Markup, Plan, Reseller};
 use crate::store::plan_index::{AllPlans, ResellerPlans};
@@ -81,8 +83,8 @@ fn price(markup: Option<&Markup>, s: &str) -> Option<String> {
     }
 }
 
-fn parse_id(s: Option<String>) -> Option<u64> {
-    s.and_then(|s| s.trim().parse().ok())
+fn parse_id<S: AsRef<str>>(s: Option<S>) -> Option<u64> {
+    s.and_then(|s| s.as_ref().trim().parse().ok())
 }
 
 /// The reseller's plans indexed by upstream id and by name, and every plan by upstream
@@ -193,31 +195,29 @@ pub fn rewrite(
     match func {
         "pricelist.export" => {
             let wanted = asked_plans(params, &["pricelist", "elid"]);
-            rewrite_items(body, format, &["pricelist", "error"], &mut |name, node| {
+            rewrite_list(body, format, &["pricelist", "error"], &mut |name, item| {
                 if name == "error" {
-                    vec![error_value(cx, node).1]
+                    error_value(cx, item.copy(true));
+                    item.emit();
                 } else {
-                    export_plan(cx, &wanted, node)
+                    export_plan(cx, &wanted, item)
                 }
             })
             .map(Some)
         }
-        "certificate" => rewrite_items(body, format, &["elem", "error"], &mut |name, node| {
+        "certificate" => rewrite_list(body, format, &["elem", "error"], &mut |name, item| {
             if name == "error" {
-                vec![error_value(cx, node).1]
+                error_value(cx, item.copy(true));
             } else {
-                vec![list_row(cx, node)]
+                list_row(cx, item.copy(true));
             }
+            item.emit();
         })
         .map(Some),
         _ => rewrite_whole(body, format, &mut |doc| {
             if doc.field_names().iter().any(|n| n == "error") {
                 let mut changed = false;
-                doc.flat_map_children("error", &mut |e| {
-                    let (c, e) = error_value(cx, e);
-                    changed |= c;
-                    vec![e]
-                });
+                Fields::each_child(doc, "error", &mut |e| changed |= error_value(cx, e));
                 return changed;
             }
             form(cx, params, service_plan, doc)
@@ -236,13 +236,13 @@ fn asked_plans(params: &Params, keys: &[&str]) -> Vec<u64> {
 }
 
 /// An upstream error about `pricelist` names the upstream id it was sent: show the
-/// local one instead.
-fn error_value(cx: &Ctx, mut err: Node) -> (bool, Node) {
+/// local one instead. True when it did.
+fn error_value(cx: &Ctx, err: &mut dyn Fields) -> bool {
     if err.field("object").as_deref() != Some("pricelist") {
-        return (false, err);
+        return false;
     }
     let mut changed = false;
-    err.for_children("param", &mut |p| {
+    err.each_child("param", &mut |p| {
         if p.field("name").as_deref() != Some("value") {
             return;
         }
@@ -252,71 +252,68 @@ fn error_value(cx: &Ctx, mut err: Node) -> (bool, Node) {
             changed = true;
         }
     });
-    (changed, err)
+    changed
 }
 
 // ---------- pricelist.export ----------
 
-fn export_plan(cx: &Ctx, wanted: &[u64], node: Node) -> Vec<Node> {
+/// One upstream plan of a price list: a copy per local plan of the reseller's over it
+/// (none when it is not the reseller's: dropped without a copy).
+fn export_plan(cx: &Ctx, wanted: &[u64], item: &mut dyn ListItem) {
     let (cat, reseller) = (cx.cat, cx.reseller);
-    let Some(up) = parse_id(node.field("id")) else {
-        return Vec::new();
+    let up = {
+        let upstream = item.upstream();
+        let Some(up) = parse_id(upstream.field("id")) else {
+            return;
+        };
+        if let Some(name) = upstream.field("name") {
+            cat.names.learn(&name, up);
+        }
+        up
     };
-    if let Some(name) = node.field("name") {
-        cat.names.learn(&name, up);
+    let is_wanted = |p: &&Arc<Plan>| wanted.is_empty() || wanted.contains(&p.id);
+    let count = set_plans_for(cx, up).iter().filter(is_wanted).count();
+    for (i, plan) in set_plans_for(cx, up).iter().filter(is_wanted).enumerate() {
+        // The last copy is the upstream's own.
+        match rewrite_plan(reseller, plan, item.copy(i + 1 == count)) {
+            Ok(()) => item.emit(),
+            Err(field) => tracing::warn!(
+                reseller = %reseller.login,
+                plan = plan.id,
+                upstream_plan = up,
+                field,
+                "withholding a plan whose upstream price cannot be read or marked up"
+            ),
+        }
     }
-    let mine: Vec<&Arc<Plan>> = set_plans_for(cx, up)
-        .iter()
-        .filter(|p| wanted.is_empty() || wanted.contains(&p.id))
-        .collect();
-    let Some((last, before)) = mine.split_last() else {
-        return Vec::new(); // not the reseller's: dropped without a copy
-    };
-    let mut out = Vec::with_capacity(mine.len());
-    let mut push = |plan: &Plan, mut c: Node| match rewrite_plan(reseller, plan, &mut c) {
-        Ok(()) => out.push(c),
-        Err(field) => tracing::warn!(
-            reseller = %reseller.login,
-            plan = plan.id,
-            upstream_plan = up,
-            field,
-            "withholding a plan whose upstream price cannot be read or marked up"
-        ),
-    };
-    // Copies for all local plans over it but the last, which gets the upstream's own.
-    for plan in before {
-        push(plan, node.clone());
-    }
-    push(last, node);
-    out
 }
 
 /// Rewrite one plan; `Err(field)` names what could not be priced.
-fn rewrite_plan(reseller: &Reseller, plan: &Plan, pl: &mut Node) -> Result<(), &'static str> {
+fn rewrite_plan(reseller: &Reseller, plan: &Plan, pl: &mut dyn Fields) -> Result<(), &'static str> {
     let m = effective_markup(reseller, plan);
     pl.set_field("id", &plan.id.to_string());
     if let Some(name) = &plan.name {
         pl.set_field("name", name);
     }
     let mut ok = true;
-    pl.for_children("price", &mut |p| {
+    pl.each_child("price", &mut |p| {
         ok &= rewrite_prices(m.as_ref(), p).is_ok()
     });
     if !ok {
         return Err("price");
     }
-    pl.flat_map_children("addon", &mut |mut a| {
+    pl.retain_children("addon", &mut |a| {
         let Some(local) = parse_id(a.field("id")).and_then(|up| plan.addon_local_id(up)) else {
-            return Vec::new(); // not mapped: the reseller cannot order it
+            return false; // not mapped: the reseller cannot order it
         };
         a.set_field("id", &local.to_string());
-        a.for_children("price", &mut |p| {
+        a.each_child("price", &mut |p| {
             ok &= rewrite_prices(m.as_ref(), p).is_ok()
         });
         if a.field("cost").is_some() {
-            ok &= mark_period(m.as_ref(), &mut a).is_ok();
+            ok &= mark_period(m.as_ref(), a).is_ok();
         }
-        vec![a]
+        true
     });
     if ok {
         Ok(())
@@ -326,17 +323,17 @@ fn rewrite_plan(reseller: &Reseller, plan: &Plan, pl: &mut Node) -> Result<(), &
 }
 
 /// Mark up a `price`: its own cost and text, and each period's.
-fn rewrite_prices(m: Option<&Markup>, price_el: &mut Node) -> Result<(), ()> {
+fn rewrite_prices(m: Option<&Markup>, price_el: &mut dyn Fields) -> Result<(), ()> {
     mark_period(m, price_el)?;
     let mut ok = true;
-    price_el.for_children("period", &mut |p| ok &= mark_period(m, p).is_ok());
+    price_el.each_child("period", &mut |p| ok &= mark_period(m, p).is_ok());
     ok.then_some(()).ok_or(())
 }
 
 /// Mark up one priced node: its `cost` is the price; its text is a label (kept) or holds
 /// amounts (the cost again → the new cost, any other amount marked up). Without a cost
 /// the text's amounts are the price.
-fn mark_period(m: Option<&Markup>, e: &mut Node) -> Result<(), ()> {
+fn mark_period(m: Option<&Markup>, e: &mut dyn Fields) -> Result<(), ()> {
     let new_cost = match e.field("cost") {
         Some(c) => {
             // Read once: the price to mark up, and the amount the text may repeat.
@@ -353,11 +350,11 @@ fn mark_period(m: Option<&Markup>, e: &mut Node) -> Result<(), ()> {
     if m.is_none() {
         return Ok(()); // nothing to mark up: the text stays as written
     }
-    let Some(text) = e.text().filter(|t| !t.trim().is_empty()) else {
-        return Ok(());
+    let Some(text) = e.text().filter(|t| markup::may_hold_amounts(t)) else {
+        return Ok(()); // a label, or no text: nothing to mark up
     };
     let new_text = mark_amounts(m, &text, new_cost.as_ref()).ok_or(())?;
-    if new_text != text {
+    if new_text != *text {
         e.set_text(&new_text);
     }
     Ok(())
@@ -397,11 +394,11 @@ fn strip_amounts(text: &str) -> String {
 
 // ---------- certificate (list) ----------
 
-fn list_row(cx: &Ctx, mut row: Node) -> Node {
+fn list_row(cx: &Ctx, row: &mut dyn Fields) {
     let (cat, reseller) = (cx.cat, cx.reseller);
     let by_id = parse_id(row.field("pricelist_id"));
-    let pl_text = row.field("pricelist");
-    let by_pl = parse_id(pl_text.clone());
+    let pl_text = row.field("pricelist").map(Cow::into_owned);
+    let by_pl = parse_id(pl_text.as_deref());
     let plan = match by_id.or(by_pl) {
         Some(up) => any_plan_for(cx, up),
         None => parse_id(row.field("id"))
@@ -426,13 +423,18 @@ fn list_row(cx: &Ctx, mut row: Node) -> Node {
         }
         (None, None) => {}
     }
-    if let Some(cost) = row.field("cost") {
+    let cost = row.field("cost").map(|cost| {
         let m = match &plan {
             Some(p) => Some(effective_markup(reseller, p)),
             None => cx.fallback,
         };
-        let new = m.and_then(|m| price(m.as_ref(), &cost));
-        if new.is_none() && !cost.trim().is_empty() {
+        (
+            m.and_then(|m| price(m.as_ref(), &cost)),
+            cost.trim().is_empty(),
+        )
+    });
+    if let Some((new, blank)) = cost {
+        if new.is_none() && !blank {
             tracing::warn!(
                 reseller = %reseller.login,
                 mapped = plan.is_some(),
@@ -441,7 +443,6 @@ fn list_row(cx: &Ctx, mut row: Node) -> Node {
         }
         row.set_field("cost", &new.unwrap_or_default());
     }
-    row
 }
 
 // ---------- forms ----------

@@ -39,8 +39,10 @@ pub fn upstream_format(f: Format) -> Format {
 /// well-formed document whose root is `doc` (or a bjson object), without duplicate keys
 /// or attributes. Anything else (HTML, a maintenance page, an arbitrary JSON object,
 /// garbage, an empty body) is [`UpstreamError::Garbage`]. An answer with list `items`
-/// (a list function's) is checked whole but read without them (they are rewritten one at a time later),
-/// so its tree stays small however long the list.
+/// (a list function's) is read without them, so its tree stays small however long the
+/// list: in xml they are only delimited here, and checked when they are rewritten one at
+/// a time ([`crate::billmgr::edit::delimit_items`]), which every caller does next (the
+/// reseller's answer, the certificate look-ups); in json they are checked here as well.
 pub fn read_answer(
     body: &[u8],
     caller: Format,
@@ -49,7 +51,7 @@ pub fn read_answer(
     let f = upstream_format(caller);
     let parsed = match items {
         Some(items) => {
-            billmgr::edit::without_items(body, f, items).and_then(|light| billmgr::parse(&light, f))
+            billmgr::edit::delimit_items(body, f, items).and_then(|light| billmgr::parse(&light, f))
         }
         None => billmgr::parse(body, f),
     };

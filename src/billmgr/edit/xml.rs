@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use quick_xml::events::{BytesStart, Event};
 
-use super::{ItemFn, Node};
+use super::xml_item::XmlItem;
+use super::{ItemFn, ListFn, Node};
 use crate::billmgr::doc::{write_xml, DocError, Element, MAX_DEPTH};
 
 fn xml_err(e: impl std::fmt::Display) -> DocError {
@@ -24,7 +25,7 @@ pub(crate) fn xml_start(s: &BytesStart) -> Result<Element, DocError> {
     for a in s.attributes().with_checks(false) {
         let a = a.map_err(xml_err)?;
         let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| DocError::Utf8)?;
-        if !seen.insert(key, el.attrs.iter().map(|(k, _)| k.as_str())) {
+        if !seen.insert(key.as_bytes(), el.attrs.iter().map(|(k, _)| k.as_bytes())) {
             return Err(DocError::Xml(format!("duplicate attribute '{key}'")));
         }
         let v = a.unescape_value().map_err(xml_err)?.into_owned();
@@ -37,16 +38,21 @@ pub(crate) fn xml_start(s: &BytesStart) -> Result<Element, DocError> {
 /// few (no allocation for the usual handful), hashed past [`Seen::FEW`] so a tag with
 /// many attributes is still checked in linear time.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     count: usize,
-    many: Option<HashSet<String>>,
+    many: Option<HashSet<Vec<u8>>>,
 }
 
 impl Seen {
-    const FEW: usize = 8;
+    pub(super) const FEW: usize = 8;
 
-    /// False when `key` was seen; `before` are the names seen so far, in order.
-    fn insert<'a>(&mut self, key: &str, before: impl Iterator<Item = &'a str>) -> bool {
+    /// False when `key` was seen; `before` are the names seen so far, in order (only
+    /// read while there are few, and once when they stop being few).
+    pub(super) fn insert<'a>(
+        &mut self,
+        key: &[u8],
+        before: impl Iterator<Item = &'a [u8]>,
+    ) -> bool {
         self.count += 1;
         if self.count <= Self::FEW {
             let mut before = before;
@@ -54,27 +60,45 @@ impl Seen {
         }
         let many = self
             .many
-            .get_or_insert_with(|| before.map(str::to_string).collect());
-        many.insert(key.to_string())
+            .get_or_insert_with(|| before.map(<[u8]>::to_vec).collect());
+        many.insert(key.to_vec())
     }
 }
 
-/// [`xml_start`]'s checks without building the element.
+/// A duplicate attribute, named.
+pub(super) fn duplicate(key: &[u8]) -> DocError {
+    DocError::Xml(format!(
+        "duplicate attribute '{}'",
+        String::from_utf8_lossy(key)
+    ))
+}
+
+/// Whether the character and entity references in `raw` (text or an attribute value as
+/// written) are valid. Only text holding `&` is read: the document is UTF-8 already.
+pub(super) fn check_refs(raw: &[u8]) -> Result<(), DocError> {
+    if memchr::memchr(b'&', raw).is_none() {
+        return Ok(());
+    }
+    let s = std::str::from_utf8(raw).map_err(|_| DocError::Utf8)?;
+    quick_xml::escape::unescape(s).map(drop).map_err(xml_err)
+}
+
+/// [`xml_start`]'s checks without building the element, for a tag of a document that is
+/// UTF-8 already: attributes well-formed, none twice, their references valid.
 fn check_start(s: &BytesStart) -> Result<(), DocError> {
-    std::str::from_utf8(s.name().as_ref()).map_err(|_| DocError::Utf8)?;
     let mut seen = Seen::default();
-    let mut keys: Vec<&[u8]> = Vec::new();
+    let mut few: [&[u8]; Seen::FEW] = [&[]; Seen::FEW];
     for a in s.attributes().with_checks(false) {
         let a = a.map_err(xml_err)?;
-        let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| DocError::Utf8)?;
-        let before = keys.iter().filter_map(|k| std::str::from_utf8(k).ok());
-        if !seen.insert(key, before) {
-            return Err(DocError::Xml(format!("duplicate attribute '{key}'")));
+        let key = a.key.into_inner();
+        let n = seen.count.min(Seen::FEW);
+        if !seen.insert(key, few[..n].iter().copied()) {
+            return Err(duplicate(key));
         }
         if seen.count <= Seen::FEW {
-            keys.push(a.key.into_inner());
+            few[seen.count - 1] = key;
         }
-        a.unescape_value().map_err(xml_err)?;
+        check_refs(&a.value)?;
     }
     Ok(())
 }
@@ -99,12 +123,7 @@ fn check_subtree(reader: &mut quick_xml::Reader<&[u8]>, depth: usize) -> Result<
                     return Ok(());
                 }
             }
-            Event::Text(t) => {
-                t.unescape().map_err(xml_err)?;
-            }
-            Event::CData(c) => {
-                std::str::from_utf8(&c).map_err(|_| DocError::Utf8)?;
-            }
+            Event::Text(t) => check_refs(&t)?,
             Event::DocType(_) => return Err(xml_err("DOCTYPE is not accepted")),
             Event::Eof => return Err(xml_err("the document ends inside an element")),
             _ => {}
@@ -168,21 +187,34 @@ pub(crate) fn xml_subtree(
     }
 }
 
-/// The document with each item rewritten by `f`, or (`f` = `None`) checked and left out.
-pub(super) fn items(
-    body: &[u8],
-    items: &[&str],
-    mut f: Option<&mut ItemFn<'_>>,
-) -> Result<Vec<u8>, DocError> {
+/// What [`items`] does with each item.
+pub(super) enum Mode<'a, 'f> {
+    /// Checked and left out.
+    Check,
+    /// Read into an [`Element`], rewritten by the function as a [`Node`].
+    Nodes(&'a mut ItemFn<'f>),
+    /// Edited in the upstream's bytes ([`XmlItem`]).
+    Edit(&'a mut ListFn<'f>),
+}
+
+/// The document with each item rewritten (or checked and left out) as `mode` says.
+pub(super) fn items(body: &[u8], items: &[&str], mode: Mode) -> Result<Vec<u8>, DocError> {
     // A byte-order mark is not content (and would shift the reader's positions).
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
+    let src = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     let mut reader = quick_xml::Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
-    let mut out = match f {
-        Some(_) => Vec::with_capacity(body.len() + body.len() / 8 + 16),
-        None => Vec::new(),
+    let mut out = match mode {
+        Mode::Check => Vec::new(),
+        _ => Vec::with_capacity(body.len() + body.len() / 8 + 16),
     };
+    let (mut f, mut edit) = match mode {
+        Mode::Check => (None, None),
+        Mode::Nodes(f) => (Some(f), None),
+        Mode::Edit(e) => (None, Some(e)),
+    };
+    // One arena for every item edited in place.
+    let mut raw = XmlItem::new(src);
     // One buffer for every rewritten item.
     let mut item = String::new();
     let mut depth = 0usize;
@@ -208,6 +240,20 @@ pub(super) fn items(
             Event::Start(s) | Event::Empty(s)
                 if depth == 1 && items.iter().any(|i| i.as_bytes() == s.name().as_ref()) =>
             {
+                if let Some(edit) = edit.as_deref_mut() {
+                    let open = matches!(ev, Event::Start(_));
+                    let name = items
+                        .iter()
+                        .find(|i| i.as_bytes() == s.name().as_ref())
+                        .copied()
+                        .unwrap_or_default();
+                    let tag = (start as u32, end as u32);
+                    raw.read(&mut reader, s, tag, open, depth + 1)?;
+                    edit(name, &mut raw);
+                    out.extend_from_slice(raw.out.as_bytes());
+                    raw.out.clear();
+                    continue;
+                }
                 let Some(f) = f.as_deref_mut() else {
                     // Checked only: the item is left out.
                     check_start(s)?;
@@ -246,7 +292,7 @@ pub(super) fn items(
             }
             Event::End(_) => depth = depth.saturating_sub(1),
             Event::Text(t) => {
-                t.unescape().map_err(xml_err)?;
+                check_refs(t)?;
                 if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) {
                     return Err(xml_err("text outside the root element"));
                 }
@@ -265,4 +311,132 @@ pub(super) fn items(
         return Err(xml_err("the document ends inside an element"));
     }
     Ok(out)
+}
+
+// ---------- items delimited, not read ----------
+
+/// What [`next_markup`] found.
+#[derive(Debug, PartialEq)]
+enum Markup {
+    /// A start tag (`empty`: `<a/>`), with its name.
+    Start {
+        name: (usize, usize),
+        empty: bool,
+    },
+    End,
+    /// A comment, CDATA section, processing instruction or declaration.
+    Other,
+}
+
+/// The next markup of `body` at or after `from`: what it is, where it starts (`<`) and
+/// just past its end. Only the structure is read (quotes in tags, comments, CDATA,
+/// processing instructions), nothing is checked; `None` past the last.
+fn next_markup(body: &[u8], from: usize) -> Result<Option<(Markup, usize, usize)>, DocError> {
+    let Some(lt) = memchr::memchr(b'<', body.get(from..).unwrap_or_default()).map(|p| from + p)
+    else {
+        return Ok(None);
+    };
+    let rest = &body[lt..];
+    let past = |open: usize, close: &[u8]| {
+        let after = &rest[open.min(rest.len())..];
+        match close {
+            [one] => memchr::memchr(*one, after),
+            _ => memchr::memmem::find(after, close),
+        }
+        .map(|p| lt + open + p + close.len())
+        .ok_or_else(|| xml_err("the document ends inside markup"))
+    };
+    let (markup, end) = if rest.starts_with(b"<!--") {
+        (Markup::Other, past(4, b"-->")?)
+    } else if rest.starts_with(b"<![CDATA[") {
+        (Markup::Other, past(9, b"]]>")?)
+    } else if rest.starts_with(b"<?") {
+        (Markup::Other, past(2, b"?>")?)
+    } else if rest.starts_with(b"<!") {
+        (Markup::Other, past(2, b">")?)
+    } else if rest.starts_with(b"</") {
+        (Markup::End, past(2, b">")?)
+    } else {
+        // A start tag: its `>` is the first one outside quoted attribute values.
+        let mut i = lt + 1;
+        let end = loop {
+            let Some(p) = memchr::memchr3(b'>', b'"', b'\'', &body[i..]) else {
+                return Err(xml_err("the document ends inside a tag"));
+            };
+            let at = i + p;
+            if body[at] == b'>' {
+                break at + 1;
+            }
+            let Some(q) = memchr::memchr(body[at], &body[at + 1..]) else {
+                return Err(xml_err("the document ends inside an attribute"));
+            };
+            i = at + 1 + q + 1;
+        };
+        let name_end = body[lt + 1..end]
+            .iter()
+            .position(|b| b.is_ascii_whitespace() || matches!(b, b'/' | b'>'))
+            .map_or(end, |p| lt + 1 + p);
+        let empty = body[end - 2] == b'/';
+        (
+            Markup::Start {
+                name: (lt + 1, name_end),
+                empty,
+            },
+            end,
+        )
+    };
+    Ok(Some((markup, lt, end)))
+}
+
+/// The document without its top-level `items`, which are delimited by their structure
+/// only (see [`super::delimit_items`]); everything else is copied as it is, to be read by
+/// the strict reader.
+pub(super) fn delimit(body: &[u8], items: &[&str]) -> Result<Vec<u8>, DocError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let mut out = Vec::new();
+    let (mut depth, mut at, mut copied) = (0usize, 0usize, 0usize);
+    while let Some((markup, lt, end)) = next_markup(body, at)? {
+        at = end;
+        match markup {
+            Markup::Start { name, empty } => {
+                let name = &body[name.0..name.1];
+                if depth == 1 && items.iter().any(|i| i.as_bytes() == name) {
+                    out.extend_from_slice(&body[copied..lt]);
+                    if !empty {
+                        at = skip_element(body, end)?;
+                    }
+                    copied = at;
+                } else if !empty {
+                    depth += 1;
+                }
+            }
+            Markup::End => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| xml_err("unexpected closing tag"))?;
+            }
+            Markup::Other => {}
+        }
+    }
+    out.extend_from_slice(&body[copied..]);
+    Ok(out)
+}
+
+/// Just past the end tag of the element whose start tag ends at `from`.
+fn skip_element(body: &[u8], from: usize) -> Result<usize, DocError> {
+    let (mut open, mut at) = (1usize, from);
+    while let Some((markup, _, end)) = next_markup(body, at)? {
+        at = end;
+        match markup {
+            Markup::Start { empty: false, .. } => open += 1,
+            Markup::End => {
+                open -= 1;
+                if open == 0 {
+                    return Ok(end);
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(xml_err("the document ends inside an element"))
 }

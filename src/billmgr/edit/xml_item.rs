@@ -1,0 +1,536 @@
+//! xml list items edited in the upstream's own bytes.
+//!
+//! An item is read once (with quick-xml, every check of [`super::xml`] made on the way)
+//! into a flat arena of elements whose names, attributes and texts are spans of the
+//! document: no string, no tree of allocations, the arena's vectors reused from one item
+//! to the next. The catalogue reads and edits it through [`Fields`]; an edit is kept
+//! beside the element it changes, so the upstream's item stays as it came and a second
+//! copy of it (one upstream plan shown as two local plans) starts again from it
+//! ([`ListItem::copy`]). Written back, an element nothing changed in is copied as the
+//! upstream wrote it, byte for byte; a changed one keeps its attributes' spelling and
+//! quotes, the text and whitespace between its children, and its end tag.
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesStart, Event};
+
+use super::xml::{check_refs, duplicate, Seen};
+use super::{Fields, ListItem};
+use crate::billmgr::doc::{escape_xml, DocError, MAX_DEPTH};
+
+/// No element (the end of a sibling list).
+const NONE: u32 = u32::MAX;
+
+/// A byte range of the document, or of one of the item's own buffers.
+type Span = (u32, u32);
+
+/// The text of an element as [`crate::billmgr::Element`] has it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Text {
+    None,
+    /// One text piece, escaped as the document has it.
+    Raw(Span),
+    /// Several pieces or CDATA: the text itself, in [`XmlItem::texts`].
+    Owned(Span),
+}
+
+#[derive(Debug, Clone)]
+struct El {
+    name: Span,
+    /// `<` of the start tag.
+    start: u32,
+    /// Just past the start tag's `>`.
+    tag_end: u32,
+    /// `<` of the end tag (`tag_end` for an empty element).
+    inner_end: u32,
+    /// Just past the end tag.
+    end: u32,
+    empty: bool,
+    parent: u32,
+    first_child: u32,
+    last_child: u32,
+    next: u32,
+    /// This element's attributes: `attrs[attrs.0..attrs.1]`.
+    attrs: Span,
+    text: Text,
+    /// Edits of the current copy: new text (in [`XmlItem::edits`]), left out, something
+    /// changed in it or below it.
+    new_text: Option<Span>,
+    dropped: bool,
+    dirty: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Attr {
+    key: Span,
+    /// The value as written, escaped, without its quotes.
+    value: Span,
+    new: Option<Span>,
+}
+
+/// One xml item being rewritten, and the items written so far.
+#[derive(Debug, Default)]
+pub(super) struct XmlItem<'s> {
+    src: &'s str,
+    els: Vec<El>,
+    attrs: Vec<Attr>,
+    /// Texts that are not one span of the document.
+    texts: String,
+    /// Values written by edits.
+    edits: String,
+    /// The written copies.
+    pub(super) out: String,
+}
+
+fn xml_err(e: impl std::fmt::Display) -> DocError {
+    DocError::Xml(e.to_string())
+}
+
+/// The span of `part` in `base` (every slice quick-xml hands out of a slice reader lies
+/// in it).
+fn span_in(base: &str, part: &[u8]) -> Result<Span, DocError> {
+    let a = (part.as_ptr() as usize)
+        .checked_sub(base.as_ptr() as usize)
+        .filter(|a| a + part.len() <= base.len())
+        .ok_or_else(|| xml_err("a span outside the document"))?;
+    let a = u32::try_from(a).map_err(|_| DocError::Xml("the document is too large".into()))?;
+    Ok((a, a + part.len() as u32))
+}
+
+fn at(s: &str, (a, b): Span) -> &str {
+    s.get(a as usize..b as usize).unwrap_or_default()
+}
+
+fn unescaped(raw: &str) -> Cow<'_, str> {
+    quick_xml::escape::unescape(raw).unwrap_or(Cow::Borrowed(raw))
+}
+
+impl<'s> XmlItem<'s> {
+    pub(super) fn new(src: &'s str) -> Self {
+        XmlItem {
+            src,
+            ..Default::default()
+        }
+    }
+
+    /// Read the item whose start tag `s` (the whole tag at `start..tag_end` of the
+    /// document) was just read; `open` when it is a start tag, not an empty element;
+    /// `depth` its nesting level. Checks what [`super::xml`] checks.
+    pub(super) fn read(
+        &mut self,
+        reader: &mut quick_xml::Reader<&[u8]>,
+        s: &BytesStart,
+        (start, tag_end): (u32, u32),
+        open: bool,
+        depth: usize,
+    ) -> Result<(), DocError> {
+        self.els.clear();
+        self.attrs.clear();
+        self.texts.clear();
+        self.push_el(s, (start, tag_end), !open, NONE)?;
+        if !open {
+            return Ok(());
+        }
+        let mut cur = 0u32;
+        let mut open_els = 1usize;
+        loop {
+            let a = reader.buffer_position() as u32;
+            let ev = reader.read_event().map_err(xml_err)?;
+            let b = reader.buffer_position() as u32;
+            match ev {
+                Event::Start(s) => {
+                    if depth + open_els > MAX_DEPTH {
+                        return Err(DocError::TooDeep(MAX_DEPTH));
+                    }
+                    cur = self.push_el(&s, (a, b), false, cur)?;
+                    open_els += 1;
+                }
+                Event::Empty(s) => {
+                    self.push_el(&s, (a, b), true, cur)?;
+                }
+                Event::End(_) => {
+                    let el = &mut self.els[cur as usize];
+                    el.inner_end = a;
+                    el.end = b;
+                    if el.first_child != NONE && self.text_is_blank(cur) {
+                        self.els[cur as usize].text = Text::None;
+                    }
+                    open_els -= 1;
+                    if open_els == 0 {
+                        return Ok(());
+                    }
+                    cur = self.els[cur as usize].parent;
+                }
+                Event::Text(t) => {
+                    check_refs(&t)?;
+                    let span = span_in(self.src, &t)?;
+                    self.add_text(cur, span, false);
+                }
+                Event::CData(c) => {
+                    let span = span_in(self.src, &c)?;
+                    self.add_text(cur, span, true);
+                }
+                Event::DocType(_) => return Err(xml_err("DOCTYPE is not accepted")),
+                Event::Eof => return Err(xml_err("the document ends inside an element")),
+                _ => {}
+            }
+        }
+    }
+
+    fn text_is_blank(&self, el: u32) -> bool {
+        self.text_of(el)
+            .is_none_or(|t| t.bytes().all(|b| b.is_ascii_whitespace()))
+    }
+
+    /// Add a text piece (`span` of the document: escaped text, or the content of a
+    /// CDATA section) to element `el`.
+    fn add_text(&mut self, el: u32, span: Span, cdata: bool) {
+        let old = self.els[el as usize].text;
+        let new = match old {
+            Text::None if !cdata => Text::Raw(span),
+            _ => {
+                let a = self.texts.len() as u32;
+                match old {
+                    Text::Raw(r) => {
+                        let prev = unescaped(at(self.src, r)).into_owned();
+                        self.texts.push_str(&prev);
+                    }
+                    Text::Owned(o) => {
+                        let prev = at(&self.texts, o).to_string();
+                        self.texts.push_str(&prev);
+                    }
+                    Text::None => {}
+                }
+                let piece = at(self.src, span);
+                if cdata {
+                    self.texts.push_str(piece);
+                } else {
+                    self.texts.push_str(&unescaped(piece));
+                }
+                Text::Owned((a, self.texts.len() as u32))
+            }
+        };
+        self.els[el as usize].text = new;
+    }
+
+    /// A new element from its start tag (attributes checked as [`super::xml`] does),
+    /// linked under `parent`; its index.
+    fn push_el(
+        &mut self,
+        s: &BytesStart,
+        (start, tag_end): (u32, u32),
+        empty: bool,
+        parent: u32,
+    ) -> Result<u32, DocError> {
+        let name = span_in(self.src, s.name().as_ref())?;
+        let first_attr = self.attrs.len() as u32;
+        let mut seen = Seen::default();
+        for a in s.attributes().with_checks(false) {
+            let a = a.map_err(xml_err)?;
+            let key = span_in(self.src, a.key.as_ref())?;
+            let before = self.attrs[first_attr as usize..]
+                .iter()
+                .map(|b| at(self.src, b.key).as_bytes());
+            if !seen.insert(a.key.as_ref(), before) {
+                return Err(duplicate(a.key.as_ref()));
+            }
+            let value = match &a.value {
+                Cow::Borrowed(v) => span_in(self.src, v)?,
+                Cow::Owned(_) => return Err(xml_err("an attribute outside the document")),
+            };
+            check_refs(&a.value)?;
+            self.attrs.push(Attr {
+                key,
+                value,
+                new: None,
+            });
+        }
+        let idx = self.els.len() as u32;
+        self.els.push(El {
+            name,
+            start,
+            tag_end,
+            inner_end: tag_end,
+            end: tag_end,
+            empty,
+            parent,
+            first_child: NONE,
+            last_child: NONE,
+            next: NONE,
+            attrs: (first_attr, self.attrs.len() as u32),
+            text: Text::None,
+            new_text: None,
+            dropped: false,
+            dirty: false,
+        });
+        if parent != NONE {
+            let p = &mut self.els[parent as usize];
+            let last = p.last_child;
+            p.last_child = idx;
+            if last == NONE {
+                p.first_child = idx;
+            } else {
+                self.els[last as usize].next = idx;
+            }
+        }
+        Ok(idx)
+    }
+
+    // ---------- reading ----------
+
+    fn name_is(&self, el: u32, name: &str) -> bool {
+        at(self.src, self.els[el as usize].name) == name
+    }
+
+    fn child(&self, el: u32, name: &str) -> Option<u32> {
+        let mut c = self.els[el as usize].first_child;
+        while c != NONE {
+            if self.name_is(c, name) {
+                return Some(c);
+            }
+            c = self.els[c as usize].next;
+        }
+        None
+    }
+
+    fn attr(&self, el: u32, name: &str) -> Option<u32> {
+        let (a, b) = self.els[el as usize].attrs;
+        (a..b).find(|&i| at(self.src, self.attrs[i as usize].key) == name)
+    }
+
+    fn text_of(&self, el: u32) -> Option<Cow<'_, str>> {
+        let e = &self.els[el as usize];
+        if let Some(t) = e.new_text {
+            return Some(Cow::Borrowed(at(&self.edits, t)));
+        }
+        match e.text {
+            Text::None => None,
+            Text::Raw(r) => Some(unescaped(at(self.src, r))),
+            Text::Owned(o) => Some(Cow::Borrowed(at(&self.texts, o))),
+        }
+    }
+
+    fn field_of(&self, el: u32, name: &str) -> Option<Cow<'_, str>> {
+        if let Some(c) = self.child(el, name) {
+            return Some(self.text_of(c).unwrap_or_default());
+        }
+        let a = &self.attrs[self.attr(el, name)? as usize];
+        Some(match a.new {
+            Some(n) => Cow::Borrowed(at(&self.edits, n)),
+            None => unescaped(at(self.src, a.value)),
+        })
+    }
+
+    // ---------- editing ----------
+
+    fn keep(&mut self, value: &str) -> Span {
+        let a = self.edits.len() as u32;
+        self.edits.push_str(value);
+        (a, self.edits.len() as u32)
+    }
+
+    /// Mark `el` and every element above it changed.
+    fn touch(&mut self, mut el: u32) {
+        while el != NONE && !self.els[el as usize].dirty {
+            self.els[el as usize].dirty = true;
+            el = self.els[el as usize].parent;
+        }
+    }
+
+    fn set_text_of(&mut self, el: u32, t: &str) {
+        let span = self.keep(t);
+        self.els[el as usize].new_text = Some(span);
+        self.touch(el);
+    }
+
+    fn set_field_of(&mut self, el: u32, name: &str, value: &str) -> bool {
+        if let Some(c) = self.child(el, name) {
+            self.set_text_of(c, value);
+            return true;
+        }
+        let Some(a) = self.attr(el, name) else {
+            return false;
+        };
+        let span = self.keep(value);
+        self.attrs[a as usize].new = Some(span);
+        self.touch(el);
+        true
+    }
+
+    /// Undo every edit: the item as the upstream wrote it.
+    fn restart(&mut self) {
+        for e in &mut self.els {
+            e.new_text = None;
+            e.dropped = false;
+            e.dirty = false;
+        }
+        for a in &mut self.attrs {
+            a.new = None;
+        }
+        self.edits.clear();
+    }
+
+    // ---------- writing ----------
+
+    /// Write element `el` as edited into `out`.
+    fn write(&self, el: u32, out: &mut String) {
+        let src = self.src;
+        let e = &self.els[el as usize];
+        if e.dropped {
+            return;
+        }
+        if !e.dirty {
+            out.push_str(at(src, (e.start, e.end)));
+            return;
+        }
+        let new_text = e.new_text.map(|t| at(&self.edits, t));
+        // An empty element opens when it gets text.
+        let opens = e.empty && new_text.is_some_and(|t| !t.is_empty());
+        let attrs = &self.attrs[e.attrs.0 as usize..e.attrs.1 as usize];
+        if attrs.iter().all(|a| a.new.is_none()) {
+            if e.empty && !opens {
+                out.push_str(at(src, (e.start, e.end)));
+                return;
+            }
+            let tag = at(src, (e.start, e.tag_end));
+            out.push_str(if e.empty {
+                tag.trim_end_matches('>').trim_end_matches('/')
+            } else {
+                tag.trim_end_matches('>')
+            });
+        } else {
+            out.push('<');
+            out.push_str(at(src, e.name));
+            for a in attrs {
+                out.push(' ');
+                out.push_str(at(src, a.key));
+                out.push('=');
+                let quote = src.as_bytes()[a.value.0 as usize - 1] as char;
+                out.push(quote);
+                match a.new {
+                    Some(n) => escape_xml(at(&self.edits, n), true, out),
+                    None => out.push_str(at(src, a.value)),
+                }
+                out.push(quote);
+            }
+            if e.empty && !opens {
+                out.push_str("/>");
+                return;
+            }
+        }
+        out.push('>');
+        match new_text {
+            Some(t) => {
+                escape_xml(t, false, out);
+                let mut c = e.first_child;
+                while c != NONE {
+                    self.write(c, out);
+                    c = self.els[c as usize].next;
+                }
+            }
+            None => {
+                // The text and whitespace between the children stay as they came; a
+                // run of unchanged children goes out as one span.
+                let mut cursor = e.tag_end;
+                let mut c = e.first_child;
+                while c != NONE {
+                    let child = &self.els[c as usize];
+                    if child.dirty || child.dropped {
+                        out.push_str(at(src, (cursor, child.start)));
+                        self.write(c, out);
+                        cursor = child.end;
+                    }
+                    c = child.next;
+                }
+                out.push_str(at(src, (cursor, e.inner_end)));
+            }
+        }
+        if e.empty {
+            out.push_str("</");
+            out.push_str(at(src, e.name));
+            out.push('>');
+        } else {
+            out.push_str(at(src, (e.inner_end, e.end)));
+        }
+    }
+}
+
+impl ListItem for XmlItem<'_> {
+    fn upstream(&mut self) -> &dyn Fields {
+        self.restart();
+        self
+    }
+    fn copy(&mut self, _last: bool) -> &mut dyn Fields {
+        self.restart();
+        self
+    }
+
+    fn emit(&mut self) {
+        if !self.els.is_empty() {
+            let mut out = std::mem::take(&mut self.out);
+            self.write(0, &mut out);
+            self.out = out;
+        }
+    }
+}
+
+/// One element of an [`XmlItem`], to read and edit.
+struct Cursor<'a, 's> {
+    item: &'a mut XmlItem<'s>,
+    el: u32,
+}
+
+/// [`Fields`] over element `el` of `item`, for both the item (its root) and a cursor.
+fn each_child(item: &mut XmlItem, el: u32, name: &str, f: &mut dyn FnMut(&mut dyn Fields) -> bool) {
+    let mut c = item.els[el as usize].first_child;
+    while c != NONE {
+        let next = item.els[c as usize].next;
+        if !item.els[c as usize].dropped && item.name_is(c, name) {
+            let keep = f(&mut Cursor {
+                item: &mut *item,
+                el: c,
+            });
+            if !keep {
+                item.els[c as usize].dropped = true;
+                item.touch(el);
+            }
+        }
+        c = next;
+    }
+}
+
+impl Fields for XmlItem<'_> {
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.field_of(0, name)
+    }
+    fn set_field(&mut self, name: &str, value: &str) -> bool {
+        self.set_field_of(0, name, value)
+    }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        self.text_of(0)
+    }
+    fn set_text(&mut self, t: &str) {
+        self.set_text_of(0, t)
+    }
+    fn retain_children(&mut self, name: &str, keep: &mut dyn FnMut(&mut dyn Fields) -> bool) {
+        each_child(self, 0, name, keep)
+    }
+}
+
+impl Fields for Cursor<'_, '_> {
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.item.field_of(self.el, name)
+    }
+    fn set_field(&mut self, name: &str, value: &str) -> bool {
+        self.item.set_field_of(self.el, name, value)
+    }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        self.item.text_of(self.el)
+    }
+    fn set_text(&mut self, t: &str) {
+        self.item.set_text_of(self.el, t)
+    }
+    fn retain_children(&mut self, name: &str, keep: &mut dyn FnMut(&mut dyn Fields) -> bool) {
+        each_child(self.item, self.el, name, keep)
+    }
+}
