@@ -525,8 +525,8 @@ pub fn rewrite_items(
 ) -> Result<Vec<u8>, DocError> {
     match format {
         Format::Xml => xml::items(body, items, xml::Mode::Nodes(f)),
-        Format::Json | Format::Sjson => json::items(body, false, items, Some(f)),
-        Format::Bjson => json::items(body, true, items, Some(f)),
+        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Rewrite(f)),
+        Format::Bjson => json::items(body, true, items, json::Mode::Rewrite(f)),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }
@@ -538,21 +538,25 @@ pub fn rewrite_items(
 pub fn without_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
     match format {
         Format::Xml => xml::items(body, items, xml::Mode::Check),
-        Format::Json | Format::Sjson => json::items(body, false, items, None),
-        Format::Bjson => json::items(body, true, items, None),
+        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Check),
+        Format::Bjson => json::items(body, true, items, json::Mode::Check),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }
 
 /// The document without its top-level `items`, for a caller that reads the items
-/// afterwards with [`rewrite_list`] or [`rewrite_items`] (which check them): xml items are
-/// only delimited by their structure here (tags, quotes, comments, CDATA), not read, so
-/// an xml list is read once rather than twice; what is left is for the strict reader
-/// ([`super::parse`]). json as [`without_items`].
+/// afterwards with [`rewrite_list`] or [`rewrite_items`] (which check them), so that a
+/// list is checked once rather than twice: xml items are only delimited by their
+/// structure here (tags, quotes, comments, CDATA), not read, and what is left is for the
+/// strict reader ([`super::parse`]); json items are read as json (syntax, UTF-8) but not
+/// checked for duplicate keys or depth. Everything outside the items is checked as
+/// [`without_items`] checks it.
 pub fn delimit_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
     match format {
         Format::Xml => xml::delimit(body, items),
-        _ => without_items(body, format, items),
+        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Delimit),
+        Format::Bjson => json::items(body, true, items, json::Mode::Delimit),
+        Format::Text => Err(DocError::Unsupported("text")),
     }
 }
 

@@ -40,9 +40,10 @@ pub fn upstream_format(f: Format) -> Format {
 /// or attributes. Anything else (HTML, a maintenance page, an arbitrary JSON object,
 /// garbage, an empty body) is [`UpstreamError::Garbage`]. An answer with list `items`
 /// (a list function's) is read without them, so its tree stays small however long the
-/// list: in xml they are only delimited here, and checked when they are rewritten one at
-/// a time ([`crate::billmgr::edit::delimit_items`]), which every caller does next (the
-/// reseller's answer, the certificate look-ups); in json they are checked here as well.
+/// list. The items are only delimited here and checked when they are rewritten one at a
+/// time ([`crate::billmgr::edit::delimit_items`]), which every caller does next (the
+/// reseller's answer, the certificate look-ups): a bad item is refused there, as
+/// [`UpstreamError::Garbage`] too.
 pub fn read_answer(
     body: &[u8],
     caller: Format,
@@ -130,7 +131,15 @@ mod tests {
             (b"[1]", Format::Bjson),
         ] {
             for func in [None, Some("certificate"), Some("pricelist.export")] {
-                assert_eq!(read_answer(body, f, func.and_then(crate::catalog::response::list_items)), Err(UpstreamError::Garbage), "{:?} {func:?}", String::from_utf8_lossy(body));
+                let items = func.and_then(crate::catalog::response::list_items);
+                // A list's items are checked when they are read, right after.
+                let judged = read_answer(body, f, items).and_then(|doc| match items {
+                    Some(items) => billmgr::edit::rewrite_items(body, f, items, &mut |_, n| vec![n])
+                        .map(|_| doc)
+                        .map_err(|e| unreadable(e, f, body.len())),
+                    None => Ok(doc),
+                });
+                assert_eq!(judged, Err(UpstreamError::Garbage), "{:?} {func:?}", String::from_utf8_lossy(body));
             }
         }
         assert!(read_answer(b"<doc><ok/></doc>", Format::Text, None).is_ok());

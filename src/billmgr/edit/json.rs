@@ -204,16 +204,31 @@ pub fn read_json(body: &[u8]) -> Result<Value, DocError> {
     checked_json(body, 0)
 }
 
+/// What [`items`] does with each item.
+pub(super) enum Mode<'a, 'f> {
+    /// Checked and left out (an array of items stays an, empty, array; one item goes).
+    Check,
+    /// Left out as [`Mode::Check`] does, its syntax read but not checked further
+    /// (duplicate keys, depth): for a caller that reads the items afterwards.
+    Delimit,
+    /// Rewritten by the function.
+    Rewrite(&'a mut ItemFn<'f>),
+}
+
 /// The top-level items of a json/sjson (`{"doc":{…}}`) or bjson (`bjson`) document
-/// rewritten one at a time (see [`super::rewrite_items`]), or (`f` = `None`) checked and
-/// left out (an array of items stays an, empty, array; one item goes).
+/// rewritten one at a time (see [`super::rewrite_items`]), or left out, as `mode` says.
 pub(super) fn items(
     body: &[u8],
     bjson: bool,
     items: &[&str],
-    f: Option<&mut ItemFn<'_>>,
+    mode: Mode,
 ) -> Result<Vec<u8>, DocError> {
-    rewrite(body, bjson, items, f)
+    let (f, delimit) = match mode {
+        Mode::Check => (None, false),
+        Mode::Delimit => (None, true),
+        Mode::Rewrite(f) => (Some(f), false),
+    };
+    rewrite(body, bjson, items, f, delimit)
 }
 
 fn push_key(out: &mut Vec<u8>, k: &str) {
@@ -233,6 +248,7 @@ fn rewrite(
     bjson: bool,
     items: &[&str],
     f: Option<&mut ItemFn<'_>>,
+    delimit: bool,
 ) -> Result<Vec<u8>, DocError> {
     let text = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     // The items' nodes share one copy of the document (their strings are spans of it);
@@ -251,6 +267,7 @@ fn rewrite(
         bjson,
         items,
         f,
+        delimit,
         out: &mut out,
     };
     if bjson {
@@ -271,6 +288,8 @@ struct DocItems<'x, 'f, 'de> {
     items: &'x [&'x str],
     /// `None`: the items are checked and left out.
     f: Option<&'x mut ItemFn<'f>>,
+    /// Items left out are only delimited, not checked.
+    delimit: bool,
     out: &'x mut Vec<u8>,
 }
 
@@ -333,6 +352,7 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
             bjson,
             items,
             mut f,
+            delimit,
             out,
         } = self;
         let base: &'de str = src;
@@ -367,7 +387,13 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
             };
             let Some(f) = f.as_deref_mut() else {
                 // Checked only: an array of items stays an (empty) array, one item goes.
-                if map.next_value_seed(ListCheck(depth + 1))? {
+                let list = if delimit {
+                    let raw: &'de RawValue = map.next_value()?;
+                    raw.get().starts_with('[')
+                } else {
+                    map.next_value_seed(ListCheck(depth + 1))?
+                };
+                if list {
                     if !first {
                         out.push(b',');
                     }
@@ -451,6 +477,7 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
             bjson,
             items,
             mut f,
+            delimit,
             out,
             ..
         } = self.0;
@@ -475,6 +502,7 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
                     bjson,
                     items,
                     f: f.as_deref_mut(),
+                    delimit,
                     out: &mut *out,
                 })?;
             } else {

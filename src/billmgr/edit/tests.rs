@@ -386,6 +386,29 @@ fn delimited_xml_items_leave_the_same_light_document() {
             "{bad}"
         );
     }
+    // json: the same light document as the full check, for every json list of the corpus.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    for path in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+        let f = match path.extension().and_then(|e| e.to_str()) {
+            Some("json" | "sjson" | "json-arrays") => Format::Json,
+            Some("bjson") => Format::Bjson,
+            _ => continue,
+        };
+        let body = std::fs::read(&path).unwrap();
+        assert_eq!(
+            delimit_items(&body, f, &items),
+            without_items(&body, f, &items),
+            "{}",
+            path.display()
+        );
+    }
+    let unread = br#"{"doc":{"elem":[{"a":1,"a":2}],"p":1}}"#;
+    assert_eq!(
+        String::from_utf8(delimit_items(unread, Format::Json, &items).unwrap()).unwrap(),
+        r#"{"doc":{"elem":[],"p":1}}"#
+    );
+    assert!(delimit_items(br#"{"doc":{"elem":[{"a":1],"p":1}}"#, Format::Json, &items).is_err());
+    assert!(without_items(unread, Format::Json, &items).is_err());
     let unread = b"<doc><elem a=\"1\" a=\"2\"><id>&bogus;</id></elem></doc>";
     assert!(delimit_items(unread, Format::Xml, &items).is_ok());
     assert!(rewrite_list(unread, Format::Xml, &items, &mut |_, it| {
