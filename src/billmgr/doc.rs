@@ -212,19 +212,33 @@ fn push_xml_name(name: &str, out: &mut String) {
         return;
     }
     // The usual name needs no replacement: copied whole.
-    let b = name.as_bytes();
-    if (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'))
-    {
+    if is_xml_name(name) {
         out.push_str(name);
         return;
     }
     for (i, c) in name.chars().enumerate() {
-        let ok = c.is_alphanumeric() || c == '_' || (i > 0 && matches!(c, '-' | '.' | ':'));
-        out.push(if ok { c } else { '_' });
+        out.push(if name_char(i, c) { c } else { '_' });
     }
+}
+
+fn name_char(i: usize, c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || (i > 0 && matches!(c, '-' | '.' | ':'))
+}
+
+/// Whether `name` is written as it is by [`push_xml_name`] (a safe element or attribute
+/// name: letters, digits, `_`, and `-`, `.`, `:` after the first).
+pub(super) fn is_xml_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    if b.is_ascii() {
+        return (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+            && b[1..]
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'));
+    }
+    name.chars().enumerate().all(|(i, c)| name_char(i, c))
 }
 
 pub(super) fn escape_xml(s: &str, attr: bool, out: &mut String) {

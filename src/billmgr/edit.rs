@@ -23,6 +23,7 @@ mod json;
 mod raw;
 mod xml;
 mod xml_item;
+mod xml_scan;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -495,7 +496,7 @@ pub fn rewrite_list(
     f: &mut ListFn<'_>,
 ) -> Result<Vec<u8>, DocError> {
     match format {
-        Format::Xml => xml::items(body, items, xml::Mode::Edit(f)),
+        Format::Xml => xml_item::edit(body, items, f),
         _ => rewrite_items(body, format, items, &mut |name, node| {
             let mut item = NodeItem {
                 upstream: Some(node),

@@ -526,6 +526,69 @@ fn xml_items_in_bytes_refuse_what_elements_refused() {
             it.emit();
         });
         assert!(as_elements.is_err(), "{bad}");
-        assert_eq!(in_bytes, as_elements, "{bad}");
+        assert!(in_bytes.is_err(), "{bad}");
     }
+}
+
+/// The list rewrite reads xml with its own tokenizer: on the corpus' xml lists and
+/// every document made from them by deleting, doubling or replacing one byte with a
+/// markup character, it accepts exactly what the element reader (quick-xml) accepts,
+/// and what it accepts reads back as the same document.
+#[test]
+fn xml_tokenizer_accepts_what_quick_xml_accepts() {
+    let items = ["elem", "pricelist", "error"];
+    let mut tried = 0usize;
+    let mut refused = 0usize;
+    for body in xml_cases() {
+        let mut variants = vec![body.clone()];
+        for i in 0..body.len() {
+            let mut cut = body.clone();
+            cut.remove(i);
+            variants.push(cut);
+            let mut twice = body.clone();
+            twice.insert(i, body[i]);
+            variants.push(twice);
+            for c in [
+                b'<', b'>', b'/', b'"', b'\'', b'=', b'&', b'!', b'?', b'-', b']', b' ',
+            ] {
+                let mut swapped = body.clone();
+                swapped[i] = c;
+                variants.push(swapped);
+            }
+        }
+        for v in variants {
+            tried += 1;
+            let as_elements = rewrite_items(&v, Format::Xml, &items, &mut |_, n| vec![n]);
+            let in_bytes = rewrite_list(&v, Format::Xml, &items, &mut |_, it| {
+                it.copy(true);
+                it.emit();
+            });
+            let shown = String::from_utf8_lossy(&v);
+            match (&as_elements, &in_bytes) {
+                (Ok(a), Ok(b)) => assert_eq!(
+                    parse(a, Format::Xml).unwrap(),
+                    parse(b, Format::Xml).unwrap(),
+                    "{shown}"
+                ),
+                (Err(_), Err(_)) => refused += 1,
+                // Stricter on purpose: a name quick-xml reads but the gateway could not
+                // pass on as it came (the element reader writes it anew, `_` for what
+                // is not a name character).
+                (Ok(_), Err(DocError::Xml(e)))
+                    if e.contains("is not an element or attribute name") =>
+                {
+                    refused += 1
+                }
+                _ => panic!(
+                    "{shown}: elements {:?}, bytes {:?}",
+                    as_elements.as_ref().map(|_| ()),
+                    in_bytes.as_ref().map(|_| ())
+                ),
+            }
+        }
+    }
+    assert!(
+        tried > 10_000 && refused > 1_000,
+        "{tried} tried, {refused} refused"
+    );
 }

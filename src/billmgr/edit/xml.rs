@@ -6,11 +6,11 @@ use std::collections::HashSet;
 
 use quick_xml::events::{BytesStart, Event};
 
-use super::xml_item::XmlItem;
-use super::{ItemFn, ListFn, Node};
+use super::xml_scan::{Scanner, Tok};
+use super::{ItemFn, Node};
 use crate::billmgr::doc::{write_xml, DocError, Element, MAX_DEPTH};
 
-fn xml_err(e: impl std::fmt::Display) -> DocError {
+pub(super) fn xml_err(e: impl std::fmt::Display) -> DocError {
     DocError::Xml(e.to_string())
 }
 
@@ -193,28 +193,23 @@ pub(super) enum Mode<'a, 'f> {
     Check,
     /// Read into an [`Element`], rewritten by the function as a [`Node`].
     Nodes(&'a mut ItemFn<'f>),
-    /// Edited in the upstream's bytes ([`XmlItem`]).
-    Edit(&'a mut ListFn<'f>),
 }
 
 /// The document with each item rewritten (or checked and left out) as `mode` says.
 pub(super) fn items(body: &[u8], items: &[&str], mode: Mode) -> Result<Vec<u8>, DocError> {
     // A byte-order mark is not content (and would shift the reader's positions).
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let src = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
+    std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     let mut reader = quick_xml::Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
     let mut out = match mode {
         Mode::Check => Vec::new(),
         _ => Vec::with_capacity(body.len() + body.len() / 8 + 16),
     };
-    let (mut f, mut edit) = match mode {
-        Mode::Check => (None, None),
-        Mode::Nodes(f) => (Some(f), None),
-        Mode::Edit(e) => (None, Some(e)),
+    let mut f = match mode {
+        Mode::Check => None,
+        Mode::Nodes(f) => Some(f),
     };
-    // One arena for every item edited in place.
-    let mut raw = XmlItem::new(src);
     // One buffer for every rewritten item.
     let mut item = String::new();
     let mut depth = 0usize;
@@ -240,20 +235,6 @@ pub(super) fn items(body: &[u8], items: &[&str], mode: Mode) -> Result<Vec<u8>, 
             Event::Start(s) | Event::Empty(s)
                 if depth == 1 && items.iter().any(|i| i.as_bytes() == s.name().as_ref()) =>
             {
-                if let Some(edit) = edit.as_deref_mut() {
-                    let open = matches!(ev, Event::Start(_));
-                    let name = items
-                        .iter()
-                        .find(|i| i.as_bytes() == s.name().as_ref())
-                        .copied()
-                        .unwrap_or_default();
-                    let tag = (start as u32, end as u32);
-                    raw.read(&mut reader, s, tag, open, depth + 1)?;
-                    edit(name, &mut raw);
-                    out.extend_from_slice(raw.out.as_bytes());
-                    raw.out.clear();
-                    continue;
-                }
                 let Some(f) = f.as_deref_mut() else {
                     // Checked only: the item is left out.
                     check_start(s)?;
@@ -315,124 +296,50 @@ pub(super) fn items(body: &[u8], items: &[&str], mode: Mode) -> Result<Vec<u8>, 
 
 // ---------- items delimited, not read ----------
 
-/// What [`next_markup`] found.
-#[derive(Debug, PartialEq)]
-enum Markup {
-    /// A start tag (`empty`: `<a/>`), with its name.
-    Start {
-        name: (usize, usize),
-        empty: bool,
-    },
-    End,
-    /// A comment, CDATA section, processing instruction or declaration.
-    Other,
-}
-
-/// The next markup of `body` at or after `from`: what it is, where it starts (`<`) and
-/// just past its end. Only the structure is read (quotes in tags, comments, CDATA,
-/// processing instructions), nothing is checked; `None` past the last.
-fn next_markup(body: &[u8], from: usize) -> Result<Option<(Markup, usize, usize)>, DocError> {
-    let Some(lt) = memchr::memchr(b'<', body.get(from..).unwrap_or_default()).map(|p| from + p)
-    else {
-        return Ok(None);
-    };
-    let rest = &body[lt..];
-    let past = |open: usize, close: &[u8]| {
-        let after = &rest[open.min(rest.len())..];
-        match close {
-            [one] => memchr::memchr(*one, after),
-            _ => memchr::memmem::find(after, close),
-        }
-        .map(|p| lt + open + p + close.len())
-        .ok_or_else(|| xml_err("the document ends inside markup"))
-    };
-    let (markup, end) = if rest.starts_with(b"<!--") {
-        (Markup::Other, past(4, b"-->")?)
-    } else if rest.starts_with(b"<![CDATA[") {
-        (Markup::Other, past(9, b"]]>")?)
-    } else if rest.starts_with(b"<?") {
-        (Markup::Other, past(2, b"?>")?)
-    } else if rest.starts_with(b"<!") {
-        (Markup::Other, past(2, b">")?)
-    } else if rest.starts_with(b"</") {
-        (Markup::End, past(2, b">")?)
-    } else {
-        // A start tag: its `>` is the first one outside quoted attribute values.
-        let mut i = lt + 1;
-        let end = loop {
-            let Some(p) = memchr::memchr3(b'>', b'"', b'\'', &body[i..]) else {
-                return Err(xml_err("the document ends inside a tag"));
-            };
-            let at = i + p;
-            if body[at] == b'>' {
-                break at + 1;
-            }
-            let Some(q) = memchr::memchr(body[at], &body[at + 1..]) else {
-                return Err(xml_err("the document ends inside an attribute"));
-            };
-            i = at + 1 + q + 1;
-        };
-        let name_end = body[lt + 1..end]
-            .iter()
-            .position(|b| b.is_ascii_whitespace() || matches!(b, b'/' | b'>'))
-            .map_or(end, |p| lt + 1 + p);
-        let empty = body[end - 2] == b'/';
-        (
-            Markup::Start {
-                name: (lt + 1, name_end),
-                empty,
-            },
-            end,
-        )
-    };
-    Ok(Some((markup, lt, end)))
-}
-
 /// The document without its top-level `items`, which are delimited by their structure
 /// only (see [`super::delimit_items`]); everything else is copied as it is, to be read by
 /// the strict reader.
 pub(super) fn delimit(body: &[u8], items: &[&str]) -> Result<Vec<u8>, DocError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut out = Vec::new();
-    let (mut depth, mut at, mut copied) = (0usize, 0usize, 0usize);
-    while let Some((markup, lt, end)) = next_markup(body, at)? {
-        at = end;
-        match markup {
-            Markup::Start { name, empty } => {
-                let name = &body[name.0..name.1];
-                if depth == 1 && items.iter().any(|i| i.as_bytes() == name) {
+    let mut sc = Scanner::new(body, 0);
+    let (mut depth, mut copied) = (0usize, 0usize);
+    let name = |(a, b): (u32, u32)| &body[a as usize..b as usize];
+    while let Some((tok, lt, _)) = sc.next()? {
+        match tok {
+            Tok::Start { name: n, empty, .. } => {
+                if depth == 1 && items.iter().any(|i| i.as_bytes() == name(n)) {
                     out.extend_from_slice(&body[copied..lt]);
                     if !empty {
-                        at = skip_element(body, end)?;
+                        skip_element(&mut sc)?;
                     }
-                    copied = at;
+                    copied = sc.pos;
                 } else if !empty {
                     depth += 1;
                 }
             }
-            Markup::End => {
+            Tok::End { .. } => {
                 depth = depth
                     .checked_sub(1)
                     .ok_or_else(|| xml_err("unexpected closing tag"))?;
             }
-            Markup::Other => {}
+            _ => {}
         }
     }
     out.extend_from_slice(&body[copied..]);
     Ok(out)
 }
 
-/// Just past the end tag of the element whose start tag ends at `from`.
-fn skip_element(body: &[u8], from: usize) -> Result<usize, DocError> {
-    let (mut open, mut at) = (1usize, from);
-    while let Some((markup, _, end)) = next_markup(body, at)? {
-        at = end;
-        match markup {
-            Markup::Start { empty: false, .. } => open += 1,
-            Markup::End => {
+/// Read through the end tag of the element whose start tag was just read.
+fn skip_element(sc: &mut Scanner) -> Result<(), DocError> {
+    let mut open = 1usize;
+    while let Some((tok, _, _)) = sc.next()? {
+        match tok {
+            Tok::Start { empty: false, .. } => open += 1,
+            Tok::End { .. } => {
                 open -= 1;
                 if open == 0 {
-                    return Ok(end);
+                    return Ok(());
                 }
             }
             _ => {}

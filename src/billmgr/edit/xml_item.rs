@@ -12,17 +12,13 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::{BytesStart, Event};
-
-use super::xml::{check_refs, duplicate, Seen};
-use super::{Fields, ListItem};
-use crate::billmgr::doc::{escape_xml, DocError, MAX_DEPTH};
+use super::xml::{check_refs, duplicate, xml_err, Seen};
+use super::xml_scan::{attributes, Scanner, Span, Tok};
+use super::{Fields, ListFn, ListItem};
+use crate::billmgr::doc::{escape_xml, is_xml_name, DocError, MAX_DEPTH};
 
 /// No element (the end of a sibling list).
 const NONE: u32 = u32::MAX;
-
-/// A byte range of the document, or of one of the item's own buffers.
-type Span = (u32, u32);
 
 /// The text of an element as [`crate::billmgr::Element`] has it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,19 +78,18 @@ pub(super) struct XmlItem<'s> {
     pub(super) out: String,
 }
 
-fn xml_err(e: impl std::fmt::Display) -> DocError {
-    DocError::Xml(e.to_string())
-}
-
-/// The span of `part` in `base` (every slice quick-xml hands out of a slice reader lies
-/// in it).
-fn span_in(base: &str, part: &[u8]) -> Result<Span, DocError> {
-    let a = (part.as_ptr() as usize)
-        .checked_sub(base.as_ptr() as usize)
-        .filter(|a| a + part.len() <= base.len())
-        .ok_or_else(|| xml_err("a span outside the document"))?;
-    let a = u32::try_from(a).map_err(|_| DocError::Xml("the document is too large".into()))?;
-    Ok((a, a + part.len() as u32))
+/// An element or attribute name of a document whose bytes go out as they came must be
+/// one the gateway would write as it is: anything else (`<price <cur="1">`, which quick-xml
+/// reads as a name) would reach the reseller as a document that is not well-formed.
+fn check_name(name: &str) -> Result<(), DocError> {
+    if is_xml_name(name) {
+        Ok(())
+    } else {
+        Err(DocError::Xml(format!(
+            "'{}' is not an element or attribute name",
+            name.escape_debug()
+        )))
+    }
 }
 
 fn at(s: &str, (a, b): Span) -> &str {
@@ -113,45 +108,54 @@ impl<'s> XmlItem<'s> {
         }
     }
 
-    /// Read the item whose start tag `s` (the whole tag at `start..tag_end` of the
-    /// document) was just read; `open` when it is a start tag, not an empty element;
-    /// `depth` its nesting level. Checks what [`super::xml`] checks.
+    /// Read the item whose start tag was just read by `sc` (its `name` and `attrs`,
+    /// the whole tag at `start..tag_end`, `empty` for `<name/>`), through its end tag;
+    /// `depth` is its nesting level. Checks what [`super::xml`] checks.
     pub(super) fn read(
         &mut self,
-        reader: &mut quick_xml::Reader<&[u8]>,
-        s: &BytesStart,
+        sc: &mut Scanner,
+        (name, attrs, empty): (Span, Span, bool),
         (start, tag_end): (u32, u32),
-        open: bool,
         depth: usize,
     ) -> Result<(), DocError> {
         self.els.clear();
         self.attrs.clear();
         self.texts.clear();
-        self.push_el(s, (start, tag_end), !open, NONE)?;
-        if !open {
+        self.push_el(name, attrs, (start, tag_end), empty, NONE)?;
+        if empty {
             return Ok(());
         }
+        let b = self.src.as_bytes();
         let mut cur = 0u32;
         let mut open_els = 1usize;
         loop {
-            let a = reader.buffer_position() as u32;
-            let ev = reader.read_event().map_err(xml_err)?;
-            let b = reader.buffer_position() as u32;
-            match ev {
-                Event::Start(s) => {
-                    if depth + open_els > MAX_DEPTH {
+            let Some((tok, a, z)) = sc.next()? else {
+                return Err(xml_err("the document ends inside an element"));
+            };
+            let (a, z) = (a as u32, z as u32);
+            match tok {
+                Tok::Start { name, attrs, empty } => {
+                    if !empty && depth + open_els > MAX_DEPTH {
                         return Err(DocError::TooDeep(MAX_DEPTH));
                     }
-                    cur = self.push_el(&s, (a, b), false, cur)?;
-                    open_els += 1;
+                    let el = self.push_el(name, attrs, (a, z), empty, cur)?;
+                    if !empty {
+                        cur = el;
+                        open_els += 1;
+                    }
                 }
-                Event::Empty(s) => {
-                    self.push_el(&s, (a, b), true, cur)?;
-                }
-                Event::End(_) => {
+                Tok::End { name } => {
+                    let open = self.els[cur as usize].name;
+                    if at(self.src, name) != at(self.src, open) {
+                        return Err(xml_err(format!(
+                            "expected '</{}>', found '</{}>'",
+                            at(self.src, open),
+                            at(self.src, name)
+                        )));
+                    }
                     let el = &mut self.els[cur as usize];
                     el.inner_end = a;
-                    el.end = b;
+                    el.end = z;
                     if el.first_child != NONE && self.text_is_blank(cur) {
                         self.els[cur as usize].text = Text::None;
                     }
@@ -161,18 +165,12 @@ impl<'s> XmlItem<'s> {
                     }
                     cur = self.els[cur as usize].parent;
                 }
-                Event::Text(t) => {
-                    check_refs(&t)?;
-                    let span = span_in(self.src, &t)?;
-                    self.add_text(cur, span, false);
+                Tok::Text => {
+                    check_refs(&b[a as usize..z as usize])?;
+                    self.add_text(cur, (a, z), false);
                 }
-                Event::CData(c) => {
-                    let span = span_in(self.src, &c)?;
-                    self.add_text(cur, span, true);
-                }
-                Event::DocType(_) => return Err(xml_err("DOCTYPE is not accepted")),
-                Event::Eof => return Err(xml_err("the document ends inside an element")),
-                _ => {}
+                Tok::CData { inner } => self.add_text(cur, inner, true),
+                Tok::Other => {}
             }
         }
     }
@@ -217,34 +215,33 @@ impl<'s> XmlItem<'s> {
     /// linked under `parent`; its index.
     fn push_el(
         &mut self,
-        s: &BytesStart,
+        name: Span,
+        attrs: Span,
         (start, tag_end): (u32, u32),
         empty: bool,
         parent: u32,
     ) -> Result<u32, DocError> {
-        let name = span_in(self.src, s.name().as_ref())?;
         let first_attr = self.attrs.len() as u32;
         let mut seen = Seen::default();
-        for a in s.attributes().with_checks(false) {
-            let a = a.map_err(xml_err)?;
-            let key = span_in(self.src, a.key.as_ref())?;
-            let before = self.attrs[first_attr as usize..]
+        let (src, list) = (self.src, &mut self.attrs);
+        check_name(at(src, name))?;
+        attributes(src.as_bytes(), attrs, |key, value| {
+            check_name(at(src, key))?;
+            let before = list[first_attr as usize..]
                 .iter()
-                .map(|b| at(self.src, b.key).as_bytes());
-            if !seen.insert(a.key.as_ref(), before) {
-                return Err(duplicate(a.key.as_ref()));
+                .map(|b| at(src, b.key).as_bytes());
+            let k = at(src, key).as_bytes();
+            if !seen.insert(k, before) {
+                return Err(duplicate(k));
             }
-            let value = match &a.value {
-                Cow::Borrowed(v) => span_in(self.src, v)?,
-                Cow::Owned(_) => return Err(xml_err("an attribute outside the document")),
-            };
-            check_refs(&a.value)?;
-            self.attrs.push(Attr {
+            check_refs(at(src, value).as_bytes())?;
+            list.push(Attr {
                 key,
                 value,
                 new: None,
             });
-        }
+            Ok(())
+        })?;
         let idx = self.els.len() as u32;
         self.els.push(El {
             name,
@@ -533,4 +530,101 @@ impl Fields for Cursor<'_, '_> {
     fn retain_children(&mut self, name: &str, keep: &mut dyn FnMut(&mut dyn Fields) -> bool) {
         each_child(self.item, self.el, name, keep)
     }
+}
+
+/// The document with its top-level `items` (children of the root `doc`) edited by `f` in
+/// the upstream's bytes ([`super::rewrite_list`]), everything else copied as it came;
+/// the whole document checked as [`super::xml::items`] checks it.
+pub(super) fn edit(body: &[u8], items: &[&str], f: &mut ListFn<'_>) -> Result<Vec<u8>, DocError> {
+    // A byte-order mark is not content.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let src = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
+    if u32::try_from(src.len()).is_err() {
+        return Err(xml_err("the document is too large"));
+    }
+    let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 16);
+    let mut item = XmlItem::new(src);
+    let mut sc = Scanner::new(body, 0);
+    // Names of the elements open outside the items.
+    let mut open: Vec<Span> = Vec::new();
+    let mut root_seen = false;
+    while let Some((tok, a, z)) = sc.next()? {
+        match tok {
+            Tok::Start { name, attrs, empty } => {
+                let depth = open.len();
+                if depth == 0 {
+                    if root_seen {
+                        return Err(xml_err("content after the root element"));
+                    }
+                    root_seen = true;
+                    if at(src, name) != "doc" {
+                        return Err(DocError::NotDoc);
+                    }
+                }
+                let listed = items.iter().find(|i| **i == at(src, name));
+                match listed {
+                    Some(listed) if depth == 1 => {
+                        item.read(&mut sc, (name, attrs, empty), (a as u32, z as u32), 2)?;
+                        f(listed, &mut item);
+                        out.extend_from_slice(item.out.as_bytes());
+                        item.out.clear();
+                        continue;
+                    }
+                    _ => {
+                        // Checked as an item's tag is.
+                        check_name(at(src, name))?;
+                        let mut seen = Seen::default();
+                        let mut keys: Vec<Span> = Vec::new();
+                        attributes(body, attrs, |key, value| {
+                            check_name(at(src, key))?;
+                            let before = keys.iter().map(|k| at(src, *k).as_bytes());
+                            let k = at(src, key).as_bytes();
+                            if !seen.insert(k, before) {
+                                return Err(duplicate(k));
+                            }
+                            keys.push(key);
+                            check_refs(at(src, value).as_bytes())
+                        })?;
+                        if !empty {
+                            if depth + 1 > MAX_DEPTH {
+                                return Err(DocError::TooDeep(MAX_DEPTH));
+                            }
+                            open.push(name);
+                        }
+                    }
+                }
+            }
+            Tok::End { name } => {
+                let Some(expected) = open.pop() else {
+                    return Err(xml_err("unexpected closing tag"));
+                };
+                if at(src, expected) != at(src, name) {
+                    return Err(xml_err(format!(
+                        "expected '</{}>', found '</{}>'",
+                        at(src, expected),
+                        at(src, name)
+                    )));
+                }
+            }
+            Tok::Text => {
+                let t = &body[a..z];
+                check_refs(t)?;
+                if open.is_empty() && !t.iter().all(u8::is_ascii_whitespace) {
+                    return Err(xml_err("text outside the root element"));
+                }
+            }
+            Tok::CData { .. } if open.is_empty() => {
+                return Err(xml_err("text outside the root element"))
+            }
+            Tok::CData { .. } | Tok::Other => {}
+        }
+        out.extend_from_slice(&body[a..z]);
+    }
+    if !root_seen {
+        return Err(DocError::Empty);
+    }
+    if !open.is_empty() {
+        return Err(xml_err("the document ends inside an element"));
+    }
+    Ok(out)
 }
