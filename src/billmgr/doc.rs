@@ -232,13 +232,25 @@ pub(super) fn is_xml_name(name: &str) -> bool {
     if b.is_empty() {
         return false;
     }
-    if b.is_ascii() {
-        return (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            && b[1..]
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'));
+    // One look-up a byte for the usual ASCII name (1: may start a name, 2: may follow).
+    const CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut c = 0;
+        while c < 128 {
+            let b = c as u8;
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                t[c] = 3;
+            } else if matches!(b, b'-' | b'.' | b':') {
+                t[c] = 2;
+            }
+            c += 1;
+        }
+        t
+    };
+    if CLASS[b[0] as usize] & 1 != 0 && b[1..].iter().all(|&c| CLASS[c as usize] != 0) {
+        return true;
     }
-    name.chars().enumerate().all(|(i, c)| name_char(i, c))
+    !b.is_ascii() && name.chars().enumerate().all(|(i, c)| name_char(i, c))
 }
 
 pub(super) fn escape_xml(s: &str, attr: bool, out: &mut String) {

@@ -467,14 +467,21 @@ struct NodeItem {
 
 impl ListItem for NodeItem {
     fn upstream(&mut self) -> &dyn Fields {
-        self.upstream.get_or_insert(Node::Json(Value::Null))
+        match self.upstream.get_or_insert(Node::Json(Value::Null)) {
+            Node::Raw(r) => r,
+            other => other,
+        }
     }
     fn copy(&mut self, last: bool) -> &mut dyn Fields {
         let node = match (last, &mut self.upstream) {
             (true, up) => up.take(),
             (false, up) => up.clone(),
         };
-        self.copy.insert(node.unwrap_or(Node::Json(Value::Null)))
+        match self.copy.insert(node.unwrap_or(Node::Json(Value::Null))) {
+            // A json item read from the document: its fields borrowed from it.
+            Node::Raw(r) => r,
+            other => other,
+        }
     }
     fn emit(&mut self) {
         self.out.extend(self.copy.take());

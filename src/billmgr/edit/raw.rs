@@ -307,16 +307,22 @@ pub(super) fn from_value(v: Value) -> RVal {
 // ---------- editing (the semantics of `Node::Json` / `Node::Bjson`) ----------
 
 fn text_of(src: &str, v: &RVal) -> Option<String> {
+    text_cow(src, v).map(Cow::into_owned)
+}
+
+/// [`text_of`], borrowed from the document when the text is one of its spans.
+fn text_cow<'a>(src: &'a str, v: &'a RVal) -> Option<Cow<'a, str>> {
     match v {
-        RVal::Str(a, b) => Some(span(src, *a, *b).to_string()),
-        RVal::Val(v) => scalar_text(v),
+        RVal::Str(a, b) => Some(Cow::Borrowed(span(src, *a, *b))),
+        RVal::Val(Value::String(s)) => Some(Cow::Borrowed(s)),
+        RVal::Val(v) => scalar_text(v).map(Cow::Owned),
         RVal::Obj(m) => Some(
             m.iter()
                 .find(|(k, _)| key_is(src, k, "$", false))
-                .and_then(|(_, v)| text_of(src, v))
+                .and_then(|(_, v)| text_cow(src, v))
                 .unwrap_or_default(),
         ),
-        RVal::Arr(a) => a.first().and_then(|v| text_of(src, v)),
+        RVal::Arr(a) => a.first().and_then(|v| text_cow(src, v)),
     }
 }
 
@@ -554,5 +560,45 @@ impl RawJson {
         } else {
             super::Node::Json(v)
         }
+    }
+}
+
+/// The catalogue reads a json item's fields borrowed from the document (no string per
+/// field) and edits it in place.
+impl super::Fields for RawJson {
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.slot(name).and_then(|v| text_cow(&self.src, v))
+    }
+    fn set_field(&mut self, name: &str, value: &str) -> bool {
+        RawJson::set_field(self, name, value)
+    }
+    fn text(&self) -> Option<Cow<'_, str>> {
+        match &self.v {
+            RVal::Arr(_) => None,
+            RVal::Obj(m) => m
+                .iter()
+                .find(|(k, _)| key_is(&self.src, k, "$", false))
+                .and_then(|(_, v)| text_cow(&self.src, v)),
+            v => text_cow(&self.src, v),
+        }
+    }
+    fn set_text(&mut self, t: &str) {
+        RawJson::set_text(self, t)
+    }
+    fn retain_children(
+        &mut self,
+        name: &str,
+        keep: &mut dyn FnMut(&mut dyn super::Fields) -> bool,
+    ) {
+        self.flat_map_children(name, &mut |mut c| {
+            if keep(&mut c) {
+                vec![c.v]
+            } else {
+                Vec::new()
+            }
+        });
+    }
+    fn each_child(&mut self, name: &str, f: &mut dyn FnMut(&mut dyn super::Fields)) {
+        self.for_children(name, &mut |c| f(c));
     }
 }
