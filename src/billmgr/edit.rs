@@ -9,15 +9,20 @@
 //! interface, [`Node`], instead of converting every format through one tree.
 //!
 //! Large lists (`pricelist.export`, `certificate`) are rewritten one top-level item at a
-//! time ([`rewrite_items`]): everything outside the items is copied byte for byte, each
-//! item is parsed, rewritten and written back on its own, so a rewrite holds the input,
-//! the output and one item, never a tree of the whole document. A json item is read in
+//! time ([`rewrite_list`], [`rewrite_items`]): everything outside the items is copied byte
+//! for byte, each item is read, rewritten and written back on its own, so a rewrite holds
+//! the input, the output and one item, never a tree of the whole document. The catalogue
+//! edits an item through [`Fields`] and writes as many copies of it as it needs through
+//! [`ListItem`]. An xml item is read by the gateway's own tokenizer (`xml_scan`, quick-xml's
+//! rules) into a flat arena of byte ranges (`xml_item`): edits are kept beside it and an
+//! element nothing changed in is copied as the upstream wrote it. A json item is read in
 //! the same single pass over the document into [`Node::Raw`]: its strings and keys are
 //! spans of the upstream's text, only the values edited are replaced, and it is written
 //! back exactly as serde_json would write its value (unchanged strings copied as they
 //! came), without a map or a string per field. Everything is checked on
 //! the way (well-formed, UTF-8, root `doc`, no DTD, no duplicate keys or attributes,
-//! bounded depth), in time linear in the document's size.
+//! bounded depth), in time linear in the document's size. [`delimit_items`] gives the
+//! rest of a list answer, its items only delimited, for a caller that reads them next.
 
 mod json;
 mod raw;
