@@ -565,13 +565,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             let timings = crate::perf::rewrite_bench(plans, rows, iterations, &formats)
                 .map_err(Failure::other)?;
-            println!(
-                "case format bytes wall_p50_us wall_p99_us wall_max_us cpu_p50_us cpu_p99_us check_cpu_p50_us"
-            );
+            println!("case format bytes wall_p50_us wall_p99_us wall_max_us cpu_p50_us cpu_p99_us");
             for t in timings {
                 let us = |d: std::time::Duration| d.as_micros();
                 println!(
-                    "{} {} {} {} {} {} {} {} {}",
+                    "{} {} {} {} {} {} {} {}",
                     t.case.replace(' ', "_"),
                     t.format.as_str(),
                     t.bytes,
@@ -580,7 +578,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     us(t.wall.max),
                     us(t.cpu.p50),
                     us(t.cpu.p99),
-                    us(t.check_cpu.p50),
                 );
             }
             Ok(())

@@ -507,8 +507,36 @@ pub fn rewrite_list(
     items: &[&str],
     f: &mut ListFn<'_>,
 ) -> Result<Vec<u8>, DocError> {
+    rewrite_list_rest(body, format, items, f, None)
+}
+
+/// [`rewrite_list`], and the upstream's document without its `list` items (what
+/// [`delimit_items`] gives; the other items, an `error`, stay in it): in xml from the same
+/// pass, so a list answer is read once.
+pub fn rewrite_list_and_rest(
+    body: &[u8],
+    format: Format,
+    items: &[&str],
+    list: &[&str],
+    f: &mut ListFn<'_>,
+) -> Result<(Vec<u8>, Vec<u8>), DocError> {
+    let mut rest = Vec::new();
+    let out = rewrite_list_rest(body, format, items, f, Some((&mut rest, list)))?;
+    if format != Format::Xml {
+        rest = delimit_items(body, format, list)?;
+    }
+    Ok((out, rest))
+}
+
+fn rewrite_list_rest(
+    body: &[u8],
+    format: Format,
+    items: &[&str],
+    f: &mut ListFn<'_>,
+    rest: xml_item::Rest<'_>,
+) -> Result<Vec<u8>, DocError> {
     match format {
-        Format::Xml => xml_item::edit(body, items, f),
+        Format::Xml => xml_item::edit(body, items, f, rest),
         _ => rewrite_items(body, format, items, &mut |name, node| {
             let mut item = NodeItem {
                 upstream: Some(node),

@@ -30,7 +30,7 @@ use rust_decimal::Decimal;
 
 use std::borrow::Cow;
 
-use crate::billmgr::edit::{rewrite_list, rewrite_whole, Fields, ListItem};
+use crate::billmgr::edit::{rewrite_list, rewrite_list_and_rest, rewrite_whole, Fields, ListItem};
 use crate::billmgr::{DocError, Format, Node, Params};
 use crate::store::model::{Markup, Plan, Reseller};
 use crate::store::plan_index::{AllPlans, ResellerPlans};
@@ -129,6 +129,18 @@ struct Ctx<'a> {
     fallback: Option<Option<Markup>>,
 }
 
+impl<'a> Ctx<'a> {
+    fn new(cat: Catalog<'a>, reseller: &'a Reseller) -> Self {
+        let plans = Plans::new(cat.store, reseller);
+        Ctx {
+            cat,
+            reseller,
+            fallback: plan_independent_markup(reseller, &plans.mine),
+            plans,
+        }
+    }
+}
+
 fn set_plans_for<'c>(cx: &'c Ctx, up: u64) -> &'c [Arc<Plan>] {
     cx.plans.mine(up)
 }
@@ -184,44 +196,71 @@ pub fn rewrite(
     body: &[u8],
     format: Format,
 ) -> Result<Option<Vec<u8>>, DocError> {
-    let plans = Plans::new(cat.store, reseller);
-    let cx = Ctx {
-        cat,
-        reseller,
-        fallback: plan_independent_markup(reseller, &plans.mine),
-        plans,
-    };
-    let cx = &cx;
-    match func {
-        "pricelist.export" => {
-            let wanted = asked_plans(params, &["pricelist", "elid"]);
-            rewrite_list(body, format, &["pricelist", "error"], &mut |name, item| {
-                if name == "error" {
-                    error_value(cx, item.copy(true));
-                    item.emit();
-                } else {
-                    export_plan(cx, &wanted, item)
-                }
-            })
-            .map(Some)
-        }
-        "certificate" => rewrite_list(body, format, &["elem", "error"], &mut |name, item| {
-            if name == "error" {
-                error_value(cx, item.copy(true));
-            } else {
-                list_row(cx, item.copy(true));
-            }
-            item.emit();
+    let cx = &Ctx::new(cat, reseller);
+    if let Some((list, items)) = list_items(func).zip(rewritten_items(func)) {
+        let wanted = asked_plans(params, &["pricelist", "elid"]);
+        return rewrite_list(body, format, items, &mut |name, item| {
+            list_item(cx, list, &wanted, name, item)
         })
-        .map(Some),
-        _ => rewrite_whole(body, format, &mut |doc| {
-            if doc.field_names().iter().any(|n| n == "error") {
-                let mut changed = false;
-                Fields::each_child(doc, "error", &mut |e| changed |= error_value(cx, e));
-                return changed;
-            }
-            form(cx, params, service_plan, doc)
-        }),
+        .map(Some);
+    }
+    rewrite_whole(body, format, &mut |doc| {
+        if doc.field_names().iter().any(|n| n == "error") {
+            let mut changed = false;
+            Fields::each_child(doc, "error", &mut |e| changed |= error_value(cx, e));
+            return changed;
+        }
+        form(cx, params, service_plan, doc)
+    })
+}
+
+/// A list function's answer rewritten ([`rewrite`]), and the upstream's answer without
+/// its list items — the light document the call is judged by, as
+/// [`crate::billmgr::edit::delimit_items`] gives it — from the same pass over an xml
+/// answer. `None` when `func` is not a list function.
+pub fn rewrite_list_answer(
+    cat: Catalog,
+    reseller: &Reseller,
+    func: &str,
+    params: &Params,
+    body: &[u8],
+    format: Format,
+) -> Option<Result<(Vec<u8>, Vec<u8>), DocError>> {
+    let (list, items) = list_items(func).zip(rewritten_items(func))?;
+    let cx = &Ctx::new(cat, reseller);
+    let wanted = asked_plans(params, &["pricelist", "elid"]);
+    Some(rewrite_list_and_rest(
+        body,
+        format,
+        items,
+        list,
+        &mut |name, item| list_item(cx, list, &wanted, name, item),
+    ))
+}
+
+/// The top-level items a list function's answer is rewritten by: its list's, and an
+/// `error`.
+fn rewritten_items(func: &str) -> Option<&'static [&'static str]> {
+    match func {
+        "pricelist.export" => Some(&["pricelist", "error"]),
+        "certificate" => Some(&["elem", "error"]),
+        _ => None,
+    }
+}
+
+/// One top-level item of a list answer (`list` names the list's items): a plan, a row,
+/// or an error.
+fn list_item(cx: &Ctx, list: &[&str], wanted: &[u64], name: &str, item: &mut dyn ListItem) {
+    match name {
+        "error" => {
+            error_value(cx, item.copy(true));
+            item.emit();
+        }
+        "pricelist" if list == ["pricelist"] => export_plan(cx, wanted, item),
+        _ => {
+            list_row(cx, item.copy(true));
+            item.emit();
+        }
     }
 }
 

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{rewrite, Gateway};
-use crate::billmgr::{Format, Params};
+use crate::billmgr::{Element, Format, Params};
 use crate::catalog::{Catalog, UpstreamNames};
 use crate::store::model::Reseller;
 use crate::store::Store;
 use crate::upstream::UpstreamError;
+
+/// The work on an upstream answer: the catalogue, the call, the answer's bytes.
+type Work<T> = fn(Catalog, &rewrite::Call, Bytes) -> Result<T, UpstreamError>;
 
 impl Gateway {
     /// The upstream's answer as the reseller sees it (see [`rewrite::reseller_answer`]).
@@ -21,6 +24,30 @@ impl Gateway {
         call: rewrite::Call<'_>,
         body: Bytes,
     ) -> Result<Bytes, UpstreamError> {
+        self.answer_work(call, body, rewrite::reseller_answer).await
+    }
+
+    /// A list function's answer read once ([`rewrite::reseller_list_document`]): the
+    /// rewritten answer (not yet redacted) and the light document it is judged by.
+    pub(super) async fn list_document(
+        &self,
+        call: rewrite::Call<'_>,
+        body: Bytes,
+    ) -> Result<(Bytes, Element), UpstreamError> {
+        self.answer_work(call, body, |cat, call, body| {
+            rewrite::reseller_list_document(cat, call, &body).unwrap_or(Err(UpstreamError::Garbage))
+        })
+        .await
+    }
+
+    /// `work` on an answer: inline for a small one that reads nothing, on the blocking
+    /// pool otherwise; its time observed as the rewrite's.
+    async fn answer_work<T: Send + 'static>(
+        &self,
+        call: rewrite::Call<'_>,
+        body: Bytes,
+        work: Work<T>,
+    ) -> Result<T, UpstreamError> {
         let inline = body.len() <= self.upstream.settings().large_response_bytes
             && !crate::catalog::response::reads_store(call.func);
         if inline {
@@ -29,14 +56,14 @@ impl Gateway {
                 names: &self.plan_names,
             };
             let started = Instant::now();
-            let answer = rewrite::reseller_answer(cat, &call, body);
+            let answer = work(cat, &call, body);
             self.metrics.observe_rewrite(call.func, started.elapsed());
             return answer;
         }
         let owned = Owned::from(&call, self.store.clone(), self.plan_names.clone());
         let (answer, took) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let answer = owned.answer(body);
+            let answer = owned.run(body, work);
             (answer, started.elapsed())
         })
         .await
@@ -74,7 +101,7 @@ impl Owned {
         }
     }
 
-    fn answer(&self, body: Bytes) -> Result<Bytes, UpstreamError> {
+    fn run<T>(&self, body: Bytes, work: Work<T>) -> Result<T, UpstreamError> {
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
         let call = rewrite::Call {
             reseller: &self.reseller,
@@ -88,7 +115,7 @@ impl Owned {
             store: &self.store,
             names: &self.names,
         };
-        rewrite::reseller_answer(cat, &call, body)
+        work(cat, &call, body)
     }
 }
 

@@ -248,6 +248,17 @@ impl Gateway {
             (None, [Some(plan)]) => plan.trim().parse().ok(),
             _ => None,
         };
+        if claim.is_none() && crate::catalog::response::list_items(func).is_some() {
+            let call = rewrite::Call {
+                reseller: &caller.reseller,
+                func,
+                params,
+                service_plan,
+                caller: format,
+                secrets: &[],
+            };
+            return self.list_call(&caller.account, call, &up_params, log).await;
+        }
         let result = self.forward(&caller.account, &up_params, log).await;
         let (body, doc) = match claim {
             Some(claim) => {
@@ -258,18 +269,7 @@ impl Gateway {
             }
             None => self.record_call(&caller, func, &up_params, result).await?,
         };
-        if let Some(err) = BmError::from_doc(&doc) {
-            log.outcome = "upstream_refused";
-            log.error_type = Some(err.kind.as_str());
-        } else {
-            log.outcome = "ok";
-        }
-        // An upstream may echo the request: its account's password never reaches the
-        // reseller, nor its login in an error.
-        let mut secrets = vec![caller.account.password.expose()];
-        if log.outcome == "upstream_refused" {
-            secrets.push(&caller.account.login);
-        }
+        let secrets = judged(&doc, &caller.account, log);
         let call = rewrite::Call {
             reseller: &caller.reseller,
             func,
@@ -284,6 +284,49 @@ impl Gateway {
             .inspect_err(|e| log.upstream_failure = Some(e.label()))?;
         Ok(Reply {
             body,
+            format,
+            set_cookie: None,
+        })
+    }
+
+    /// A list function's call (`pricelist.export`, `certificate`: nothing to claim or to
+    /// record) sent upstream with `up_params`, its answer read once: the rewrite gives the
+    /// light document the call is judged by ([`rewrite::reseller_list_document`]).
+    async fn list_call(
+        &self,
+        account: &Account,
+        call: rewrite::Call<'_>,
+        up_params: &Params,
+        log: &mut RequestLog,
+    ) -> Result<Reply, Refusal> {
+        let out = Outgoing {
+            params: up_params,
+            retry: !functions::changes_state(up_params),
+            list_items: None,
+        };
+        let body = self.upstream.send(account, out, log).await?;
+        let (format, reseller, func, params, service_plan) = (
+            call.caller,
+            call.reseller,
+            call.func,
+            call.params,
+            call.service_plan,
+        );
+        let (body, doc) = self
+            .list_document(call, body)
+            .await
+            .inspect_err(|e| log.upstream_failure = Some(e.label()))?;
+        let secrets = judged(&doc, account, log);
+        let call = rewrite::Call {
+            reseller,
+            func,
+            params,
+            service_plan,
+            caller: format,
+            secrets: &secrets,
+        };
+        Ok(Reply {
+            body: rewrite::redacted(&call, body),
             format,
             set_cookie: None,
         })
@@ -305,6 +348,22 @@ impl Gateway {
         };
         self.upstream.forward(account, call, log).await
     }
+}
+
+/// The outcome of a call whose upstream answered `doc`, noted on the access line, and what
+/// must not reach the reseller in the answer: an upstream may echo the request, so its
+/// account's password never does, nor its login in an error.
+fn judged<'a>(doc: &Element, account: &'a Account, log: &mut RequestLog) -> Vec<&'a str> {
+    let mut secrets = vec![account.password.expose()];
+    match BmError::from_doc(doc) {
+        Some(err) => {
+            log.outcome = "upstream_refused";
+            log.error_type = Some(err.kind.as_str());
+            secrets.push(&account.login);
+        }
+        None => log.outcome = "ok",
+    }
+    secrets
 }
 
 /// The error document for a refusal; the access line notes why.

@@ -17,13 +17,48 @@ pub fn reseller_answer(
     body: bytes::Bytes,
 ) -> Result<bytes::Bytes, UpstreamError> {
     let out = reseller_document(cat, call, body)?;
+    Ok(redacted(call, out))
+}
+
+/// `out` with every one of `call.secrets` it carries redacted ([`redact`]), logged.
+pub fn redacted(call: &Call, out: bytes::Bytes) -> bytes::Bytes {
     match redact(&out, call.secrets) {
         Some(clean) => {
             tracing::warn!(reseller = %call.reseller.login, func = call.func, "the upstream's answer carried the upstream account's credentials: redacted");
-            Ok(clean.into())
+            clean.into()
         }
-        None => Ok(out),
+        None => out,
     }
+}
+
+/// A list function's answer read once: what [`reseller_answer`] gives before redaction,
+/// and the light document the call is judged by (the upstream's answer without its list
+/// items, root `doc`; see [`crate::upstream::wire::read_answer`]) from the same pass.
+/// `None` when `call.func` is not a list function.
+pub fn reseller_list_document(
+    cat: crate::catalog::Catalog,
+    call: &Call,
+    body: &bytes::Bytes,
+) -> Option<Result<(bytes::Bytes, billmgr::Element), UpstreamError>> {
+    let f = upstream_format(call.caller);
+    let garbage = |e| crate::upstream::wire::unreadable(e, f, body.len());
+    let read = crate::catalog::response::rewrite_list_answer(
+        cat,
+        call.reseller,
+        call.func,
+        call.params,
+        body,
+        f,
+    )?;
+    Some((|| {
+        let (out, rest) = read.map_err(garbage)?;
+        let doc = crate::upstream::wire::read_doc(&rest, f).map_err(garbage)?;
+        if call.caller == Format::Text {
+            let xml = billmgr::parse(&out, Format::Xml).map_err(garbage)?;
+            return Ok((billmgr::render(&xml, Format::Text).into(), doc));
+        }
+        Ok((out.into(), doc))
+    })())
 }
 
 /// The reseller's call, as answering it needs it.

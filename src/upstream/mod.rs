@@ -108,6 +108,22 @@ impl Client {
         call: Outgoing<'_>,
         log: &mut RequestLog,
     ) -> Result<(Bytes, Element), UpstreamError> {
+        let body = self.send(account, call, log).await?;
+        let doc =
+            wire::read_answer(&body, call.params.format(), call.list_items).inspect_err(|e| {
+                log.upstream_failure = Some(e.label());
+            })?;
+        Ok((body, doc))
+    }
+
+    /// [`Client::forward`] without reading the answer: its bytes, for a caller that
+    /// reads them itself (a list answer read once, by its rewrite).
+    pub async fn send(
+        &self,
+        account: &Account,
+        call: Outgoing<'_>,
+        log: &mut RequestLog,
+    ) -> Result<Bytes, UpstreamError> {
         let up = wire::upstream_params(call.params, &account.login, account.password.expose());
         let answer = self
             .connector
@@ -118,10 +134,6 @@ impl Client {
             })?;
         log.upstream_status = Some(answer.status);
         log.upstream_latency = Some(answer.latency);
-        let doc = wire::read_answer(&answer.body, call.params.format(), call.list_items)
-            .inspect_err(|e| {
-                log.upstream_failure = Some(e.label());
-            })?;
-        Ok((answer.body, doc))
+        Ok(answer.body)
     }
 }

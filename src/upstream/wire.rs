@@ -50,20 +50,24 @@ pub fn read_answer(
     items: Option<&[&str]>,
 ) -> Result<Element, UpstreamError> {
     let f = upstream_format(caller);
-    let parsed = match items {
+    match items {
         Some(items) => {
-            billmgr::edit::delimit_items(body, f, items).and_then(|light| billmgr::parse(&light, f))
+            billmgr::edit::delimit_items(body, f, items).and_then(|light| read_doc(&light, f))
         }
-        None => billmgr::parse(body, f),
-    };
-    let parsed = parsed.and_then(|doc| {
-        if doc.name == "doc" {
-            Ok(doc)
-        } else {
-            Err(billmgr::DocError::NotDoc)
-        }
-    });
-    parsed.map_err(|e| unreadable(e, f, body.len()))
+        None => read_doc(body, f),
+    }
+    .map_err(|e| unreadable(e, f, body.len()))
+}
+
+/// A document (or a list answer without its items) in the format asked of the upstream,
+/// read whole: its root must be `doc`.
+pub fn read_doc(body: &[u8], f: Format) -> Result<Element, billmgr::DocError> {
+    let doc = billmgr::parse(body, f)?;
+    if doc.name == "doc" {
+        Ok(doc)
+    } else {
+        Err(billmgr::DocError::NotDoc)
+    }
 }
 
 /// An upstream answer of `bytes` bytes in format `f` that could not be read: logged,

@@ -88,8 +88,9 @@ fn interim_answers_are_skipped() {
 }
 
 /// An upstream error that echoes the request (the upstream account's login and password)
-/// reaches the reseller with both replaced by `***`, in every escaping; a successful
-/// answer keeps the login (a certificate list names its account) but never the password.
+/// reaches the reseller with both replaced by `***`, in every escaping, for a form and for
+/// a list (whose error is judged by the same pass that rewrites it); a successful answer
+/// keeps the login (a certificate list names its account) but never the password.
 #[test]
 fn upstream_credentials_are_redacted() {
     let up = RecordingUpstream::start(|p| {
@@ -100,12 +101,17 @@ fn upstream_credentials_are_redacted() {
         }
     });
     let env = TestEnv::builder().upstream_url(&up.url()).start();
-    for (out, format) in [
-        ("xml", Format::Xml),
-        ("json", Format::Json),
-        ("text", Format::Text),
+    for (out, format, func) in [
+        ("xml", Format::Xml, "whoami"),
+        ("json", Format::Json, "whoami"),
+        ("text", Format::Text, "whoami"),
+        ("xml", Format::Xml, "certificate"),
+        ("json", Format::Json, "certificate"),
+        ("text", Format::Text, "certificate"),
+        ("xml", Format::Xml, "pricelist.export"),
+        ("json", Format::Json, "pricelist.export"),
     ] {
-        let resp = env.acme(&format!("func=whoami&out={out}"));
+        let resp = env.acme(&format!("func={func}&out={out}"));
         let text = resp.text();
         assert!(
             !text.contains("acme-upstream-pw") && !text.contains("acme@sandbox"),
@@ -113,7 +119,9 @@ fn upstream_credentials_are_redacted() {
         );
         assert!(!text.contains("acme%40sandbox"), "{text}");
         if format != Format::Text {
-            assert!(error_of(&resp, format).msg.contains("***"), "{text}");
+            let err = error_of(&resp, format);
+            assert!(err.msg.contains("***"), "{func} {text}");
+            assert_eq!(err.kind.as_str(), "auth", "{func} {text}");
         } else {
             assert!(text.contains("***"), "{text}");
         }

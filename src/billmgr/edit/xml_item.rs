@@ -532,10 +532,20 @@ impl Fields for Cursor<'_, '_> {
     }
 }
 
+/// What is left of a document without its list items: where it goes, and which items
+/// are the list's (the others, an `error`, stay in it as the upstream wrote them).
+pub(super) type Rest<'a> = Option<(&'a mut Vec<u8>, &'a [&'a str])>;
+
 /// The document with its top-level `items` (children of the root `doc`) edited by `f` in
 /// the upstream's bytes ([`super::rewrite_list`]), everything else copied as it came;
-/// the whole document checked as [`super::xml::items`] checks it.
-pub(super) fn edit(body: &[u8], items: &[&str], f: &mut ListFn<'_>) -> Result<Vec<u8>, DocError> {
+/// the whole document checked as [`super::xml::items`] checks it. `rest` also gets the
+/// upstream's document without its list items, from the same pass.
+pub(super) fn edit(
+    body: &[u8],
+    items: &[&str],
+    f: &mut ListFn<'_>,
+    mut rest: Rest<'_>,
+) -> Result<Vec<u8>, DocError> {
     // A byte-order mark is not content.
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let src = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
@@ -565,6 +575,11 @@ pub(super) fn edit(body: &[u8], items: &[&str], f: &mut ListFn<'_>) -> Result<Ve
                 match listed {
                     Some(listed) if depth == 1 => {
                         item.read(&mut sc, (name, attrs, empty), (a as u32, z as u32), 2)?;
+                        if let Some((rest, list)) = rest.as_mut() {
+                            if !list.contains(listed) {
+                                rest.extend_from_slice(&body[a..sc.pos]);
+                            }
+                        }
                         f(listed, &mut item);
                         out.extend_from_slice(item.out.as_bytes());
                         item.out.clear();
@@ -619,6 +634,9 @@ pub(super) fn edit(body: &[u8], items: &[&str], f: &mut ListFn<'_>) -> Result<Ve
             Tok::CData { .. } | Tok::Other => {}
         }
         out.extend_from_slice(&body[a..z]);
+        if let Some((rest, _)) = rest.as_mut() {
+            rest.extend_from_slice(&body[a..z]);
+        }
     }
     if !root_seen {
         return Err(DocError::Empty);
