@@ -214,6 +214,9 @@ pub fn rewrite(
     })
 }
 
+/// A rewritten list answer and the upstream's answer without its list items.
+pub type ListAnswer = (Vec<u8>, Vec<u8>);
+
 /// A list function's answer rewritten ([`rewrite`]), and the upstream's answer without
 /// its list items — the light document the call is judged by, as
 /// [`crate::billmgr::edit::delimit_items`] gives it — from the same pass over an xml
@@ -225,7 +228,7 @@ pub fn rewrite_list_answer(
     params: &Params,
     body: &[u8],
     format: Format,
-) -> Option<Result<(Vec<u8>, Vec<u8>), DocError>> {
+) -> Option<Result<ListAnswer, DocError>> {
     let (list, items) = list_items(func).zip(rewritten_items(func))?;
     let cx = &Ctx::new(cat, reseller);
     let wanted = asked_plans(params, &["pricelist", "elid"]);
