@@ -396,24 +396,25 @@ impl<'s> XmlItem<'s> {
                 tag.trim_end_matches('>')
             });
         } else {
-            out.push('<');
-            out.push_str(at(src, e.name));
+            // The tag as written, each changed value spliced in between its quotes.
+            let mut cursor = e.start;
             for a in attrs {
-                out.push(' ');
-                out.push_str(at(src, a.key));
-                out.push('=');
-                let quote = src.as_bytes()[a.value.0 as usize - 1] as char;
-                out.push(quote);
-                match a.new {
-                    Some(n) => escape_xml(at(&self.edits, n), true, out),
-                    None => out.push_str(at(src, a.value)),
+                if let Some(n) = a.new {
+                    out.push_str(at(src, (cursor, a.value.0)));
+                    escape_xml(at(&self.edits, n), true, out);
+                    cursor = a.value.1;
                 }
-                out.push(quote);
             }
             if e.empty && !opens {
-                out.push_str("/>");
+                out.push_str(at(src, (cursor, e.end)));
                 return;
             }
+            let tag = at(src, (cursor, e.tag_end));
+            out.push_str(if e.empty {
+                tag.trim_end_matches('>').trim_end_matches('/')
+            } else {
+                tag.trim_end_matches('>')
+            });
         }
         out.push('>');
         match new_text {

@@ -92,13 +92,29 @@ impl<'a> Scanner<'a> {
                 )
             }
             Some(_) => {
-                let gt = tag_end(b, start + 1)?;
+                // The name first (the usual tag ends right after it, or has attributes
+                // after a space); a quote in it takes the general way.
+                let mut i = start + 1;
+                while i < b.len()
+                    && !matches!(b[i], b' ' | b'\r' | b'\n' | b'\t' | b'>' | b'"' | b'\'')
+                {
+                    i += 1;
+                }
+                let gt = match b.get(i) {
+                    Some(b'>') => i,
+                    Some(b'"' | b'\'') => tag_end(b, start + 1)?,
+                    _ => tag_end(b, i)?,
+                };
                 let empty = b[gt - 1] == b'/' && gt > start + 1;
                 let content_end = if empty { gt - 1 } else { gt };
-                let name_end = b[start + 1..content_end]
-                    .iter()
-                    .position(|&c| ws(c))
-                    .map_or(content_end, |p| start + 1 + p);
+                let name_end = if i < gt && ws(b[i]) {
+                    i
+                } else {
+                    b[start + 1..content_end]
+                        .iter()
+                        .position(|&c| ws(c))
+                        .map_or(content_end, |p| start + 1 + p)
+                };
                 (
                     Tok::Start {
                         name: (start as u32 + 1, name_end as u32),
