@@ -356,6 +356,10 @@ impl<'s> XmlItem<'s> {
 
     /// Undo every edit: the item as the upstream wrote it.
     fn restart(&mut self) {
+        // Every edit marks the item's root changed ([`XmlItem::touch`]).
+        if !self.els.first().is_some_and(|root| root.dirty) {
+            return;
+        }
         for e in &mut self.els {
             e.new_text = None;
             e.dropped = false;
