@@ -511,8 +511,8 @@ pub fn rewrite_list(
 }
 
 /// [`rewrite_list`], and the upstream's document without its `list` items (what
-/// [`delimit_items`] gives; the other items, an `error`, stay in it): in xml from the same
-/// pass, so a list answer is read once.
+/// [`delimit_items`] gives; the other items, an `error`, stay in it) from the same pass,
+/// so a list answer is read once.
 pub fn rewrite_list_and_rest(
     body: &[u8],
     format: Format,
@@ -522,9 +522,6 @@ pub fn rewrite_list_and_rest(
 ) -> Result<(Vec<u8>, Vec<u8>), DocError> {
     let mut rest = Vec::new();
     let out = rewrite_list_rest(body, format, items, f, Some((&mut rest, list)))?;
-    if format != Format::Xml {
-        rest = delimit_items(body, format, list)?;
-    }
     Ok((out, rest))
 }
 
@@ -535,17 +532,22 @@ fn rewrite_list_rest(
     f: &mut ListFn<'_>,
     rest: xml_item::Rest<'_>,
 ) -> Result<Vec<u8>, DocError> {
+    let mut nodes = |name: &str, node: Node| {
+        let mut item = NodeItem {
+            upstream: Some(node),
+            copy: None,
+            out: Vec::new(),
+        };
+        f(name, &mut item);
+        item.out
+    };
     match format {
         Format::Xml => xml_item::edit(body, items, f, rest),
-        _ => rewrite_items(body, format, items, &mut |name, node| {
-            let mut item = NodeItem {
-                upstream: Some(node),
-                copy: None,
-                out: Vec::new(),
-            };
-            f(name, &mut item);
-            item.out
-        }),
+        Format::Json | Format::Sjson => {
+            json::items(body, false, items, json::Mode::Rewrite(&mut nodes), rest)
+        }
+        Format::Bjson => json::items(body, true, items, json::Mode::Rewrite(&mut nodes), rest),
+        Format::Text => Err(DocError::Unsupported("text")),
     }
 }
 
@@ -566,8 +568,10 @@ pub fn rewrite_items(
 ) -> Result<Vec<u8>, DocError> {
     match format {
         Format::Xml => xml::items(body, items, xml::Mode::Nodes(f)),
-        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Rewrite(f)),
-        Format::Bjson => json::items(body, true, items, json::Mode::Rewrite(f)),
+        Format::Json | Format::Sjson => {
+            json::items(body, false, items, json::Mode::Rewrite(f), None)
+        }
+        Format::Bjson => json::items(body, true, items, json::Mode::Rewrite(f), None),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }
@@ -579,8 +583,8 @@ pub fn rewrite_items(
 pub fn without_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
     match format {
         Format::Xml => xml::items(body, items, xml::Mode::Check),
-        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Check),
-        Format::Bjson => json::items(body, true, items, json::Mode::Check),
+        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Check, None),
+        Format::Bjson => json::items(body, true, items, json::Mode::Check, None),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }
@@ -595,8 +599,8 @@ pub fn without_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<
 pub fn delimit_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
     match format {
         Format::Xml => xml::delimit(body, items),
-        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Delimit),
-        Format::Bjson => json::items(body, true, items, json::Mode::Delimit),
+        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Delimit, None),
+        Format::Bjson => json::items(body, true, items, json::Mode::Delimit, None),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }

@@ -222,13 +222,33 @@ pub(super) fn items(
     bjson: bool,
     items: &[&str],
     mode: Mode,
+    rest: Rest<'_>,
 ) -> Result<Vec<u8>, DocError> {
     let (f, delimit) = match mode {
         Mode::Check => (None, false),
         Mode::Delimit => (None, true),
         Mode::Rewrite(f) => (Some(f), false),
     };
-    rewrite(body, bjson, items, f, delimit)
+    rewrite(body, bjson, items, f, delimit, rest)
+}
+
+/// Where the document without its list items goes, and which items are the list's (the
+/// others, an `error`, stay in it as they came): written in the same pass as a rewrite.
+pub(super) type Rest<'a> = Option<(&'a mut Vec<u8>, &'a [&'a str])>;
+
+/// Both outputs of a pass: the rewritten document, and (maybe) its rest.
+struct Outs<'x> {
+    out: &'x mut Vec<u8>,
+    rest: Option<&'x mut Vec<u8>>,
+}
+
+impl Outs<'_> {
+    fn both(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+        if let Some(r) = self.rest.as_deref_mut() {
+            r.extend_from_slice(bytes);
+        }
+    }
 }
 
 fn push_key(out: &mut Vec<u8>, k: &str) {
@@ -249,6 +269,7 @@ fn rewrite(
     items: &[&str],
     f: Option<&mut ItemFn<'_>>,
     delimit: bool,
+    rest: Rest<'_>,
 ) -> Result<Vec<u8>, DocError> {
     let text = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     // The items' nodes share one copy of the document (their strings are spans of it);
@@ -261,6 +282,10 @@ fn rewrite(
         None => (Arc::from(""), Vec::new()),
     };
     let mut de = serde_json::Deserializer::from_str(if f.is_some() { &src } else { text });
+    let (rest, list) = match rest {
+        Some((r, list)) => (Some(r), list),
+        None => (None, &[][..]),
+    };
     let doc = DocItems {
         src: &src,
         depth: 0,
@@ -268,7 +293,11 @@ fn rewrite(
         items,
         f,
         delimit,
-        out: &mut out,
+        list,
+        outs: Outs {
+            out: &mut out,
+            rest,
+        },
     };
     if bjson {
         de.deserialize_map(doc).map_err(json_err)?;
@@ -290,22 +319,33 @@ struct DocItems<'x, 'f, 'de> {
     f: Option<&'x mut ItemFn<'f>>,
     /// Items left out are only delimited, not checked.
     delimit: bool,
-    out: &'x mut Vec<u8>,
+    /// The list's items (left out of the rest).
+    list: &'x [&'x str],
+    outs: Outs<'x>,
 }
 
 /// Another value: checked, and copied as it came.
 fn copy_checked<'de, A: MapAccess<'de>>(
     map: &mut A,
     depth: usize,
-    out: &mut Vec<u8>,
+    outs: &mut Outs,
 ) -> Result<(), A::Error> {
     let raw: &'de RawValue = map.next_value()?;
     let mut de = serde_json::Deserializer::from_str(raw.get());
     CheckOnly(depth)
         .deserialize(&mut de)
         .map_err(serde::de::Error::custom)?;
-    out.extend_from_slice(raw.get().as_bytes());
+    outs.both(raw.get().as_bytes());
     Ok(())
+}
+
+/// A member's key in `out`, after a comma unless it is the first.
+fn member(out: &mut Vec<u8>, first: &mut bool, k: &str) {
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    push_key(out, k);
 }
 
 /// Whether `k` was seen in this object (linear while few keys, hashed past that).
@@ -353,23 +393,24 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
             items,
             mut f,
             delimit,
-            out,
+            list: list_items,
+            mut outs,
         } = self;
         let base: &'de str = src;
-        out.push(b'{');
-        let mut first = true;
+        outs.both(b"{");
+        // Whether the next member is the first, in the document and in its rest.
+        let (mut first, mut rest_first) = (true, true);
         let (mut few, mut many) = (Vec::new(), None);
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             if seen_before(&mut few, &mut many, k.clone()) {
                 return Err(serde::de::Error::custom("duplicate key"));
             }
             if !items.contains(&&*k) {
-                if !first {
-                    out.push(b',');
+                member(outs.out, &mut first, &k);
+                if let Some(r) = outs.rest.as_deref_mut() {
+                    member(r, &mut rest_first, &k);
                 }
-                first = false;
-                push_key(out, &k);
-                copy_checked(&mut map, depth + 1, out)?;
+                copy_checked(&mut map, depth + 1, &mut outs)?;
                 continue;
             }
             let item = |v: RVal| {
@@ -394,12 +435,8 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                     map.next_value_seed(ListCheck(depth + 1))?
                 };
                 if list {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    push_key(out, &k);
-                    out.extend_from_slice(b"[]");
+                    member(outs.out, &mut first, &k);
+                    outs.out.extend_from_slice(b"[]");
                 }
                 continue;
             };
@@ -407,14 +444,22 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                 base,
                 depth: depth + 1,
             })?;
+            // The rest: a list's items left out (an array stays an empty array), any
+            // other item as it came.
+            if let Some(r) = outs.rest.as_deref_mut() {
+                if !list_items.contains(&&*k) {
+                    member(r, &mut rest_first, &k);
+                    raw::write(src, &value, r);
+                } else if matches!(value, RVal::Arr(_)) {
+                    member(r, &mut rest_first, &k);
+                    r.extend_from_slice(b"[]");
+                }
+            }
+            let out = &mut *outs.out;
             match value {
                 // A list stays a list, whatever its length.
                 RVal::Arr(list) => {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    push_key(out, &k);
+                    member(out, &mut first, &k);
                     out.push(b'[');
                     let mut n = 0;
                     for it in list {
@@ -434,11 +479,7 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                     if new.is_empty() {
                         continue;
                     }
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    push_key(out, &k);
+                    member(out, &mut first, &k);
                     let several = new.len() > 1;
                     if several {
                         out.push(b'[');
@@ -455,7 +496,7 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                 }
             }
         }
-        out.push(b'}');
+        outs.both(b"}");
         Ok(())
     }
 }
@@ -478,10 +519,11 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
             items,
             mut f,
             delimit,
-            out,
+            list,
+            mut outs,
             ..
         } = self.0;
-        out.push(b'{');
+        outs.both(b"{");
         let mut first = true;
         let mut doc_seen = false;
         let (mut few, mut many) = (Vec::new(), None);
@@ -490,10 +532,13 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
                 return Err(serde::de::Error::custom("duplicate key"));
             }
             if !first {
-                out.push(b',');
+                outs.both(b",");
             }
             first = false;
-            push_key(out, &k);
+            push_key(outs.out, &k);
+            if let Some(r) = outs.rest.as_deref_mut() {
+                push_key(r, &k);
+            }
             if k == "doc" {
                 doc_seen = true;
                 map.next_value_seed(DocItems {
@@ -503,16 +548,20 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
                     items,
                     f: f.as_deref_mut(),
                     delimit,
-                    out: &mut *out,
+                    list,
+                    outs: Outs {
+                        out: &mut *outs.out,
+                        rest: outs.rest.as_deref_mut(),
+                    },
                 })?;
             } else {
-                copy_checked(&mut map, 1, out)?;
+                copy_checked(&mut map, 1, &mut outs)?;
             }
         }
         if !doc_seen {
             return Err(serde::de::Error::custom("the root has no 'doc'"));
         }
-        out.push(b'}');
+        outs.both(b"}");
         Ok(())
     }
 }
