@@ -56,7 +56,7 @@ row() { # name wrk-output
 }
 cpu() { # name pid acknowledged: the gateway's CPU time (user + system) per acknowledged order
   awk -v n="$1" -v a="$3" -v hz="$(getconf CLK_TCK)" '{ s = ($14 + $15) / hz;
-    printf "%-8s CPU %.2f s, %.0f us per acknowledged order\n", n, s, a > 0 ? s * 1e6 / a : 0 }' "/proc/$2/stat" >&2
+    printf "%-8s CPU %.2f s, %.0f us per acknowledged order\n", n, s, (a > 0 ? s * 1e6 / a : 0) }' "/proc/$2/stat" >&2
 }
 orders() { # addr prefix [env...]
   local addr=$1 prefix=$2; shift 2
