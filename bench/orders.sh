@@ -6,7 +6,9 @@
 #              order is forwarded, the outcome (record, service, ledger entry) before the answer
 # `acknowledged` counts answers carrying a certificate id. The sandbox is seeded with a
 # balance no run exhausts. Knobs: DURATION (seconds per path, default 10), CONNS (16).
-# Prints the gateway's orders/s, p99 and the ratio gateway/direct; called by bench/run.sh.
+# Prints the gateway's orders/s, p99, the ratio gateway/direct and each gateway's CPU time per
+# acknowledged order (its whole process: call path, committer, sled, jobs after the answer,
+# startup included); called by bench/run.sh.
 # BASE_BIN=path/to/an/older/resellgate adds a row for that build's gateway (A/B in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,8 +40,8 @@ gateway() { # name binary listen sandbox [admin-listen]
   "$2" mappings apply --config "$DIR/$1/config.toml" mappings/demo.toml >/dev/null
   RESELLGATE_LOG=warn "$2" serve --config "$DIR/$1/config.toml" 2>"$DIR/$1/gateway.log" & PIDS+=($!)
 }
-gateway gw "$BIN" "$GW" "$SB" "$AD"
-[ -n "$BASE_BIN" ] && gateway base "$BASE_BIN" "$GB" "$SBB"
+gateway gw "$BIN" "$GW" "$SB" "$AD"; GW_PID=${PIDS[-1]}
+[ -n "$BASE_BIN" ] && { gateway base "$BASE_BIN" "$GB" "$SBB"; GB_PID=${PIDS[-1]}; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/${1%:*}/${1#*:}) 2>/dev/null && return 0; sleep 0.1; done; echo "no listener on $1" >&2; exit 1; }
 wait_port "$SD"; wait_port "$SB"; wait_port "$SBB"; wait_port "$GW"; [ -z "$BASE_BIN" ] || wait_port "$GB"
 
@@ -50,16 +52,22 @@ row() { # name wrk-output
   p99=$(awk '$1=="99%" {print $2}' <<<"$2")
   acked=$(awk '/^acknowledged/ {print $2}' <<<"$2")
   printf '%-8s %10s orders/s   p50 %8s   p99 %8s   acknowledged %s\n' "$1" "$rps" "$p50" "$p99" "$acked" >&2
-  echo "$rps"
+  echo "$rps $acked"
+}
+cpu() { # name pid acknowledged: the gateway's CPU time (user + system) per acknowledged order
+  awk -v n="$1" -v a="$3" -v hz="$(getconf CLK_TCK)" '{ s = ($14 + $15) / hz;
+    printf "%-8s CPU %.2f s, %.0f us per acknowledged order\n", n, s, (a > 0 ? s * 1e6 / a : 0) }' "/proc/$2/stat" >&2
 }
 orders() { # addr prefix [env...]
   local addr=$1 prefix=$2; shift 2
   env PREFIX="$prefix" "$@" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/orders.lua "http://$addr/"
 }
 echo "durable orders: wrk -t1 -c$CONNS -d${DURATION}s, unique remoteids, $(nproc) cores" >&2
-D=$(row direct "$(orders "$SD" d$$x AUTHINFO=acme@sandbox:acme-upstream-pw PRICELIST=3033)")
-[ -z "$BASE_BIN" ] || B=$(row base "$(orders "$GB" b$$x)")
-G=$(row gateway "$(orders "$GW" g$$x)")
+read -r D _ <<<"$(row direct "$(orders "$SD" d$$x AUTHINFO=acme@sandbox:acme-upstream-pw PRICELIST=3033)")"
+[ -z "$BASE_BIN" ] || read -r B BA <<<"$(row base "$(orders "$GB" b$$x)")"
+read -r G GA <<<"$(row gateway "$(orders "$GW" g$$x)")"
+[ -z "$BASE_BIN" ] || cpu base "$GB_PID" "$BA"
+cpu gateway "$GW_PID" "$GA"
 awk -v d="$D" -v g="$G" 'BEGIN { printf "orders gateway/direct throughput ratio: %.2f\n", g/d }'
 [ -z "$BASE_BIN" ] || awk -v b="$B" -v g="$G" 'BEGIN { printf "orders gateway/base   throughput ratio: %.2f\n", g/b }'
 # The gateway's own counters, as an operator reads them.

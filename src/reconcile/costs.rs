@@ -63,7 +63,7 @@ impl Reconciler {
             },
             entry.at_ms,
         );
-        record::record_ledger(&self.store, filled).await
+        record::record_ledger_after_answer(&self.store, filled).await
     }
 
     /// Read the upstream cost of every ledger entry still without one (its lookup after

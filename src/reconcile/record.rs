@@ -232,7 +232,25 @@ pub fn ledger_entry(store: &Store, b: Billed, at_ms: u64) -> LedgerEntry {
 /// Answers whether it was written.
 pub async fn record_ledger(store: &Store, entry: LedgerEntry) -> bool {
     let (login, id) = (entry.reseller.clone(), entry.upstream_id);
-    match durable(store.write_durable(move |s| s.put_ledger_locked(&entry))).await {
+    let written = store.write_durable(move |s| s.put_ledger_locked(&entry));
+    ledger_written(&login, id, written).await
+}
+
+/// [`record_ledger`] for work after the answer (a cost read later): as durable when it
+/// answers, but it shares the flush of the orders coming meanwhile instead of starting
+/// one of its own ([`Store::write_durable_background`]).
+pub async fn record_ledger_after_answer(store: &Store, entry: LedgerEntry) -> bool {
+    let (login, id) = (entry.reseller.clone(), entry.upstream_id);
+    let written = store.write_durable_background(move |s| s.put_ledger_locked(&entry));
+    ledger_written(&login, id, written).await
+}
+
+async fn ledger_written(
+    login: &str,
+    id: u64,
+    written: impl std::future::Future<Output = Result<(), StoreError>>,
+) -> bool {
+    match durable(written).await {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(reseller = %login, id, error = %e, "cannot record a ledger entry");

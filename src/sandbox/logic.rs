@@ -33,6 +33,11 @@ pub(super) struct State {
     pub currency: String,
     sessions: HashMap<String, Session>,
     pub certs: Vec<Certificate>,
+    /// Indexes into `certs` of the certificates that were given each `remoteid` (on order
+    /// or edit), so a list filtered by `remoteid` reads those instead of every
+    /// certificate, as a real billing's database would. May name certificates whose
+    /// `remoteid` changed since: the list checks each.
+    by_remoteid: HashMap<String, Vec<usize>>,
     next_id: u64,
     pub orders: usize,
     /// Orders sent without `skipbasket=on`, left in the cart.
@@ -48,6 +53,7 @@ impl State {
             currency: config.currency,
             sessions: HashMap::new(),
             certs: Vec::new(),
+            by_remoteid: HashMap::new(),
             next_id: FIRST_ID,
             orders: 0,
             basket: 0,
@@ -251,11 +257,11 @@ impl State {
         let remoteid = p.get_nonempty("remoteid");
         let mut doc = Element::doc();
         let mut n = 0;
-        for c in self
-            .certs
-            .iter()
-            .filter(|c| c.account == login && !c.deleted)
-        {
+        let candidates: Box<dyn Iterator<Item = &Certificate>> = match remoteid {
+            Some(r) => Box::new(self.with_remoteid(r)),
+            None => Box::new(self.certs.iter()),
+        };
+        for c in candidates.filter(|c| c.account == login && !c.deleted) {
             if remoteid.is_some_and(|r| c.remoteid.as_deref() != Some(r)) {
                 continue;
             }
@@ -285,6 +291,21 @@ impl State {
         doc.push(Element::leaf("p_cnt", n.to_string()));
         doc.push(Element::leaf("p_elems", n.to_string()));
         doc
+    }
+
+    /// The certificates ever given `remoteid`, in id order (some may have another now).
+    fn with_remoteid(&self, remoteid: &str) -> impl Iterator<Item = &Certificate> {
+        let mut at = self.by_remoteid.get(remoteid).cloned().unwrap_or_default();
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter().filter_map(|i| self.certs.get(i))
+    }
+
+    /// Note that certificate `i` now has `remoteid` (see `by_remoteid`).
+    pub(super) fn index_remoteid(&mut self, i: usize) {
+        if let Some(r) = self.certs.get(i).and_then(|c| c.remoteid.clone()) {
+            self.by_remoteid.entry(r).or_default().push(i);
+        }
     }
 
     /// The index of the account's live certificate `elid`, or `access`/`elid`.
@@ -409,6 +430,7 @@ impl State {
             key_deleted: false,
             deleted: false,
         });
+        self.index_remoteid(self.certs.len() - 1);
         Ok(Element::doc()
             .child(Element::new("ok"))
             .child(Element::leaf("id", id.to_string())))

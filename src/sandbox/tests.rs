@@ -720,6 +720,53 @@ fn list_and_edit() {
     assert_eq!(err_of(&doc), (ErrorType::Value, "adm_email".into()));
 }
 
+/// The list filtered by `remoteid` (read through the sandbox's remoteid index) follows
+/// edits of a certificate's `remoteid`, lists every certificate with that `remoteid` in id
+/// order, only the caller's and only live ones.
+#[test]
+fn list_by_remoteid_follows_edits() {
+    let sb = Sandbox::demo();
+    let ids = |remoteid: &str, auth: &str| -> Vec<String> {
+        q(
+            &sb,
+            &format!("func=certificate&authinfo={auth}&remoteid={remoteid}"),
+        )
+        .find_all("elem")
+        .map(|e| e.child_text("id").unwrap_or_default().to_string())
+        .collect()
+    };
+    let a = order_id(&order(&sb, ACME, &[("remoteid", Some("r1"))]));
+    let b = order_id(&order(&sb, ACME, &[("remoteid", Some("r2"))]));
+    let g = order_id(&order(&sb, GLOBEX, &[("remoteid", Some("r1"))]));
+    assert_eq!(ids("r1", ACME), [a.to_string()]);
+    assert_eq!(ids("r1", GLOBEX), [g.to_string()]);
+    // b takes r1 too: both, in id order; r2 names nothing any more
+    let doc = q(
+        &sb,
+        &format!("func=certificate.edit&elid={b}&sok=ok&authinfo={ACME}&remoteid=r1"),
+    );
+    assert!(is_ok(&doc), "{}", xml(&doc));
+    assert_eq!(ids("r1", ACME), [a.to_string(), b.to_string()]);
+    assert!(ids("r2", ACME).is_empty());
+    // edited back and forth: listed once
+    for r in ["r2", "r1"] {
+        let doc = q(
+            &sb,
+            &format!("func=certificate.edit&elid={b}&sok=ok&authinfo={ACME}&remoteid={r}"),
+        );
+        assert!(is_ok(&doc), "{}", xml(&doc));
+    }
+    assert_eq!(ids("r1", ACME), [a.to_string(), b.to_string()]);
+    // deleted: gone from the list
+    let doc = q(
+        &sb,
+        &format!("func=certificate.delete&elid={a}&authinfo={ACME}"),
+    );
+    assert!(is_ok(&doc), "{}", xml(&doc));
+    assert_eq!(ids("r1", ACME), [b.to_string()]);
+    assert!(ids("nothing", ACME).is_empty());
+}
+
 /// `pricelist.export` needs no login and has the documented shape and prices.
 #[test]
 fn pricelist_export_shape() {

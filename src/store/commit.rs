@@ -15,6 +15,14 @@
 //!   group's flush, so it never replays an answer an earlier write of the group has not
 //!   made durable yet.
 //!
+//! A write nobody waits on for an answer (a ledger entry's cost read after the order was
+//! answered: [`Store::write_durable_background`]) is durable the same way, but does not
+//! start a flush of its own while foreground writes (claims, outcomes) keep coming: it
+//! waits at most [`BACKGROUND_WAIT`] to join the next group, so under load it costs no
+//! flush and no wake-up of the disk, and when idle it is flushed after that wait.
+//! Writes that arrive while a group's writes run join that group (they are written
+//! before its flush starts).
+//!
 //! The flushes happen on the committer thread, never on an async worker. On a shared
 //! backend (PostgreSQL) every write is committed synchronously and `flush` is a no-op:
 //! there is nothing to group, so a write runs on the blocking pool as before, and a
@@ -23,6 +31,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use super::{BackendError, Shared, Store, StoreError};
 
@@ -36,9 +45,19 @@ type Done = Box<dyn FnOnce(Result<(), &BackendError>) + Send>;
 /// Jobs one group takes at most (bounds the time the first of them waits).
 const MAX_GROUP: usize = 1024;
 
+/// How long a background write waits for a foreground write to share a flush with
+/// before it is flushed on its own.
+pub(super) const BACKGROUND_WAIT: Duration = Duration::from_millis(5);
+
+/// A job and whether a caller waits on it for an answer (foreground) or not.
+struct Queued {
+    job: Job,
+    background: bool,
+}
+
 /// The sending half of a store's committer; the thread ends when the store drops.
 pub(super) struct Committer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Queued>,
     stats: Arc<Counters>,
 }
 
@@ -64,7 +83,7 @@ impl Committer {
     /// Starts the committer thread of the store behind `shared` (held weakly, so the
     /// thread keeps neither the store nor its lock alive).
     pub(super) fn start(shared: Weak<Shared>) -> std::io::Result<Committer> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Queued>();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
         std::thread::Builder::new()
@@ -74,28 +93,55 @@ impl Committer {
     }
 }
 
-fn run(shared: Weak<Shared>, rx: mpsc::Receiver<Job>, stats: &Counters) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+fn run(shared: Weak<Shared>, rx: mpsc::Receiver<Queued>, stats: &Counters) {
+    // Background jobs waiting for a foreground one, and since when the oldest waits.
+    let mut background: Vec<Job> = Vec::new();
+    let mut since: Option<Instant> = None;
+    let mut open = true;
+    while open || !background.is_empty() {
+        let mut group: Vec<Job> = Vec::new();
+        let first = match since {
+            None => rx.recv().ok(),
+            Some(t) => {
+                let left = (t + BACKGROUND_WAIT).saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(q) => Some(q),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        None
+                    }
+                }
             }
+        };
+        match first {
+            Some(q) if q.background => {
+                background.push(q.job);
+                since.get_or_insert_with(Instant::now);
+                if background.len() < MAX_GROUP {
+                    continue; // wait for a foreground job (or the end of the wait)
+                }
+            }
+            Some(q) => group.push(q.job),
+            None if since.is_none() => return, // closed, nothing waiting
+            None => {}                         // the wait is over (or closed): flush them
         }
+        take_waiting(&rx, &mut group, &mut background);
+        group.append(&mut background);
+        since = None;
         let Some(shared) = shared.upgrade() else {
             return; // the store is gone: dropping the jobs answers their callers an error
         };
         let store = Store { shared };
-        // A job that panics drops its answer: its caller gets an error, the others go on.
-        let waiting: Vec<Done> = group
-            .into_iter()
-            .filter_map(|job| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&store)))
-                    .ok()
-                    .flatten()
-            })
-            .collect();
+        let mut waiting: Vec<Done> = Vec::new();
+        // Jobs that came while the group ran join it: written before its flush starts.
+        while !group.is_empty() {
+            waiting.extend(group.drain(..).filter_map(|job| run_job(job, &store)));
+            if waiting.len() < MAX_GROUP {
+                take_waiting(&rx, &mut group, &mut background);
+                group.append(&mut background);
+            }
+        }
         if waiting.is_empty() {
             continue;
         }
@@ -112,6 +158,26 @@ fn run(shared: Weak<Shared>, rx: mpsc::Receiver<Job>, stats: &Counters) {
             done(flushed.as_ref().map(|_| ()));
         }
     }
+}
+
+/// Moves every job waiting in `rx` (up to [`MAX_GROUP`] in all) to `group` or
+/// `background`.
+fn take_waiting(rx: &mpsc::Receiver<Queued>, group: &mut Vec<Job>, background: &mut Vec<Job>) {
+    while group.len() + background.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(q) if q.background => background.push(q.job),
+            Ok(q) => group.push(q.job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Runs one job; a job that panics drops its answer: its caller gets an error, the
+/// others go on.
+fn run_job(job: Job, store: &Store) -> Option<Done> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store)))
+        .ok()
+        .flatten()
 }
 
 impl BackendError {
@@ -151,6 +217,24 @@ impl Store {
         &self,
         write: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_durable_as(write, false).await
+    }
+
+    /// [`Store::write_durable`] for a write no caller waits on (work after an answer): as
+    /// durable when it answers, but on sled it starts no flush of its own while
+    /// foreground writes come; it joins the next group within [`BACKGROUND_WAIT`].
+    pub async fn write_durable_background<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_durable_as(write, true).await
+    }
+
+    async fn write_durable_as<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        background: bool,
+    ) -> Result<T, StoreError> {
         let Some(committer) = self.shared.committer.get() else {
             let store = self.clone();
             return tokio::task::spawn_blocking(move || {
@@ -177,7 +261,7 @@ impl Store {
         });
         committer
             .tx
-            .send(job)
+            .send(Queued { job, background })
             .map_err(|_| gone("the committer has stopped"))?;
         rx.await
             .map_err(|_| gone("the committer stopped before the write was durable"))?
@@ -369,6 +453,71 @@ mod tests {
             .lock()
             .unwrap()
             .contains(&order_key("acme", "g")));
+    }
+
+    /// A background write alone is flushed once [`BACKGROUND_WAIT`] is over, and is
+    /// durable when it answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_background_write_alone_is_flushed_after_its_wait() {
+        let (store, seen) = recording_store();
+        let r = rec("bg");
+        let k = order_key(&r.reseller, &r.remoteid);
+        let started = std::time::Instant::now();
+        let claim = store
+            .write_durable_background(move |s| s.claim_order_unflushed(&r))
+            .await
+            .unwrap();
+        assert!(matches!(claim, Claim::Claimed), "{claim:?}");
+        assert!(started.elapsed() >= BACKGROUND_WAIT);
+        assert!(seen.durable.lock().unwrap().contains(&k));
+        let stats = store.commit_stats().unwrap();
+        assert_eq!((stats.flushes, stats.writes), (1, 1));
+    }
+
+    /// A background write sent just before a foreground one waits for it and shares its
+    /// flush: one flush for both, both durable when answered. Background writes alone
+    /// (no foreground) make one flush, not one each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_writes_share_the_next_foreground_flush() {
+        let (store, seen) = recording_store();
+        let (bg, fg) = (rec("bg"), rec("fg"));
+        let keys = [
+            order_key(&bg.reseller, &bg.remoteid),
+            order_key(&fg.reseller, &fg.remoteid),
+        ];
+        // Polled in one go: both are queued before the committer has waited long.
+        let (b, f) = tokio::join!(
+            store.write_durable_background(move |s| s.claim_order_unflushed(&bg)),
+            store.claim_order_durable(fg),
+        );
+        assert!(matches!(b.unwrap(), Claim::Claimed));
+        assert!(matches!(f.unwrap(), Claim::Claimed));
+        for k in &keys {
+            assert!(seen.durable.lock().unwrap().contains(k));
+        }
+        let stats = store.commit_stats().unwrap();
+        assert_eq!((stats.flushes, stats.writes), (1, 2));
+        let many: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let r = rec(&format!("b{i}"));
+                    store
+                        .write_durable_background(move |s| s.claim_order_unflushed(&r))
+                        .await
+                })
+            })
+            .collect();
+        for t in many {
+            assert!(matches!(t.await.unwrap().unwrap(), Claim::Claimed));
+        }
+        let after = store.commit_stats().unwrap();
+        assert_eq!(after.writes, 10);
+        assert!(
+            after.flushes <= 3,
+            "{} flushes for 8 background writes",
+            after.flushes
+        );
     }
 
     /// A write's own error is answered without waiting, and does not stop the others.

@@ -115,6 +115,7 @@ impl State {
         c.contacts.extend(updates);
         if let Some(r) = p.get("remoteid") {
             c.remoteid = Some(r.to_string()).filter(|r| !r.is_empty());
+            self.index_remoteid(i);
         }
         Ok(ok())
     }
