@@ -656,3 +656,36 @@ fn a_list_and_its_rest_come_from_one_pass() {
     }
     assert!(seen > 40, "{seen}");
 }
+
+/// An xml item of many text pieces (text between comments, whitespace between tens of
+/// thousands of children) is read in time linear in its size — each piece is chained,
+/// not the text so far copied again — and its text is the pieces' together.
+#[test]
+fn xml_items_of_many_text_pieces_are_read_in_linear_time() {
+    const N: usize = 50_000;
+    let mut body = String::from("<doc><elem><id>1</id><CN>");
+    for i in 0..N {
+        body.push_str(&format!("p{i}&amp;<!-- c -->"));
+    }
+    body.push_str("<![CDATA[<end>]]></CN><list>");
+    for _ in 0..N {
+        body.push_str("\n  <v>x</v>");
+    }
+    body.push_str("\n</list></elem></doc>");
+    let want: String = (0..N)
+        .map(|i| format!("p{i}&"))
+        .chain(["<end>".into()])
+        .collect();
+    let out = rewrite_list(body.as_bytes(), Format::Xml, &["elem"], &mut |_, it| {
+        let c = it.copy(true);
+        assert_eq!(c.field("CN").as_deref(), Some(want.as_str()));
+        c.each_child("list", &mut |l| assert_eq!(l.text(), None));
+        c.set_field("id", "2");
+        it.emit();
+    })
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        body.replacen("<id>1</id>", "<id>2</id>", 1)
+    );
+}

@@ -26,8 +26,18 @@ enum Text {
     None,
     /// One text piece, escaped as the document has it.
     Raw(Span),
-    /// Several pieces or CDATA: the text itself, in [`XmlItem::texts`].
-    Owned(Span),
+    /// Several pieces or CDATA: the first and last of a chain in [`XmlItem::pieces`]
+    /// (appended to in constant time: an element of many pieces is read in linear time).
+    Pieces(u32, u32),
+}
+
+/// A piece of an element's text: escaped text, or (`cdata`) the content of a CDATA
+/// section; `next` is the element's next piece.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    span: Span,
+    cdata: bool,
+    next: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -70,8 +80,8 @@ pub(super) struct XmlItem<'s> {
     src: &'s str,
     els: Vec<El>,
     attrs: Vec<Attr>,
-    /// Texts that are not one span of the document.
-    texts: String,
+    /// The pieces of texts that are not one span of the document.
+    pieces: Vec<Piece>,
     /// Values written by edits.
     edits: String,
     /// The written copies.
@@ -120,7 +130,7 @@ impl<'s> XmlItem<'s> {
     ) -> Result<(), DocError> {
         self.els.clear();
         self.attrs.clear();
-        self.texts.clear();
+        self.pieces.clear();
         self.push_el(name, attrs, (start, tag_end), empty, NONE)?;
         if empty {
             return Ok(());
@@ -175,37 +185,39 @@ impl<'s> XmlItem<'s> {
         }
     }
 
+    /// Whether the element's text is whitespace only, as [`crate::billmgr::Element`]
+    /// drops it beside children.
     fn text_is_blank(&self, el: u32) -> bool {
-        self.text_of(el)
-            .is_none_or(|t| t.bytes().all(|b| b.is_ascii_whitespace()))
+        self.text_of(el).is_none_or(|t| t.trim().is_empty())
     }
 
     /// Add a text piece (`span` of the document: escaped text, or the content of a
     /// CDATA section) to element `el`.
     fn add_text(&mut self, el: u32, span: Span, cdata: bool) {
-        let old = self.els[el as usize].text;
-        let new = match old {
+        let mut piece = |span, cdata| {
+            self.pieces.push(Piece {
+                span,
+                cdata,
+                next: NONE,
+            });
+            self.pieces.len() as u32 - 1
+        };
+        let new = match self.els[el as usize].text {
             Text::None if !cdata => Text::Raw(span),
-            _ => {
-                let a = self.texts.len() as u32;
-                match old {
-                    Text::Raw(r) => {
-                        let prev = unescaped(at(self.src, r)).into_owned();
-                        self.texts.push_str(&prev);
-                    }
-                    Text::Owned(o) => {
-                        let prev = at(&self.texts, o).to_string();
-                        self.texts.push_str(&prev);
-                    }
-                    Text::None => {}
-                }
-                let piece = at(self.src, span);
-                if cdata {
-                    self.texts.push_str(piece);
-                } else {
-                    self.texts.push_str(&unescaped(piece));
-                }
-                Text::Owned((a, self.texts.len() as u32))
+            Text::None => {
+                let p = piece(span, cdata);
+                Text::Pieces(p, p)
+            }
+            Text::Raw(r) => {
+                let first = piece(r, false);
+                let last = piece(span, cdata);
+                self.pieces[first as usize].next = last;
+                Text::Pieces(first, last)
+            }
+            Text::Pieces(first, last) => {
+                let p = piece(span, cdata);
+                self.pieces[last as usize].next = p;
+                Text::Pieces(first, p)
             }
         };
         self.els[el as usize].text = new;
@@ -303,7 +315,21 @@ impl<'s> XmlItem<'s> {
         match e.text {
             Text::None => None,
             Text::Raw(r) => Some(unescaped(at(self.src, r))),
-            Text::Owned(o) => Some(Cow::Borrowed(at(&self.texts, o))),
+            Text::Pieces(first, _) => {
+                let mut text = String::new();
+                let mut p = first;
+                while p != NONE {
+                    let piece = self.pieces[p as usize];
+                    let raw = at(self.src, piece.span);
+                    if piece.cdata {
+                        text.push_str(raw);
+                    } else {
+                        text.push_str(&unescaped(raw));
+                    }
+                    p = piece.next;
+                }
+                Some(Cow::Owned(text))
+            }
         }
     }
 
