@@ -21,7 +21,7 @@ impl Gateway {
     /// The upstream's answer as the reseller sees it (see [`rewrite::reseller_answer`]).
     pub(super) async fn reseller_answer(
         &self,
-        call: rewrite::Call<'_>,
+        call: &rewrite::Call<'_>,
         body: Bytes,
     ) -> Result<Bytes, UpstreamError> {
         self.answer_work(call, body, rewrite::reseller_answer).await
@@ -31,7 +31,7 @@ impl Gateway {
     /// rewritten answer (not yet redacted) and the light document it is judged by.
     pub(super) async fn list_document(
         &self,
-        call: rewrite::Call<'_>,
+        call: &rewrite::Call<'_>,
         body: Bytes,
     ) -> Result<(Bytes, Element), UpstreamError> {
         self.answer_work(call, body, |cat, call, body| {
@@ -44,7 +44,7 @@ impl Gateway {
     /// pool otherwise; its time observed as the rewrite's.
     async fn answer_work<T: Send + 'static>(
         &self,
-        call: rewrite::Call<'_>,
+        call: &rewrite::Call<'_>,
         body: Bytes,
         work: Work<T>,
     ) -> Result<T, UpstreamError> {
@@ -56,11 +56,11 @@ impl Gateway {
                 names: &self.plan_names,
             };
             let started = Instant::now();
-            let answer = work(cat, &call, body);
+            let answer = work(cat, call, body);
             self.metrics.observe_rewrite(call.func, started.elapsed());
             return answer;
         }
-        let owned = Owned::from(&call, self.store.clone(), self.plan_names.clone());
+        let owned = Owned::from(call, self.store.clone(), self.plan_names.clone());
         let (answer, took) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let answer = owned.run(body, work);
@@ -156,6 +156,6 @@ impl Gateway {
             caller: format,
             secrets: &secrets,
         };
-        Ok(self.reseller_answer(call, body).await?)
+        Ok(self.reseller_answer(&call, body).await?)
     }
 }

@@ -248,15 +248,15 @@ impl Gateway {
             (None, [Some(plan)]) => plan.trim().parse().ok(),
             _ => None,
         };
+        let mut call = rewrite::Call {
+            reseller: &caller.reseller,
+            func,
+            params,
+            service_plan,
+            caller: format,
+            secrets: &[],
+        };
         if claim.is_none() && crate::catalog::response::list_items(func).is_some() {
-            let call = rewrite::Call {
-                reseller: &caller.reseller,
-                func,
-                params,
-                service_plan,
-                caller: format,
-                secrets: &[],
-            };
             return self.list_call(&caller.account, call, &up_params, log).await;
         }
         let result = self.forward(&caller.account, &up_params, log).await;
@@ -270,16 +270,9 @@ impl Gateway {
             None => self.record_call(&caller, func, &up_params, result).await?,
         };
         let secrets = judged(&doc, &caller.account, log);
-        let call = rewrite::Call {
-            reseller: &caller.reseller,
-            func,
-            params,
-            service_plan,
-            caller: format,
-            secrets: &secrets,
-        };
+        call.secrets = &secrets;
         let body = self
-            .reseller_answer(call, body)
+            .reseller_answer(&call, body)
             .await
             .inspect_err(|e| log.upstream_failure = Some(e.label()))?;
         Ok(Reply {
@@ -295,7 +288,7 @@ impl Gateway {
     async fn list_call(
         &self,
         account: &Account,
-        call: rewrite::Call<'_>,
+        mut call: rewrite::Call<'_>,
         up_params: &Params,
         log: &mut RequestLog,
     ) -> Result<Reply, Refusal> {
@@ -305,29 +298,15 @@ impl Gateway {
             list_items: None,
         };
         let body = self.upstream.send(account, out, log).await?;
-        let (format, reseller, func, params, service_plan) = (
-            call.caller,
-            call.reseller,
-            call.func,
-            call.params,
-            call.service_plan,
-        );
         let (body, doc) = self
-            .list_document(call, body)
+            .list_document(&call, body)
             .await
             .inspect_err(|e| log.upstream_failure = Some(e.label()))?;
         let secrets = judged(&doc, account, log);
-        let call = rewrite::Call {
-            reseller,
-            func,
-            params,
-            service_plan,
-            caller: format,
-            secrets: &secrets,
-        };
+        call.secrets = &secrets;
         Ok(Reply {
             body: rewrite::redacted(&call, body),
-            format,
+            format: call.caller,
             set_cookie: None,
         })
     }
