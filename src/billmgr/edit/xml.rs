@@ -65,11 +65,12 @@ impl Seen {
     }
 }
 
-/// A duplicate attribute, named.
+/// A duplicate attribute, named (escaped: the name is the upstream's and goes to the
+/// log).
 pub(super) fn duplicate(key: &[u8]) -> DocError {
     DocError::Xml(format!(
         "duplicate attribute '{}'",
-        String::from_utf8_lossy(key)
+        String::from_utf8_lossy(key).escape_debug()
     ))
 }
 

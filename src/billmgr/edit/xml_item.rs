@@ -102,6 +102,16 @@ fn check_name(name: &str) -> Result<(), DocError> {
     }
 }
 
+/// An end tag that does not close the element open (the names escaped: they are the
+/// upstream's and go to the log).
+fn mismatched(open: &str, found: &str) -> DocError {
+    DocError::Xml(format!(
+        "expected '</{}>', found '</{}>'",
+        open.escape_debug(),
+        found.escape_debug()
+    ))
+}
+
 fn at(s: &str, (a, b): Span) -> &str {
     s.get(a as usize..b as usize).unwrap_or_default()
 }
@@ -157,11 +167,7 @@ impl<'s> XmlItem<'s> {
                 Tok::End { name } => {
                     let open = self.els[cur as usize].name;
                     if at(self.src, name) != at(self.src, open) {
-                        return Err(xml_err(format!(
-                            "expected '</{}>', found '</{}>'",
-                            at(self.src, open),
-                            at(self.src, name)
-                        )));
+                        return Err(mismatched(at(self.src, open), at(self.src, name)));
                     }
                     let el = &mut self.els[cur as usize];
                     el.inner_end = a;
@@ -605,6 +611,7 @@ pub(super) fn edit(
                 let listed = items.iter().find(|i| **i == at(src, name));
                 match listed {
                     Some(listed) if depth == 1 => {
+                        // An item is a child of the root: nesting level 2.
                         item.read(&mut sc, (name, attrs, empty), (a as u32, z as u32), 2)?;
                         if let Some((rest, list)) = rest.as_mut() {
                             if !list.contains(listed) {
@@ -645,11 +652,7 @@ pub(super) fn edit(
                     return Err(xml_err("unexpected closing tag"));
                 };
                 if at(src, expected) != at(src, name) {
-                    return Err(xml_err(format!(
-                        "expected '</{}>', found '</{}>'",
-                        at(src, expected),
-                        at(src, name)
-                    )));
+                    return Err(mismatched(at(src, expected), at(src, name)));
                 }
             }
             Tok::Text => {
