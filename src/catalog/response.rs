@@ -23,12 +23,11 @@
 //!   amount in its text marked up.
 //! - An upstream error about `pricelist` shows the local id it was sent as.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use rust_decimal::Decimal;
-
-use std::borrow::Cow;
 
 use crate::billmgr::edit::{rewrite_list, rewrite_list_and_rest, rewrite_whole, Fields, ListItem};
 use crate::billmgr::{DocError, Format, Node, Params};
