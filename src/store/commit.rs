@@ -222,7 +222,7 @@ impl Store {
 
     /// [`Store::write_durable`] for a write no caller waits on (work after an answer): as
     /// durable when it answers, but on sled it starts no flush of its own while
-    /// foreground writes come; it joins the next group within [`BACKGROUND_WAIT`].
+    /// foreground writes come; it joins the next group within 5 ms (`BACKGROUND_WAIT`).
     pub async fn write_durable_background<T: Send + 'static>(
         &self,
         write: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
