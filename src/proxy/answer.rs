@@ -146,16 +146,15 @@ impl Gateway {
         let up = crate::catalog::map_request(&self.store, &reseller, func, &params)
             .map_err(Refusal::Catalog)?;
         let mut log = crate::telemetry::RequestLog::default();
-        let (body, _) = self.forward(&account, &up, &mut log).await?;
-        let secrets = [account.password.expose()];
         let call = rewrite::Call {
             reseller: &reseller,
             func,
             params: &params,
             service_plan: None,
             caller: format,
-            secrets: &secrets,
+            secrets: &[],
         };
-        Ok(self.reseller_answer(&call, body).await?)
+        let reply = self.list_call(&account, call, &up, &mut log).await?;
+        Ok(reply.body)
     }
 }

@@ -323,7 +323,8 @@ impl Gateway {
         let call = Outgoing {
             params,
             retry: !functions::changes_state(params),
-            list_items: params.func().and_then(crate::catalog::response::list_items),
+            // A list answer goes through `list_call` instead.
+            list_items: None,
         };
         self.upstream.forward(account, call, log).await
     }

@@ -306,11 +306,8 @@ pub(super) fn from_value(v: Value) -> RVal {
 
 // ---------- editing (the semantics of `Node::Json` / `Node::Bjson`) ----------
 
-fn text_of(src: &str, v: &RVal) -> Option<String> {
-    text_cow(src, v).map(Cow::into_owned)
-}
-
-/// [`text_of`], borrowed from the document when the text is one of its spans.
+/// The text of a value as BILLmanager means it (see [`scalar_text`]), borrowed from the
+/// document when it is one of its spans.
 fn text_cow<'a>(src: &'a str, v: &'a RVal) -> Option<Cow<'a, str>> {
     match v {
         RVal::Str(a, b) => Some(Cow::Borrowed(span(src, *a, *b))),
@@ -381,7 +378,7 @@ impl RawJson {
     }
 
     pub(super) fn field(&self, name: &str) -> Option<String> {
-        self.slot(name).and_then(|v| text_of(&self.src, v))
+        super::Fields::field(self, name).map(Cow::into_owned)
     }
 
     pub(super) fn set_field(&mut self, name: &str, value: &str) -> bool {
@@ -452,14 +449,7 @@ impl RawJson {
     }
 
     pub(super) fn text(&self) -> Option<String> {
-        match &self.v {
-            RVal::Arr(_) => None,
-            RVal::Obj(m) => m
-                .iter()
-                .find(|(k, _)| key_is(&self.src, k, "$", false))
-                .and_then(|(_, v)| text_of(&self.src, v)),
-            v => text_of(&self.src, v),
-        }
+        super::Fields::text(self).map(Cow::into_owned)
     }
 
     pub(super) fn set_text(&mut self, t: &str) {

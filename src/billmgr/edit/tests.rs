@@ -528,6 +528,25 @@ fn xml_items_in_bytes_refuse_what_elements_refused() {
         assert!(as_elements.is_err(), "{bad}");
         assert!(in_bytes.is_err(), "{bad}");
     }
+    // Stricter on names: what quick-xml reads as a name but is none is refused when the
+    // item's bytes would go out as they came (the element reader writes `_cur`).
+    for bad in [
+        "<doc><elem><price <cur=\"1\"/></elem></doc>",
+        "<doc><elem><a&b/></elem></doc>",
+        "<doc><x <y=\"1\"/><elem/></doc>",
+    ] {
+        let as_elements =
+            rewrite_items(bad.as_bytes(), Format::Xml, &["elem"], &mut |_, n| vec![n]);
+        assert!(as_elements.is_ok(), "{bad}");
+        let in_bytes = rewrite_list(bad.as_bytes(), Format::Xml, &["elem"], &mut |_, it| {
+            it.copy(true);
+            it.emit();
+        });
+        assert!(
+            matches!(&in_bytes, Err(DocError::Xml(e)) if e.contains("is not an element or attribute name")),
+            "{bad}: {in_bytes:?}"
+        );
+    }
 }
 
 /// The list rewrite reads xml with its own tokenizer: on the corpus' xml lists and

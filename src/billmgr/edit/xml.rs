@@ -24,9 +24,10 @@ pub(crate) fn xml_start(s: &BytesStart) -> Result<Element, DocError> {
     let mut seen = Seen::default();
     for a in s.attributes().with_checks(false) {
         let a = a.map_err(xml_err)?;
-        let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| DocError::Utf8)?;
-        if !seen.insert(key.as_bytes(), el.attrs.iter().map(|(k, _)| k.as_bytes())) {
-            return Err(DocError::Xml(format!("duplicate attribute '{key}'")));
+        let raw = a.key.into_inner();
+        let key = std::str::from_utf8(raw).map_err(|_| DocError::Utf8)?;
+        if !seen.insert(raw) {
+            return Err(duplicate(raw));
         }
         let v = a.unescape_value().map_err(xml_err)?.into_owned();
         el.attrs.push((key.to_string(), v));
@@ -35,33 +36,35 @@ pub(crate) fn xml_start(s: &BytesStart) -> Result<Element, DocError> {
 }
 
 /// Attribute names seen so far in one start tag: compared one by one while there are
-/// few (no allocation for the usual handful), hashed past [`Seen::FEW`] so a tag with
-/// many attributes is still checked in linear time.
+/// few (kept on the stack, no allocation for the usual handful), hashed past
+/// [`Seen::FEW`] so a tag with many attributes is still checked in linear time.
 #[derive(Default)]
-pub(super) struct Seen {
+pub(super) struct Seen<'a> {
+    few: [&'a [u8]; Seen::FEW],
     count: usize,
-    many: Option<HashSet<Vec<u8>>>,
+    many: Option<HashSet<&'a [u8]>>,
 }
 
-impl Seen {
-    pub(super) const FEW: usize = 8;
+impl<'a> Seen<'a> {
+    const FEW: usize = 8;
 
-    /// False when `key` was seen; `before` are the names seen so far, in order (only
-    /// read while there are few, and once when they stop being few).
-    pub(super) fn insert<'a>(
-        &mut self,
-        key: &[u8],
-        before: impl Iterator<Item = &'a [u8]>,
-    ) -> bool {
-        self.count += 1;
-        if self.count <= Self::FEW {
-            let mut before = before;
-            return !before.any(|k| k == key);
+    /// False when `key` was seen.
+    pub(super) fn insert(&mut self, key: &'a [u8]) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(key);
         }
-        let many = self
-            .many
-            .get_or_insert_with(|| before.map(<[u8]>::to_vec).collect());
-        many.insert(key.to_vec())
+        if self.few[..self.count].contains(&key) {
+            return false;
+        }
+        if self.count < Self::FEW {
+            self.few[self.count] = key;
+            self.count += 1;
+            return true;
+        }
+        let mut many: HashSet<&[u8]> = self.few.iter().copied().collect();
+        many.insert(key);
+        self.many = Some(many);
+        true
     }
 }
 
@@ -88,16 +91,11 @@ pub(super) fn check_refs(raw: &[u8]) -> Result<(), DocError> {
 /// UTF-8 already: attributes well-formed, none twice, their references valid.
 fn check_start(s: &BytesStart) -> Result<(), DocError> {
     let mut seen = Seen::default();
-    let mut few: [&[u8]; Seen::FEW] = [&[]; Seen::FEW];
     for a in s.attributes().with_checks(false) {
         let a = a.map_err(xml_err)?;
         let key = a.key.into_inner();
-        let n = seen.count.min(Seen::FEW);
-        if !seen.insert(key, few[..n].iter().copied()) {
+        if !seen.insert(key) {
             return Err(duplicate(key));
-        }
-        if seen.count <= Seen::FEW {
-            few[seen.count - 1] = key;
         }
         check_refs(&a.value)?;
     }

@@ -102,6 +102,29 @@ fn check_name(name: &str) -> Result<(), DocError> {
     }
 }
 
+/// The checks of a start tag (`name`, and its `attrs` as [`Tok::Start`] has them): names
+/// that are names, attributes well-formed and none twice, their references valid; each
+/// attribute (key, value) is given to `keep` once checked.
+fn check_tag(
+    src: &str,
+    name: Span,
+    attrs: Span,
+    mut keep: impl FnMut(Span, Span),
+) -> Result<(), DocError> {
+    check_name(at(src, name))?;
+    let mut seen = Seen::default();
+    attributes(src.as_bytes(), attrs, |key, value| {
+        let k = at(src, key);
+        check_name(k)?;
+        if !seen.insert(k.as_bytes()) {
+            return Err(duplicate(k.as_bytes()));
+        }
+        check_refs(at(src, value).as_bytes())?;
+        keep(key, value);
+        Ok(())
+    })
+}
+
 /// An end tag that does not close the element open (the names escaped: they are the
 /// upstream's and go to the log).
 fn mismatched(open: &str, found: &str) -> DocError {
@@ -240,25 +263,13 @@ impl<'s> XmlItem<'s> {
         parent: u32,
     ) -> Result<u32, DocError> {
         let first_attr = self.attrs.len() as u32;
-        let mut seen = Seen::default();
-        let (src, list) = (self.src, &mut self.attrs);
-        check_name(at(src, name))?;
-        attributes(src.as_bytes(), attrs, |key, value| {
-            check_name(at(src, key))?;
-            let before = list[first_attr as usize..]
-                .iter()
-                .map(|b| at(src, b.key).as_bytes());
-            let k = at(src, key).as_bytes();
-            if !seen.insert(k, before) {
-                return Err(duplicate(k));
-            }
-            check_refs(at(src, value).as_bytes())?;
+        let list = &mut self.attrs;
+        check_tag(self.src, name, attrs, |key, value| {
             list.push(Attr {
                 key,
                 value,
                 new: None,
-            });
-            Ok(())
+            })
         })?;
         let idx = self.els.len() as u32;
         self.els.push(El {
@@ -625,19 +636,7 @@ pub(super) fn edit(
                     }
                     _ => {
                         // Checked as an item's tag is.
-                        check_name(at(src, name))?;
-                        let mut seen = Seen::default();
-                        let mut keys: Vec<Span> = Vec::new();
-                        attributes(body, attrs, |key, value| {
-                            check_name(at(src, key))?;
-                            let before = keys.iter().map(|k| at(src, *k).as_bytes());
-                            let k = at(src, key).as_bytes();
-                            if !seen.insert(k, before) {
-                                return Err(duplicate(k));
-                            }
-                            keys.push(key);
-                            check_refs(at(src, value).as_bytes())
-                        })?;
+                        check_tag(src, name, attrs, |_, _| {})?;
                         if !empty {
                             if depth + 1 > MAX_DEPTH {
                                 return Err(DocError::TooDeep(MAX_DEPTH));
