@@ -567,24 +567,11 @@ pub fn rewrite_items(
     f: &mut ItemFn<'_>,
 ) -> Result<Vec<u8>, DocError> {
     match format {
-        Format::Xml => xml::items(body, items, xml::Mode::Nodes(f)),
+        Format::Xml => xml::items(body, items, f),
         Format::Json | Format::Sjson => {
             json::items(body, false, items, json::Mode::Rewrite(f), None)
         }
         Format::Bjson => json::items(body, true, items, json::Mode::Rewrite(f), None),
-        Format::Text => Err(DocError::Unsupported("text")),
-    }
-}
-
-/// The document without its top-level `items`, every one of them checked as
-/// [`rewrite_items`] checks it but none built: what [`rewrite_items`] gives with a
-/// function that drops every item, at a fraction of the cost (the light tree an upstream
-/// list answer is judged by).
-pub fn without_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
-    match format {
-        Format::Xml => xml::items(body, items, xml::Mode::Check),
-        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Check, None),
-        Format::Bjson => json::items(body, true, items, json::Mode::Check, None),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }
@@ -595,7 +582,7 @@ pub fn without_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<
 /// structure here (tags, quotes, comments, CDATA), not read, and what is left is for the
 /// strict reader ([`super::parse`]); json items are read as json (syntax, UTF-8) but not
 /// checked for duplicate keys or depth. Everything outside the items is checked as
-/// [`without_items`] checks it.
+/// [`rewrite_items`] checks it.
 pub fn delimit_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
     match format {
         Format::Xml => xml::delimit(body, items),

@@ -40,10 +40,10 @@ pub fn upstream_format(f: Format) -> Format {
 /// or attributes. Anything else (HTML, a maintenance page, an arbitrary JSON object,
 /// garbage, an empty body) is [`UpstreamError::Garbage`]. An answer with list `items`
 /// (a list function's) is read without them, so its tree stays small however long the
-/// list. The items are only delimited here and checked when they are rewritten one at a
-/// time ([`crate::billmgr::edit::delimit_items`]), which every caller does next (the
-/// reseller's answer, the certificate look-ups): a bad item is refused there, as
-/// [`UpstreamError::Garbage`] too.
+/// list. The items are only delimited here ([`crate::billmgr::edit::delimit_items`]):
+/// the caller reads (and checks) them next, one at a time, and refuses a bad one as
+/// [`UpstreamError::Garbage`] too. (A reseller's list call reads its answer once
+/// instead: [`crate::proxy::rewrite::reseller_list_document`].)
 pub fn read_answer(
     body: &[u8],
     caller: Format,

@@ -206,10 +206,9 @@ pub fn read_json(body: &[u8]) -> Result<Value, DocError> {
 
 /// What [`items`] does with each item.
 pub(super) enum Mode<'a, 'f> {
-    /// Checked and left out (an array of items stays an, empty, array; one item goes).
-    Check,
-    /// Left out as [`Mode::Check`] does, its syntax read but not checked further
-    /// (duplicate keys, depth): for a caller that reads the items afterwards.
+    /// Left out (an array of items stays an, empty, array; one item goes), its syntax
+    /// read but not checked further (duplicate keys, depth): for a caller that reads the
+    /// items afterwards.
     Delimit,
     /// Rewritten by the function.
     Rewrite(&'a mut ItemFn<'f>),
@@ -224,12 +223,11 @@ pub(super) fn items(
     mode: Mode,
     rest: Rest<'_>,
 ) -> Result<Vec<u8>, DocError> {
-    let (f, delimit) = match mode {
-        Mode::Check => (None, false),
-        Mode::Delimit => (None, true),
-        Mode::Rewrite(f) => (Some(f), false),
+    let f = match mode {
+        Mode::Delimit => None,
+        Mode::Rewrite(f) => Some(f),
     };
-    rewrite(body, bjson, items, f, delimit, rest)
+    rewrite(body, bjson, items, f, rest)
 }
 
 /// Where the document without its list items goes, and which items are the list's (the
@@ -268,7 +266,6 @@ fn rewrite(
     bjson: bool,
     items: &[&str],
     f: Option<&mut ItemFn<'_>>,
-    delimit: bool,
     rest: Rest<'_>,
 ) -> Result<Vec<u8>, DocError> {
     let text = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
@@ -292,7 +289,6 @@ fn rewrite(
         bjson,
         items,
         f,
-        delimit,
         list,
         outs: Outs {
             out: &mut out,
@@ -315,10 +311,8 @@ struct DocItems<'x, 'f, 'de> {
     depth: usize,
     bjson: bool,
     items: &'x [&'x str],
-    /// `None`: the items are checked and left out.
+    /// `None`: the items are delimited and left out.
     f: Option<&'x mut ItemFn<'f>>,
-    /// Items left out are only delimited, not checked.
-    delimit: bool,
     /// The list's items (left out of the rest).
     list: &'x [&'x str],
     outs: Outs<'x>,
@@ -392,7 +386,6 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
             bjson,
             items,
             mut f,
-            delimit,
             list: list_items,
             mut outs,
         } = self;
@@ -427,14 +420,9 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                 }
             };
             let Some(f) = f.as_deref_mut() else {
-                // Checked only: an array of items stays an (empty) array, one item goes.
-                let list = if delimit {
-                    let raw: &'de RawValue = map.next_value()?;
-                    raw.get().starts_with('[')
-                } else {
-                    map.next_value_seed(ListCheck(depth + 1))?
-                };
-                if list {
+                // Delimited only: an array of items stays an (empty) array, one item goes.
+                let raw: &'de RawValue = map.next_value()?;
+                if raw.get().starts_with('[') {
                     member(outs.out, &mut first, &k);
                     outs.out.extend_from_slice(b"[]");
                 }
@@ -518,7 +506,6 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
             bjson,
             items,
             mut f,
-            delimit,
             list,
             mut outs,
             ..
@@ -547,7 +534,6 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
                     bjson,
                     items,
                     f: f.as_deref_mut(),
-                    delimit,
                     list,
                     outs: Outs {
                         out: &mut *outs.out,
@@ -563,50 +549,5 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
         }
         outs.both(b"}");
         Ok(())
-    }
-}
-
-/// Checks a list of items or one item ([`CheckOnly`]); answers whether it was a list.
-struct ListCheck(usize);
-
-impl<'de> DeserializeSeed<'de> for ListCheck {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ListCheck {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a json value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_none<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
-        CheckOnly(self.0).visit_seq(seq).map(|()| true)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        CheckOnly(self.0).visit_map(map).map(|()| false)
     }
 }

@@ -102,34 +102,6 @@ fn check_start(s: &BytesStart) -> Result<(), DocError> {
     Ok(())
 }
 
-/// [`xml_subtree`]'s checks without building the subtree: the rest of an element whose
-/// start tag was just read, through its end tag.
-fn check_subtree(reader: &mut quick_xml::Reader<&[u8]>, depth: usize) -> Result<(), DocError> {
-    let mut open = 1usize;
-    loop {
-        match reader.read_event().map_err(xml_err)? {
-            Event::Start(s) => {
-                if depth + open > MAX_DEPTH {
-                    return Err(DocError::TooDeep(MAX_DEPTH));
-                }
-                check_start(&s)?;
-                open += 1;
-            }
-            Event::Empty(s) => check_start(&s)?,
-            Event::End(_) => {
-                open -= 1;
-                if open == 0 {
-                    return Ok(());
-                }
-            }
-            Event::Text(t) => check_refs(&t)?,
-            Event::DocType(_) => return Err(xml_err("DOCTYPE is not accepted")),
-            Event::Eof => return Err(xml_err("the document ends inside an element")),
-            _ => {}
-        }
-    }
-}
-
 /// Read the rest of an element whose start tag was just read, through its end tag.
 /// `depth` is the element's own nesting level.
 pub(crate) fn xml_subtree(
@@ -186,29 +158,14 @@ pub(crate) fn xml_subtree(
     }
 }
 
-/// What [`items`] does with each item.
-pub(super) enum Mode<'a, 'f> {
-    /// Checked and left out.
-    Check,
-    /// Read into an [`Element`], rewritten by the function as a [`Node`].
-    Nodes(&'a mut ItemFn<'f>),
-}
-
-/// The document with each item rewritten (or checked and left out) as `mode` says.
-pub(super) fn items(body: &[u8], items: &[&str], mode: Mode) -> Result<Vec<u8>, DocError> {
+/// The document with each item read into an [`Element`] and rewritten by `f`.
+pub(super) fn items(body: &[u8], items: &[&str], f: &mut ItemFn<'_>) -> Result<Vec<u8>, DocError> {
     // A byte-order mark is not content (and would shift the reader's positions).
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     let mut reader = quick_xml::Reader::from_reader(body);
     reader.config_mut().check_end_names = true;
-    let mut out = match mode {
-        Mode::Check => Vec::new(),
-        _ => Vec::with_capacity(body.len() + body.len() / 8 + 16),
-    };
-    let mut f = match mode {
-        Mode::Check => None,
-        Mode::Nodes(f) => Some(f),
-    };
+    let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 16);
     // One buffer for every rewritten item.
     let mut item = String::new();
     let mut depth = 0usize;
@@ -234,14 +191,6 @@ pub(super) fn items(body: &[u8], items: &[&str], mode: Mode) -> Result<Vec<u8>, 
             Event::Start(s) | Event::Empty(s)
                 if depth == 1 && items.iter().any(|i| i.as_bytes() == s.name().as_ref()) =>
             {
-                let Some(f) = f.as_deref_mut() else {
-                    // Checked only: the item is left out.
-                    check_start(s)?;
-                    if matches!(ev, Event::Start(_)) {
-                        check_subtree(&mut reader, depth + 1)?;
-                    }
-                    continue;
-                };
                 let el = xml_start(s)?;
                 let name = el.name.clone();
                 let el = if matches!(ev, Event::Start(_)) {
