@@ -13,6 +13,9 @@
 #     reseller's first call verifying its password;
 #   - every BURST_S (default 10) seconds a burst of BURST (default 16) concurrent
 #     `func=auth` logins of resellers not seen before (16 argon2id checks at once).
+# STORE=postgres: the same store is then copied (`store copy`) into a fresh database rg_memory
+# of the cluster .ci/postgres.sh starts, and the gateway serves from it (the gateway's own
+# memory, without sled's).
 # Samples the gateway's RSS every second and prints the idle RSS (ready, no load), the
 # peak (VmHWM) and the last sample against the goal. Exits 1 only when the gateway fails
 # (exits, or answers a non-200); the RSS figures are the result.
@@ -70,6 +73,18 @@ rm -f "$DIR/services.tsv"
 t1=$(date +%s.%N)
 printf 'store: %d resellers, %d services, built in %.0f s, %s on disk\n' "$RESELLERS" "$SERVICES" \
   "$(echo "$t1 - $t0" | bc)" "$(du -sh "$DIR/store" | cut -f1)" >&2
+
+if [ "${STORE:-sled}" = postgres ]; then
+  eval "$(bash .ci/postgres.sh)"
+  export PGPASSWORD="$RESELLGATE_TEST_PG_PASSWORD" RESELLGATE_STORE_PASSWORD="$RESELLGATE_TEST_PG_PASSWORD"
+  psql -qAtX "$RESELLGATE_TEST_PG_URL" -c "DROP DATABASE IF EXISTS rg_memory WITH (FORCE)" -c "CREATE DATABASE rg_memory" 2>/dev/null
+  PG_URL="${RESELLGATE_TEST_PG_URL%/*}/rg_memory"
+  t0=$(date +%s.%N)
+  "$BIN" store copy --from "sled:$DIR/store" --to "$PG_URL" >/dev/null
+  printf 'copied to PostgreSQL in %.0f s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" >&2
+  sed -i "s#^path = \"store\"#url = \"$PG_URL\"#" "$DIR/config.toml"
+fi
+echo "store: ${STORE:-sled}; config: $(grep -A3 '^\[auth\]' "$DIR/config.toml" | tr '\n' ' ')${CACHE_MB:+cache_mb $CACHE_MB}" >&2
 
 "$BIN" sandbox --listen "$SB" >/dev/null 2>&1 & PIDS+=($!)
 RESELLGATE_LOG=warn "$BIN" serve --config "$DIR/config.toml" 2>"$DIR/gateway.log" & GWPID=$!; PIDS+=($GWPID)

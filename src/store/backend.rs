@@ -68,6 +68,17 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Puts every pair of `pairs` into `tree` as one write where the backend can (one sled
+    /// batch, one SQL statement): a bulk load such as `store copy`, where a write per pair
+    /// would cost a round trip and a commit each. The default puts them one by one.
+    /// Durable only after [`Backend::flush`].
+    fn put_all(&self, tree: &str, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        for (k, v) in pairs {
+            self.put(tree, k, v)?;
+        }
+        Ok(())
+    }
+
     /// The first `limit` pairs of `tree` in key order (a bounded read of its head). The
     /// default scans the tree.
     fn first(&self, tree: &str, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -289,6 +300,16 @@ impl Backend for SledBackend {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    fn put_all(&self, tree: &str, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in pairs {
+            batch.insert(k.as_slice(), v.as_slice());
+        }
+        self.tree(tree)?
+            .apply_batch(batch)
+            .map_err(|e| io("put_all", tree, e))
     }
 
     fn write_batch(&self, ops: &[BatchOp]) -> Result<()> {

@@ -8,6 +8,10 @@
 
 use super::{Backend, BackendError, StoreError};
 
+/// Pairs written per [`Backend::put_all`]: on PostgreSQL one statement and one commit
+/// each, instead of one per pair (1M services: 5 min 22 s one by one).
+pub const COPY_BATCH: usize = 5_000;
+
 /// What was copied: (tree, pairs), by tree name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyReport {
@@ -50,8 +54,8 @@ pub fn copy(from: &dyn Backend, to: &dyn Backend) -> Result<CopyReport, CopyErro
     let mut report = Vec::new();
     for tree in from.tree_names()? {
         let pairs = from.scan(&tree)?;
-        for (k, v) in &pairs {
-            to.put(&tree, k, v)?;
+        for chunk in pairs.chunks(COPY_BATCH) {
+            to.put_all(&tree, chunk)?;
         }
         to.flush()?;
         let back = to.scan(&tree)?;

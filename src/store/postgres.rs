@@ -651,6 +651,26 @@ impl Backend for PgBackend {
         })
     }
 
+    fn put_all(&self, tree: &str, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        // The batch statement with nothing to delete: one round trip, one commit.
+        let pt = vec![tree.to_string(); pairs.len()];
+        let (pk, pv): (Vec<Vec<u8>>, Vec<Vec<u8>>) = pairs.iter().cloned().unzip();
+        self.call("put_all", tree, move |c| {
+            let (pt, pk, pv) = (pt.clone(), pk.clone(), pv.clone());
+            async move {
+                let none: (Vec<String>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+                c.client
+                    .execute(&c.batch, &[&none.0, &none.1, &pt, &pk, &pv])
+                    .await
+                    .map_err(|e| io("put_all", "*", pg_message(&e)))?;
+                Ok(())
+            }
+        })
+    }
+
     fn last(&self, tree: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let t = tree.to_string();
         self.call("last", tree, move |c| {

@@ -140,6 +140,30 @@ fn a_batch_is_one_write_and_last_is_the_greatest_key() {
     });
 }
 
+/// A bulk put (`store copy`) writes every pair, replaces what a key held, leaves other
+/// trees and keys alone, and takes no pair at all.
+#[test]
+fn put_all_writes_every_pair_of_one_tree() {
+    each_raw_backend(|name, b| {
+        b.put("t", b"b", b"old").unwrap();
+        b.put("t", b"z", b"kept").unwrap();
+        b.put("other", b"a", b"other").unwrap();
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0u32..1200)
+            .map(|i| (i.to_be_bytes().to_vec(), format!("v{i}").into_bytes()))
+            .chain([(b"b".to_vec(), b"new".to_vec())])
+            .collect();
+        b.put_all("t", &pairs).unwrap();
+        b.put_all("t", &[]).unwrap();
+        b.flush().unwrap();
+        let got = b.scan("t").unwrap();
+        assert_eq!(got.len(), 1202, "{name}");
+        assert_eq!(got[5], (5u32.to_be_bytes().to_vec(), b"v5".to_vec()), "{name}");
+        assert_eq!(b.get("t", b"b").unwrap(), Some(b"new".to_vec()), "{name}");
+        assert_eq!(b.get("t", b"z").unwrap(), Some(b"kept".to_vec()), "{name}");
+        assert_eq!(b.scan("other").unwrap().len(), 1, "{name}");
+    });
+}
+
 #[test]
 fn compare_and_swap_takes_a_key_once() {
     each_raw_backend(|name, b| {
@@ -416,6 +440,20 @@ fn copy_moves_a_sled_installation_into_postgres() {
             s.claim_order(&order("r1", 1, 10)).unwrap(),
             Claim::Claimed
         ));
+        // More services than one bulk write takes: the copy goes in several.
+        let n = resellgate::store::copy::COPY_BATCH as u64 + 3;
+        let services = (1..=n).map(|id| resellgate::store::services::Service {
+            upstream_id: id,
+            reseller: "acme".into(),
+            remoteid: Some(format!("r{id}")),
+            plan: None,
+            period: None,
+            recorded_at: 1,
+            source: resellgate::store::services::ServiceSource::Sync,
+            deleted: false,
+            history: Vec::new(),
+        });
+        assert_eq!(s.record_services(services).unwrap().0 as u64, n);
     }
     // sled lets go of its lock a moment after our last handle drops: until then the copy,
     // another process, finds the store in use.
@@ -446,7 +484,12 @@ fn copy_moves_a_sled_installation_into_postgres() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("resellers: 2") && stdout.contains("orders: 1"),
+        stdout.contains("resellers: 2")
+            && stdout.contains("orders: 1")
+            && stdout.contains(&format!(
+                "services: {}",
+                resellgate::store::copy::COPY_BATCH + 3
+            )),
         "{stdout}"
     );
     let pg = Store::open_at(&db.location()).unwrap();
@@ -456,6 +499,7 @@ fn copy_moves_a_sled_installation_into_postgres() {
         config::MappingFile::from_store(&sled).to_toml()
     );
     assert_eq!(pg.orders().unwrap(), sled.orders().unwrap());
+    assert_eq!(pg.services(None).unwrap(), sled.services(None).unwrap());
     // A second copy would merge: refused.
     drop(pg);
     drop(sled);
