@@ -406,19 +406,6 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                 copy_checked(&mut map, depth + 1, &mut outs)?;
                 continue;
             }
-            let item = |v: RVal| {
-                Node::Raw(RawJson {
-                    src: src.clone(),
-                    bjson,
-                    v,
-                })
-            };
-            let write = |n: Node, out: &mut Vec<u8>| match n {
-                Node::Raw(r) => raw::write(&r.src, &r.v, out),
-                other => {
-                    let _ = serde_json::to_writer(&mut *out, &other.into_value());
-                }
-            };
             let Some(f) = f.as_deref_mut() else {
                 // Delimited only: an array of items stays an (empty) array, one item goes.
                 let raw: &'de RawValue = map.next_value()?;
@@ -428,20 +415,34 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                 }
                 continue;
             };
+            let in_list = list_items.contains(&&*k);
+            if in_list || outs.rest.is_none() {
+                // A list's items are read, rewritten and written one at a time: the
+                // list is never held whole.
+                let one = map.next_value_seed(Stream {
+                    base,
+                    src,
+                    bjson,
+                    depth: depth + 1,
+                    k: &k,
+                    f: &mut *f,
+                    out: &mut *outs.out,
+                    first: &mut first,
+                    rest: outs.rest.as_deref_mut().map(|r| (r, &mut rest_first)),
+                })?;
+                if let Some(one) = one {
+                    write_one(outs.out, &mut first, &k, f(&k, item(src, bjson, one)));
+                }
+                continue;
+            }
+            // Another item (not the list's): into the rest as it came.
             let value = map.next_value_seed(Seed {
                 base,
                 depth: depth + 1,
             })?;
-            // The rest: a list's items left out (an array stays an empty array), any
-            // other item as it came.
             if let Some(r) = outs.rest.as_deref_mut() {
-                if !list_items.contains(&&*k) {
-                    member(r, &mut rest_first, &k);
-                    raw::write(src, &value, r);
-                } else if matches!(value, RVal::Arr(_)) {
-                    member(r, &mut rest_first, &k);
-                    r.extend_from_slice(b"[]");
-                }
+                member(r, &mut rest_first, &k);
+                raw::write(src, &value, r);
             }
             let out = &mut *outs.out;
             match value {
@@ -451,7 +452,7 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                     out.push(b'[');
                     let mut n = 0;
                     for it in list {
-                        for new in f(&k, item(it)) {
+                        for new in f(&k, item(src, bjson, it)) {
                             if n > 0 {
                                 out.push(b',');
                             }
@@ -461,31 +462,153 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                     }
                     out.push(b']');
                 }
-                // One item stays one, goes when dropped, becomes a list when repeated.
-                one => {
-                    let new = f(&k, item(one));
-                    if new.is_empty() {
-                        continue;
-                    }
-                    member(out, &mut first, &k);
-                    let several = new.len() > 1;
-                    if several {
-                        out.push(b'[');
-                    }
-                    for (i, n) in new.into_iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        write(n, out);
-                    }
-                    if several {
-                        out.push(b']');
-                    }
-                }
+                one => write_one(out, &mut first, &k, f(&k, item(src, bjson, one))),
             }
         }
         outs.both(b"}");
         Ok(())
+    }
+}
+
+fn item(src: &Arc<str>, bjson: bool, v: RVal) -> Node {
+    Node::Raw(RawJson {
+        src: src.clone(),
+        bjson,
+        v,
+    })
+}
+
+fn write(n: Node, out: &mut Vec<u8>) {
+    match n {
+        Node::Raw(r) => raw::write(&r.src, &r.v, out),
+        other => {
+            let _ = serde_json::to_writer(&mut *out, &other.into_value());
+        }
+    }
+}
+
+/// One item (not in an array) rewritten into `new`: it stays one, goes when dropped,
+/// becomes a list when repeated.
+fn write_one(out: &mut Vec<u8>, first: &mut bool, k: &str, new: Vec<Node>) {
+    if new.is_empty() {
+        return;
+    }
+    member(out, first, k);
+    let several = new.len() > 1;
+    if several {
+        out.push(b'[');
+    }
+    for (i, n) in new.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(n, out);
+    }
+    if several {
+        out.push(b']');
+    }
+}
+
+/// A list's value, at nesting level `depth`: an array is rewritten item by item into
+/// `out` as it is read (and stays an empty array in the rest); any other value is read
+/// whole and answered, for [`write_one`].
+struct Stream<'x, 'f, 'de> {
+    base: &'de str,
+    src: &'x Arc<str>,
+    bjson: bool,
+    depth: usize,
+    k: &'x str,
+    f: &'x mut ItemFn<'f>,
+    out: &'x mut Vec<u8>,
+    first: &'x mut bool,
+    rest: Option<(&'x mut Vec<u8>, &'x mut bool)>,
+}
+
+impl<'de> DeserializeSeed<'de> for Stream<'_, '_, 'de> {
+    type Value = Option<RVal>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<RVal>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Stream<'_, '_, 'de> {
+    fn seed(&self) -> Seed<'de> {
+        Seed {
+            base: self.base,
+            depth: self.depth,
+        }
+    }
+}
+
+/// The scalars and objects go to [`Seed`] (the same reading as any other value).
+macro_rules! whole {
+    ($($name:ident($($arg:ident: $t:ty),*)),* $(,)?) => {$(
+        fn $name<E: serde::de::Error>(self, $($arg: $t),*) -> Result<Option<RVal>, E> {
+            Visitor::$name(self.seed(), $($arg),*).map(Some)
+        }
+    )*};
+}
+
+impl<'de> Visitor<'de> for Stream<'_, '_, 'de> {
+    type Value = Option<RVal>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a json value")
+    }
+    whole! {
+        visit_bool(v: bool),
+        visit_i64(v: i64),
+        visit_u64(v: u64),
+        visit_f64(v: f64),
+        visit_str(v: &str),
+        visit_string(v: String),
+        visit_unit(),
+        visit_none(),
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Option<RVal>, E> {
+        self.seed().visit_borrowed_str(v).map(Some)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<RVal>, A::Error> {
+        self.seed().visit_map(map).map(Some)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<RVal>, A::Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("nested too deep"));
+        }
+        let Stream {
+            base,
+            src,
+            bjson,
+            depth,
+            k,
+            f,
+            out,
+            first,
+            rest,
+        } = self;
+        if let Some((r, rest_first)) = rest {
+            member(r, rest_first, k);
+            r.extend_from_slice(b"[]");
+        }
+        // A list stays a list, whatever its length.
+        member(out, first, k);
+        out.push(b'[');
+        let inner = Seed {
+            base,
+            depth: depth + 1,
+        };
+        let mut n = 0;
+        while let Some(it) = seq.next_element_seed(inner)? {
+            for new in f(k, item(src, bjson, it)) {
+                if n > 0 {
+                    out.push(b',');
+                }
+                n += 1;
+                write(new, out);
+            }
+        }
+        out.push(b']');
+        Ok(None)
     }
 }
 

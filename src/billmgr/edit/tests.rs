@@ -225,7 +225,7 @@ fn json_item_edits_match_value_edits() {
 /// inside an item, invalid UTF-8; the rewrite refuses them.
 #[test]
 fn json_items_refuse_what_values_refused() {
-    let many: String = (0..12).map(|i| format!("\"k{i}\":{i},")).collect();
+    let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
     let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
     let cases: Vec<Vec<u8>> = vec![
         br#"{"doc":{"elem":[{"a":1,"\u0061":2}]}}"#.to_vec(),
@@ -596,6 +596,66 @@ fn a_list_and_its_rest_come_from_one_pass() {
         }
     }
     assert!(seen > 40, "{seen}");
+}
+
+/// A json list is rewritten item by item as it is read: an item dropped, edited, or
+/// written twice, in an array or alone; another item (`error`) kept in the rest; the rest has the list as an empty array. Written out by hand, so the streamed
+/// reading is checked against what a whole reading gave.
+#[test]
+fn json_lists_are_rewritten_item_by_item() {
+    let mut edit = |_: &str, it: &mut dyn ListItem| {
+        let id = it.upstream().field("id").map(|v| v.into_owned());
+        match id.as_deref() {
+            Some("1") => {}
+            Some("2") => {
+                it.copy(false).set_field("id", "7");
+                it.emit();
+                it.copy(true);
+                it.emit();
+            }
+            _ => {
+                let c = it.copy(true);
+                if c.field("id").is_some() {
+                    c.set_field("id", "30");
+                }
+                it.emit();
+            }
+        }
+    };
+    let body = br#"{"doc":{"elem":[{"id":{"$":"1"}},{"id":{"$":"2"}},{"id":{"$":"3"}}],"error":[{"$type":"a"}],"p":"q"}}"#;
+    let (out, rest) =
+        rewrite_list_and_rest(body, Format::Json, &["elem", "error"], &["elem"], &mut edit)
+            .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"doc":{"elem":[{"id":{"$":"7"}},{"id":{"$":"2"}},{"id":{"$":"30"}}],"error":[{"$type":"a"}],"p":"q"}}"#
+    );
+    assert_eq!(
+        String::from_utf8(rest).unwrap(),
+        r#"{"doc":{"elem":[],"error":[{"$type":"a"}],"p":"q"}}"#
+    );
+    // One item alone: dropped, or written twice as an array; the rest leaves it out.
+    let body = br#"{"doc":{"elem":{"id":{"$":"1"}},"p":"q"}}"#;
+    let (out, rest) =
+        rewrite_list_and_rest(body, Format::Json, &["elem"], &["elem"], &mut edit).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), r#"{"doc":{"p":"q"}}"#);
+    assert_eq!(String::from_utf8(rest).unwrap(), r#"{"doc":{"p":"q"}}"#);
+    let body = br#"{"elem":{"id":"2"},"p_cnt":1}"#;
+    let out = rewrite_list(body, Format::Bjson, &["elem"], &mut edit).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"elem":[{"id":"7"},{"id":"2"}],"p_cnt":1}"#
+    );
+    // An array nested past the bound inside the list is refused while streaming.
+    let deep = format!(
+        r#"{{"doc":{{"elem":[{{"id":{{"$":"3"}}}},{}{}]}}}}"#,
+        "[".repeat(70),
+        "]".repeat(70)
+    );
+    assert_eq!(
+        rewrite_list(deep.as_bytes(), Format::Json, &["elem"], &mut edit),
+        Err(DocError::TooDeep(MAX_DEPTH))
+    );
 }
 
 /// An xml item of many text pieces (text between comments, whitespace between tens of
