@@ -36,6 +36,7 @@ bench: build
 	bash bench/run.sh
 	bash bench/rewrite.sh
 	bash bench/memory.sh
+	STORE=postgres CONFIG_EXTRA="$$(printf '[auth]\nmax_concurrent_verifications = 1')" bash bench/memory.sh
 
 ## Fleet mode: durable orders/s and pass-through, sled vs PostgreSQL (see bench/README.md).
 bench-fleet: build
