@@ -157,7 +157,11 @@ fn put_all_writes_every_pair_of_one_tree() {
         b.flush().unwrap();
         let got = b.scan("t").unwrap();
         assert_eq!(got.len(), 1202, "{name}");
-        assert_eq!(got[5], (5u32.to_be_bytes().to_vec(), b"v5".to_vec()), "{name}");
+        assert_eq!(
+            got[5],
+            (5u32.to_be_bytes().to_vec(), b"v5".to_vec()),
+            "{name}"
+        );
         assert_eq!(b.get("t", b"b").unwrap(), Some(b"new".to_vec()), "{name}");
         assert_eq!(b.get("t", b"z").unwrap(), Some(b"kept".to_vec()), "{name}");
         assert_eq!(b.scan("other").unwrap().len(), 1, "{name}");

@@ -31,6 +31,9 @@ pub enum RVal {
     Obj(Vec<(RKey, RVal)>),
     /// An array.
     Arr(Vec<RVal>),
+    /// The usual json/sjson field `{"$": "text"}`, its text a span without escapes: an
+    /// object of its own with no vector for it.
+    Text(u32, u32),
 }
 
 /// An object key: a span of the document (no escapes), or its text.
@@ -183,11 +186,20 @@ impl<'de> Visitor<'de> for Seed<'de> {
         };
         let mut out: Vec<(RKey, RVal)> = Vec::new();
         let mut seen = Keys::default();
-        while let Some(k) = map.next_key_seed(KeySeed(self.base))? {
+        let mut next = map.next_key_seed(KeySeed(self.base))?;
+        while let Some(k) = next {
             if !seen.insert(self.base, &out, &k) {
                 return Err(serde::de::Error::custom("duplicate key"));
             }
             let v = map.next_value_seed(inner)?;
+            next = map.next_key_seed(KeySeed(self.base))?;
+            if let (true, None, RKey::Span(ka, kb), RVal::Str(a, b)) =
+                (out.is_empty(), &next, &k, &v)
+            {
+                if span(self.base, *ka, *kb) == "$" {
+                    return Ok(RVal::Text(*a, *b));
+                }
+            }
             out.push((k, v));
         }
         Ok(RVal::Obj(out))
@@ -274,6 +286,11 @@ pub(super) fn write(src: &str, v: &RVal, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
+        RVal::Text(a, b) => {
+            out.extend_from_slice(b"{\"$\":\"");
+            out.extend_from_slice(span(src, *a, *b).as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
     }
 }
 
@@ -290,6 +307,11 @@ pub(super) fn to_value(src: &str, v: &RVal) -> Value {
             Value::Object(out)
         }
         RVal::Arr(a) => Value::Array(a.iter().map(|v| to_value(src, v)).collect()),
+        RVal::Text(a, b) => {
+            let mut m = Map::new();
+            m.insert("$".into(), Value::String(span(src, *a, *b).to_string()));
+            Value::Object(m)
+        }
     }
 }
 
@@ -322,6 +344,7 @@ fn text_cow<'a>(src: &'a str, v: &'a RVal) -> Option<Cow<'a, str>> {
                 .unwrap_or_default(),
         ),
         RVal::Arr(a) => a.first().and_then(|v| text_cow(src, v)),
+        RVal::Text(a, b) => Some(Cow::Borrowed(span(src, *a, *b))),
     }
 }
 
@@ -340,6 +363,12 @@ fn set_text_of(src: &str, slot: &mut RVal, text: &str) {
         },
         RVal::Val(v) => set_scalar(v, text),
         RVal::Str(..) => *slot = RVal::Val(Value::String(text.into())),
+        RVal::Text(..) => {
+            *slot = RVal::Obj(vec![(
+                RKey::Owned("$".into()),
+                RVal::Val(Value::String(text.into())),
+            )])
+        }
     }
 }
 

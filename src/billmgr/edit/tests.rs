@@ -658,6 +658,42 @@ fn json_lists_are_rewritten_item_by_item() {
     );
 }
 
+/// A json field `{"$": "text"}` is read without an object of its own: read, edited and
+/// written back as it came; one with escapes, another key or a number stays an object;
+/// an item that is only a text is read and edited as one.
+#[test]
+fn json_text_fields_are_read_and_edited_alike() {
+    let body = br#"{"doc":{"elem":[{"id":{"$":"1"},"CN":{"$":"a.example"},"cost":{"$":"5","$cur":"RUB"},"esc":{"$":"q\"x"},"n":{"$":2}},{"$":"bare"}]}}"#;
+    let mut read = Vec::new();
+    let mut edit = |_: &str, it: &mut dyn ListItem| {
+        let up = it.upstream();
+        read.push(["id", "CN", "cost", "esc", "n"].map(|f| up.field(f).map(|v| v.into_owned())));
+        read.push([up.text().map(|v| v.into_owned()), None, None, None, None]);
+        let c = it.copy(true);
+        if c.field("id").is_some() {
+            c.set_field("id", "7");
+        } else {
+            c.set_text("new");
+        }
+        it.emit();
+    };
+    let out = rewrite_list(body, Format::Json, &["elem"], &mut edit).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"doc":{"elem":[{"id":{"$":"7"},"CN":{"$":"a.example"},"cost":{"$":"5","$cur":"RUB"},"esc":{"$":"q\"x"},"n":{"$":2}},{"$":"new"}]}}"#
+    );
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        read,
+        vec![
+            [s("1"), s("a.example"), s("5"), s("q\"x"), s("2")],
+            [None, None, None, None, None],
+            [None, None, None, None, None],
+            [s("bare"), None, None, None, None],
+        ]
+    );
+}
+
 /// An xml item of many text pieces (text between comments, whitespace between tens of
 /// thousands of children) is read in time linear in its size — each piece is chained,
 /// not the text so far copied again — and its text is the pieces' together.
