@@ -43,10 +43,23 @@ pub(super) struct State {
     /// Orders sent without `skipbasket=on`, left in the cart.
     pub basket: usize,
     pub today: Option<Date>,
-    pub received: Vec<Params>,
+    /// The last [`RECEIVED_LIMIT`] calls, oldest first.
+    pub received: std::collections::VecDeque<Params>,
 }
 
+/// Calls the sandbox remembers ([`crate::sandbox::Sandbox::received`]): the newest, so a
+/// sandbox under a benchmark's load does not grow without bound.
+pub const RECEIVED_LIMIT: usize = 10_000;
+
 impl State {
+    /// Remembers a call received, forgetting the oldest past [`RECEIVED_LIMIT`].
+    pub fn remember(&mut self, params: &Params) {
+        if self.received.len() == RECEIVED_LIMIT {
+            self.received.pop_front();
+        }
+        self.received.push_back(params.clone());
+    }
+
     pub fn new(config: SandboxConfig) -> State {
         State {
             accounts: config.accounts,
@@ -58,7 +71,7 @@ impl State {
             orders: 0,
             basket: 0,
             today: None,
-            received: Vec::new(),
+            received: std::collections::VecDeque::new(),
         }
     }
 

@@ -295,18 +295,19 @@ impl Sandbox {
         session_cookie: Option<&str>,
     ) -> Element {
         let mut st = lock(&self.state);
-        st.received.push(params.clone());
+        st.remember(params);
         st.handle(params, client_ip, session_cookie)
     }
 
     /// Record a call that reached the sandbox but was not processed (a fault struck first).
     pub fn record(&self, params: &Params) {
-        lock(&self.state).received.push(params.clone());
+        lock(&self.state).remember(params);
     }
 
-    /// Every call's parameters as received, oldest first (including `authinfo`).
+    /// The calls' parameters as received, oldest first (including `authinfo`): the last
+    /// `RECEIVED_LIMIT` (10,000).
     pub fn received(&self) -> Vec<Params> {
-        lock(&self.state).received.clone()
+        lock(&self.state).received.iter().cloned().collect()
     }
 
     pub fn clear_received(&self) {

@@ -879,7 +879,8 @@ fn su_and_func_errors() {
     assert_eq!(doc.find("error").unwrap().get_attr("lang"), Some("ru"));
 }
 
-/// Every call is recorded as received, credentials included, until cleared.
+/// Every call is recorded as received, credentials included, until cleared; the newest
+/// `RECEIVED_LIMIT` are kept.
 #[test]
 fn received_records_calls() {
     let sb = Sandbox::demo();
@@ -891,6 +892,18 @@ fn received_records_calls() {
     assert_eq!(got[1].func(), Some("pricelist.export"));
     sb.clear_received();
     assert!(sb.received().is_empty());
+    // The newest are kept, up to the limit.
+    for i in 0..logic::RECEIVED_LIMIT + 3 {
+        let n = i.to_string();
+        sb.record(&Params::from_pairs([("func", "whoami"), ("n", n.as_str())]));
+    }
+    let got = sb.received();
+    assert_eq!(got.len(), logic::RECEIVED_LIMIT);
+    assert_eq!(got[0].get("n"), Some("3"));
+    assert_eq!(
+        got.last().unwrap().get("n"),
+        Some((logic::RECEIVED_LIMIT + 2).to_string().as_str())
+    );
 }
 
 /// The order form lists plans and periods; injected faults queue in order, shared by clones.
