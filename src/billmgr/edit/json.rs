@@ -415,54 +415,43 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                 }
                 continue;
             };
+            // A list's items leave the rest (an array of them stays an empty array there,
+            // see `Stream`); another item (an `error`) stays in it as it came.
             let in_list = list_items.contains(&&*k);
-            if in_list || outs.rest.is_none() {
-                // A list's items are read, rewritten and written one at a time: the
-                // list is never held whole.
-                let one = map.next_value_seed(Stream {
-                    base,
-                    src,
-                    bjson,
-                    depth: depth + 1,
-                    k: &k,
-                    f: &mut *f,
-                    out: &mut *outs.out,
-                    first: &mut first,
-                    rest: outs.rest.as_deref_mut().map(|r| (r, &mut rest_first)),
-                })?;
-                if let Some(one) = one {
-                    write_one(outs.out, &mut first, &k, f(&k, item(src, bjson, one)));
+            let kept: Option<&'de RawValue> = match outs.rest.as_deref_mut() {
+                Some(r) if !in_list => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    member(r, &mut rest_first, &k);
+                    r.extend_from_slice(raw.get().as_bytes());
+                    Some(raw)
                 }
-                continue;
-            }
-            // Another item (not the list's): into the rest as it came.
-            let value = map.next_value_seed(Seed {
+                _ => None,
+            };
+            // The items are read, rewritten and written one at a time: a list is never
+            // held whole.
+            let stream = Stream {
                 base,
+                src,
+                bjson,
                 depth: depth + 1,
-            })?;
-            if let Some(r) = outs.rest.as_deref_mut() {
-                member(r, &mut rest_first, &k);
-                raw::write(src, &value, r);
-            }
-            let out = &mut *outs.out;
-            match value {
-                // A list stays a list, whatever its length.
-                RVal::Arr(list) => {
-                    member(out, &mut first, &k);
-                    out.push(b'[');
-                    let mut n = 0;
-                    for it in list {
-                        for new in f(&k, item(src, bjson, it)) {
-                            if n > 0 {
-                                out.push(b',');
-                            }
-                            n += 1;
-                            write(new, out);
-                        }
-                    }
-                    out.push(b']');
-                }
-                one => write_one(out, &mut first, &k, f(&k, item(src, bjson, one))),
+                k: &k,
+                f: &mut *f,
+                out: &mut *outs.out,
+                first: &mut first,
+                rest: match (in_list, outs.rest.as_deref_mut()) {
+                    (true, Some(r)) => Some((r, &mut rest_first)),
+                    _ => None,
+                },
+            };
+            let one = match kept {
+                None => map.next_value_seed(stream)?,
+                // Its bytes are the document's, so its strings are still spans of it.
+                Some(raw) => stream
+                    .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+                    .map_err(serde::de::Error::custom)?,
+            };
+            if let Some(one) = one {
+                write_one(outs.out, &mut first, &k, f(&k, item(src, bjson, one)));
             }
         }
         outs.both(b"}");
