@@ -68,6 +68,13 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The values of `keys` in `tree`, in the order of `keys` (a bulk read such as
+    /// `services import`, where a read per key would cost a round trip each). The default
+    /// reads them one by one.
+    fn get_many(&self, tree: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(tree, k)).collect()
+    }
+
     /// Puts every pair of `pairs` into `tree` as one write where the backend can (one sled
     /// batch, one SQL statement): a bulk load such as `store copy`, where a write per pair
     /// would cost a round trip and a commit each. The default puts them one by one.

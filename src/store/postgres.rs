@@ -651,6 +651,34 @@ impl Backend for PgBackend {
         })
     }
 
+    fn get_many(&self, tree: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (t, ks) = (tree.to_string(), keys.to_vec());
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            self.call("get_many", tree, move |c| {
+                let (t, ks) = (t.clone(), ks.clone());
+                async move {
+                    let rows = c
+                        .client
+                        .query(
+                            &format!(
+                                "SELECT key, value FROM {TABLE} WHERE tree = $1 AND key = ANY($2)"
+                            ),
+                            &[&t, &ks],
+                        )
+                        .await
+                        .map_err(|e| io("get_many", "*", pg_message(&e)))?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                        .collect())
+                }
+            })?;
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     fn put_all(&self, tree: &str, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
         if pairs.is_empty() {
             return Ok(());

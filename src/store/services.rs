@@ -126,6 +126,25 @@ fn key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
+/// `svc` recorded over the service already recorded with its id (`old`): it keeps the
+/// history, first record and deletion of `old` and gains the fields it lacked. `None`
+/// when `old` belongs to another reseller: a service is never reassigned.
+fn merged(old: Option<Service>, mut svc: Service) -> Option<Service> {
+    if let Some(old) = old {
+        if old.reseller != svc.reseller {
+            return None;
+        }
+        svc.history = old.history;
+        svc.recorded_at = old.recorded_at;
+        svc.source = old.source;
+        svc.deleted = old.deleted;
+        svc.remoteid = svc.remoteid.or(old.remoteid);
+        svc.plan = svc.plan.or(old.plan);
+        svc.period = svc.period.or(old.period);
+    }
+    Some(svc)
+}
+
 impl Store {
     /// The service with upstream id `id`, from the backend.
     pub fn service(&self, id: u64) -> Result<Option<Service>, StoreError> {
@@ -158,10 +177,11 @@ impl Store {
         Ok(ok)
     }
 
-    /// Records every service of `services` as [`Store::record_service`] does, flushed once
-    /// per [`IMPORT_BATCH`] services (and at the end) instead of once each: the import of a
-    /// large list. Answers how many were recorded and the ids refused (recorded for
-    /// another reseller).
+    /// Records every service of `services` as [`Store::record_service`] does, in batches
+    /// of [`IMPORT_BATCH`]: each batch read with one bulk read, written with one bulk write
+    /// and flushed once (on PostgreSQL two round trips a batch, not two a service): the
+    /// import of a large list. Answers how many were recorded and the ids refused
+    /// (recorded for another reseller).
     pub fn record_services(
         &self,
         services: impl IntoIterator<Item = Service>,
@@ -169,38 +189,48 @@ impl Store {
         let (mut recorded, mut refused) = (0, Vec::new());
         let mut services = services.into_iter().peekable();
         while services.peek().is_some() {
+            let batch: Vec<Service> = services.by_ref().take(IMPORT_BATCH).collect();
+            let keys: Vec<Vec<u8>> = batch.iter().map(|s| key(s.upstream_id).to_vec()).collect();
             let _guard = self.lock();
-            for svc in services.by_ref().take(IMPORT_BATCH) {
+            let stored = self.shared.backend.get_many(trees::SERVICES, &keys)?;
+            // What this batch wrote so far: a service listed twice merges with itself.
+            let mut written: std::collections::HashMap<u64, Service> =
+                std::collections::HashMap::with_capacity(batch.len());
+            for (svc, old) in batch.into_iter().zip(stored) {
                 let id = svc.upstream_id;
-                if self.put_service_unflushed(svc)? {
-                    recorded += 1;
-                } else {
-                    refused.push(id);
+                let old = match written.get(&id) {
+                    Some(s) => Some(s.clone()),
+                    None => old
+                        .map(|v| decode::<Service>(trees::SERVICES, &key(id), &v))
+                        .transpose()?,
+                };
+                match merged(old, svc) {
+                    Some(s) => {
+                        recorded += 1;
+                        written.insert(id, s);
+                    }
+                    None => refused.push(id),
                 }
             }
+            let mut pairs = Vec::with_capacity(written.len());
+            for (id, svc) in written {
+                pairs.push((key(id).to_vec(), encode(&svc, || format!("service {id}"))?));
+            }
+            pairs.sort_unstable();
+            self.shared.backend.put_all(trees::SERVICES, &pairs)?;
             self.shared.backend.flush()?;
         }
         Ok((recorded, refused))
     }
 
     /// [`Store::record_service`] without the flush (the caller flushes). Hold the lock.
-    pub(crate) fn put_service_unflushed(&self, mut svc: Service) -> Result<bool, StoreError> {
-        if let Some(old) = self.service(svc.upstream_id)? {
-            if old.reseller != svc.reseller {
-                return Ok(false);
-            }
-            svc.history = old.history;
-            svc.recorded_at = old.recorded_at;
-            svc.source = old.source;
-            svc.deleted = old.deleted;
-            svc.remoteid = svc.remoteid.or(old.remoteid);
-            svc.plan = svc.plan.or(old.plan);
-            svc.period = svc.period.or(old.period);
-        }
-        let v = encode(&svc, || format!("service {}", svc.upstream_id))?;
-        self.shared
-            .backend
-            .put(trees::SERVICES, &key(svc.upstream_id), &v)?;
+    pub(crate) fn put_service_unflushed(&self, svc: Service) -> Result<bool, StoreError> {
+        let id = svc.upstream_id;
+        let Some(svc) = merged(self.service(id)?, svc) else {
+            return Ok(false);
+        };
+        let v = encode(&svc, || format!("service {id}"))?;
+        self.shared.backend.put(trees::SERVICES, &key(id), &v)?;
         Ok(true)
     }
 
@@ -288,5 +318,28 @@ mod tests {
             Some(format!("r{n}").as_str())
         );
         assert_eq!(store.record_services(Vec::new()).unwrap(), (0, vec![]));
+        // One id twice in a batch merges with itself; a third, for another reseller, is
+        // refused.
+        let id = n + 1;
+        let again = Service {
+            remoteid: None,
+            plan: Some("3033".into()),
+            ..svc(id, "acme")
+        };
+        assert_eq!(
+            store
+                .record_services([svc(id, "acme"), again, svc(id, "globex")])
+                .unwrap(),
+            (2, vec![id])
+        );
+        let got = store.service(id).unwrap().unwrap();
+        assert_eq!(
+            (
+                got.reseller.as_str(),
+                got.remoteid.as_deref(),
+                got.plan.as_deref()
+            ),
+            ("acme", Some(format!("r{id}").as_str()), Some("3033"))
+        );
     }
 }

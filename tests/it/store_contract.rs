@@ -141,9 +141,10 @@ fn a_batch_is_one_write_and_last_is_the_greatest_key() {
 }
 
 /// A bulk put (`store copy`) writes every pair, replaces what a key held, leaves other
-/// trees and keys alone, and takes no pair at all.
+/// trees and keys alone, and takes no pair at all; a bulk read (`services import`) reads
+/// them back.
 #[test]
-fn put_all_writes_every_pair_of_one_tree() {
+fn put_all_and_get_many_write_and_read_pairs_in_bulk() {
     each_raw_backend(|name, b| {
         b.put("t", b"b", b"old").unwrap();
         b.put("t", b"z", b"kept").unwrap();
@@ -165,6 +166,20 @@ fn put_all_writes_every_pair_of_one_tree() {
         assert_eq!(b.get("t", b"b").unwrap(), Some(b"new".to_vec()), "{name}");
         assert_eq!(b.get("t", b"z").unwrap(), Some(b"kept".to_vec()), "{name}");
         assert_eq!(b.scan("other").unwrap().len(), 1, "{name}");
+        // A bulk read answers in the order asked, absent keys as `None`, a key twice twice.
+        let k5 = 5u32.to_be_bytes().to_vec();
+        assert_eq!(
+            b.get_many("t", &[k5.clone(), b"nope".to_vec(), b"b".to_vec(), k5])
+                .unwrap(),
+            vec![
+                Some(b"v5".to_vec()),
+                None,
+                Some(b"new".to_vec()),
+                Some(b"v5".to_vec())
+            ],
+            "{name}"
+        );
+        assert!(b.get_many("t", &[]).unwrap().is_empty(), "{name}");
     });
 }
 
