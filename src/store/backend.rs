@@ -68,6 +68,18 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Calls `f` with every pair of `tree` in key order until it answers `false`, without
+    /// holding the tree in memory: a filter over a large tree (one reseller's services
+    /// among a million). The default scans the tree.
+    fn for_each(&self, tree: &str, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        for (k, v) in self.scan(tree)? {
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The values of `keys` in `tree`, in the order of `keys` (a bulk read such as
     /// `services import`, where a read per key would cost a round trip each). The default
     /// reads them one by one.
@@ -307,6 +319,16 @@ impl Backend for SledBackend {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    fn for_each(&self, tree: &str, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        for pair in self.tree(tree)?.iter() {
+            let (k, v) = pair.map_err(|e| io("scan", tree, e))?;
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn put_all(&self, tree: &str, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {

@@ -651,6 +651,45 @@ impl Backend for PgBackend {
         })
     }
 
+    fn for_each(&self, tree: &str, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        // Pages of SCAN_PAGE pairs, each starting after the last key of the one before.
+        const SCAN_PAGE: i64 = 5_000;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let (t, from) = (tree.to_string(), after.clone());
+            let page: Vec<(Vec<u8>, Vec<u8>)> = self.call("scan", tree, move |c| {
+                let (t, from) = (t.clone(), from.clone());
+                async move {
+                    let rows = c
+                        .client
+                        .query(
+                            &format!(
+                                "SELECT key, value FROM {TABLE} WHERE tree = $1 \
+                                 AND ($2::bytea IS NULL OR key > $2) ORDER BY key LIMIT $3"
+                            ),
+                            &[&t, &from, &SCAN_PAGE],
+                        )
+                        .await
+                        .map_err(|e| io("scan", "*", pg_message(&e)))?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                        .collect())
+                }
+            })?;
+            let full = page.len() as i64 == SCAN_PAGE;
+            for (k, v) in &page {
+                if !f(k, v) {
+                    return Ok(());
+                }
+            }
+            match page.into_iter().last() {
+                Some((k, _)) if full => after = Some(k),
+                _ => return Ok(()),
+            }
+        }
+    }
+
     fn get_many(&self, tree: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());

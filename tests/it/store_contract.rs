@@ -142,9 +142,10 @@ fn a_batch_is_one_write_and_last_is_the_greatest_key() {
 
 /// A bulk put (`store copy`) writes every pair, replaces what a key held, leaves other
 /// trees and keys alone, and takes no pair at all; a bulk read (`services import`) reads
-/// them back.
+/// them back; a tree read one pair at a time (one reseller's services) sees every pair in
+/// order.
 #[test]
-fn put_all_and_get_many_write_and_read_pairs_in_bulk() {
+fn bulk_reads_and_writes() {
     each_raw_backend(|name, b| {
         b.put("t", b"b", b"old").unwrap();
         b.put("t", b"z", b"kept").unwrap();
@@ -180,6 +181,31 @@ fn put_all_and_get_many_write_and_read_pairs_in_bulk() {
             "{name}"
         );
         assert!(b.get_many("t", &[]).unwrap().is_empty(), "{name}");
+        // Read one pair at a time, over more than one of PostgreSQL's pages (5,000), in
+        // key order, the empty key included; stopped when asked.
+        let many: Vec<(Vec<u8>, Vec<u8>)> = (0u32..10_003)
+            .map(|i| (i.to_be_bytes().to_vec(), vec![1]))
+            .chain([(Vec::new(), vec![2])])
+            .collect();
+        b.put_all("each", &many).unwrap();
+        let mut seen = Vec::new();
+        b.for_each("each", &mut |k, _| {
+            seen.push(k.to_vec());
+            true
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 10_004, "{name}");
+        assert!(seen[0].is_empty(), "{name}");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{name}");
+        let mut n = 0;
+        b.for_each("each", &mut |_, _| {
+            n += 1;
+            n < 7
+        })
+        .unwrap();
+        assert_eq!(n, 7, "{name}");
+        b.for_each("nothing-here", &mut |_, _| panic!("{name}"))
+            .unwrap();
     });
 }
 
