@@ -126,6 +126,13 @@ fn io(op: &'static str, tree: &str, message: impl Into<String>) -> BackendError 
     }
 }
 
+/// Rows of `SELECT key, value …` as pairs.
+fn pairs<C: FromIterator<(Vec<u8>, Vec<u8>)>>(rows: Vec<tokio_postgres::Row>) -> C {
+    rows.into_iter()
+        .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+        .collect()
+}
+
 /// A tokio-postgres error with its cause (the server's message), never a parameter.
 fn pg_message(e: &tokio_postgres::Error) -> String {
     match std::error::Error::source(e) {
@@ -551,10 +558,7 @@ impl Backend for PgBackend {
                     .query(&c.scan, &[&t])
                     .await
                     .map_err(|e| io("scan", "*", pg_message(&e)))?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                    .collect())
+                Ok(pairs(rows))
             }
         })
     }
@@ -671,10 +675,7 @@ impl Backend for PgBackend {
                         )
                         .await
                         .map_err(|e| io("scan", "*", pg_message(&e)))?;
-                    Ok(rows
-                        .into_iter()
-                        .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                        .collect())
+                    Ok(pairs(rows))
                 }
             })?;
             let full = page.len() as i64 == SCAN_PAGE;
@@ -709,10 +710,7 @@ impl Backend for PgBackend {
                         )
                         .await
                         .map_err(|e| io("get_many", "*", pg_message(&e)))?;
-                    Ok(rows
-                        .into_iter()
-                        .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                        .collect())
+                    Ok(pairs(rows))
                 }
             })?;
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
@@ -764,10 +762,7 @@ impl Backend for PgBackend {
                     .query(&c.first, &[&t, &limit])
                     .await
                     .map_err(|e| io("first", "*", pg_message(&e)))?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                    .collect())
+                Ok(pairs(rows))
             }
         })
     }
