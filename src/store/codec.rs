@@ -39,6 +39,24 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     decode_version(bytes, VERSION)
 }
 
+/// Whether a stored record whose first field is a `u64` and second its reseller (a
+/// [`Service`](super::services::Service), a [`LedgerEntry`](super::ledger::LedgerEntry))
+/// may be `reseller`'s, read from its bytes without decoding it: the version byte, the
+/// `u64`, the reseller's length (8 bytes, little-endian) and bytes. `true` when the value
+/// is not in that shape (its decoding then judges it): a filter over a large tree.
+pub fn may_belong(value: &[u8], reseller: &str) -> bool {
+    let (Some(len), Some(&VERSION)) = (value.get(9..17), value.first()) else {
+        return true;
+    };
+    let len = u64::from_le_bytes(len.try_into().unwrap_or_default());
+    if len != reseller.len() as u64 {
+        return false;
+    }
+    value
+        .get(17..17 + reseller.len())
+        .is_none_or(|name| name == reseller.as_bytes())
+}
+
 /// The version byte of a stored value.
 pub fn version_of(bytes: &[u8]) -> Result<u8, CodecError> {
     bytes.first().copied().ok_or(CodecError::Empty)
@@ -68,6 +86,54 @@ pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The check on a record's encoded bytes agrees with its decoding: it passes over
+    /// another reseller's service or ledger entry, never one of `reseller`'s, and leaves
+    /// a value of another shape to the decoding.
+    #[test]
+    fn may_belong_reads_the_encoded_reseller() {
+        use crate::store::ledger::{LedgerEntry, LedgerKind};
+        use crate::store::services::{Service, ServiceSource};
+        for (owner, asked) in [
+            ("acme", "acme"),
+            ("acme", "acm"),
+            ("acme", "acmf"),
+            ("", ""),
+            ("ацме", "ацме"),
+            ("x", "acme"),
+        ] {
+            let svc = Service {
+                upstream_id: 7,
+                reseller: owner.into(),
+                remoteid: Some("r".into()),
+                plan: None,
+                period: None,
+                recorded_at: 1,
+                source: ServiceSource::Sync,
+                deleted: false,
+                history: Vec::new(),
+            };
+            let entry = LedgerEntry {
+                at_ms: 9,
+                reseller: owner.into(),
+                kind: LedgerKind::Order,
+                upstream_id: 7,
+                remoteid: None,
+                plan: None,
+                period: None,
+                upstream_cost: None,
+                price: None,
+            };
+            for v in [encode(&svc).unwrap(), encode(&entry).unwrap()] {
+                assert_eq!(may_belong(&v, asked), owner == asked, "{owner} / {asked}");
+            }
+        }
+        assert!(may_belong(b"\x02short", "acme"));
+        assert!(may_belong(&[], "acme"));
+        let mut other = encode(&(7u64, "acme")).unwrap();
+        other[0] = 9;
+        assert!(may_belong(&other, "globex"));
+    }
 
     #[test]
     fn round_trip_and_errors() {

@@ -144,13 +144,7 @@ impl Store {
 
     /// Every ledger entry of `reseller` (all when `None`), oldest first.
     pub fn ledger(&self, reseller: Option<&str>) -> Result<Vec<LedgerEntry>, StoreError> {
-        let mut out = Vec::new();
-        for (k, v) in self.shared.backend.scan(LEDGER)? {
-            let e: LedgerEntry = decode("ledger", &k, &v)?;
-            if reseller.is_none_or(|r| r == e.reseller) {
-                out.push(e);
-            }
-        }
+        let mut out = self.records_of(LEDGER, reseller, |e: &LedgerEntry| &e.reseller)?;
         out.sort_by_key(|e| e.at_ms);
         Ok(out)
     }

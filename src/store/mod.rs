@@ -505,6 +505,40 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
+impl Store {
+    /// Every record of `tree` (services, the ledger: records whose first field is a
+    /// `u64` and second `owner`) that is `reseller`'s, all when `None`, in key order. Read
+    /// one at a time ([`Backend::for_each`]), another reseller's passed over undecoded
+    /// ([`codec::may_belong`]): memory holds the records answered, not the tree.
+    pub(crate) fn records_of<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &'static str,
+        reseller: Option<&str>,
+        owner: impl Fn(&T) -> &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut failed = None;
+        self.shared.backend.for_each(tree, &mut |k, v| {
+            if reseller.is_some_and(|r| !codec::may_belong(v, r)) {
+                return true;
+            }
+            match decode::<T>(tree, k, v) {
+                Ok(rec) if reseller.is_none_or(|r| r == owner(&rec)) => out.push(rec),
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    return false;
+                }
+            }
+            true
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
 pub(crate) fn key_text(tree: &str, key: &[u8]) -> String {
     match <[u8; 8]>::try_from(key) {
         Ok(id) if tree == trees::PLANS => u64::from_be_bytes(id).to_string(),
