@@ -105,6 +105,8 @@ struct Conn {
     batch: Statement,
     last: Statement,
     first: Statement,
+    get_many: Statement,
+    scan_after: Statement,
 }
 
 /// PostgreSQL behind the [`Backend`] trait.
@@ -438,6 +440,16 @@ async fn connect(config: Connector) -> Result<Conn> {
             "SELECT key, value FROM {t} WHERE tree = $1 ORDER BY key LIMIT $2"
         ))
         .await?,
+        get_many: prep(format!(
+            "SELECT key, value FROM {t} WHERE tree = $1 AND key = ANY($2)"
+        ))
+        .await?,
+        // A page of a scan: the keys after $2 (from the first when NULL).
+        scan_after: prep(format!(
+            "SELECT key, value FROM {t} WHERE tree = $1 \
+             AND ($2::bytea IS NULL OR key > $2) ORDER BY key LIMIT $3"
+        ))
+        .await?,
         client,
     })
 }
@@ -666,13 +678,7 @@ impl Backend for PgBackend {
                 async move {
                     let rows = c
                         .client
-                        .query(
-                            &format!(
-                                "SELECT key, value FROM {TABLE} WHERE tree = $1 \
-                                 AND ($2::bytea IS NULL OR key > $2) ORDER BY key LIMIT $3"
-                            ),
-                            &[&t, &from, &SCAN_PAGE],
-                        )
+                        .query(&c.scan_after, &[&t, &from, &SCAN_PAGE])
                         .await
                         .map_err(|e| io("scan", "*", pg_message(&e)))?;
                     Ok(pairs(rows))
@@ -702,12 +708,7 @@ impl Backend for PgBackend {
                 async move {
                     let rows = c
                         .client
-                        .query(
-                            &format!(
-                                "SELECT key, value FROM {TABLE} WHERE tree = $1 AND key = ANY($2)"
-                            ),
-                            &[&t, &ks],
-                        )
+                        .query(&c.get_many, &[&t, &ks])
                         .await
                         .map_err(|e| io("get_many", "*", pg_message(&e)))?;
                     Ok(pairs(rows))
