@@ -93,7 +93,6 @@ mod tests {
     #[test]
     fn may_belong_reads_the_encoded_reseller() {
         use crate::store::ledger::{LedgerEntry, LedgerKind};
-        use crate::store::services::{Service, ServiceSource};
         for (owner, asked) in [
             ("acme", "acme"),
             ("acme", "acm"),
@@ -102,17 +101,7 @@ mod tests {
             ("ацме", "ацме"),
             ("x", "acme"),
         ] {
-            let svc = Service {
-                upstream_id: 7,
-                reseller: owner.into(),
-                remoteid: Some("r".into()),
-                plan: None,
-                period: None,
-                recorded_at: 1,
-                source: ServiceSource::Sync,
-                deleted: false,
-                history: Vec::new(),
-            };
+            let svc = crate::store::tests::service(7, owner);
             let entry = LedgerEntry {
                 at_ms: 9,
                 reseller: owner.into(),

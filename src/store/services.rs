@@ -281,19 +281,7 @@ mod tests {
         assert_eq!(Outcome::parse("fine"), None);
     }
 
-    fn svc(id: u64, reseller: &str) -> Service {
-        Service {
-            upstream_id: id,
-            reseller: reseller.into(),
-            remoteid: Some(format!("r{id}")),
-            plan: None,
-            period: None,
-            recorded_at: 1,
-            source: ServiceSource::Sync,
-            deleted: false,
-            history: Vec::new(),
-        }
-    }
+    use crate::store::tests::service as svc;
 
     /// A batch import records what a one-by-one record would, over more than one flush,
     /// and never reassigns a service recorded for another reseller.

@@ -17,6 +17,21 @@ fn account(name: &str) -> UpstreamAccount {
     }
 }
 
+/// Service `id` of `reseller`, remoteid `r{id}`, recorded by `services sync`.
+pub(crate) fn service(id: u64, reseller: &str) -> services::Service {
+    services::Service {
+        upstream_id: id,
+        reseller: reseller.into(),
+        remoteid: Some(format!("r{id}")),
+        plan: None,
+        period: None,
+        recorded_at: 1,
+        source: services::ServiceSource::Sync,
+        deleted: false,
+        history: Vec::new(),
+    }
+}
+
 pub(crate) fn plan(id: u64) -> Plan {
     Plan {
         id,

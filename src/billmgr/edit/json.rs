@@ -498,9 +498,10 @@ fn write_one(out: &mut Vec<u8>, first: &mut bool, k: &str, new: Vec<Node>) {
     }
 }
 
-/// A list's value, at nesting level `depth`: an array is rewritten item by item into
-/// `out` as it is read (and stays an empty array in the rest); any other value is read
-/// whole and answered, for [`write_one`].
+/// The value of an item key (`k`, the list's or another such as `error`), at nesting level
+/// `depth`: an array is rewritten item by item into `out` as it is read (and, given
+/// `rest`, stays an empty array there); any other value is read whole and answered, for
+/// [`write_one`].
 struct Stream<'x, 'f, 'de> {
     base: &'de str,
     src: &'x Arc<str>,
