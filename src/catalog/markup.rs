@@ -33,7 +33,7 @@ pub fn parse_price(s: &str) -> Option<Decimal> {
         && b[0].is_ascii_digit()
         && b[b.len() - 1].is_ascii_digit()
     {
-        return s.parse::<Decimal>().ok();
+        return plain_digits(b).or_else(|| s.parse::<Decimal>().ok());
     }
     let compact: String = s
         .chars()
@@ -85,9 +85,38 @@ pub fn parse_price(s: &str) -> Option<Decimal> {
     normal.parse::<Decimal>().ok()
 }
 
+/// Up to 19 digits with at most one `.` inside them (checked by the caller), read as
+/// `str::parse` reads them — the same digits, the same scale — without its general
+/// parser; `None` for a longer number.
+fn plain_digits(b: &[u8]) -> Option<Decimal> {
+    let mut digits = 0;
+    let mut scale = None;
+    let mut mantissa: u64 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'.' {
+            scale = Some((b.len() - i - 1) as u32);
+            continue;
+        }
+        digits += 1;
+        if digits > 19 {
+            return None;
+        }
+        mantissa = mantissa * 10 + u64::from(c - b'0');
+    }
+    Some(Decimal::from_i128_with_scale(
+        i128::from(mantissa),
+        scale.unwrap_or(0),
+    ))
+}
+
 /// `price` marked up, rounded and rescaled to `round_to`'s scale; `None` on overflow, a
 /// result below zero, or a markup that cannot be applied (a step of zero or less).
 pub fn apply(markup: &Markup, price: Decimal) -> Option<Decimal> {
+    apply_exact(markup, price).or_else(|| apply_decimal(markup, price))
+}
+
+/// [`apply`] in `rust_decimal`'s arithmetic: every case.
+fn apply_decimal(markup: &Markup, price: Decimal) -> Option<Decimal> {
     if price.is_sign_negative() && !price.is_zero() {
         return None;
     }
@@ -123,13 +152,103 @@ pub fn apply(markup: &Markup, price: Decimal) -> Option<Decimal> {
     if out.scale() != scale {
         return None; // too large to be written with that many decimals
     }
+    // A zero is written `0.00`, never `-0.00` (a negative zero `fixed` gives one).
+    out.set_sign_positive(true);
     Some(out)
+}
+
+/// The largest mantissa a [`Decimal`] holds (96 bits).
+const MAX_MANTISSA: i128 = (1 << 96) - 1;
+
+/// [`apply`] in integers for the usual markup — a step of 1, 0.1, 0.01… and every
+/// intermediate value exact within a [`Decimal`]'s 96 bits and 28 decimals — where
+/// `rust_decimal` computes the same digits exactly too: the same result, without its
+/// general multiplication and rounding. `None` hands anything else (a step like 0.05, a
+/// negative price or result, a value near the limits) to the general way.
+fn apply_exact(markup: &Markup, price: Decimal) -> Option<Decimal> {
+    let step = markup.round_to;
+    if step.mantissa() != 1 || price.is_sign_negative() {
+        return None;
+    }
+    let pow = |n: u32| 10i128.checked_pow(n);
+    let (percent, fixed) = (markup.percent, markup.fixed);
+    // factor = 1 + percent / 100, at percent's scale + 2.
+    let factor_scale = percent.scale() + 2;
+    let factor = pow(factor_scale)?.checked_add(percent.mantissa())?;
+    let product_scale = price.scale() + factor_scale;
+    let scale = product_scale.max(fixed.scale());
+    if factor < 0 || scale > 28 {
+        return None;
+    }
+    let within = |m: i128| (-MAX_MANTISSA..=MAX_MANTISSA).contains(&m).then_some(m);
+    // Each term at the common scale, as `rust_decimal` adds them when they fit.
+    let product = within(price.mantissa().checked_mul(factor)?)?;
+    let product = within(product.checked_mul(pow(scale - product_scale)?)?)?;
+    let fixed = within(fixed.mantissa().checked_mul(pow(scale - fixed.scale())?)?)?;
+    let raw = product + fixed;
+    if !(0..=MAX_MANTISSA).contains(&raw) {
+        return None;
+    }
+    // Rounded half away from zero (raw is not negative) to the step's decimals.
+    let out_scale = step.scale();
+    let out = if scale > out_scale {
+        let unit = pow(scale - out_scale)?;
+        let (q, r) = (raw / unit, raw % unit);
+        q + i128::from(r * 2 >= unit)
+    } else {
+        raw.checked_mul(pow(out_scale - scale)?)?
+    };
+    (out <= MAX_MANTISSA).then(|| Decimal::from_i128_with_scale(out, out_scale))
+}
+
+/// A decimal as `Display` writes it (every decimal of its scale), appended to `out`:
+/// a mantissa that fits 64 bits is written without `rust_decimal`'s general formatter.
+pub fn push_decimal(d: Decimal, out: &mut String) {
+    let Ok(m) = u64::try_from(d.mantissa()) else {
+        use std::fmt::Write;
+        let _ = write!(out, "{d}");
+        return;
+    };
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = m;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = &buf[i..];
+    let scale = d.scale() as usize;
+    let push =
+        |out: &mut String, b: &[u8]| out.push_str(std::str::from_utf8(b).unwrap_or_default());
+    if scale == 0 {
+        push(out, digits);
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        push(out, int);
+        out.push('.');
+        push(out, frac);
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        push(out, digits);
+    }
+}
+
+/// [`push_decimal`] into a new string.
+pub fn decimal_text(d: Decimal) -> String {
+    let mut s = String::with_capacity(24);
+    push_decimal(d, &mut s);
+    s
 }
 
 /// Read, mark up and write back one price string; `None` when it cannot be read or
 /// marked up.
 pub fn mark_up_str(markup: &Markup, s: &str) -> Option<String> {
-    apply(markup, parse_price(s)?).map(|d| d.to_string())
+    apply(markup, parse_price(s)?).map(decimal_text)
 }
 
 /// Whether `text` may hold an amount [`replace_amounts`] changes: an amount has a
@@ -340,6 +459,15 @@ mod tests {
             Some("0.0001")
         );
         assert_eq!(up(&m("0", "0", "1"), "0.4").as_deref(), Some("0"));
+        // A negative zero in the markup never shows as `-0.00`, either way.
+        let minus_zero = m("20", "-0.00", "0.01");
+        assert_eq!(up(&minus_zero, "0").as_deref(), Some("0.00"));
+        assert_eq!(
+            apply_decimal(&minus_zero, d("0"))
+                .map(decimal_text)
+                .as_deref(),
+            Some("0.00")
+        );
     }
 
     #[test]
@@ -389,6 +517,70 @@ mod tests {
             apply(&m("1000000", "0", "0.01"), d("10000000000000000000000000")),
             None
         );
+    }
+
+    /// The integer ways ([`plain_digits`], [`apply_exact`], [`push_decimal`]) give what
+    /// `rust_decimal`'s general ones give, digit for digit, over random prices and
+    /// markups from the usual to the limits.
+    #[test]
+    fn integer_ways_match_rust_decimal() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(13);
+        let number = |rng: &mut StdRng, max_digits: u32, max_scale: u32| {
+            let digits = rng.gen_range(1..=max_digits);
+            let m = rng.gen_range(0..10i128.pow(digits));
+            Decimal::from_i128_with_scale(m, rng.gen_range(0..=max_scale))
+        };
+        let (mut exact, mut general) = (0, 0);
+        for i in 0..200_000 {
+            let wide = i % 4 == 0;
+            let (digits, scale) = if wide { (28, 28) } else { (8, 6) };
+            let price = number(&mut rng, digits, scale);
+            let mut percent = number(&mut rng, if wide { 20 } else { 4 }, 3);
+            if rng.gen_bool(0.2) {
+                percent.set_sign_negative(true);
+            }
+            let mut fixed = number(&mut rng, if wide { 20 } else { 3 }, 4);
+            if rng.gen_bool(0.1) {
+                fixed.set_sign_negative(true);
+            }
+            let round_to = match rng.gen_range(0..5) {
+                0 => Decimal::ONE,
+                1 => Decimal::new(1, rng.gen_range(0..=10)),
+                2 => Decimal::new(5, 2),
+                3 => Decimal::new(1, 2),
+                _ => Decimal::new(rng.gen_range(1..30), rng.gen_range(0..4)),
+            };
+            let mk = Markup {
+                percent,
+                fixed,
+                round_to,
+            };
+            let want = apply_decimal(&mk, price);
+            match apply_exact(&mk, price) {
+                Some(got) => {
+                    exact += 1;
+                    assert_eq!(
+                        Some((got.to_string(), got.scale())),
+                        want.map(|w| (w.to_string(), w.scale())),
+                        "{mk:?} {price}"
+                    );
+                }
+                None => general += 1,
+            }
+            let text = price.to_string();
+            assert_eq!(
+                parse_price(&text).map(|p| (p, p.scale())),
+                Some((price, price.scale()))
+            );
+            let digits = text.bytes().filter(u8::is_ascii_digit).count();
+            assert_eq!(plain_digits(text.as_bytes()).is_some(), digits <= 19);
+            for d in [Some(price), want].into_iter().flatten() {
+                assert_eq!(decimal_text(d), d.to_string());
+            }
+        }
+        // Both ways were taken.
+        assert!(exact > 50_000 && general > 10_000, "{exact} {general}");
     }
 
     #[test]

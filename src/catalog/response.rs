@@ -380,7 +380,7 @@ fn mark_period(m: Option<&Markup>, e: &mut dyn Fields) -> Result<(), ()> {
             // Read once: the price to mark up, and the amount the text may repeat.
             let cost = markup::parse_price(&c).ok_or(())?;
             let new = match m {
-                Some(m) => markup::apply(m, cost).ok_or(())?.to_string(),
+                Some(m) => markup::decimal_text(markup::apply(m, cost).ok_or(())?),
                 None => c.trim().to_string(),
             };
             e.set_field("cost", &new);
@@ -418,7 +418,7 @@ fn mark_amounts(
             }
         }
         match m {
-            Some(m) => markup::apply(m, amount).map(|d| d.to_string()),
+            Some(m) => markup::apply(m, amount).map(markup::decimal_text),
             None => Some(written.to_string()),
         }
     })
