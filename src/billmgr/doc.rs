@@ -225,6 +225,23 @@ fn name_char(i: usize, c: char) -> bool {
     c.is_alphanumeric() || c == '_' || (i > 0 && matches!(c, '-' | '.' | ':'))
 }
 
+/// One look-up a byte for the usual ASCII name: 1, may start a name; 2, may follow
+/// (so 3 both, 0 neither or not ASCII).
+pub(super) const NAME_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            t[c] = 3;
+        } else if matches!(b, b'-' | b'.' | b':') {
+            t[c] = 2;
+        }
+        c += 1;
+    }
+    t
+};
+
 /// Whether `name` is written as it is by [`push_xml_name`] (a safe element or attribute
 /// name: letters, digits, `_`, and `-`, `.`, `:` after the first).
 pub(super) fn is_xml_name(name: &str) -> bool {
@@ -232,22 +249,7 @@ pub(super) fn is_xml_name(name: &str) -> bool {
     if b.is_empty() {
         return false;
     }
-    // One look-up a byte for the usual ASCII name (1: may start a name, 2: may follow).
-    const CLASS: [u8; 256] = {
-        let mut t = [0u8; 256];
-        let mut c = 0;
-        while c < 128 {
-            let b = c as u8;
-            if b.is_ascii_alphanumeric() || b == b'_' {
-                t[c] = 3;
-            } else if matches!(b, b'-' | b'.' | b':') {
-                t[c] = 2;
-            }
-            c += 1;
-        }
-        t
-    };
-    if CLASS[b[0] as usize] & 1 != 0 && b[1..].iter().all(|&c| CLASS[c as usize] != 0) {
+    if NAME_CLASS[b[0] as usize] & 1 != 0 && b[1..].iter().all(|&c| NAME_CLASS[c as usize] != 0) {
         return true;
     }
     !b.is_ascii() && name.chars().enumerate().all(|(i, c)| name_char(i, c))

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use quick_xml::events::{BytesStart, Event};
 
-use super::xml_scan::{Scanner, Tok};
+use super::xml_scan::{find_byte, same, Scanner, Tok};
 use super::{ItemFn, Node};
 use crate::billmgr::doc::{write_xml, DocError, Element, MAX_DEPTH};
 
@@ -53,7 +53,7 @@ impl<'a> Seen<'a> {
         if let Some(many) = &mut self.many {
             return many.insert(key);
         }
-        if self.few[..self.count].contains(&key) {
+        if self.few[..self.count].iter().any(|k| same(k, key)) {
             return false;
         }
         if self.count < Self::FEW {
@@ -80,7 +80,7 @@ pub(super) fn duplicate(key: &[u8]) -> DocError {
 /// Whether the character and entity references in `raw` (text or an attribute value as
 /// written) are valid. Only text holding `&` is read: the document is UTF-8 already.
 pub(super) fn check_refs(raw: &[u8]) -> Result<(), DocError> {
-    if memchr::memchr(b'&', raw).is_none() {
+    if find_byte(b'&', raw).is_none() {
         return Ok(());
     }
     let s = std::str::from_utf8(raw).map_err(|_| DocError::Utf8)?;

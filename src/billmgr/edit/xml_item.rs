@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use super::xml::{check_refs, duplicate, xml_err, Seen};
-use super::xml_scan::{attributes, Scanner, Span, Tok};
+use super::xml_scan::{attributes, same, Scanner, Span, Tok};
 use super::{Fields, ListFn, ListItem};
 use crate::billmgr::doc::{escape_xml, is_xml_name, DocError, MAX_DEPTH};
 
@@ -84,7 +84,7 @@ pub(super) struct XmlItem<'s> {
     pieces: Vec<Piece>,
     /// Values written by edits.
     edits: String,
-    /// The written copies.
+    /// The answer written so far: the emitted copies and what [`edit`] copies between them.
     pub(super) out: String,
 }
 
@@ -102,25 +102,32 @@ fn check_name(name: &str) -> Result<(), DocError> {
     }
 }
 
-/// The checks of a start tag (`name`, and its `attrs` as [`Tok::Start`] has them): names
-/// that are names, attributes well-formed and none twice, their references valid; each
-/// attribute (key, value) is given to `keep` once checked.
+/// The checks of a start tag (`name`, `plain` and `attrs` as [`Tok::Start`] has them):
+/// names that are names, attributes well-formed and none twice, their references valid;
+/// each attribute (key, value) is given to `keep` once checked. What the scanner found
+/// valid on its way (an ASCII name, a value without `&`) is not read again.
 fn check_tag(
     src: &str,
-    name: Span,
+    (name, plain): (Span, bool),
     attrs: Span,
     mut keep: impl FnMut(Span, Span),
 ) -> Result<(), DocError> {
-    check_name(at(src, name))?;
+    if !plain {
+        check_name(at(src, name))?;
+    }
     let mut seen = Seen::default();
-    attributes(src.as_bytes(), attrs, |key, value| {
-        let k = at(src, key);
-        check_name(k)?;
+    attributes(src.as_bytes(), attrs, |a| {
+        let k = at(src, a.key);
+        if !a.plain_key {
+            check_name(k)?;
+        }
         if !seen.insert(k.as_bytes()) {
             return Err(duplicate(k.as_bytes()));
         }
-        check_refs(at(src, value).as_bytes())?;
-        keep(key, value);
+        if a.refs {
+            check_refs(at(src, a.value).as_bytes())?;
+        }
+        keep(a.key, a.value);
         Ok(())
     })
 }
@@ -157,14 +164,14 @@ impl<'s> XmlItem<'s> {
     pub(super) fn read(
         &mut self,
         sc: &mut Scanner,
-        (name, attrs, empty): (Span, Span, bool),
+        (name, plain, attrs, empty): (Span, bool, Span, bool),
         (start, tag_end): (u32, u32),
         depth: usize,
     ) -> Result<(), DocError> {
         self.els.clear();
         self.attrs.clear();
         self.pieces.clear();
-        self.push_el(name, attrs, (start, tag_end), empty, NONE)?;
+        self.push_el((name, plain), attrs, (start, tag_end), empty, NONE)?;
         if empty {
             return Ok(());
         }
@@ -177,11 +184,16 @@ impl<'s> XmlItem<'s> {
             };
             let (a, z) = (a as u32, z as u32);
             match tok {
-                Tok::Start { name, attrs, empty } => {
+                Tok::Start {
+                    name,
+                    attrs,
+                    empty,
+                    plain,
+                } => {
                     if !empty && depth + open_els > MAX_DEPTH {
                         return Err(DocError::TooDeep(MAX_DEPTH));
                     }
-                    let el = self.push_el(name, attrs, (a, z), empty, cur)?;
+                    let el = self.push_el((name, plain), attrs, (a, z), empty, cur)?;
                     if !empty {
                         cur = el;
                         open_els += 1;
@@ -189,7 +201,7 @@ impl<'s> XmlItem<'s> {
                 }
                 Tok::End { name } => {
                     let open = self.els[cur as usize].name;
-                    if at(self.src, name) != at(self.src, open) {
+                    if !same(at(self.src, name).as_bytes(), at(self.src, open).as_bytes()) {
                         return Err(mismatched(at(self.src, open), at(self.src, name)));
                     }
                     let el = &mut self.els[cur as usize];
@@ -256,7 +268,7 @@ impl<'s> XmlItem<'s> {
     /// linked under `parent`; its index.
     fn push_el(
         &mut self,
-        name: Span,
+        (name, plain): (Span, bool),
         attrs: Span,
         (start, tag_end): (u32, u32),
         empty: bool,
@@ -264,7 +276,7 @@ impl<'s> XmlItem<'s> {
     ) -> Result<u32, DocError> {
         let first_attr = self.attrs.len() as u32;
         let list = &mut self.attrs;
-        check_tag(self.src, name, attrs, |key, value| {
+        check_tag(self.src, (name, plain), attrs, |key, value| {
             list.push(Attr {
                 key,
                 value,
@@ -305,7 +317,10 @@ impl<'s> XmlItem<'s> {
     // ---------- reading ----------
 
     fn name_is(&self, el: u32, name: &str) -> bool {
-        at(self.src, self.els[el as usize].name) == name
+        same(
+            at(self.src, self.els[el as usize].name).as_bytes(),
+            name.as_bytes(),
+        )
     }
 
     fn child(&self, el: u32, name: &str) -> Option<u32> {
@@ -321,7 +336,12 @@ impl<'s> XmlItem<'s> {
 
     fn attr(&self, el: u32, name: &str) -> Option<u32> {
         let (a, b) = self.els[el as usize].attrs;
-        (a..b).find(|&i| at(self.src, self.attrs[i as usize].key) == name)
+        (a..b).find(|&i| {
+            same(
+                at(self.src, self.attrs[i as usize].key).as_bytes(),
+                name.as_bytes(),
+            )
+        })
     }
 
     fn text_of(&self, el: u32) -> Option<Cow<'_, str>> {
@@ -600,15 +620,22 @@ pub(super) fn edit(
     if u32::try_from(src.len()).is_err() {
         return Err(xml_err("the document is too large"));
     }
-    let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 16);
     let mut item = XmlItem::new(src);
+    // The whole answer is written into the item's output, the copies of the items as
+    // they are emitted and everything between them as it came.
+    item.out = String::with_capacity(body.len() + body.len() / 8 + 16);
     let mut sc = Scanner::new(body, 0);
     // Names of the elements open outside the items.
     let mut open: Vec<Span> = Vec::new();
     let mut root_seen = false;
     while let Some((tok, a, z)) = sc.next()? {
         match tok {
-            Tok::Start { name, attrs, empty } => {
+            Tok::Start {
+                name,
+                attrs,
+                empty,
+                plain,
+            } => {
                 let depth = open.len();
                 if depth == 0 {
                     if root_seen {
@@ -619,24 +646,29 @@ pub(super) fn edit(
                         return Err(DocError::NotDoc);
                     }
                 }
-                let listed = items.iter().find(|i| **i == at(src, name));
+                let listed = items
+                    .iter()
+                    .find(|i| same(i.as_bytes(), at(src, name).as_bytes()));
                 match listed {
                     Some(listed) if depth == 1 => {
                         // An item is a child of the root: nesting level 2.
-                        item.read(&mut sc, (name, attrs, empty), (a as u32, z as u32), 2)?;
+                        item.read(
+                            &mut sc,
+                            (name, plain, attrs, empty),
+                            (a as u32, z as u32),
+                            2,
+                        )?;
                         if let Some((rest, list)) = rest.as_mut() {
                             if !list.contains(listed) {
                                 rest.extend_from_slice(&body[a..sc.pos]);
                             }
                         }
                         f(listed, &mut item);
-                        out.extend_from_slice(item.out.as_bytes());
-                        item.out.clear();
                         continue;
                     }
                     _ => {
                         // Checked as an item's tag is.
-                        check_tag(src, name, attrs, |_, _| {})?;
+                        check_tag(src, (name, plain), attrs, |_, _| {})?;
                         if !empty {
                             if depth + 1 > MAX_DEPTH {
                                 return Err(DocError::TooDeep(MAX_DEPTH));
@@ -650,7 +682,7 @@ pub(super) fn edit(
                 let Some(expected) = open.pop() else {
                     return Err(xml_err("unexpected closing tag"));
                 };
-                if at(src, expected) != at(src, name) {
+                if !same(at(src, expected).as_bytes(), at(src, name).as_bytes()) {
                     return Err(mismatched(at(src, expected), at(src, name)));
                 }
             }
@@ -666,7 +698,7 @@ pub(super) fn edit(
             }
             Tok::CData { .. } | Tok::Other => {}
         }
-        out.extend_from_slice(&body[a..z]);
+        item.out.push_str(at(src, (a as u32, z as u32)));
         if let Some((rest, _)) = rest.as_mut() {
             rest.extend_from_slice(&body[a..z]);
         }
@@ -677,5 +709,5 @@ pub(super) fn edit(
     if !open.is_empty() {
         return Err(xml_err("the document ends inside an element"));
     }
-    Ok(out)
+    Ok(std::mem::take(&mut item.out).into_bytes())
 }

@@ -7,7 +7,7 @@
 //! documents). Nothing is copied; the caller checks references and duplicate attributes.
 
 use super::xml::xml_err;
-use crate::billmgr::doc::DocError;
+use crate::billmgr::doc::{DocError, NAME_CLASS};
 
 /// A byte range of the document.
 pub(super) type Span = (u32, u32);
@@ -15,11 +15,13 @@ pub(super) type Span = (u32, u32);
 /// One token; each spans `start..end` of the document.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Tok {
-    /// `<name …>` or (`empty`) `<name …/>`; `attrs` is what follows the name.
+    /// `<name …>` or (`empty`) `<name …/>`; `attrs` is what follows the name; `plain`
+    /// when the name is ASCII name bytes (a valid name, not to be checked again).
     Start {
         name: Span,
         attrs: Span,
         empty: bool,
+        plain: bool,
     },
     /// `</name>`.
     End { name: Span },
@@ -29,6 +31,59 @@ pub(super) enum Tok {
     CData { inner: Span },
     /// A comment, a processing instruction or the xml declaration.
     Other,
+}
+
+/// The first `needle` in `hay`. The usual name, value or text is a few bytes, which a
+/// plain loop reads faster than `memchr` sets up; a longer one goes to `memchr`.
+#[inline]
+pub(super) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = hay.len().min(SHORT);
+    if let Some(p) = hay[..head].iter().position(|&c| c == needle) {
+        return Some(p);
+    }
+    memchr::memchr(needle, &hay[head..]).map(|p| head + p)
+}
+
+/// The first `a` or `b` in `hay`, as [`find_byte`] finds one.
+#[inline]
+fn find_either(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = hay.len().min(SHORT);
+    if let Some(p) = hay[..head].iter().position(|&c| c == a || c == b) {
+        return Some(p);
+    }
+    memchr::memchr2(a, b, &hay[head..]).map(|p| head + p)
+}
+
+/// Byte equality of two short strings (names), without a call to `memcmp`.
+#[inline]
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// The end of the run of ASCII name bytes (letters, digits, `_-.:`) from `from`, and
+/// whether its first byte may start a name: a run that makes the whole name is one.
+fn ascii_name(b: &[u8], from: usize, to: usize) -> (usize, bool) {
+    let starts = b
+        .get(from)
+        .is_some_and(|&c| NAME_CLASS[c as usize] & 1 != 0);
+    let mut i = from;
+    while i < to && NAME_CLASS[b[i] as usize] != 0 {
+        i += 1;
+    }
+    (i, starts)
+}
+
+/// One attribute of a start tag, as [`attributes`] reads it.
+pub(super) struct RawAttr {
+    pub(super) key: Span,
+    /// The value as written, without its quotes.
+    pub(super) value: Span,
+    /// The key is ASCII name bytes: a valid name, not to be checked again.
+    pub(super) plain_key: bool,
+    /// The value holds a `&`: its references are to be checked.
+    pub(super) refs: bool,
 }
 
 fn ws(b: u8) -> bool {
@@ -54,7 +109,7 @@ impl<'a> Scanner<'a> {
             return Ok(None);
         }
         if b[start] != b'<' {
-            let end = memchr::memchr(b'<', &b[start..]).map_or(b.len(), |p| start + p);
+            let end = find_byte(b'<', &b[start..]).map_or(b.len(), |p| start + p);
             self.pos = end;
             return Ok(Some((Tok::Text, start, end)));
         }
@@ -94,7 +149,8 @@ impl<'a> Scanner<'a> {
             Some(_) => {
                 // The name first (the usual tag ends right after it, or has attributes
                 // after a space); a quote in it takes the general way.
-                let mut i = start + 1;
+                let (mut i, plain_start) = ascii_name(b, start + 1, b.len());
+                let ascii_end = i;
                 while i < b.len()
                     && !matches!(b[i], b' ' | b'\r' | b'\n' | b'\t' | b'>' | b'"' | b'\'')
                 {
@@ -120,6 +176,7 @@ impl<'a> Scanner<'a> {
                         name: (start as u32 + 1, name_end as u32),
                         attrs: (name_end as u32, content_end as u32),
                         empty,
+                        plain: plain_start && name_end == ascii_end,
                     },
                     gt + 1,
                 )
@@ -171,7 +228,7 @@ fn tag_end(b: &[u8], from: usize) -> Result<usize, DocError> {
     while i < b.len() {
         match b[i] {
             b'>' => return Ok(i),
-            q @ (b'"' | b'\'') => match memchr::memchr(q, &b[i + 1..]) {
+            q @ (b'"' | b'\'') => match find_byte(q, &b[i + 1..]) {
                 Some(p) => i += p + 2,
                 None => break,
             },
@@ -187,7 +244,7 @@ fn tag_end(b: &[u8], from: usize) -> Result<usize, DocError> {
 pub(super) fn attributes(
     b: &[u8],
     (from, to): Span,
-    mut f: impl FnMut(Span, Span) -> Result<(), DocError>,
+    mut f: impl FnMut(RawAttr) -> Result<(), DocError>,
 ) -> Result<(), DocError> {
     let (mut i, to) = (from as usize, to as usize);
     loop {
@@ -200,11 +257,13 @@ pub(super) fn attributes(
         // The key's first byte is part of it whatever it is (quick-xml reads `=a="1"`
         // as the key `=a`).
         let key_start = i;
-        i += 1;
+        let (ascii_end, plain_start) = ascii_name(b, i, to);
+        i = ascii_end.max(i + 1);
         while i < to && b[i] != b'=' && !ws(b[i]) {
             i += 1;
         }
         let key = (key_start as u32, i as u32);
+        let plain_key = plain_start && i == ascii_end;
         while i < to && ws(b[i]) {
             i += 1;
         }
@@ -219,11 +278,26 @@ pub(super) fn attributes(
             Some(&q @ (b'"' | b'\'')) if i < to => q,
             _ => return Err(xml_err("an attribute value without quotes")),
         };
+        // The closing quote; a `&` on the way is noted (the usual value has none).
         let v = i + 1;
-        let Some(p) = memchr::memchr(q, &b[v..to]) else {
-            return Err(xml_err("an attribute value is not closed"));
+        let mut refs = false;
+        let mut j = v;
+        let close = loop {
+            let Some(p) = find_either(q, b'&', &b[j..to]) else {
+                return Err(xml_err("an attribute value is not closed"));
+            };
+            if b[j + p] == q {
+                break j + p;
+            }
+            refs = true;
+            j += p + 1;
         };
-        f(key, (v as u32, (v + p) as u32))?;
-        i = v + p + 1;
+        f(RawAttr {
+            key,
+            value: (v as u32, close as u32),
+            plain_key,
+            refs,
+        })?;
+        i = close + 1;
     }
 }
