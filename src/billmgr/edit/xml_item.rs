@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use super::xml::{check_refs, duplicate, xml_err, Seen};
-use super::xml_scan::{attributes, same, Scanner, Span, Tok};
+use super::xml_scan::{attributes, find_byte, same, Scanner, Span, Tok};
 use super::{Fields, ListFn, ListItem};
 use crate::billmgr::doc::{escape_xml, is_xml_name, DocError, MAX_DEPTH};
 
@@ -147,6 +147,9 @@ fn at(s: &str, (a, b): Span) -> &str {
 }
 
 fn unescaped(raw: &str) -> Cow<'_, str> {
+    if find_byte(b'&', raw.as_bytes()).is_none() {
+        return Cow::Borrowed(raw); // the usual value: nothing to unescape
+    }
     quick_xml::escape::unescape(raw).unwrap_or(Cow::Borrowed(raw))
 }
 
