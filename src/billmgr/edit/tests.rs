@@ -456,6 +456,9 @@ fn xml_items_in_bytes_refuse_what_elements_refused() {
         "<doc><elem><price <cur=\"1\"/></elem></doc>",
         "<doc><elem><a&b/></elem></doc>",
         "<doc><x <y=\"1\"/><elem/></doc>",
+        // ASCII name bytes that cannot start a name, in an element and in a key.
+        "<doc><elem><-a/></elem></doc>",
+        "<doc><elem><a .k=\"1\"/></elem></doc>",
     ] {
         let as_elements =
             rewrite_items(bad.as_bytes(), Format::Xml, &["elem"], &mut |_, n| vec![n]);
@@ -468,6 +471,33 @@ fn xml_items_in_bytes_refuse_what_elements_refused() {
             matches!(&in_bytes, Err(DocError::Xml(e)) if e.contains("is not an element or attribute name")),
             "{bad}: {in_bytes:?}"
         );
+    }
+}
+
+/// Names and values the tokenizer judges on its way (an ASCII name, a value without
+/// `&`) and those it hands to the general checks (a name beyond ASCII, a value with
+/// references) read the same in bytes as in elements.
+#[test]
+fn xml_names_and_values_read_alike_either_way() {
+    for good in [
+        "<doc><elem><név a=\"x&amp;y\" b:c='1' _d=\"&#65;\" e-f.g=\"\">t</név><id>1</id></elem></doc>",
+        "<doc><elem x1=\"a\"y2=\"&lt;b\"><цена>9.00</цена><id>2</id></elem></doc>",
+        "<doc><elem><a  k = \"1\" /><b\tk='&quot;'\n/></elem></doc>",
+    ] {
+        let as_elements =
+            rewrite_items(good.as_bytes(), Format::Xml, &["elem"], &mut |_, n| vec![n]).unwrap();
+        let in_bytes = rewrite_list(good.as_bytes(), Format::Xml, &["elem"], &mut |_, it| {
+            it.copy(true);
+            it.emit();
+        })
+        .unwrap();
+        assert_eq!(
+            parse(&in_bytes, Format::Xml).unwrap(),
+            parse(&as_elements, Format::Xml).unwrap(),
+            "{good}"
+        );
+        // Nothing edited: the upstream's bytes go out as they came.
+        assert_eq!(String::from_utf8(in_bytes).unwrap(), good);
     }
 }
 
