@@ -201,8 +201,9 @@ fn apply_exact(markup: &Markup, price: Decimal) -> Option<Decimal> {
     (out <= MAX_MANTISSA).then(|| Decimal::from_i128_with_scale(out, out_scale))
 }
 
-/// A decimal as `Display` writes it (every decimal of its scale), appended to `out`:
-/// a mantissa that fits 64 bits is written without `rust_decimal`'s general formatter.
+/// A decimal as `Display` writes it (every decimal of its scale; a negative zero, which
+/// no price is, without its sign), appended to `out`: a mantissa that fits 64 bits is
+/// written without `rust_decimal`'s general formatter.
 pub fn push_decimal(d: Decimal, out: &mut String) {
     let Ok(m) = u64::try_from(d.mantissa()) else {
         use std::fmt::Write;
