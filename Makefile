@@ -33,10 +33,10 @@ lint:
 
 ## Benchmarks (run on purpose; see bench/README.md).
 bench: build
-	bash bench/run.sh
-	bash bench/rewrite.sh
-	bash bench/memory.sh
-	STORE=postgres CONFIG_EXTRA="$$(printf '[auth]\nmax_concurrent_verifications = 1')" bash bench/memory.sh
+	@export BENCH_SUMMARY="$$(mktemp)"; status=0; \
+	bash bench/run.sh && bash bench/rewrite.sh && bash bench/memory.sh && \
+	STORE=postgres CONFIG_EXTRA="$$(printf '[auth]\nmax_concurrent_verifications = 1')" bash bench/memory.sh || status=$$?; \
+	echo "== issue 13 goals, this run ($$(nproc) cores)"; cat "$$BENCH_SUMMARY"; rm -f "$$BENCH_SUMMARY"; exit $$status
 
 ## Fleet mode: durable orders/s and pass-through, sled vs PostgreSQL (see bench/README.md).
 bench-fleet: build

@@ -11,6 +11,7 @@
 # bench/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/goal.sh
 SERVICES=${SERVICES:-1000000}
 RUNS=${RUNS:-3}
 BIN=${BIN:-target/release/resellgate}
@@ -54,3 +55,4 @@ for s in empty loaded; do
   printf '%-7s cold start to /readyz: %.3f s (median of %d)\n' "$s" "${M[$s]}" "$RUNS" >&2
 done
 awk -v e="${M[empty]}" -v l="${M[loaded]}" -v n="$SERVICES" 'BEGIN { printf "cold start with %d services: %.3f s (goal <= 1 s), loaded/empty ratio %.2f\n", n, l, l/e }'
+goal 5 "cold start to /readyz with $SERVICES services, s" "$(printf '%.3f' "${M[loaded]}")" "<=" 1

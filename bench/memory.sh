@@ -21,6 +21,7 @@
 # (exits, or answers a non-200); the RSS figures are the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/goal.sh
 RESELLERS=${RESELLERS:-10000}
 SERVICES=${SERVICES:-1000000}
 ACTIVE=${ACTIVE:-1000}
@@ -128,4 +129,6 @@ echo "login bursts: $BURSTS of $BURST, $REFUSED logins without a session" >&2
 awk -v i="$IDLE" -v p="$PEAK" -v l="$LAST" -v g="$GOAL_MIB" 'BEGIN {
   printf "RSS idle %.1f MiB, peak %.1f MiB, last %.1f MiB; goal %d MiB: peak/goal %.2f, last/goal %.2f\n",
     i / 1024, p / 1024, l / 1024, g, p / 1024 / g, l / 1024 / g }'
+goal 4 "peak RSS MiB, store ${STORE:-sled}${CONFIG_EXTRA:+, $(tr '\n' ' ' <<<"$CONFIG_EXTRA" | sed 's/ *$//')}" \
+  "$(awk -v p="$PEAK" 'BEGIN { printf "%.1f", p / 1024 }')" "<=" "$GOAL_MIB"
 exit "$FAIL"

@@ -12,6 +12,7 @@
 # BASE_BIN=path/to/an/older/resellgate adds a row for that build's gateway (A/B in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/goal.sh
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
 BIN=${BIN:-target/release/resellgate}
@@ -52,7 +53,7 @@ row() { # name wrk-output
   p99=$(awk '$1=="99%" {print $2}' <<<"$2")
   acked=$(awk '/^acknowledged/ {print $2}' <<<"$2")
   printf '%-8s %10s orders/s   p50 %8s   p99 %8s   acknowledged %s\n' "$1" "$rps" "$p50" "$p99" "$acked" >&2
-  echo "$rps $acked"
+  echo "$rps $acked $(wrk_us "$p99")"
 }
 cpu() { # name pid acknowledged: the gateway's CPU time (user + system) per acknowledged order
   awk -v n="$1" -v a="$3" -v hz="$(getconf CLK_TCK)" '{ s = ($14 + $15) / hz;
@@ -65,10 +66,12 @@ orders() { # addr prefix [env...]
 echo "durable orders: wrk -t1 -c$CONNS -d${DURATION}s, unique remoteids, $(nproc) cores" >&2
 read -r D _ <<<"$(row direct "$(orders "$SD" d$$x AUTHINFO=acme@sandbox:acme-upstream-pw PRICELIST=3033)")"
 [ -z "$BASE_BIN" ] || read -r B BA <<<"$(row base "$(orders "$GB" b$$x)")"
-read -r G GA <<<"$(row gateway "$(orders "$GW" g$$x)")"
+read -r G GA GP <<<"$(row gateway "$(orders "$GW" g$$x)")"
 [ -z "$BASE_BIN" ] || cpu base "$GB_PID" "$BA"
 cpu gateway "$GW_PID" "$GA"
 awk -v d="$D" -v g="$G" 'BEGIN { printf "orders gateway/direct throughput ratio: %.2f\n", g/d }'
 [ -z "$BASE_BIN" ] || awk -v b="$B" -v g="$G" 'BEGIN { printf "orders gateway/base   throughput ratio: %.2f\n", g/b }'
+goal 3 "durable orders/s (acknowledged, sled)" "$(awk -v a="$GA" -v d="$DURATION" 'BEGIN { printf "%.0f", a / d }')" ">=" 5000
+goal 3 "durable orders: p99 ms" "$(awk -v p="$GP" 'BEGIN { if (p != "") printf "%.2f", p / 1000 }')" "<=" 10
 # The gateway's own counters, as an operator reads them.
 curl -fsS "http://$AD/metrics" 2>/dev/null | grep -E '^resellgate_(order|store)' >&2 || true

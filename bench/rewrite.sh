@@ -12,6 +12,7 @@
 # ROWS (200), ITERATIONS (2000), DURATION (seconds per end-to-end path, 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/goal.sh
 PLANS=${PLANS:-500}; ROWS=${ROWS:-200}; ITERATIONS=${ITERATIONS:-2000}; DURATION=${DURATION:-5}
 BIN=${BIN:-target/release/resellgate}
 [ -x "$BIN" ] || cargo build --release --locked
@@ -20,8 +21,15 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 echo "== in process: resellgate bench-rewrite --plans $PLANS --rows $ROWS --iterations $ITERATIONS ($(nproc) cores)" >&2
-"$BIN" bench-rewrite --plans "$PLANS" --rows "$ROWS" --iterations "$ITERATIONS" | column -t
-echo "goals: pricelist.export $PLANS plans p99 <= 1000 us; certificate $ROWS rows p99 <= 500 us" >&2
+TIMES=$("$BIN" bench-rewrite --plans "$PLANS" --rows "$ROWS" --iterations "$ITERATIONS")
+column -t <<<"$TIMES"
+# Goal 2 on the CPU p99 (the gateway's own time; wall time also counts waiting for a core).
+while read -r case format _ _ _ _ _ cpu_p99; do
+  case "$case" in
+    pricelist.export_*) goal 2 "$case $format: CPU p99 us" "$cpu_p99" "<=" 1000 ;;
+    certificate_*) goal 2 "$case $format: CPU p99 us" "$cpu_p99" "<=" 500 ;;
+  esac
+done <<<"$TIMES"
 
 DIR=$(mktemp -d)
 PIDS=()

@@ -8,6 +8,7 @@
 # Loopback only; bounded (DURATION seconds per path). Run with `make bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/goal.sh
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
 BIN=${BIN:-target/release/resellgate}
@@ -94,6 +95,7 @@ run() { # name addr query [pid whose CPU is measured]
     us=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
     echo "$us" > "$DIR/cpu.$1"
   fi
+  wrk_us "$p99" > "$DIR/p99.$1"
   printf '%-8s %10s req/s   p99 %8s   CPU %6s us/request\n' "$1" "$rps" "$p99" "${us:--}" >&2
   echo "$rps"
 }
@@ -107,6 +109,12 @@ awk -v d="$D" -v g="$G" 'BEGIN { printf "gateway/direct throughput ratio: %.2f\n
 [ -n "$N" ] && awk -v n="$N" -v g="$G" 'BEGIN { printf "gateway/nginx  throughput ratio: %.2f\n", g/n }'
 [ -n "$N" ] && awk -v n="$(cpu_us nginx)" -v g="$(cpu_us gateway)" 'BEGIN { printf "gateway/nginx  CPU per request ratio: %.2f (goal <= 1.5)\n", g/n }'
 [ -n "$BASE_PID" ] && awk -v b="$B" -v g="$G" 'BEGIN { printf "gateway/base   throughput ratio: %.2f\n", g/b }'
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2f", a / b }'; }
+if [ -n "$N" ]; then
+  goal 1 "whoami: throughput gateway/nginx" "$(ratio "$G" "$N")" ">=" 1.0
+  goal 1 "whoami: p99 gateway/nginx" "$(ratio "$(cat "$DIR/p99.gateway")" "$(cat "$DIR/p99.nginx")")" "<=" 1.0
+  goal 1 "whoami: CPU per request gateway/nginx" "$(ratio "$(cpu_us gateway)" "$(cpu_us nginx)")" "<=" 1.5
+fi
 true
 # Certificate-list pass-through (goal 1's second call): the sandbox's list for acme.
 echo "wrk -t1 -c$CONNS -d${DURATION}s, func=certificate (XML)" >&2
@@ -117,6 +125,11 @@ if [ -n "$BASE_PID" ]; then B2=$(run base "$BASE_GW" "func=certificate&authinfo=
 G2=$(run gateway "$GW" "func=certificate&authinfo=acme:acme-demo-pw" "$GW_PID")
 [ -n "$N2" ] && awk -v n="$N2" -v g="$G2" -v nc="$(cpu_us nginx)" -v gc="$(cpu_us gateway)" 'BEGIN { printf "certificate gateway/nginx throughput ratio: %.2f, CPU per request ratio: %.2f\n", g/n, gc/nc }'
 [ -n "$BASE_PID" ] && awk -v b="$B2" -v g="$G2" 'BEGIN { printf "certificate gateway/base throughput ratio: %.2f\n", g/b }' || true
+if [ -n "$N2" ]; then
+  goal 1 "certificate list: throughput gateway/nginx" "$(ratio "$G2" "$N2")" ">=" 1.0
+  goal 1 "certificate list: p99 gateway/nginx" "$(ratio "$(cat "$DIR/p99.gateway")" "$(cat "$DIR/p99.nginx")")" "<=" 1.0
+  goal 1 "certificate list: CPU per request gateway/nginx" "$(ratio "$(cpu_us gateway)" "$(cpu_us nginx)")" "<=" 1.5
+fi
 [ "${PASSTHROUGH_ONLY:-0}" = 1 ] && exit 0
 
 # Issue 13, goals 3 and 5 (their own scripts, same knobs): durable orders/s with group
