@@ -36,7 +36,7 @@ done
 export ACME_UP_PASSWORD=acme-upstream-pw GLOBEX_UP_PASSWORD=globex-upstream-pw RESELLGATE_ADMIN_TOKEN=bench-token
 gateway() { # name binary listen sandbox [admin-listen]
   mkdir -p "$DIR/$1"
-  printf '[server]\nlisten = "%s"\n[upstream]\nurl = "http://%s/billmgr"\n[store]\npath = "store"\n' "$3" "$4" >"$DIR/$1/config.toml"
+  printf '[server]\nlisten = "%s"\nthreads = %s\n[upstream]\nurl = "http://%s/billmgr"\n[store]\npath = "store"\n' "$3" "${THREADS:-1}" "$4" >"$DIR/$1/config.toml"
   [ -n "${5:-}" ] && printf '[admin]\nlisten = "%s"\n' "$5" >>"$DIR/$1/config.toml"
   "$2" mappings apply --config "$DIR/$1/config.toml" mappings/demo.toml >/dev/null
   RESELLGATE_LOG=warn "$2" serve --config "$DIR/$1/config.toml" 2>"$DIR/$1/gateway.log" & PIDS+=($!)

@@ -30,6 +30,7 @@ SB=127.0.0.1:18600; GW=127.0.0.1:18500; NG=127.0.0.1:18700
 cat > "$DIR/config.toml" <<TOML
 [server]
 listen = "$GW"
+threads = ${THREADS:-1}
 [upstream]
 url = "http://$SB/billmgr"
 [store]
