@@ -301,3 +301,46 @@ pub(super) fn attributes(
         i = close + 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The short loop and `memchr` together find what a plain search finds, wherever the
+    /// byte is: before, at and past the 16 bytes read by hand, or nowhere.
+    #[test]
+    fn searches_find_the_first_byte_wherever_it_is() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut hay = vec![b'a'; len];
+                if at < len {
+                    hay[at] = b'<';
+                    if at + 1 < len {
+                        hay[at + 1] = b'&';
+                    }
+                }
+                let want = hay.iter().position(|&c| c == b'<');
+                assert_eq!(find_byte(b'<', &hay), want, "len {len}, at {at}");
+                let either = hay.iter().position(|&c| c == b'&' || c == b'"');
+                assert_eq!(find_either(b'"', b'&', &hay), either, "len {len}, at {at}");
+            }
+        }
+        assert!(same(b"period", b"period"));
+        assert!(!same(b"period", b"periods"));
+        assert!(!same(b"cost", b"Cost"));
+    }
+
+    /// A run of ASCII name bytes is a whole valid name only when its first byte may start
+    /// one; `ascii_name` stops at the first byte that is not one.
+    #[test]
+    fn ascii_name_runs() {
+        let run = |s: &str| ascii_name(s.as_bytes(), 0, s.len());
+        assert_eq!(run("period cost"), (6, true));
+        assert_eq!(run("a-b.c:d_1>"), (9, true));
+        assert_eq!(run("-a"), (2, false));
+        assert_eq!(run("1a"), (2, true));
+        assert_eq!(run("név"), (1, true));
+        assert_eq!(run(""), (0, false));
+        assert_eq!(ascii_name(b"abcdef", 0, 3), (3, true));
+    }
+}
