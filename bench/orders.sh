@@ -65,7 +65,7 @@ orders() { # addr prefix [env...]
 }
 echo "durable orders: wrk -t1 -c$CONNS -d${DURATION}s, unique remoteids, $(nproc) cores" >&2
 read -r D _ <<<"$(row direct "$(orders "$SD" d$$x AUTHINFO=acme@sandbox:acme-upstream-pw PRICELIST=3033)")"
-[ -z "$BASE_BIN" ] || read -r B BA <<<"$(row base "$(orders "$GB" b$$x)")"
+[ -z "$BASE_BIN" ] || read -r B BA _ <<<"$(row base "$(orders "$GB" b$$x)")"
 read -r G GA GP <<<"$(row gateway "$(orders "$GW" g$$x)")"
 [ -z "$BASE_BIN" ] || cpu base "$GB_PID" "$BA"
 cpu gateway "$GW_PID" "$GA"
