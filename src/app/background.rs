@@ -5,7 +5,6 @@
 //!   `[orders] failed_retention_s`.
 //! - [`Reconcile`] — a reconciliation pass at start-up and every
 //!   `[orders] reconcile_interval_s`.
-//! - [`Jobs`] — runs the work the call path queued for after its answers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,21 +106,6 @@ impl BackgroundService for Reconcile {
                     Err(e) => tracing::error!(error = %e, "reconciling pending orders failed"),
                 },
             }
-        }
-    }
-}
-
-/// Runs the reconciler's job queue until shutdown.
-pub struct Jobs {
-    pub reconciler: Arc<Reconciler>,
-}
-
-#[async_trait]
-impl BackgroundService for Jobs {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        tokio::select! {
-            _ = shutdown.changed() => {}
-            _ = self.reconciler.run_jobs() => {}
         }
     }
 }

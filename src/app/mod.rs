@@ -42,11 +42,7 @@ impl Parts {
     /// missing variable or file stops the start), the reconciler and the call path.
     pub fn new(config: &Config, store: Store) -> Result<Parts, SetupError> {
         let client = Arc::new(Client::new(config, store.clone())?);
-        let reconciler = Arc::new(Reconciler::new(
-            store.clone(),
-            client.clone(),
-            config.order_settle(),
-        ));
+        let reconciler = Reconciler::new(store.clone(), client.clone(), config.order_settle());
         let gateway = Arc::new(Gateway::new(config, store, client, reconciler.jobs()));
         Ok(Parts {
             gateway,
@@ -145,12 +141,6 @@ pub fn build(config: &Config, parts: &Parts) -> anyhow::Result<Server> {
         background::Reconcile {
             reconciler: parts.reconciler.clone(),
             interval: config.reconcile_interval(),
-        },
-    ));
-    server.add_service(background_service(
-        "jobs after answers",
-        background::Jobs {
-            reconciler: parts.reconciler.clone(),
         },
     ));
     Ok(server)

@@ -18,9 +18,9 @@
 //!   [`Gateway::handle`] and count the outcome in `logging`.
 //!
 //! Lifetimes: a [`Gateway`] lives as long as the process and holds shared handles (store,
-//! authenticator, upstream client, the job queue); a [`Caller`] lives for one call (the
+//! authenticator, upstream client, the reconciler's jobs); a [`Caller`] lives for one call (the
 //! reseller and its upstream account, resolved once); background work belongs to the
-//! [`crate::reconcile::Reconciler`], which the gateway only feeds through its job queue.
+//! [`crate::reconcile::Reconciler`], which the gateway only leaves jobs for ([`crate::reconcile::Jobs`]).
 //!
 //! Every refusal or failure leaves [`Gateway::handle`] as a BILLmanager error document in
 //! the caller's format with HTTP 200; there is no other path to the wire.
@@ -115,7 +115,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// The call path for `config` over an open store, an upstream client and the
-    /// reconciler's job queue.
+    /// reconciler's jobs.
     pub fn new(config: &Config, store: Store, upstream: Arc<Client>, jobs: Jobs) -> Gateway {
         Gateway {
             auth: Authenticator::new(AuthSettings {

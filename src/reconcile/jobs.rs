@@ -1,20 +1,25 @@
-//! The job channel from the call path to the background: work a call leaves for after
-//! its answer (today: reading a ledger entry's upstream cost) is queued here instead of
-//! spawned from the hot path, and run by [`super::Reconciler::run_jobs`].
+//! Work a call leaves for after its answer (today: reading a ledger entry's upstream
+//! cost), run by the reconciler on a task of its own on the runtime of the call that left
+//! it: no thread hand-off on the order path, and the upstream connection the job uses is
+//! one that runtime already drives.
 //!
-//! The channel is bounded ([`QUEUE`]): a job that finds it full is dropped and logged,
-//! and the next periodic reconciliation pass does the work instead (a ledger entry
-//! without a cost is found by [`crate::store::Store::costless_ledger`]). Each job holds
-//! a [`Busy`] guard from before the answer is sent until it ends or is dropped, so
-//! "nothing in flight" ([`InFlight::wait_idle`]) is a real readiness condition.
+//! Bounded ([`MAX_RUNNING`]): a job that finds every slot taken is dropped and logged, and
+//! the next periodic reconciliation pass does the work instead (a ledger entry without a
+//! cost is found by [`crate::store::Store::costless_ledger`]). So is a job whose runtime
+//! stops before it ends (a gateway shutting down). Each job holds a [`Busy`] guard from
+//! before the answer is sent until it ends or is dropped, so "nothing in flight"
+//! ([`InFlight::wait_idle`]) is a real readiness condition.
 
-use tokio::sync::mpsc;
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::in_flight::{Busy, InFlight};
+use super::Reconciler;
 use crate::store::ledger::LedgerEntry;
 
-/// Jobs waiting to run, at most.
-pub const QUEUE: usize = 1024;
+/// Jobs running at once, at most.
+pub const MAX_RUNNING: usize = 1024;
 
 /// Work left for after an answer.
 #[derive(Debug)]
@@ -23,34 +28,60 @@ pub enum Job {
     FillCost(LedgerEntry),
 }
 
-/// A queued job and the guard that counts it as in flight.
-pub(super) type Queued = (Job, Busy);
-
-/// The sending side, held by the gateway.
+/// The call path's handle on the reconciler's jobs.
 #[derive(Debug, Clone)]
 pub struct Jobs {
-    tx: mpsc::Sender<Queued>,
+    runner: Weak<Reconciler>,
+    slots: Arc<Semaphore>,
     in_flight: InFlight,
 }
 
 impl Jobs {
-    pub(super) fn channel(in_flight: InFlight) -> (Jobs, mpsc::Receiver<Queued>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        (Jobs { tx, in_flight }, rx)
+    pub(super) fn new(runner: Weak<Reconciler>, in_flight: InFlight, max: usize) -> Jobs {
+        Jobs {
+            runner,
+            slots: Arc::new(Semaphore::new(max)),
+            in_flight,
+        }
     }
 
-    /// Queue `job`; never waits. Counted as in flight from now until it has run.
+    /// Start `job` on the current runtime; never waits. Counted as in flight from now
+    /// until it has run.
     pub fn submit(&self, job: Job) {
-        let busy = self.in_flight.start();
-        match self.tx.try_send((job, busy)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(
-                "the background job queue is full: job dropped, the next reconciliation pass does it"
-            ),
-            Err(mpsc::error::TrySendError::Closed(_)) => tracing::warn!(
-                "the background jobs are not running: job dropped, the next reconciliation pass does it"
-            ),
-        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "a job was left outside a runtime: dropped, the next reconciliation pass does it"
+            );
+            return;
+        };
+        let Some(runner) = self.runner.upgrade() else {
+            tracing::warn!(
+                "the reconciler has stopped: job dropped, the next reconciliation pass does it"
+            );
+            return;
+        };
+        let Some((slot, busy)) = self.admit() else {
+            tracing::warn!(
+                max = MAX_RUNNING,
+                "too many jobs after answers are running: job dropped, the next reconciliation pass does it"
+            );
+            return;
+        };
+        runtime.spawn(async move {
+            match job {
+                Job::FillCost(entry) => {
+                    runner.fill_cost(entry).await;
+                }
+            }
+            drop((slot, busy));
+        });
+    }
+
+    /// A slot for one more job, counted as in flight while held; `None` when every slot is
+    /// taken.
+    fn admit(&self) -> Option<(OwnedSemaphorePermit, Busy)> {
+        let slot = self.slots.clone().try_acquire_owned().ok()?;
+        Some((slot, self.in_flight.start()))
     }
 }
 
@@ -58,8 +89,27 @@ impl Jobs {
 mod tests {
     use super::*;
 
-    fn entry() -> LedgerEntry {
-        LedgerEntry {
+    #[test]
+    fn a_job_past_the_bound_is_not_admitted_nor_counted() {
+        let in_flight = InFlight::default();
+        let jobs = Jobs::new(Weak::new(), in_flight.clone(), 2);
+        let a = jobs.admit().expect("first slot");
+        let b = jobs.admit().expect("second slot");
+        assert_eq!(in_flight.count(), 2);
+        assert!(jobs.admit().is_none(), "a third job is over the bound");
+        assert_eq!(in_flight.count(), 2);
+        drop(a);
+        assert_eq!(in_flight.count(), 1);
+        let c = jobs.admit().expect("a slot freed by a job that ended");
+        drop((b, c));
+        assert_eq!(in_flight.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_without_its_reconciler_is_dropped() {
+        let in_flight = InFlight::default();
+        let jobs = Jobs::new(Weak::new(), in_flight.clone(), 2);
+        jobs.submit(Job::FillCost(LedgerEntry {
             at_ms: 0,
             reseller: "r".into(),
             kind: crate::store::ledger::LedgerKind::Order,
@@ -69,25 +119,8 @@ mod tests {
             period: None,
             upstream_cost: None,
             price: None,
-        }
-    }
-
-    #[test]
-    fn a_full_queue_drops_the_job_and_its_count() {
-        let in_flight = InFlight::default();
-        let (jobs, mut rx) = Jobs::channel(in_flight.clone());
-        for _ in 0..QUEUE + 5 {
-            jobs.submit(Job::FillCost(entry()));
-        }
-        // Only the queued ones stay counted.
-        assert_eq!(in_flight.count(), QUEUE);
-        let (_job, busy) = rx.try_recv().unwrap();
-        drop(busy);
-        assert_eq!(in_flight.count(), QUEUE - 1);
-        // Closed: whatever was queued is dropped with it, and so is a new job.
-        drop(rx);
+        }));
         assert_eq!(in_flight.count(), 0);
-        jobs.submit(Job::FillCost(entry()));
-        assert_eq!(in_flight.count(), 0);
+        assert_eq!(jobs.slots.available_permits(), 2);
     }
 }

@@ -8,8 +8,8 @@
 //!   the answer (a job from the call path) or, failing that, from the next pass.
 //! - Services sync ([`Reconciler::sync_services`]): every certificate of a reseller's
 //!   upstream account recorded as its service.
-//! - Jobs ([`jobs`]): the bounded channel the call path queues work on, run by
-//!   [`Reconciler::run_jobs`]; [`Reconciler::after_answer`] counts what is in flight.
+//! - Jobs ([`jobs`]): work the call path leaves for after its answers, run on its own
+//!   runtime within a bound; [`Reconciler::after_answer`] counts what is in flight.
 //! - [`record`]: the store writes shared with the call path.
 
 pub mod costs;
@@ -17,10 +17,8 @@ pub mod in_flight;
 pub mod jobs;
 pub mod record;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::mpsc;
 
 use crate::store::orders::OrderState;
 use crate::store::services::ServiceSource;
@@ -47,7 +45,7 @@ pub struct ReconcileReport {
 /// The name of the exclusive work a reconciliation pass is (one gateway of a fleet at a time).
 pub const RECONCILE_LOCK: &str = "resellgate_reconcile";
 
-/// Reconciliation, cost filling, sync and the job queue.
+/// Reconciliation, cost filling, sync and the jobs after answers.
 pub struct Reconciler {
     store: Store,
     client: Arc<Client>,
@@ -57,26 +55,22 @@ pub struct Reconciler {
     one_pass: tokio::sync::Mutex<()>,
     in_flight: InFlight,
     jobs: Jobs,
-    /// Taken by [`Reconciler::run_jobs`]. A std mutex: it is only ever taken once.
-    queue: Mutex<Option<mpsc::Receiver<jobs::Queued>>>,
 }
 
 impl Reconciler {
-    pub fn new(store: Store, client: Arc<Client>, settle: Duration) -> Reconciler {
+    pub fn new(store: Store, client: Arc<Client>, settle: Duration) -> Arc<Reconciler> {
         let in_flight = InFlight::default();
-        let (jobs, rx) = Jobs::channel(in_flight.clone());
-        Reconciler {
+        Arc::new_cyclic(|me| Reconciler {
             store,
             client,
             settle,
             one_pass: tokio::sync::Mutex::new(()),
+            jobs: Jobs::new(me.clone(), in_flight.clone(), jobs::MAX_RUNNING),
             in_flight,
-            jobs,
-            queue: Mutex::new(Some(rx)),
-        }
+        })
     }
 
-    /// The queue the call path submits its after-answer work to.
+    /// Where the call path leaves its after-answer work.
     pub fn jobs(&self) -> Jobs {
         self.jobs.clone()
     }
@@ -93,27 +87,6 @@ impl Reconciler {
     /// calls.
     pub fn after_answer(&self) -> &InFlight {
         &self.in_flight
-    }
-
-    /// Run queued jobs, each on a task of its own, until the queue closes. Only the
-    /// first caller gets the queue; a second returns at once.
-    pub async fn run_jobs(self: &Arc<Self>) {
-        let rx = self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(mut rx) = rx else {
-            tracing::warn!("the background jobs are already running");
-            return;
-        };
-        while let Some((job, busy)) = rx.recv().await {
-            let me = Arc::clone(self);
-            tokio::spawn(async move {
-                match job {
-                    Job::FillCost(entry) => {
-                        me.fill_cost(entry).await;
-                    }
-                }
-                drop(busy);
-            });
-        }
     }
 
     /// Resolve pending orders claimed at least `settle` ago by looking their remoteid up
