@@ -259,10 +259,7 @@ pub fn rewrite_bench(
     let store = seeded_store(plans).map_err(|e| e.to_string())?;
     let reseller = store.reseller("bench").ok_or("no bench reseller")?;
     let names = UpstreamNames::default();
-    let cat = Catalog {
-        store: &store,
-        names: &names,
-    };
+    let cat = Catalog::new(&store, &names);
     let mut out = Vec::new();
     for (case, func, format) in [
         (
@@ -373,10 +370,7 @@ mod tests {
         let store = seeded_store(5).unwrap();
         let reseller = store.reseller("bench").unwrap();
         let names = UpstreamNames::default();
-        let cat = Catalog {
-            store: &store,
-            names: &names,
-        };
+        let cat = Catalog::new(&store, &names);
         for format in [Format::Xml, Format::Json] {
             let p = Params::parse(
                 Some(&format!("func=pricelist.export&out={}", format.as_str())),

@@ -33,7 +33,7 @@ pub fn map_request(
     request::map(store, reseller, params, elid_is_plan)
 }
 
-pub use response::{Catalog, UpstreamNames};
+pub use response::{Catalog, RowServices, UpstreamNames};
 
 /// Rewrite an upstream answer for the reseller: plans under local ids, marked-up prices,
 /// everything else as the upstream wrote it (see [`response::rewrite`]).

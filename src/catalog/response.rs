@@ -24,6 +24,8 @@
 //! - An upstream error about `pricelist` shows the local id it was sent as.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
@@ -62,11 +64,46 @@ impl UpstreamNames {
     }
 }
 
-/// What a response rewrite reads: the catalogue, and upstream plan names seen so far.
+/// What a response rewrite reads: the catalogue, upstream plan names seen so far, and how
+/// certificate-list rows find the services the gateway recorded.
 #[derive(Clone, Copy)]
 pub struct Catalog<'a> {
     pub store: &'a Store,
     pub names: &'a UpstreamNames,
+    pub rows: RowServices<'a>,
+}
+
+impl<'a> Catalog<'a> {
+    /// The catalogue with rows' services read from the store.
+    pub fn new(store: &'a Store, names: &'a UpstreamNames) -> Catalog<'a> {
+        Catalog {
+            store,
+            names,
+            rows: RowServices::Store,
+        }
+    }
+
+    pub fn with_rows(self, rows: RowServices<'a>) -> Catalog<'a> {
+        Catalog { rows, ..self }
+    }
+}
+
+/// How a certificate-list row that names its plan only by name finds the service the
+/// gateway recorded for its certificate (the only read of a rewrite that may leave the
+/// store's cache: see [`reads_store`]).
+#[derive(Clone, Copy, Debug)]
+pub enum RowServices<'a> {
+    /// Read from the store, one row at a time.
+    Store,
+    /// Not read: the first row that needs one sets the flag, and it and every row after it
+    /// are left as they are. The caller throws the answer away and rewrites it again
+    /// where a read may block.
+    Stop(&'a Cell<bool>),
+    /// Not read: each such row's certificate id is noted and the row left unpriced (the
+    /// first of two passes; the second reads them at once, [`Store::service_plans`]).
+    Collect(&'a RefCell<Vec<u64>>),
+    /// Read beforehand: certificate id → the upstream plan of the reseller's service.
+    Known(&'a HashMap<u64, u64>),
 }
 
 /// The markup the reseller pays on `plan`: its own replaces the plan's as a whole.
@@ -436,18 +473,29 @@ fn strip_amounts(text: &str) -> String {
 // ---------- certificate (list) ----------
 
 fn list_row(cx: &Ctx, row: &mut dyn Fields) {
-    let (cat, reseller) = (cx.cat, cx.reseller);
+    if let RowServices::Stop(stopped) = cx.cat.rows {
+        if stopped.get() {
+            return; // this answer is rewritten again: nothing more to do here
+        }
+    }
+    let reseller = cx.reseller;
     let by_id = parse_id(row.field("pricelist_id"));
     let pl_text = row.field("pricelist").map(Cow::into_owned);
     let by_pl = parse_id(pl_text.as_deref());
     let plan = match by_id.or(by_pl) {
         Some(up) => any_plan_for(cx, up),
-        None => parse_id(row.field("id"))
-            .and_then(|id| cat.store.service(id).ok().flatten())
-            .filter(|s| s.reseller == reseller.login)
-            .and_then(|s| s.plan.and_then(|p| p.trim().parse().ok()))
-            .and_then(|up| any_plan_for(cx, up))
-            .or_else(|| pl_text.as_deref().and_then(|name| plan_by_name(cx, name))),
+        None => {
+            let recorded = match parse_id(row.field("id")) {
+                Some(id) => match recorded_plan(cx, id) {
+                    Some(up) => up,
+                    None => return, // to be read elsewhere: the row stays as it is
+                },
+                None => None,
+            };
+            recorded
+                .and_then(|up| any_plan_for(cx, up))
+                .or_else(|| pl_text.as_deref().and_then(|name| plan_by_name(cx, name)))
+        }
     };
     let local = plan.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
     if by_id.is_some() {
@@ -483,6 +531,32 @@ fn list_row(cx: &Ctx, row: &mut dyn Fields) {
             );
         }
         row.set_field("cost", &new.unwrap_or_default());
+    }
+}
+
+/// The upstream plan of the reseller's service the gateway recorded for certificate `id`
+/// (`Some(None)`: none recorded, or another reseller's, or without a plan); `None` when
+/// it is not read in this pass.
+fn recorded_plan(cx: &Ctx, id: u64) -> Option<Option<u64>> {
+    match cx.cat.rows {
+        RowServices::Store => Some(
+            cx.cat
+                .store
+                .service(id)
+                .ok()
+                .flatten()
+                .filter(|s| s.reseller == cx.reseller.login)
+                .and_then(|s| s.plan.and_then(|p| p.trim().parse().ok())),
+        ),
+        RowServices::Known(plans) => Some(plans.get(&id).copied()),
+        RowServices::Stop(stopped) => {
+            stopped.set(true);
+            None
+        }
+        RowServices::Collect(ids) => {
+            ids.borrow_mut().push(id);
+            None
+        }
     }
 }
 

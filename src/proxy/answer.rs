@@ -1,7 +1,14 @@
-//! Where the reseller's answer is rewritten: inline for a small answer that reads nothing,
-//! on the blocking pool for a large one or one whose rewrite reads the store (a
-//! certificate list), so it never stalls the other calls on this thread.
+//! Where the reseller's answer is rewritten: inline for a small answer, on the blocking pool
+//! for a large one or one whose rewrite must read the store (a certificate list with a row
+//! that names its plan only by name), so it never stalls the other calls on this thread.
+//!
+//! A small certificate list is first rewritten inline without reading the store
+//! ([`RowServices::Stop`]); only when a row needs a read is it rewritten again on the
+//! blocking pool. There, over a shared store (PostgreSQL, a round trip per read), the rows'
+//! services are read at once between two passes ([`RowServices::Collect`], then
+//! [`RowServices::Known`]); over sled, where a read is local, row by row.
 
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +16,8 @@ use bytes::Bytes;
 
 use super::{rewrite, Gateway};
 use crate::billmgr::{Element, Format, Params};
-use crate::catalog::{Catalog, UpstreamNames};
+use crate::catalog::response::reads_store;
+use crate::catalog::{Catalog, RowServices, UpstreamNames};
 use crate::store::model::Reseller;
 use crate::store::Store;
 use crate::upstream::UpstreamError;
@@ -41,24 +49,28 @@ impl Gateway {
     }
 
     /// `work` on an answer: inline for a small one that reads nothing, on the blocking
-    /// pool otherwise; its time observed as the rewrite's.
+    /// pool otherwise; its time observed as the rewrite's (an inline try that had to stop
+    /// included).
     async fn answer_work<T: Send + 'static>(
         &self,
         call: &rewrite::Call<'_>,
         body: Bytes,
         work: Work<T>,
     ) -> Result<T, UpstreamError> {
-        let inline = body.len() <= self.upstream.settings().large_response_bytes
-            && !crate::catalog::response::reads_store(call.func);
-        if inline {
-            let cat = Catalog {
-                store: &self.store,
-                names: &self.plan_names,
-            };
+        let mut tried = Duration::ZERO;
+        if body.len() <= self.upstream.settings().large_response_bytes {
+            let stopped = Cell::new(false);
+            let mut cat = Catalog::new(&self.store, &self.plan_names);
+            if reads_store(call.func) {
+                cat = cat.with_rows(RowServices::Stop(&stopped));
+            }
             let started = Instant::now();
-            let answer = work(cat, call, body);
-            self.metrics.observe_rewrite(call.func, started.elapsed());
-            return answer;
+            let answer = work(cat, call, body.clone());
+            tried = started.elapsed();
+            if !stopped.get() {
+                self.metrics.observe_rewrite(call.func, tried);
+                return answer;
+            }
         }
         let owned = Owned::from(call, self.store.clone(), self.plan_names.clone());
         let (answer, took) = tokio::task::spawn_blocking(move || {
@@ -69,7 +81,7 @@ impl Gateway {
         .await
         .unwrap_or((Err(UpstreamError::Garbage), Duration::ZERO));
         // The time on the blocking pool, not the wait for a thread of it.
-        self.metrics.observe_rewrite(call.func, took);
+        self.metrics.observe_rewrite(call.func, tried + took);
         answer
     }
 }
@@ -111,11 +123,30 @@ impl Owned {
             caller: self.caller,
             secrets: &secrets,
         };
-        let cat = Catalog {
-            store: &self.store,
-            names: &self.names,
-        };
-        work(cat, &call, body)
+        let cat = Catalog::new(&self.store, &self.names);
+        if !(reads_store(&self.func) && self.store.is_shared()) {
+            return work(cat, &call, body);
+        }
+        // Over a shared store: note the rows' certificates, read their services at once,
+        // rewrite again with them (a list where no row needed one is done after the first).
+        let ids = RefCell::new(Vec::new());
+        let first = work(
+            cat.with_rows(RowServices::Collect(&ids)),
+            &call,
+            body.clone(),
+        );
+        let ids = ids.into_inner();
+        if ids.is_empty() {
+            return first;
+        }
+        let plans = self
+            .store
+            .service_plans(&self.reseller.login, &ids)
+            .unwrap_or_else(|e| {
+                tracing::warn!(reseller = %self.reseller.login, rows = ids.len(), error = %e, "cannot read the services of a certificate list's rows: they are priced by plan name");
+                Default::default()
+            });
+        work(cat.with_rows(RowServices::Known(&plans)), &call, body)
     }
 }
 

@@ -284,10 +284,7 @@ mod tests {
     fn unchanged_answers_pass_through_byte_for_byte() {
         let store = crate::store::Store::open_temporary().unwrap();
         let names = crate::catalog::UpstreamNames::default();
-        let cat = crate::catalog::Catalog {
-            store: &store,
-            names: &names,
-        };
+        let cat = crate::catalog::Catalog::new(&store, &names);
         let r = crate::store::model::Reseller {
             login: "r".into(),
             password_hash: String::new(),

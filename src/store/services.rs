@@ -155,6 +155,28 @@ impl Store {
         }
     }
 
+    /// The upstream plans of `reseller`'s services among certificates `ids`, read at once
+    /// (one round trip on PostgreSQL): id → plan. A certificate without a service, or whose
+    /// service is another reseller's or names no plan, is left out.
+    pub fn service_plans(
+        &self,
+        reseller: &str,
+        ids: &[u64],
+    ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+        let keys: Vec<Vec<u8>> = ids.iter().map(|&id| key(id).to_vec()).collect();
+        let values = self.shared.backend.get_many(trees::SERVICES, &keys)?;
+        let mut plans = std::collections::HashMap::with_capacity(ids.len());
+        for ((&id, k), v) in ids.iter().zip(&keys).zip(values) {
+            let Some(v) = v else { continue };
+            let svc: Service = decode(trees::SERVICES, k, &v)?;
+            let plan = svc.plan.as_deref().and_then(|p| p.trim().parse().ok());
+            if let (true, Some(plan)) = (svc.reseller == reseller, plan) {
+                plans.insert(id, plan);
+            }
+        }
+        Ok(plans)
+    }
+
     /// Every service of `reseller` (every service when `None`), by id. The store is read
     /// one service at a time, so memory holds the services answered, not every service;
     /// another reseller's service is passed over without being decoded.

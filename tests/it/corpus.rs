@@ -102,10 +102,7 @@ fn identity_rewrite(
     body: &[u8],
 ) -> Vec<u8> {
     let names = UpstreamNames::default();
-    let cat = Catalog {
-        store,
-        names: &names,
-    };
+    let cat = Catalog::new(store, &names);
     let params = Params::from_pairs([("func", func)]);
     catalog::rewrite_response(cat, r, func, &params, None, body, format)
         .unwrap_or_else(|e| panic!("{func}: {e}"))
@@ -522,6 +519,95 @@ fn list_rows_named_by_plan_name_show_marked_up_costs() {
                 && resp.text().contains("processingmodule")
         );
     }
+}
+
+/// A row that names its plan only by name is priced by the service the gateway recorded
+/// for its certificate (that service's plan, not the name's), whichever store holds it:
+/// on sled the list is rewritten again on the blocking pool reading row by row, on
+/// PostgreSQL the rows' services are read in one query between two passes. Another
+/// reseller's service is not used.
+#[test]
+fn list_rows_are_priced_by_their_recorded_service_on_either_store() {
+    let db = crate::pg::TestDb::create();
+    let mut stores = vec![("sled", String::new())];
+    stores.extend(db.as_ref().map(|db| ("postgres", db.store_toml())));
+    for (store, toml) in stores {
+        for (out, format) in [("xml", Format::Xml), ("json", Format::Json)] {
+            let up = RecordingUpstream::start(move |p| {
+                let ext = if p.get("out") == Some("json") {
+                    "json-arrays"
+                } else {
+                    "xml"
+                };
+                fixture(&format!("certificate.many.{ext}"))
+            });
+            let env = TestEnv::builder()
+                .upstream_url(&up.url())
+                .config(&toml)
+                .start();
+            let service =
+                |id: u64, reseller: &str, plan: &str| resellgate::store::services::Service {
+                    upstream_id: id,
+                    reseller: reseller.into(),
+                    remoteid: None,
+                    plan: Some(plan.into()),
+                    period: Some("12".into()),
+                    recorded_at: 0,
+                    source: resellgate::store::services::ServiceSource::Order,
+                    deleted: false,
+                    history: vec![],
+                };
+            // 5001 says "PositiveSSL" (3033) but was ordered as the wildcard (3040).
+            env.store
+                .record_service(service(5001, "acme", "3040"))
+                .unwrap();
+            let resp = env.acme(&format!("func=certificate&out={out}"));
+            let rows = |resp: &crate::client::Response| -> Vec<String> {
+                doc(resp, format)
+                    .find_all("elem")
+                    .map(|e| {
+                        format!(
+                            "{} {} {}",
+                            e.child_text("id").unwrap_or(""),
+                            e.child_text("pricelist").unwrap_or(""),
+                            e.child_text("cost").unwrap_or("")
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(
+                rows(&resp),
+                [
+                    "5001 PositiveSSL Wildcard 11.50",
+                    "5002 PositiveSSL Wildcard 1051.02",
+                    "5003 PositiveSSL 12.50",
+                ],
+                "{store}/{out}: {}",
+                resp.text()
+            );
+            assert!(!resp.text().contains("10.0000"), "{store}/{out}");
+        }
+    }
+    // Another reseller's service for the same certificate: the name prices the row.
+    let up = RecordingUpstream::start(|_| fixture("certificate.many.xml"));
+    let env = TestEnv::builder().upstream_url(&up.url()).start();
+    env.store
+        .record_service(resellgate::store::services::Service {
+            upstream_id: 5001,
+            reseller: "globex".into(),
+            remoteid: None,
+            plan: Some("3040".into()),
+            period: None,
+            recorded_at: 0,
+            source: resellgate::store::services::ServiceSource::Order,
+            deleted: false,
+            history: vec![],
+        })
+        .unwrap();
+    let d = doc(&env.acme("func=certificate"), Format::Xml);
+    let first = d.find_all("elem").next().unwrap();
+    assert_eq!(first.child_text("pricelist"), Some("PositiveSSL"));
+    assert_eq!(first.child_text("cost"), Some("12.50"));
 }
 
 /// An order form's plan list shows local ids and the marked-up price inside each entry's

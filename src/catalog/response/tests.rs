@@ -18,10 +18,7 @@ fn map_in(
     f: Format,
 ) -> bool {
     let names = UpstreamNames::default();
-    let cat = Catalog {
-        store,
-        names: &names,
-    };
+    let cat = Catalog::new(store, &names);
     let body = render(d, f);
     match rewrite(cat, r, func, params, sp, &body, f).unwrap() {
         Some(out) => {
@@ -279,4 +276,94 @@ fn errors_show_local_plan_ids() {
         let back = crate::billmgr::BmError::from_doc(&d).unwrap();
         assert_eq!(back.value.as_deref(), Some("101"), "{f:?}");
     }
+}
+
+/// Every way a list row can find its recorded service gives the same answer as reading the
+/// store row by row; `Stop` halts at the first row that needs one, `Collect` notes every
+/// such row (and only those).
+#[test]
+fn list_rows_read_their_services_alike_every_way() {
+    let st = store();
+    let svc = |id: u64, reseller: &str, plan: &str| crate::store::services::Service {
+        upstream_id: id,
+        reseller: reseller.into(),
+        remoteid: None,
+        plan: Some(plan.into()),
+        period: None,
+        recorded_at: 0,
+        source: crate::store::services::ServiceSource::Order,
+        deleted: false,
+        history: vec![],
+    };
+    st.record_service(svc(7, "r", "3033")).unwrap();
+    st.record_service(svc(9, "other", "3040")).unwrap();
+    // 7: by a name nothing knows, recorded as 3033; 8: by id; 9: by name, another reseller's service;
+    // 10: by name, nothing recorded.
+    let xml = r#"<doc><elem><id>7</id><pricelist>Wildcard</pricelist><cost>10.00</cost></elem><elem><id>8</id><pricelist_id>3033</pricelist_id><cost>10.00</cost></elem><elem><id>9</id><pricelist>Basic</pricelist><cost>10.00</cost></elem><elem><id>10</id><pricelist>Nothing</pricelist><cost>10.00</cost></elem></doc>"#;
+    let r = reseller(&[101, 102]);
+    let names = UpstreamNames::default();
+    let run = |rows: RowServices| {
+        let cat = Catalog::new(&st, &names).with_rows(rows);
+        let out = rewrite(
+            cat,
+            &r,
+            "certificate",
+            &Params::new(),
+            None,
+            xml.as_bytes(),
+            Format::Xml,
+        )
+        .unwrap()
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let by_store = run(RowServices::Store);
+    assert!(
+        by_store.contains("<id>7</id><pricelist>Basic</pricelist><cost>12.00</cost>"),
+        "{by_store}"
+    );
+    assert!(
+        by_store.contains("<id>9</id><pricelist>Basic</pricelist><cost>12.00</cost>"),
+        "{by_store}"
+    );
+
+    let plans = st.service_plans("r", &[7, 9, 10, 11]).unwrap();
+    assert_eq!(
+        plans,
+        HashMap::from([(7, 3033)]),
+        "another reseller's and unknown left out"
+    );
+    assert_eq!(run(RowServices::Known(&plans)), by_store);
+
+    let ids = RefCell::new(Vec::new());
+    run(RowServices::Collect(&ids));
+    assert_eq!(ids.into_inner(), [7, 9, 10]);
+
+    let stopped = Cell::new(false);
+    let halted = run(RowServices::Stop(&stopped));
+    assert!(stopped.get());
+    assert!(
+        halted.contains("<id>7</id><pricelist>Wildcard</pricelist><cost>10.00</cost>"),
+        "{halted}"
+    );
+    // A list whose rows all name their plan by id needs no read: it does not stop.
+    let stopped = Cell::new(false);
+    let cat = Catalog::new(&st, &names).with_rows(RowServices::Stop(&stopped));
+    let by_id =
+        r#"<doc><elem><id>8</id><pricelist_id>3033</pricelist_id><cost>10.00</cost></elem></doc>"#;
+    let out = rewrite(
+        cat,
+        &r,
+        "certificate",
+        &Params::new(),
+        None,
+        by_id.as_bytes(),
+        Format::Xml,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(!stopped.get());
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .contains("<pricelist_id>101</pricelist_id><cost>12.00</cost>"));
 }
