@@ -111,6 +111,10 @@ pub enum Command {
         /// Only these formats (comma-separated: xml, json), e.g. to profile one of them.
         #[arg(long, value_delimiter = ',', default_value = "xml,json")]
         formats: Vec<String>,
+        /// Put the store on this (empty) PostgreSQL database instead of a temporary sled
+        /// store (password from `RESELLGATE_STORE_PASSWORD`).
+        #[arg(long, value_name = "URL")]
+        store_url: Option<String>,
         /// Instead of timing, write the upstream documents and a mapping file for reseller
         /// `bench` (with this argon2id hash) into DIR.
         #[arg(long, value_names = ["DIR", "HASH"], num_args = 2)]
@@ -557,14 +561,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             rows,
             iterations,
             formats,
+            store_url,
             write,
         } => {
             if let Some([dir, hash]) = write.as_deref() {
                 return crate::perf::write_files(Path::new(dir), plans, rows, hash)
                     .map_err(Failure::other);
             }
-            let timings = crate::perf::rewrite_bench(plans, rows, iterations, &formats)
-                .map_err(Failure::other)?;
+            let at = store_url
+                .map(|url| parse_location(&url, "RESELLGATE_STORE_PASSWORD", None))
+                .transpose()?;
+            let timings =
+                crate::perf::rewrite_bench(plans, rows, iterations, &formats, at.as_ref())
+                    .map_err(Failure::other)?;
             println!("case format bytes wall_p50_us wall_p99_us wall_max_us cpu_p50_us cpu_p99_us");
             for t in timings {
                 let us = |d: std::time::Duration| d.as_micros();

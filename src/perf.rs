@@ -5,10 +5,16 @@
 //! upstream plan (markup and one add-on each, as a real catalogue has); the upstream's
 //! documents are made here: a `pricelist.export` of those plans (each with `name_ru`, a
 //! description, two labelled periods and an add-on — ~620 bytes a plan in xml, the shape
-//! `bench/large_export.sh` serves) and a certificate list of `rows` rows. Each iteration
+//! `bench/large_export.sh` serves) and a certificate list of `rows` rows, twice: rows that
+//! name their plan by id and by name, and rows that name it by name only (the columns
+//! PROTOCOL.md lists), each of whose certificates the gateway recorded as a service, so
+//! that each row is priced by its service read from the store. Each iteration
 //! does what the call path does between the upstream's last byte and the reseller's
 //! first: [`rewrite::reseller_list_document`] (the answer read once: checked, rewritten
-//! by the catalogue, and the light document it is judged by), then secrets redacted.
+//! by the catalogue, and the light document it is judged by) — tried without reading the
+//! store, then again reading it when a row needs its service, as the call path does (less
+//! the hop to the blocking pool) — then secrets redacted. `--store-url` puts the store on
+//! PostgreSQL, where the rows' services are read in one query.
 //! Timings are per iteration, reported at p50/p99/max.
 
 use std::fmt::Write as _;
@@ -18,10 +24,13 @@ use bytes::Bytes;
 
 use crate::billmgr::{Format, Params};
 use crate::catalog::{Catalog, UpstreamNames};
+use crate::proxy::answer::{reading_store, without_reads, Work};
 use crate::proxy::rewrite;
 use crate::secret::PasswordSource;
 use crate::store::model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
-use crate::store::{Batch, Store, StoreError};
+use crate::store::services::{Service, ServiceSource};
+use crate::store::{Batch, Location, Store, StoreError};
+use crate::upstream::UpstreamError;
 
 /// The upstream account's password in the made-up documents' calls (redacted if echoed).
 const SECRET: &str = "bench-upstream-password";
@@ -65,9 +74,14 @@ fn thread_cpu() -> Duration {
 }
 
 /// A store with reseller `bench` over `plans` plans: local id `1000 + i` over upstream
-/// plan `50_000 + i`, add-on `2000 + i` over upstream add-on `60_000 + i`.
-pub fn seeded_store(plans: usize) -> Result<Store, StoreError> {
-    let store = Store::open_temporary()?;
+/// plan `50_000 + i`, add-on `2000 + i` over upstream add-on `60_000 + i`; and `rows`
+/// services, certificate `9000 + i` over upstream plan `50_000 + i % plans` (the rows of
+/// [`list_doc`]). A temporary sled store, or the (empty) one at `at`.
+pub fn seeded_store(plans: usize, rows: usize, at: Option<&Location>) -> Result<Store, StoreError> {
+    let store = match at {
+        Some(at) => Store::open_at(at)?,
+        None => Store::open_temporary()?,
+    };
     let markup = Markup {
         percent: 20.into(),
         fixed: rust_decimal::Decimal::new(50, 2),
@@ -99,6 +113,17 @@ pub fn seeded_store(plans: usize) -> Result<Store, StoreError> {
         markup: None,
     });
     store.apply_batch(batch, |_| Ok::<(), StoreError>(()))?;
+    store.record_services((0..rows).map(|i| Service {
+        upstream_id: 9000 + i as u64,
+        reseller: "bench".into(),
+        remoteid: Some(format!("r{}", 9000 + i)),
+        plan: Some((50_000 + i % plans.max(1)).to_string()),
+        period: Some("12".into()),
+        recorded_at: 0,
+        source: ServiceSource::Order,
+        deleted: false,
+        history: Vec::new(),
+    }))?;
     Ok(store)
 }
 
@@ -159,8 +184,8 @@ pub fn export_doc(plans: usize, format: Format) -> Vec<u8> {
 }
 
 /// The upstream's certificate list of `rows` rows over the first `plans` upstream plans:
-/// every row names its plan by id and by name, as the upstream writes them.
-pub fn list_doc(rows: usize, plans: usize, format: Format) -> Vec<u8> {
+/// every row names its plan by name, and by id too when `by_id`.
+pub fn list_doc(rows: usize, plans: usize, format: Format, by_id: bool) -> Vec<u8> {
     let plans = plans.max(1);
     let mut out = String::new();
     let row = |i: usize| {
@@ -173,6 +198,11 @@ pub fn list_doc(rows: usize, plans: usize, format: Format) -> Vec<u8> {
             format!("{}.0000", 10 + i % 90),
         )
     };
+    let up_id = |up: usize| match (by_id, format) {
+        (false, _) => String::new(),
+        (true, Format::Xml) => format!("<pricelist_id>{up}</pricelist_id>"),
+        (true, _) => format!("\"pricelist_id\":{{\"$\":\"{up}\"}},"),
+    };
     match format {
         Format::Xml => {
             out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc lang=\"en\" func=\"certificate\" binary=\"/billmgr\">");
@@ -181,9 +211,10 @@ pub fn list_doc(rows: usize, plans: usize, format: Format) -> Vec<u8> {
                 let _ = write!(
                     out,
                     "<elem><id>{id}</id><CN>{cn}</CN><altname>www.{cn}</altname><account>bench@upstream</account>\
-                     <pricelist>{name}</pricelist><pricelist_id>{up}</pricelist_id><period>12</period>\
+                     <pricelist>{name}</pricelist>{}<period>12</period>\
                      <remoteid>r{id}</remoteid><createdate>2026-01-10</createdate><expiredate>2027-01-10</expiredate>\
-                     <status_msg>Active</status_msg><item_status>2</item_status><cost>{cost}</cost></elem>"
+                     <status_msg>Active</status_msg><item_status>2</item_status><cost>{cost}</cost></elem>",
+                    up_id(up)
                 );
             }
             let _ = writeln!(
@@ -202,9 +233,10 @@ pub fn list_doc(rows: usize, plans: usize, format: Format) -> Vec<u8> {
                     out,
                     "{{\"id\":{{\"$\":\"{id}\"}},\"CN\":{{\"$\":\"{cn}\"}},\"altname\":{{\"$\":\"www.{cn}\"}},\
                      \"account\":{{\"$\":\"bench@upstream\"}},\"pricelist\":{{\"$\":\"{name}\"}},\
-                     \"pricelist_id\":{{\"$\":\"{up}\"}},\"period\":{{\"$\":\"12\"}},\"remoteid\":{{\"$\":\"r{id}\"}},\
+                     {}\"period\":{{\"$\":\"12\"}},\"remoteid\":{{\"$\":\"r{id}\"}},\
                      \"createdate\":{{\"$\":\"2026-01-10\"}},\"expiredate\":{{\"$\":\"2027-01-10\"}},\
-                     \"status_msg\":{{\"$\":\"Active\"}},\"item_status\":{{\"$\":\"2\"}},\"cost\":{{\"$\":\"{cost}\"}}}}"
+                     \"status_msg\":{{\"$\":\"Active\"}},\"item_status\":{{\"$\":\"2\"}},\"cost\":{{\"$\":\"{cost}\"}}}}",
+                    up_id(up)
                 );
             }
             let _ = write!(
@@ -233,9 +265,14 @@ pub fn answer_once(
         caller: params.format(),
         secrets: &[SECRET],
     };
-    let (out, doc) = rewrite::reseller_list_document(cat, &call, body)
-        .ok_or("not a list function")?
-        .map_err(|e| e.to_string())?;
+    let list: Work<(Bytes, crate::billmgr::Element)> = |cat, call, body| {
+        rewrite::reseller_list_document(cat, call, &body).unwrap_or(Err(UpstreamError::Garbage))
+    };
+    let (out, doc) = match without_reads(cat, &call, body.clone(), list) {
+        Some(answer) => answer,
+        None => reading_store(cat, &call, body.clone(), list),
+    }
+    .map_err(|e| e.to_string())?;
     std::hint::black_box(crate::billmgr::BmError::from_doc(&doc));
     Ok(rewrite::redacted(&call, out))
 }
@@ -249,45 +286,38 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Time `iterations` answers of each case in `formats` (`xml`, `json`; after a tenth as
-/// many to warm up).
+/// many to warm up), over a temporary sled store or the one at `at`.
 pub fn rewrite_bench(
     plans: usize,
     rows: usize,
     iterations: usize,
     formats: &[String],
+    at: Option<&Location>,
 ) -> Result<Vec<Timing>, String> {
-    let store = seeded_store(plans).map_err(|e| e.to_string())?;
+    let store = seeded_store(plans, rows, at).map_err(|e| e.to_string())?;
     let reseller = store.reseller("bench").ok_or("no bench reseller")?;
     let names = UpstreamNames::default();
     let cat = Catalog::new(&store, &names);
     let mut out = Vec::new();
-    for (case, func, format) in [
-        (
-            format!("pricelist.export {plans} plans"),
-            "pricelist.export",
-            Format::Xml,
-        ),
-        (
-            format!("pricelist.export {plans} plans"),
-            "pricelist.export",
-            Format::Json,
-        ),
-        (
-            format!("certificate {rows} rows"),
-            "certificate",
-            Format::Xml,
-        ),
-        (
-            format!("certificate {rows} rows"),
-            "certificate",
-            Format::Json,
-        ),
+    let export = format!("pricelist.export {plans} plans");
+    let (list, by_name) = (
+        format!("certificate {rows} rows"),
+        format!("certificate {rows} rows by name"),
+    );
+    let mut cases = Vec::new();
+    for (case, func) in [
+        (&export, "pricelist.export"),
+        (&list, "certificate"),
+        (&by_name, "certificate"),
     ] {
+        cases.extend([Format::Xml, Format::Json].map(|f| (case.clone(), func, f)));
+    }
+    for (case, func, format) in cases {
         if !formats.iter().any(|f| f == format.as_str()) {
             continue;
         }
         let body = Bytes::from(match func {
-            "certificate" => list_doc(rows, plans, format),
+            "certificate" => list_doc(rows, plans, format, case == list),
             _ => export_doc(plans, format),
         });
         let query = format!("func={func}&out={}", format.as_str());
@@ -334,7 +364,7 @@ pub fn write_files(
         )?;
         std::fs::write(
             dir.join(format!("certificate.{ext}")),
-            list_doc(rows, plans, format),
+            list_doc(rows, plans, format, true),
         )?;
     }
     let mut m = String::from(
@@ -367,7 +397,7 @@ mod tests {
     /// export is the reseller's (under its local id), every row's plan is known.
     #[test]
     fn made_up_documents_are_rewritten_whole() {
-        let store = seeded_store(5).unwrap();
+        let store = seeded_store(5, 7, None).unwrap();
         let reseller = store.reseller("bench").unwrap();
         let names = UpstreamNames::default();
         let cat = Catalog::new(&store, &names);
@@ -391,13 +421,20 @@ mod tests {
                 &Default::default(),
             )
             .unwrap();
-            let body = Bytes::from(list_doc(7, 5, format));
+            let body = Bytes::from(list_doc(7, 5, format, true));
             let out = answer_once(cat, &reseller, &p, &body).unwrap();
             let text = String::from_utf8(out.to_vec()).unwrap();
             assert!(text.contains("1004"), "{text}");
             assert!(!text.contains("50004"), "{text}");
+            // By name only: each row priced by its recorded service's plan.
+            let body = Bytes::from(list_doc(7, 5, format, false));
+            assert!(!String::from_utf8_lossy(&body).contains("pricelist_id"));
+            let out = answer_once(cat, &reseller, &p, &body).unwrap();
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            assert!(text.contains("Local plan 4"), "{text}");
+            assert!(!text.contains("14.0000"), "{text}");
         }
-        let t = rewrite_bench(5, 7, 3, &["xml".into(), "json".into()]).unwrap();
-        assert_eq!(t.len(), 4);
+        let t = rewrite_bench(5, 7, 3, &["xml".into(), "json".into()], None).unwrap();
+        assert_eq!(t.len(), 6);
     }
 }

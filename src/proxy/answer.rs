@@ -23,7 +23,7 @@ use crate::store::Store;
 use crate::upstream::UpstreamError;
 
 /// The work on an upstream answer: the catalogue, the call, the answer's bytes.
-type Work<T> = fn(Catalog, &rewrite::Call, Bytes) -> Result<T, UpstreamError>;
+pub(crate) type Work<T> = fn(Catalog, &rewrite::Call, Bytes) -> Result<T, UpstreamError>;
 
 impl Gateway {
     /// The upstream's answer as the reseller sees it (see [`rewrite::reseller_answer`]).
@@ -59,15 +59,11 @@ impl Gateway {
     ) -> Result<T, UpstreamError> {
         let mut tried = Duration::ZERO;
         if body.len() <= self.upstream.settings().large_response_bytes {
-            let stopped = Cell::new(false);
-            let mut cat = Catalog::new(&self.store, &self.plan_names);
-            if reads_store(call.func) {
-                cat = cat.with_rows(RowServices::Stop(&stopped));
-            }
+            let cat = Catalog::new(&self.store, &self.plan_names);
             let started = Instant::now();
-            let answer = work(cat, call, body.clone());
+            let answer = without_reads(cat, call, body.clone(), work);
             tried = started.elapsed();
-            if !stopped.get() {
+            if let Some(answer) = answer {
                 self.metrics.observe_rewrite(call.func, tried);
                 return answer;
             }
@@ -123,30 +119,7 @@ impl Owned {
             caller: self.caller,
             secrets: &secrets,
         };
-        let cat = Catalog::new(&self.store, &self.names);
-        if !(reads_store(&self.func) && self.store.is_shared()) {
-            return work(cat, &call, body);
-        }
-        // Over a shared store: note the rows' certificates, read their services at once,
-        // rewrite again with them (a list where no row needed one is done after the first).
-        let ids = RefCell::new(Vec::new());
-        let first = work(
-            cat.with_rows(RowServices::Collect(&ids)),
-            &call,
-            body.clone(),
-        );
-        let ids = ids.into_inner();
-        if ids.is_empty() {
-            return first;
-        }
-        let plans = self
-            .store
-            .service_plans(&self.reseller.login, &ids)
-            .unwrap_or_else(|e| {
-                tracing::warn!(reseller = %self.reseller.login, rows = ids.len(), error = %e, "cannot read the services of a certificate list's rows: they are priced by plan name");
-                Default::default()
-            });
-        work(cat.with_rows(RowServices::Known(&plans)), &call, body)
+        reading_store(Catalog::new(&self.store, &self.names), &call, body, work)
     }
 }
 
@@ -188,4 +161,54 @@ impl Gateway {
         let reply = self.list_call(&account, call, &up, &mut log).await?;
         Ok(reply.body)
     }
+}
+
+/// `work` on an answer without reading the store: `None` when a certificate-list row needs
+/// its recorded service (the answer is to be rewritten by [`reading_store`]).
+pub(crate) fn without_reads<T>(
+    cat: Catalog,
+    call: &rewrite::Call,
+    body: Bytes,
+    work: Work<T>,
+) -> Option<Result<T, UpstreamError>> {
+    if !reads_store(call.func) {
+        return Some(work(cat, call, body));
+    }
+    let stopped = Cell::new(false);
+    let answer = work(cat.with_rows(RowServices::Stop(&stopped)), call, body);
+    (!stopped.get()).then_some(answer)
+}
+
+/// `work` on an answer where the store may be read (on the blocking pool): row by row over
+/// sled, where a read is local; over a shared store (PostgreSQL, a round trip per read)
+/// the rows' certificates are noted in a first pass, their services read in one query and
+/// the answer rewritten with them (a list where no row needed one is done after the
+/// first pass).
+pub(crate) fn reading_store<T>(
+    cat: Catalog,
+    call: &rewrite::Call,
+    body: Bytes,
+    work: Work<T>,
+) -> Result<T, UpstreamError> {
+    if !(reads_store(call.func) && cat.store.is_shared()) {
+        return work(cat, call, body);
+    }
+    let ids = RefCell::new(Vec::new());
+    let first = work(
+        cat.with_rows(RowServices::Collect(&ids)),
+        call,
+        body.clone(),
+    );
+    let ids = ids.into_inner();
+    if ids.is_empty() {
+        return first;
+    }
+    let plans = cat
+        .store
+        .service_plans(&call.reseller.login, &ids)
+        .unwrap_or_else(|e| {
+            tracing::warn!(reseller = %call.reseller.login, rows = ids.len(), error = %e, "cannot read the services of a certificate list's rows: they are priced by plan name");
+            Default::default()
+        });
+    work(cat.with_rows(RowServices::Known(&plans)), call, body)
 }

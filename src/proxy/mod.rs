@@ -40,7 +40,7 @@ pub mod refusal;
 pub mod rewrite;
 pub mod service;
 
-mod answer;
+pub(crate) mod answer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
