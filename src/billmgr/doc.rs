@@ -419,6 +419,10 @@ pub enum DocError {
     Utf8,
     #[error("the document is not a BILLmanager document (its root is not 'doc')")]
     NotDoc,
+    /// Not the document's fault: its caller stopped the rewrite (see
+    /// [`crate::billmgr::edit::rewrite_list_and_rest`]).
+    #[error("the rewrite was stopped")]
+    Stopped,
 }
 
 /// How deep a parsed document may nest; deeper input is refused rather than recursed into.

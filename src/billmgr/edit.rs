@@ -31,6 +31,7 @@ mod xml_item;
 mod xml_scan;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
@@ -507,21 +508,23 @@ pub fn rewrite_list(
     items: &[&str],
     f: &mut ListFn<'_>,
 ) -> Result<Vec<u8>, DocError> {
-    rewrite_list_rest(body, format, items, f, None)
+    rewrite_list_rest(body, format, items, f, None, None)
 }
 
 /// [`rewrite_list`], and the upstream's document without its `list` items (what
 /// [`delimit_items`] gives; the other items, an `error`, stay in it) from the same pass,
-/// so a list answer is read once.
+/// so a list answer is read once. When `f` sets `stop`, the pass ends after that item
+/// with [`DocError::Stopped`] (the rest of the document is not read).
 pub fn rewrite_list_and_rest(
     body: &[u8],
     format: Format,
     items: &[&str],
     list: &[&str],
     f: &mut ListFn<'_>,
+    stop: Option<&Cell<bool>>,
 ) -> Result<(Vec<u8>, Vec<u8>), DocError> {
     let mut rest = Vec::new();
-    let out = rewrite_list_rest(body, format, items, f, Some((&mut rest, list)))?;
+    let out = rewrite_list_rest(body, format, items, f, Some((&mut rest, list)), stop)?;
     Ok((out, rest))
 }
 
@@ -531,6 +534,7 @@ fn rewrite_list_rest(
     items: &[&str],
     f: &mut ListFn<'_>,
     rest: xml_item::Rest<'_>,
+    stop: Option<&Cell<bool>>,
 ) -> Result<Vec<u8>, DocError> {
     let mut nodes = |name: &str, node: Node| {
         let mut item = NodeItem {
@@ -542,11 +546,23 @@ fn rewrite_list_rest(
         item.out
     };
     match format {
-        Format::Xml => xml_item::edit(body, items, f, rest),
-        Format::Json | Format::Sjson => {
-            json::items(body, false, items, json::Mode::Rewrite(&mut nodes), rest)
-        }
-        Format::Bjson => json::items(body, true, items, json::Mode::Rewrite(&mut nodes), rest),
+        Format::Xml => xml_item::edit(body, items, f, rest, stop),
+        Format::Json | Format::Sjson => json::items(
+            body,
+            false,
+            items,
+            json::Mode::Rewrite(&mut nodes),
+            rest,
+            stop,
+        ),
+        Format::Bjson => json::items(
+            body,
+            true,
+            items,
+            json::Mode::Rewrite(&mut nodes),
+            rest,
+            stop,
+        ),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }
@@ -569,9 +585,9 @@ pub fn rewrite_items(
     match format {
         Format::Xml => xml::items(body, items, f),
         Format::Json | Format::Sjson => {
-            json::items(body, false, items, json::Mode::Rewrite(f), None)
+            json::items(body, false, items, json::Mode::Rewrite(f), None, None)
         }
-        Format::Bjson => json::items(body, true, items, json::Mode::Rewrite(f), None),
+        Format::Bjson => json::items(body, true, items, json::Mode::Rewrite(f), None, None),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }
@@ -586,8 +602,10 @@ pub fn rewrite_items(
 pub fn delimit_items(body: &[u8], format: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
     match format {
         Format::Xml => xml::delimit(body, items),
-        Format::Json | Format::Sjson => json::items(body, false, items, json::Mode::Delimit, None),
-        Format::Bjson => json::items(body, true, items, json::Mode::Delimit, None),
+        Format::Json | Format::Sjson => {
+            json::items(body, false, items, json::Mode::Delimit, None, None)
+        }
+        Format::Bjson => json::items(body, true, items, json::Mode::Delimit, None, None),
         Format::Text => Err(DocError::Unsupported("text")),
     }
 }

@@ -95,9 +95,10 @@ impl<'a> Catalog<'a> {
 pub enum RowServices<'a> {
     /// Read from the store, one row at a time.
     Store,
-    /// Not read: the first row that needs one sets the flag, and it and every row after it
-    /// are left as they are. The caller throws the answer away and rewrites it again
-    /// where a read may block.
+    /// Not read: the first row that needs one sets the flag, and the pass ends there
+    /// ([`crate::billmgr::DocError::Stopped`] from a list answer's rewrite; a plain
+    /// [`rewrite`] leaves it and every row after it as they are). The caller throws the
+    /// answer away and rewrites it again where a read may block.
     Stop(&'a Cell<bool>),
     /// Not read: each such row's certificate id is noted and the row left unpriced (the
     /// first of two passes; the second reads them at once, [`Store::service_plans`]).
@@ -268,12 +269,18 @@ pub fn rewrite_list_answer(
     let (list, items) = list_items(func).zip(rewritten_items(func))?;
     let cx = &Ctx::new(cat, reseller);
     let wanted = asked_plans(params, &["pricelist", "elid"]);
+    // A rewrite that must not read the store ends at the first row that needs a read.
+    let stop = match cat.rows {
+        RowServices::Stop(stopped) => Some(stopped),
+        _ => None,
+    };
     Some(rewrite_list_and_rest(
         body,
         format,
         items,
         list,
         &mut |name, item| list_item(cx, list, &wanted, name, item),
+        stop,
     ))
 }
 

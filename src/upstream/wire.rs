@@ -73,6 +73,9 @@ pub fn read_doc(body: &[u8], f: Format) -> Result<Element, billmgr::DocError> {
 /// An upstream answer of `bytes` bytes in format `f` that could not be read: logged,
 /// and [`UpstreamError::Garbage`].
 pub fn unreadable(e: billmgr::DocError, f: Format, bytes: usize) -> UpstreamError {
+    if matches!(e, billmgr::DocError::Stopped) {
+        return UpstreamError::Garbage; // the gateway's own doing: the answer is read again
+    }
     tracing::warn!(error = %e, format = f.as_str(), bytes, "upstream answered an unreadable document");
     UpstreamError::Garbage
 }

@@ -2,6 +2,7 @@
 //! keys, bounded depth) and rewritten one top-level item at a time ([`items`]), values
 //! outside the items copied as they came.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -222,12 +223,13 @@ pub(super) fn items(
     items: &[&str],
     mode: Mode,
     rest: Rest<'_>,
+    stop: Option<&Cell<bool>>,
 ) -> Result<Vec<u8>, DocError> {
     let f = match mode {
         Mode::Delimit => None,
         Mode::Rewrite(f) => Some(f),
     };
-    rewrite(body, bjson, items, f, rest)
+    rewrite(body, bjson, items, f, rest, stop)
 }
 
 /// Where the document without its list items goes, and which items are the list's (the
@@ -267,6 +269,7 @@ fn rewrite(
     items: &[&str],
     f: Option<&mut ItemFn<'_>>,
     rest: Rest<'_>,
+    stop: Option<&Cell<bool>>,
 ) -> Result<Vec<u8>, DocError> {
     let text = std::str::from_utf8(body).map_err(|_| DocError::Utf8)?;
     // The items' nodes share one copy of the document (their strings are spans of it);
@@ -290,15 +293,17 @@ fn rewrite(
         items,
         f,
         list,
+        stop,
         outs: Outs {
             out: &mut out,
             rest,
         },
     };
     if bjson {
-        de.deserialize_map(doc).map_err(json_err)?;
+        de.deserialize_map(doc).map_err(stopped_or(stop))?;
     } else {
-        de.deserialize_map(RootItems(doc)).map_err(json_err)?;
+        de.deserialize_map(RootItems(doc))
+            .map_err(stopped_or(stop))?;
     }
     de.end().map_err(json_err)?;
     Ok(out)
@@ -315,7 +320,25 @@ struct DocItems<'x, 'f, 'de> {
     f: Option<&'x mut ItemFn<'f>>,
     /// The list's items (left out of the rest).
     list: &'x [&'x str],
+    /// Set by `f` to end the pass after the item it was called for.
+    stop: Option<&'x Cell<bool>>,
     outs: Outs<'x>,
+}
+
+/// The error a pass ends with: [`DocError::Stopped`] when it was stopped.
+fn stopped_or(stop: Option<&Cell<bool>>) -> impl Fn(serde_json::Error) -> DocError + '_ {
+    move |e| match stop.is_some_and(Cell::get) {
+        true => DocError::Stopped,
+        false => json_err(e),
+    }
+}
+
+/// Ends a pass when `stop` was set.
+fn check_stop<E: serde::de::Error>(stop: Option<&Cell<bool>>) -> Result<(), E> {
+    match stop.is_some_and(Cell::get) {
+        true => Err(E::custom("stopped")),
+        false => Ok(()),
+    }
 }
 
 /// Another value: checked, and copied as it came.
@@ -387,6 +410,7 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
             items,
             mut f,
             list: list_items,
+            stop,
             mut outs,
         } = self;
         let base: &'de str = src;
@@ -436,6 +460,7 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
                 depth: depth + 1,
                 k: &k,
                 f: &mut *f,
+                stop,
                 out: &mut *outs.out,
                 first: &mut first,
                 rest: match (in_list, outs.rest.as_deref_mut()) {
@@ -453,6 +478,7 @@ impl<'de> Visitor<'de> for DocItems<'_, '_, 'de> {
             if let Some(one) = one {
                 write_one(outs.out, &mut first, &k, f(&k, item(src, bjson, one)));
             }
+            check_stop(stop)?;
         }
         outs.both(b"}");
         Ok(())
@@ -509,6 +535,7 @@ struct Stream<'x, 'f, 'de> {
     depth: usize,
     k: &'x str,
     f: &'x mut ItemFn<'f>,
+    stop: Option<&'x Cell<bool>>,
     out: &'x mut Vec<u8>,
     first: &'x mut bool,
     rest: Option<(&'x mut Vec<u8>, &'x mut bool)>,
@@ -572,6 +599,7 @@ impl<'de> Visitor<'de> for Stream<'_, '_, 'de> {
             depth,
             k,
             f,
+            stop,
             out,
             first,
             rest,
@@ -596,6 +624,7 @@ impl<'de> Visitor<'de> for Stream<'_, '_, 'de> {
                 n += 1;
                 write(new, out);
             }
+            check_stop(stop)?;
         }
         out.push(b']');
         Ok(None)
@@ -620,6 +649,7 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
             items,
             mut f,
             list,
+            stop,
             mut outs,
             ..
         } = self.0;
@@ -648,6 +678,7 @@ impl<'de> Visitor<'de> for RootItems<'_, '_, 'de> {
                     items,
                     f: f.as_deref_mut(),
                     list,
+                    stop,
                     outs: Outs {
                         out: &mut *outs.out,
                         rest: outs.rest.as_deref_mut(),

@@ -604,7 +604,8 @@ fn a_list_and_its_rest_come_from_one_pass() {
                 }
                 it.emit();
             };
-            let Ok((out, rest)) = rewrite_list_and_rest(&body, f, &items, list, &mut edit) else {
+            let Ok((out, rest)) = rewrite_list_and_rest(&body, f, &items, list, &mut edit, None)
+            else {
                 continue;
             };
             seen += 1;
@@ -653,9 +654,15 @@ fn json_lists_are_rewritten_item_by_item() {
         }
     };
     let body = br#"{"doc":{"elem":[{"id":{"$":"1"}},{"id":{"$":"2"}},{"id":{"$":"3"}}],"error":[{"$type":"a"}],"p":"q"}}"#;
-    let (out, rest) =
-        rewrite_list_and_rest(body, Format::Json, &["elem", "error"], &["elem"], &mut edit)
-            .unwrap();
+    let (out, rest) = rewrite_list_and_rest(
+        body,
+        Format::Json,
+        &["elem", "error"],
+        &["elem"],
+        &mut edit,
+        None,
+    )
+    .unwrap();
     assert_eq!(
         String::from_utf8(out).unwrap(),
         r#"{"doc":{"elem":[{"id":{"$":"7"}},{"id":{"$":"2"}},{"id":{"$":"30"}}],"error":[{"$type":"a"}],"p":"q"}}"#
@@ -667,7 +674,7 @@ fn json_lists_are_rewritten_item_by_item() {
     // One item alone: dropped, or written twice as an array; the rest leaves it out.
     let body = br#"{"doc":{"elem":{"id":{"$":"1"}},"p":"q"}}"#;
     let (out, rest) =
-        rewrite_list_and_rest(body, Format::Json, &["elem"], &["elem"], &mut edit).unwrap();
+        rewrite_list_and_rest(body, Format::Json, &["elem"], &["elem"], &mut edit, None).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), r#"{"doc":{"p":"q"}}"#);
     assert_eq!(String::from_utf8(rest).unwrap(), r#"{"doc":{"p":"q"}}"#);
     let body = br#"{"elem":{"id":"2"},"p_cnt":1}"#;
@@ -761,4 +768,55 @@ fn xml_items_of_many_text_pieces_are_read_in_linear_time() {
 /// the call path's one pass gives, by the element reader.
 fn dropped(body: &[u8], f: Format, items: &[&str]) -> Result<Vec<u8>, DocError> {
     rewrite_items(body, f, items, &mut |_, _| Vec::new())
+}
+
+/// A pass whose item function sets `stop` ends after that item, in every format, without
+/// reading the rest (a broken tail is not even seen); unset, it reads the whole list.
+#[test]
+fn a_stopped_pass_ends_after_the_item_that_stopped_it() {
+    use std::cell::Cell;
+    let xml = "<doc><elem><id>1</id></elem><elem><id>2</id></elem><elem><id>3</id></elem><broken";
+    let json = r#"{"doc":{"elem":[{"id":{"$":"1"}},{"id":{"$":"2"}},{"id":{"$":"3"}}],"p_num":"#;
+    let bjson = r#"{"elem":{"id":"1"},"p_num":"#;
+    for (body, f) in [
+        (xml, Format::Xml),
+        (json, Format::Json),
+        (bjson, Format::Bjson),
+    ] {
+        let (stop, seen) = (Cell::new(false), Cell::new(0));
+        let mut edit = |_: &str, it: &mut dyn ListItem| {
+            seen.set(seen.get() + 1);
+            stop.set(true);
+            it.copy(true);
+            it.emit();
+        };
+        let r = rewrite_list_and_rest(
+            body.as_bytes(),
+            f,
+            &["elem"],
+            &["elem"],
+            &mut edit,
+            Some(&stop),
+        );
+        assert!(matches!(r, Err(DocError::Stopped)), "{f:?}: {r:?}");
+        assert_eq!(seen.get(), 1, "{f:?}");
+    }
+    // Never set: every item, and the broken tail is refused as before.
+    let stop = Cell::new(false);
+    let seen = Cell::new(0);
+    let mut edit = |_: &str, it: &mut dyn ListItem| {
+        seen.set(seen.get() + 1);
+        it.copy(true);
+        it.emit();
+    };
+    let r = rewrite_list_and_rest(
+        xml.as_bytes(),
+        Format::Xml,
+        &["elem"],
+        &["elem"],
+        &mut edit,
+        Some(&stop),
+    );
+    assert!(matches!(r, Err(DocError::Xml(_))), "{r:?}");
+    assert_eq!(seen.get(), 3);
 }

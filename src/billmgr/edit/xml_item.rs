@@ -616,6 +616,7 @@ pub(super) fn edit(
     items: &[&str],
     f: &mut ListFn<'_>,
     mut rest: Rest<'_>,
+    stop: Option<&std::cell::Cell<bool>>,
 ) -> Result<Vec<u8>, DocError> {
     // A byte-order mark is not content.
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
@@ -667,6 +668,9 @@ pub(super) fn edit(
                             }
                         }
                         f(listed, &mut item);
+                        if stop.is_some_and(std::cell::Cell::get) {
+                            return Err(DocError::Stopped);
+                        }
                         continue;
                     }
                     _ => {
