@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Goal 2 of issue 13: the gateway's own time on a price list (pricelist.export, 500 plans,
-# xml and json) and a certificate list (200 rows), two ways in one run:
+# xml and json) and a certificate list (200 rows; with pricelist_id, and by plan name only, each
+# row then priced through its recorded service), two ways in one run:
 #   in process — `resellgate bench-rewrite`: the answer read once (checked, rewritten, judged), timed per
 #                answer (p50/p99/max, no network); the goal is p99 <= 1 ms (500 plans)
 #                and <= 0.5 ms (200 rows);
