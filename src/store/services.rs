@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, trees, Store, StoreError};
 
+/// Services [`Store::service_plans`] reads in one query, at most (a list of tens of
+/// megabytes holds tens of thousands of rows).
+pub const SERVICE_PLANS_AT_ONCE: usize = 5_000;
+
 /// How many history events a service keeps (the oldest are dropped first).
 pub const HISTORY_LIMIT: usize = 100;
 
@@ -155,23 +159,26 @@ impl Store {
         }
     }
 
-    /// The upstream plans of `reseller`'s services among certificates `ids`, read at once
-    /// (one round trip on PostgreSQL): id → plan. A certificate without a service, or whose
-    /// service is another reseller's or names no plan, is left out.
+    /// The upstream plans of `reseller`'s services among certificates `ids`, read
+    /// [`SERVICE_PLANS_AT_ONCE`] at a time (one round trip each on PostgreSQL): id → plan.
+    /// A certificate without a service, or whose service is another reseller's or names no
+    /// plan, is left out.
     pub fn service_plans(
         &self,
         reseller: &str,
         ids: &[u64],
     ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
-        let keys: Vec<Vec<u8>> = ids.iter().map(|&id| key(id).to_vec()).collect();
-        let values = self.shared.backend.get_many(trees::SERVICES, &keys)?;
         let mut plans = std::collections::HashMap::with_capacity(ids.len());
-        for ((&id, k), v) in ids.iter().zip(&keys).zip(values) {
-            let Some(v) = v else { continue };
-            let svc: Service = decode(trees::SERVICES, k, &v)?;
-            let plan = svc.plan.as_deref().and_then(|p| p.trim().parse().ok());
-            if let (true, Some(plan)) = (svc.reseller == reseller, plan) {
-                plans.insert(id, plan);
+        for ids in ids.chunks(SERVICE_PLANS_AT_ONCE) {
+            let keys: Vec<Vec<u8>> = ids.iter().map(|&id| key(id).to_vec()).collect();
+            let values = self.shared.backend.get_many(trees::SERVICES, &keys)?;
+            for ((&id, k), v) in ids.iter().zip(&keys).zip(values) {
+                let Some(v) = v else { continue };
+                let svc: Service = decode(trees::SERVICES, k, &v)?;
+                let plan = svc.plan.as_deref().and_then(|p| p.trim().parse().ok());
+                if let (true, Some(plan)) = (svc.reseller == reseller, plan) {
+                    plans.insert(id, plan);
+                }
             }
         }
         Ok(plans)

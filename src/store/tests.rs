@@ -106,3 +106,34 @@ fn unknown_version_byte_is_clear() {
     assert!(e.contains("store tree 'plans', key '3'"), "{e}");
     assert!(e.contains("unknown value format version 42"), "{e}");
 }
+
+/// The plans of one reseller's services, read in chunks: every asked id past a chunk's
+/// edge is found; another reseller's service, one without a plan and an unknown id are
+/// left out.
+#[test]
+fn service_plans_reads_past_a_chunk_and_only_the_resellers() {
+    let s = Store::open_temporary().unwrap();
+    let edge = services::SERVICE_PLANS_AT_ONCE as u64;
+    let with_plan = |id: u64, reseller: &str| services::Service {
+        plan: Some(format!(" {} ", 3000 + id)),
+        ..service(id, reseller)
+    };
+    s.record_services([
+        with_plan(1, "r"),
+        with_plan(edge, "r"),
+        with_plan(edge + 1, "r"),
+        with_plan(2, "other"),
+        services::Service {
+            plan: None,
+            ..service(3, "r")
+        },
+    ])
+    .unwrap();
+    let ids: Vec<u64> = (0..2 * edge + 7).collect();
+    let plans = s.service_plans("r", &ids).unwrap();
+    assert_eq!(
+        plans,
+        std::collections::HashMap::from([(1, 3001), (edge, 3000 + edge), (edge + 1, 3001 + edge)])
+    );
+    assert!(s.service_plans("r", &[]).unwrap().is_empty());
+}
