@@ -549,11 +549,11 @@ fn recorded_plan(cx: &Ctx, id: u64) -> Option<Option<u64>> {
         RowServices::Store => Some(
             cx.cat
                 .store
-                .service(id)
+                .service_head(id)
                 .ok()
                 .flatten()
                 .filter(|s| s.reseller == cx.reseller.login)
-                .and_then(|s| s.plan.and_then(|p| p.trim().parse().ok())),
+                .and_then(|s| s.plan_id()),
         ),
         RowServices::Known(plans) => Some(plans.get(&id).copied()),
         RowServices::Stop(stopped) => {

@@ -50,7 +50,7 @@ impl Gateway {
         let (mut plans, unknown) = blocking(move || {
             let (mut plans, mut unknown) = (Vec::new(), Vec::new());
             for id in ids {
-                match store.service(id)? {
+                match store.service_head(id)? {
                     Some(s) if s.reseller == login => plans.push(s.plan),
                     Some(_) => return Ok(Err(id)),
                     None => unknown.push(id),

@@ -71,6 +71,22 @@ pub fn decode_version<T: DeserializeOwned>(bytes: &[u8], version: u8) -> Result<
     decode_body(body)
 }
 
+/// The leading fields of a value (`T` is a prefix of the stored type's fields, in order:
+/// bincode is positional), the rest not read: a record's head without its long tail.
+pub fn decode_head<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    use bincode::Options;
+    let (&found, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if found != VERSION {
+        return Err(CodecError::UnknownVersion { found });
+    }
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(body.len() as u64)
+        .deserialize(body)
+        .map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
 /// bincode with fixed-width integers, no trailing bytes, bounded by the body's size.
 pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     use bincode::Options;

@@ -505,6 +505,19 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// [`decode`] of a value's leading fields only ([`codec::decode_head`]).
+pub(crate) fn decode_head<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<T, StoreError> {
+    codec::decode_head(value).map_err(|source| StoreError::Decode {
+        tree,
+        key: key_text(tree, key),
+        source,
+    })
+}
+
 impl Store {
     /// Every record of `tree` (services, the ledger: records whose first field is a
     /// `u64` and second `owner`) that is `reseller`'s, all when `None`, in key order. Read

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, trees, Store, StoreError};
+use super::{decode, decode_head, encode, trees, Store, StoreError};
 
 /// Services [`Store::service_plans`] reads in one query, at most (a list of tens of
 /// megabytes holds tens of thousands of rows).
@@ -33,6 +33,26 @@ pub struct Service {
     pub source: ServiceSource,
     pub deleted: bool,
     pub history: Vec<ServiceEvent>,
+}
+
+/// The leading fields of a [`Service`], read without the rest (its history of up to
+/// [`HISTORY_LIMIT`] events): what an ownership check or a list row needs. Its fields
+/// are the first of [`Service`]'s, in the same order (the encoding is positional; the
+/// test `a_service_head_is_its_services_first_fields` holds them together).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ServiceHead {
+    pub upstream_id: u64,
+    pub reseller: String,
+    pub remoteid: Option<String>,
+    /// The upstream pricelist id, when known.
+    pub plan: Option<String>,
+}
+
+impl ServiceHead {
+    /// The upstream plan as a number, when it reads as one.
+    pub fn plan_id(&self) -> Option<u64> {
+        self.plan.as_deref().and_then(|p| p.trim().parse().ok())
+    }
 }
 
 /// One call made on a service through the gateway.
@@ -174,14 +194,23 @@ impl Store {
             let values = self.shared.backend.get_many(trees::SERVICES, &keys)?;
             for ((&id, k), v) in ids.iter().zip(&keys).zip(values) {
                 let Some(v) = v else { continue };
-                let svc: Service = decode(trees::SERVICES, k, &v)?;
-                let plan = svc.plan.as_deref().and_then(|p| p.trim().parse().ok());
-                if let (true, Some(plan)) = (svc.reseller == reseller, plan) {
+                let svc: ServiceHead = decode_head(trees::SERVICES, k, &v)?;
+                if let (true, Some(plan)) = (svc.reseller == reseller, svc.plan_id()) {
                     plans.insert(id, plan);
                 }
             }
         }
         Ok(plans)
+    }
+
+    /// The head of the service recorded for certificate `id` ([`ServiceHead`]): its
+    /// reseller and plan, without decoding its history.
+    pub fn service_head(&self, id: u64) -> Result<Option<ServiceHead>, StoreError> {
+        let k = key(id);
+        match self.shared.backend.get(trees::SERVICES, &k)? {
+            Some(v) => Ok(Some(decode_head(trees::SERVICES, &k, &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Every service of `reseller` (every service when `None`), by id. The store is read
@@ -297,6 +326,65 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A service's head decodes to its first fields whatever follows them (a history of
+    /// every length up to the limit, every source, deleted or not), from the same bytes
+    /// the full decoding reads; a value cut short is an error, not a panic.
+    #[test]
+    fn a_service_head_is_its_services_first_fields() {
+        for n in [0, 1, 7, HISTORY_LIMIT] {
+            for (i, source) in [
+                ServiceSource::Order,
+                ServiceSource::Reconcile,
+                ServiceSource::Lookup,
+                ServiceSource::Sync,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let svc = Service {
+                    upstream_id: 5000 + n as u64,
+                    reseller: format!("reseller-{n}-{i}"),
+                    remoteid: (i % 2 == 0).then(|| format!("r{n}")),
+                    plan: (i != 3).then(|| format!("{}", 3000 + i)),
+                    period: Some("12".into()),
+                    recorded_at: 1_700_000_000,
+                    source,
+                    deleted: i == 1,
+                    history: (0..n)
+                        .map(|e| ServiceEvent {
+                            at: e as u64,
+                            func: "certificate.reissue".into(),
+                            outcome: Outcome::Error(format!("value{e}")),
+                        })
+                        .collect(),
+                };
+                let bytes = crate::store::codec::encode(&svc).unwrap();
+                let head: ServiceHead = crate::store::codec::decode_head(&bytes).unwrap();
+                let full: Service = crate::store::codec::decode(&bytes).unwrap();
+                assert_eq!(full, svc);
+                assert_eq!(
+                    head,
+                    ServiceHead {
+                        upstream_id: svc.upstream_id,
+                        reseller: svc.reseller.clone(),
+                        remoteid: svc.remoteid.clone(),
+                        plan: svc.plan.clone(),
+                    }
+                );
+                assert_eq!(
+                    head.plan_id(),
+                    svc.plan.as_deref().map(|p| p.parse().unwrap())
+                );
+                for cut in [1, 9, 17, 20] {
+                    assert!(
+                        crate::store::codec::decode_head::<ServiceHead>(&bytes[..cut]).is_err(),
+                        "cut at {cut}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn spellings_round_trip() {
