@@ -105,6 +105,9 @@ pub enum Command {
         /// Rows of the certificate list.
         #[arg(long, default_value_t = 200)]
         rows: usize,
+        /// Events in the history of each row's recorded service (a service keeps up to 100).
+        #[arg(long, default_value_t = 10)]
+        history: usize,
         /// Answers timed per case.
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
@@ -559,6 +562,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::BenchRewrite {
             plans,
             rows,
+            history,
             iterations,
             formats,
             store_url,
@@ -572,7 +576,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 .map(|url| parse_location(&url, "RESELLGATE_STORE_PASSWORD", None))
                 .transpose()?;
             let timings =
-                crate::perf::rewrite_bench(plans, rows, iterations, &formats, at.as_ref())
+                crate::perf::rewrite_bench(plans, rows, history, iterations, &formats, at.as_ref())
                     .map_err(Failure::other)?;
             println!("case format bytes wall_p50_us wall_p99_us wall_max_us cpu_p50_us cpu_p99_us");
             for t in timings {

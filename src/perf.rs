@@ -76,8 +76,14 @@ fn thread_cpu() -> Duration {
 /// A store with reseller `bench` over `plans` plans: local id `1000 + i` over upstream
 /// plan `50_000 + i`, add-on `2000 + i` over upstream add-on `60_000 + i`; and `rows`
 /// services, certificate `9000 + i` over upstream plan `50_000 + i % plans` (the rows of
-/// [`list_doc`]). A temporary sled store, or the (empty) one at `at`.
-pub fn seeded_store(plans: usize, rows: usize, at: Option<&Location>) -> Result<Store, StoreError> {
+/// [`list_doc`]), each with `history` events. A temporary sled store, or the (empty) one
+/// at `at`.
+pub fn seeded_store(
+    plans: usize,
+    rows: usize,
+    history: usize,
+    at: Option<&Location>,
+) -> Result<Store, StoreError> {
     let store = match at {
         Some(at) => Store::open_at(at)?,
         None => Store::open_temporary()?,
@@ -113,16 +119,25 @@ pub fn seeded_store(plans: usize, rows: usize, at: Option<&Location>) -> Result<
         markup: None,
     });
     store.apply_batch(batch, |_| Ok::<(), StoreError>(()))?;
-    store.record_services((0..rows).map(|i| Service {
-        upstream_id: 9000 + i as u64,
-        reseller: "bench".into(),
-        remoteid: Some(format!("r{}", 9000 + i)),
-        plan: Some((50_000 + i % plans.max(1)).to_string()),
-        period: Some("12".into()),
-        recorded_at: 0,
-        source: ServiceSource::Order,
-        deleted: false,
-        history: Vec::new(),
+    store.record_services((0..rows).map(|i| {
+        Service {
+            upstream_id: 9000 + i as u64,
+            reseller: "bench".into(),
+            remoteid: Some(format!("r{}", 9000 + i)),
+            plan: Some((50_000 + i % plans.max(1)).to_string()),
+            period: Some("12".into()),
+            recorded_at: 0,
+            source: ServiceSource::Order,
+            deleted: false,
+            history: (0..history)
+                .map(|e| crate::store::services::ServiceEvent {
+                    at: 1_700_000_000 + e as u64,
+                    func: ["certificate.edit", "certificate.reissue", "service.prolong"][e % 3]
+                        .into(),
+                    outcome: crate::store::services::Outcome::Ok,
+                })
+                .collect(),
+        }
     }))?;
     Ok(store)
 }
@@ -286,15 +301,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Time `iterations` answers of each case in `formats` (`xml`, `json`; after a tenth as
-/// many to warm up), over a temporary sled store or the one at `at`.
+/// many to warm up), over a temporary sled store or the one at `at`, each service with
+/// `history` events.
 pub fn rewrite_bench(
     plans: usize,
     rows: usize,
+    history: usize,
     iterations: usize,
     formats: &[String],
     at: Option<&Location>,
 ) -> Result<Vec<Timing>, String> {
-    let store = seeded_store(plans, rows, at).map_err(|e| e.to_string())?;
+    let store = seeded_store(plans, rows, history, at).map_err(|e| e.to_string())?;
     let reseller = store.reseller("bench").ok_or("no bench reseller")?;
     let names = UpstreamNames::default();
     let cat = Catalog::new(&store, &names);
@@ -397,7 +414,7 @@ mod tests {
     /// export is the reseller's (under its local id), every row's plan is known.
     #[test]
     fn made_up_documents_are_rewritten_whole() {
-        let store = seeded_store(5, 7, None).unwrap();
+        let store = seeded_store(5, 7, 3, None).unwrap();
         let reseller = store.reseller("bench").unwrap();
         let names = UpstreamNames::default();
         let cat = Catalog::new(&store, &names);
@@ -434,7 +451,7 @@ mod tests {
             assert!(text.contains("Local plan 4"), "{text}");
             assert!(!text.contains("14.0000"), "{text}");
         }
-        let t = rewrite_bench(5, 7, 3, &["xml".into(), "json".into()], None).unwrap();
+        let t = rewrite_bench(5, 7, 2, 3, &["xml".into(), "json".into()], None).unwrap();
         assert_eq!(t.len(), 6);
     }
 }
