@@ -206,7 +206,8 @@ fn plan_independent_markup(reseller: &Reseller, plans: &ResellerPlans) -> Option
 
 /// Whether rewriting `func`'s answer may read the store's backend (not only its cache):
 /// a certificate-list row that names its plan only by name is priced through the
-/// service recorded for its certificate. Such rewrites belong on the blocking pool.
+/// service recorded for its certificate. Such a rewrite is tried without reads
+/// ([`RowServices::Stop`]) and, when a row needs one, done again on the blocking pool.
 pub fn reads_store(func: &str) -> bool {
     func == "certificate"
 }
