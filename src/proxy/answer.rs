@@ -203,6 +203,7 @@ pub(crate) fn reading_store<T>(
     if ids.is_empty() {
         return first;
     }
+    drop(first); // a large answer is held once at a time, rewritten
     let plans = cat
         .store
         .service_plans(&call.reseller.login, &ids)
