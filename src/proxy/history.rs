@@ -61,7 +61,7 @@ impl Gateway {
         if err.is_none() && func == "service.prolong" {
             for &id in &ids {
                 let store = self.store.clone();
-                let svc = match blocking(move || store.service(id)).await {
+                let svc = match blocking(move || store.service_head(id)).await {
                     Ok(svc) => svc,
                     Err(e) => {
                         // The renewal is still billed, without remoteid and plan.
