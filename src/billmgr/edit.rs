@@ -508,13 +508,24 @@ pub fn rewrite_list(
     items: &[&str],
     f: &mut ListFn<'_>,
 ) -> Result<Vec<u8>, DocError> {
-    rewrite_list_rest(body, format, items, f, None, None)
+    rewrite_list_until(body, format, items, f, None)
+}
+
+/// [`rewrite_list`]; when `f` sets `stop`, the pass ends after that item with
+/// [`DocError::Stopped`] (the rest of the document is not read).
+pub fn rewrite_list_until(
+    body: &[u8],
+    format: Format,
+    items: &[&str],
+    f: &mut ListFn<'_>,
+    stop: Option<&Cell<bool>>,
+) -> Result<Vec<u8>, DocError> {
+    rewrite_list_rest(body, format, items, f, None, stop)
 }
 
 /// [`rewrite_list`], and the upstream's document without its `list` items (what
 /// [`delimit_items`] gives; the other items, an `error`, stay in it) from the same pass,
-/// so a list answer is read once. When `f` sets `stop`, the pass ends after that item
-/// with [`DocError::Stopped`] (the rest of the document is not read).
+/// so a list answer is read once; `stop` as in [`rewrite_list_until`].
 pub fn rewrite_list_and_rest(
     body: &[u8],
     format: Format,

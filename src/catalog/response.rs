@@ -31,7 +31,9 @@ use std::sync::{Arc, OnceLock};
 use dashmap::DashMap;
 use rust_decimal::Decimal;
 
-use crate::billmgr::edit::{rewrite_list, rewrite_list_and_rest, rewrite_whole, Fields, ListItem};
+use crate::billmgr::edit::{
+    rewrite_list_and_rest, rewrite_list_until, rewrite_whole, Fields, ListItem,
+};
 use crate::billmgr::{DocError, Format, Node, Params};
 use crate::store::model::{Markup, Plan, Reseller};
 use crate::store::plan_index::{AllPlans, ResellerPlans};
@@ -95,16 +97,25 @@ impl<'a> Catalog<'a> {
 pub enum RowServices<'a> {
     /// Read from the store, one row at a time.
     Store,
-    /// Not read: the first row that needs one sets the flag, and the pass ends there
-    /// ([`crate::billmgr::DocError::Stopped`] from a list answer's rewrite; a plain
-    /// [`rewrite`] leaves it and every row after it as they are). The caller throws the
-    /// answer away and rewrites it again where a read may block.
+    /// Not read: the first row that needs one sets the flag, and the pass ends there with
+    /// [`crate::billmgr::DocError::Stopped`]; the caller rewrites the answer again where a
+    /// read may block.
     Stop(&'a Cell<bool>),
     /// Not read: each such row's certificate id is noted and the row left unpriced (the
     /// first of two passes; the second reads them at once, [`Store::service_plans`]).
     Collect(&'a RefCell<Vec<u64>>),
     /// Read beforehand: certificate id → the upstream plan of the reseller's service.
     Known(&'a HashMap<u64, u64>),
+}
+
+impl<'a> RowServices<'a> {
+    /// The flag that ends a list's pass ([`RowServices::Stop`]).
+    fn stop(self) -> Option<&'a Cell<bool>> {
+        match self {
+            RowServices::Stop(stopped) => Some(stopped),
+            _ => None,
+        }
+    }
 }
 
 /// The markup the reseller pays on `plan`: its own replaces the plan's as a whole.
@@ -237,9 +248,13 @@ pub fn rewrite(
     let cx = &Ctx::new(cat, reseller);
     if let Some((list, items)) = list_items(func).zip(rewritten_items(func)) {
         let wanted = asked_plans(params, &["pricelist", "elid"]);
-        return rewrite_list(body, format, items, &mut |name, item| {
-            list_item(cx, list, &wanted, name, item)
-        })
+        return rewrite_list_until(
+            body,
+            format,
+            items,
+            &mut |name, item| list_item(cx, list, &wanted, name, item),
+            cx.cat.rows.stop(),
+        )
         .map(Some);
     }
     rewrite_whole(body, format, &mut |doc| {
@@ -270,18 +285,13 @@ pub fn rewrite_list_answer(
     let (list, items) = list_items(func).zip(rewritten_items(func))?;
     let cx = &Ctx::new(cat, reseller);
     let wanted = asked_plans(params, &["pricelist", "elid"]);
-    // A rewrite that must not read the store ends at the first row that needs a read.
-    let stop = match cat.rows {
-        RowServices::Stop(stopped) => Some(stopped),
-        _ => None,
-    };
     Some(rewrite_list_and_rest(
         body,
         format,
         items,
         list,
         &mut |name, item| list_item(cx, list, &wanted, name, item),
-        stop,
+        cat.rows.stop(),
     ))
 }
 
@@ -481,11 +491,6 @@ fn strip_amounts(text: &str) -> String {
 // ---------- certificate (list) ----------
 
 fn list_row(cx: &Ctx, row: &mut dyn Fields) {
-    if let RowServices::Stop(stopped) = cx.cat.rows {
-        if stopped.get() {
-            return; // this answer is rewritten again: nothing more to do here
-        }
-    }
     let reseller = cx.reseller;
     let by_id = parse_id(row.field("pricelist_id"));
     let pl_text = row.field("pricelist").map(Cow::into_owned);
