@@ -24,13 +24,12 @@ use bytes::Bytes;
 
 use crate::billmgr::{Format, Params};
 use crate::catalog::{Catalog, UpstreamNames};
-use crate::proxy::answer::{reading_store, without_reads, Work};
+use crate::proxy::answer::{list_answer, reading_store, without_reads};
 use crate::proxy::rewrite;
 use crate::secret::PasswordSource;
 use crate::store::model::{Addon, Markup, Plan, Reseller, UpstreamAccount};
 use crate::store::services::{Service, ServiceSource};
 use crate::store::{Batch, Location, Store, StoreError};
-use crate::upstream::UpstreamError;
 
 /// The upstream account's password in the made-up documents' calls (redacted if echoed).
 const SECRET: &str = "bench-upstream-password";
@@ -280,12 +279,9 @@ pub fn answer_once(
         caller: params.format(),
         secrets: &[SECRET],
     };
-    let list: Work<(Bytes, crate::billmgr::Element)> = |cat, call, body| {
-        rewrite::reseller_list_document(cat, call, &body).unwrap_or(Err(UpstreamError::Garbage))
-    };
-    let (out, doc) = match without_reads(cat, &call, body.clone(), list) {
+    let (out, doc) = match without_reads(cat, &call, body.clone(), list_answer) {
         Some(answer) => answer,
-        None => reading_store(cat, &call, body.clone(), list),
+        None => reading_store(cat, &call, body.clone(), list_answer),
     }
     .map_err(|e| e.to_string())?;
     std::hint::black_box(crate::billmgr::BmError::from_doc(&doc));

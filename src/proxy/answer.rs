@@ -23,7 +23,7 @@ use crate::store::Store;
 use crate::upstream::UpstreamError;
 
 /// The work on an upstream answer: the catalogue, the call, the answer's bytes.
-pub(crate) type Work<T> = fn(Catalog, &rewrite::Call, Bytes) -> Result<T, UpstreamError>;
+type Work<T> = fn(Catalog, &rewrite::Call, Bytes) -> Result<T, UpstreamError>;
 
 impl Gateway {
     /// The upstream's answer as the reseller sees it (see [`rewrite::reseller_answer`]).
@@ -42,10 +42,7 @@ impl Gateway {
         call: &rewrite::Call<'_>,
         body: Bytes,
     ) -> Result<(Bytes, Element), UpstreamError> {
-        self.answer_work(call, body, |cat, call, body| {
-            rewrite::reseller_list_document(cat, call, &body).unwrap_or(Err(UpstreamError::Garbage))
-        })
-        .await
+        self.answer_work(call, body, list_answer).await
     }
 
     /// `work` on an answer: inline for a small one that reads nothing, on the blocking
@@ -161,6 +158,16 @@ impl Gateway {
         let reply = self.list_call(&account, call, &up, &mut log).await?;
         Ok(reply.body)
     }
+}
+
+/// A list function's answer read once, as [`Work`] (a function that is not a list's is
+/// garbage here).
+pub(crate) fn list_answer(
+    cat: Catalog,
+    call: &rewrite::Call,
+    body: Bytes,
+) -> Result<(Bytes, Element), UpstreamError> {
+    rewrite::reseller_list_document(cat, call, &body).unwrap_or(Err(UpstreamError::Garbage))
 }
 
 /// `work` on an answer without reading the store: `None` when a certificate-list row needs
