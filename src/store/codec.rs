@@ -64,21 +64,23 @@ pub fn version_of(bytes: &[u8]) -> Result<u8, CodecError> {
 
 /// [`decode`] of a value written as format `version` (the migration reads older ones).
 pub fn decode_version<T: DeserializeOwned>(bytes: &[u8], version: u8) -> Result<T, CodecError> {
+    decode_body(body_of(bytes, version)?)
+}
+
+/// The encoding after the version byte, when that byte is `version`.
+fn body_of(bytes: &[u8], version: u8) -> Result<&[u8], CodecError> {
     let (&found, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     if found != version {
         return Err(CodecError::UnknownVersion { found });
     }
-    decode_body(body)
+    Ok(body)
 }
 
 /// The leading fields of a value (`T` is a prefix of the stored type's fields, in order:
 /// bincode is positional), the rest not read: a record's head without its long tail.
 pub fn decode_head<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     use bincode::Options;
-    let (&found, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if found != VERSION {
-        return Err(CodecError::UnknownVersion { found });
-    }
+    let body = body_of(bytes, VERSION)?;
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
         .allow_trailing_bytes()

@@ -87,29 +87,13 @@ mod tests {
     /// An unreadable answer is logged; a rewrite the gateway stopped itself is not.
     #[test]
     fn a_stopped_rewrite_is_not_logged_as_unreadable() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Captured(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let logged = |e: billmgr::DocError| {
-            let out = Captured::default();
-            let writer = out.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .finish();
-            let err =
-                tracing::subscriber::with_default(subscriber, || unreadable(e, Format::Xml, 10));
-            assert!(matches!(err, UpstreamError::Garbage));
-            let bytes = out.0.lock().unwrap().clone();
-            String::from_utf8(bytes).unwrap()
+            crate::telemetry::logged_by(|| {
+                assert!(matches!(
+                    unreadable(e, Format::Xml, 10),
+                    UpstreamError::Garbage
+                ));
+            })
         };
         assert_eq!(logged(billmgr::DocError::Stopped), "");
         assert!(logged(billmgr::DocError::NotDoc).contains("unreadable document"));
