@@ -1,7 +1,6 @@
 //! Work a call leaves for after its answer (today: reading a ledger entry's upstream
 //! cost), run by the reconciler on a task of its own on the runtime of the call that left
-//! it: no thread hand-off on the order path, and the upstream connection the job uses is
-//! one that runtime already drives.
+//! it: no hand-off to another thread on the order path.
 //!
 //! Bounded ([`MAX_RUNNING`]): a job that finds every slot taken is dropped and logged, and
 //! the next periodic reconciliation pass does the work instead (a ledger entry without a
@@ -33,6 +32,8 @@ pub enum Job {
 pub struct Jobs {
     runner: Weak<Reconciler>,
     slots: Arc<Semaphore>,
+    /// The slots there are.
+    max: usize,
     in_flight: InFlight,
 }
 
@@ -41,6 +42,7 @@ impl Jobs {
         Jobs {
             runner,
             slots: Arc::new(Semaphore::new(max)),
+            max,
             in_flight,
         }
     }
@@ -62,7 +64,7 @@ impl Jobs {
         };
         let Some((slot, busy)) = self.admit() else {
             tracing::warn!(
-                max = MAX_RUNNING,
+                max = self.max,
                 "too many jobs after answers are running: job dropped, the next reconciliation pass does it"
             );
             return;
