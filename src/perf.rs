@@ -312,27 +312,32 @@ pub fn rewrite_bench(
     let names = UpstreamNames::default();
     let cat = Catalog::new(&store, &names);
     let mut out = Vec::new();
-    let export = format!("pricelist.export {plans} plans");
-    let (list, by_name) = (
-        format!("certificate {rows} rows"),
-        format!("certificate {rows} rows by name"),
-    );
-    let mut cases = Vec::new();
-    for (case, func) in [
-        (&export, "pricelist.export"),
-        (&list, "certificate"),
-        (&by_name, "certificate"),
-    ] {
-        cases.extend([Format::Xml, Format::Json].map(|f| (case.clone(), func, f)));
-    }
-    for (case, func, format) in cases {
+    // (case, the document, its func)
+    let docs: [(String, &dyn Fn(Format) -> Vec<u8>, &str); 3] = [
+        (
+            format!("pricelist.export {plans} plans"),
+            &|f| export_doc(plans, f),
+            "pricelist.export",
+        ),
+        (
+            format!("certificate {rows} rows"),
+            &|f| list_doc(rows, plans, f, true),
+            "certificate",
+        ),
+        (
+            format!("certificate {rows} rows by name"),
+            &|f| list_doc(rows, plans, f, false),
+            "certificate",
+        ),
+    ];
+    for ((case, doc, func), format) in docs
+        .iter()
+        .flat_map(|d| [Format::Xml, Format::Json].map(|f| (d, f)))
+    {
         if !formats.iter().any(|f| f == format.as_str()) {
             continue;
         }
-        let body = Bytes::from(match func {
-            "certificate" => list_doc(rows, plans, format, case == list),
-            _ => export_doc(plans, format),
-        });
+        let body = Bytes::from(doc(format));
         let query = format!("func={func}&out={}", format.as_str());
         let params = Params::parse(Some(&query), b"", &crate::billmgr::Limits::default())
             .map_err(|e| e.to_string())?;
@@ -349,7 +354,7 @@ pub fn rewrite_bench(
             std::hint::black_box(answer);
         }
         out.push(Timing {
-            case,
+            case: case.clone(),
             format,
             bytes: body.len(),
             wall: Percentiles::of(wall),
