@@ -312,32 +312,35 @@ pub fn rewrite_bench(
     let names = UpstreamNames::default();
     let cat = Catalog::new(&store, &names);
     let mut out = Vec::new();
-    // (case, the document, its func)
-    let docs: [(String, &dyn Fn(Format) -> Vec<u8>, &str); 3] = [
+    // (case, func, for a certificate list whether its rows carry pricelist_id)
+    let docs = [
         (
             format!("pricelist.export {plans} plans"),
-            &|f| export_doc(plans, f),
             "pricelist.export",
+            None,
         ),
         (
             format!("certificate {rows} rows"),
-            &|f| list_doc(rows, plans, f, true),
             "certificate",
+            Some(true),
         ),
         (
             format!("certificate {rows} rows by name"),
-            &|f| list_doc(rows, plans, f, false),
             "certificate",
+            Some(false),
         ),
     ];
-    for ((case, doc, func), format) in docs
+    for ((case, func, by_id), format) in docs
         .iter()
         .flat_map(|d| [Format::Xml, Format::Json].map(|f| (d, f)))
     {
         if !formats.iter().any(|f| f == format.as_str()) {
             continue;
         }
-        let body = Bytes::from(doc(format));
+        let body = Bytes::from(match by_id {
+            Some(by_id) => list_doc(rows, plans, format, *by_id),
+            None => export_doc(plans, format),
+        });
         let query = format!("func={func}&out={}", format.as_str());
         let params = Params::parse(Some(&query), b"", &crate::billmgr::Limits::default())
             .map_err(|e| e.to_string())?;
